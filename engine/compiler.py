@@ -1,0 +1,291 @@
+"""Compiles schema-checked YAML data into frozen specs, collecting every cross-reference error."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace as _replace
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from engine.errors import DefinitionError, did_you_mean
+from engine.expressions import ExpressionCompiler, ExpressionProblem
+from engine.fields import FIELD_TYPES, Option
+from engine.fields.base import FieldType
+from engine.metaschema import FIELD_COMMON, check_shape
+from engine.spec import (
+    Expression, FieldSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
+)
+from engine.validation.rules import RULES, compile_limit
+from engine.yaml_source import key_origin
+
+GENERIC_CONSTRAINTS = frozenset(RULES)
+NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from")
+BUILTIN_SCOPES = ("own", "subtree", "all")
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
+
+
+class Problems(list):
+    def add(self, origin: Origin | None, message: str, hint: str = "") -> None:
+        self.append(DefinitionError(origin, message, hint))
+
+
+# --- option lists -------------------------------------------------------------------------------
+
+def compile_options(data: Mapping[str, Any]) -> tuple[Option, ...]:
+    items = []
+    for item in data["options"]:
+        if isinstance(item, Mapping):
+            items.append(Option(str(item["value"]), str(item["label"])))
+        else:
+            items.append(Option(str(item), str(item)))
+    return tuple(items)
+
+
+# --- forms --------------------------------------------------------------------------------------
+
+class FormCompiler:
+    """Compiles one form file; `problems` collects everything wrong with it."""
+
+    def __init__(self, data: Mapping[str, Any], options: Mapping[str, tuple], org_levels: tuple[str, ...],
+                 expressions: ExpressionCompiler, problems: Problems) -> None:
+        self.data, self.options, self.org_levels = data, options, org_levels
+        self.expressions, self.problems = expressions, problems
+        self.origin: Origin = data.origin
+        # Keys of every field written in the file, compiled or not: a reference to a field that failed
+        # to compile is not reported again (its own error already was).
+        self.declared: set[str] = set()
+
+    def compile(self) -> FormSpec | None:
+        raw_fields, sections = self._collect_fields()
+        self.declared = {raw["key"] for raw, _ in raw_fields}
+        specs: dict[str, FieldSpec] = {}
+        for raw, section in raw_fields:
+            spec = self._field(raw, section, in_table=False)
+            if spec is not None:
+                specs[spec.key] = spec
+        specs = self._with_conditions(raw_fields, specs)
+        self._check_generated(specs)
+        rules = self._rules(specs)
+        list_spec = self._list(specs)
+        natural_key = self._keys(self.data.get("natural_key", []), "natural_key", specs)
+        title_field = self.data.get("title_field") or next(iter(specs), "")
+        self._keys([title_field] if title_field else [], "title_field", specs)
+        unit = self.data.get("unit", {})
+        if unit.get("level") and unit["level"] not in self.org_levels:
+            self.problems.add(key_origin(unit, "level"), f"未知的组织层级“{unit['level']}”",
+                              did_you_mean(unit["level"], self.org_levels) or f"在 org.yaml 中定义的层级：{'、'.join(self.org_levels)}")
+        return FormSpec(
+            key=self.data["key"], title=self.data["title"], description=self.data.get("description", ""),
+            fields=MappingProxyType(specs), sections=sections, title_field=title_field, list=list_spec,
+            natural_key=natural_key, rules=rules, version=digest(self.data),
+            unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), origin=self.origin,
+        )
+
+    def _collect_fields(self) -> tuple[list[tuple[Mapping, str]], tuple[SectionSpec, ...]]:
+        seen_fields: dict[str, Origin] = {}
+        seen_sections: set[str] = set()
+        raw_fields, sections = [], []
+        for section in self.data["sections"]:
+            if section["key"] in seen_sections:
+                self.problems.add(key_origin(section, "key"), f"重复的分组键“{section['key']}”")
+            seen_sections.add(section["key"])
+            keys = []
+            for raw in section["fields"]:
+                key = raw["key"]
+                if key in seen_fields:
+                    self.problems.add(key_origin(raw, "key"), f"重复的字段键“{key}”", f"第一次定义在第 {seen_fields[key].line} 行")
+                    continue
+                seen_fields[key] = key_origin(raw, "key")
+                raw_fields.append((raw, section["key"]))
+                keys.append(key)
+            sections.append(SectionSpec(section["key"], section["title"], tuple(keys), section.origin))
+        return raw_fields, tuple(sections)
+
+    def _field(self, raw: Mapping[str, Any], section: str, in_table: bool) -> FieldSpec | None:
+        kind_cls = FIELD_TYPES.get(raw["type"])
+        if kind_cls is None:
+            self.problems.add(key_origin(raw, "type"), f"未知的字段类型“{raw['type']}”",
+                              did_you_mean(raw["type"], FIELD_TYPES) or f"可用类型：{'、'.join(FIELD_TYPES)}")
+            return None
+        before = len(self.problems)
+        self._check_keys(raw, kind_cls, in_table)
+        self.problems.extend(check_shape(raw, {"type": "object", "properties": dict(kind_cls.params_schema)}, self.origin.path))
+        if len(self.problems) > before:
+            return None
+        kind = self._build_kind(raw, kind_cls)
+        if kind is None:
+            return None
+        constraints = self._constraints(raw, kind)
+        renamed = raw.get("renamed_from", ())
+        spec = FieldSpec(
+            key=raw["key"], label=raw["label"], kind=kind, required=raw.get("required", False),
+            help=raw.get("help", ""), placeholder=raw.get("placeholder", ""), readonly=raw.get("readonly", False),
+            unique=raw.get("unique", False), sensitive=raw.get("sensitive", False),
+            constraints=MappingProxyType(constraints), messages=MappingProxyType(dict(raw.get("messages", {}))),
+            renamed_from=(renamed,) if isinstance(renamed, str) else tuple(renamed), section=section,
+            origin=key_origin(raw, "key"),
+        )
+        return self._with_default(raw, spec)
+
+    def _check_keys(self, raw: Mapping[str, Any], kind_cls: type[FieldType], in_table: bool) -> None:
+        own = set(kind_cls.params_schema)
+        allowed = (set(FIELD_COMMON) - GENERIC_CONSTRAINTS) | (set(kind_cls.constraints) & GENERIC_CONSTRAINTS) | own
+        if in_table:
+            allowed -= set(NOT_IN_TABLE_COLUMNS)
+        for key in raw:
+            if key in allowed:
+                continue
+            where = key_origin(raw, key)
+            if key in GENERIC_CONSTRAINTS or key in FIELD_COMMON:
+                self.problems.add(where, f"类型 {kind_cls.name}（{kind_cls.title}）的字段不支持“{key}”",
+                                  "表格列不支持条件、唯一和敏感设置" if in_table and key in NOT_IN_TABLE_COLUMNS else
+                                  f"该类型可用：{'、'.join(sorted(allowed - set(FIELD_COMMON) | (allowed & GENERIC_CONSTRAINTS))) or '无额外参数'}")
+            else:
+                self.problems.add(where, f"不认识的键“{key}”", did_you_mean(key, allowed) or f"可用的键：{'、'.join(sorted(allowed))}")
+
+    def _build_kind(self, raw: Mapping[str, Any], kind_cls: type[FieldType]) -> FieldType | None:
+        params = {k: raw[k] for k in kind_cls.params_schema if k in raw}
+        if "columns" in params and kind_cls.widget == "table":
+            columns = []
+            for column in params["columns"]:
+                if not isinstance(column, Mapping) or not {"key", "label", "type"} <= set(column):
+                    self.problems.add(getattr(column, "origin", raw.origin), "表格列需要 key、label 和 type")
+                    continue
+                if column["type"] == kind_cls.name:
+                    self.problems.add(key_origin(column, "type"), "表格里不能再嵌套表格")
+                    continue
+                spec = self._field(column, "", in_table=True)
+                if spec is not None:
+                    columns.append(spec)
+            params["columns"] = tuple(columns)
+        try:
+            return kind_cls.build(params, self.options)
+        except ValueError as exc:
+            self.problems.add(key_origin(raw, "type"), f"字段“{raw['key']}”的参数有误：{exc}")
+            return None
+
+    def _constraints(self, raw: Mapping[str, Any], kind: FieldType) -> dict[str, Any]:
+        result = {}
+        for key in GENERIC_CONSTRAINTS & set(kind.constraints) & set(raw):
+            try:
+                result[key] = compile_limit(key, raw[key], kind.name)
+            except ValueError as exc:
+                self.problems.add(key_origin(raw, key), str(exc))
+        return result
+
+    def _with_default(self, raw: Mapping[str, Any], spec: FieldSpec) -> FieldSpec:
+        if "default" not in raw:
+            return spec
+        value, issues = spec.kind.clean(raw["default"])
+        if issues:
+            self.problems.add(key_origin(raw, "default"), f"默认值“{raw['default']}”对字段“{spec.key}”无效", f"错误代码：{issues[0].code}")
+            return spec
+        return _replace(spec, default=value)
+
+    def _expression(self, source: Any, origin: Origin | None, known: Mapping[str, FieldSpec]) -> Expression | None:
+        samples = {k: f.kind.sample() for k, f in known.items()}
+        try:
+            return self.expressions.compile(source, known, origin, samples)
+        except ExpressionProblem as exc:
+            broken = self.declared - set(known)
+            if not any(name in str(source) for name in broken):
+                self.problems.add(origin, exc.message, exc.hint)
+            return None
+
+    def _with_conditions(self, raw_fields: list, specs: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
+        result = {}
+        for raw, _ in raw_fields:
+            spec = specs.get(raw["key"])
+            if spec is None:
+                continue
+            changes = {}
+            for name in ("visible_if", "required_if"):
+                if name in raw:
+                    changes[name] = self._expression(raw[name], key_origin(raw, name), specs)
+            result[spec.key] = _replace(spec, **changes) if changes else spec
+        return result
+
+    def _check_generated(self, specs: Mapping[str, FieldSpec]) -> None:
+        for spec in specs.values():
+            referenced = getattr(spec.kind, "referenced_fields", None)
+            for name in (referenced() if referenced else ()):
+                if name not in specs:
+                    self.problems.add(spec.origin, f"编号规则引用了不存在的字段“{name}”", did_you_mean(name, specs))
+
+    def _rules(self, specs: Mapping[str, FieldSpec]) -> tuple[RuleSpec, ...]:
+        rules = []
+        for raw in self.data.get("rules", []):
+            check = self._expression(raw["check"], key_origin(raw, "check"), specs)
+            when = self._expression(raw["when"], key_origin(raw, "when"), specs) if "when" in raw else None
+            if check is None or ("when" in raw and when is None):
+                continue
+            targets = self._keys(raw.get("fields", []), "fields", specs, raw) or tuple(k for k in specs if k in check.names)
+            rules.append(RuleSpec(raw["key"], check, raw["message"], targets, when, raw.origin))
+        return tuple(rules)
+
+    def _list(self, specs: Mapping[str, FieldSpec]) -> ListSpec:
+        raw = self.data.get("list", {})
+        columns = self._keys(raw.get("columns", []), "columns", specs, raw) or tuple(list(specs)[:5])
+        sort = raw.get("sort", "")
+        if sort:
+            self._keys([sort.lstrip("-")], "sort", specs, raw)
+        return ListSpec(columns, self._keys(raw.get("filters", []), "filters", specs, raw),
+                        self._keys(raw.get("search", []), "search", specs, raw), sort)
+
+    def _keys(self, keys: Any, name: str, specs: Mapping[str, FieldSpec], parent: Any = None) -> tuple[str, ...]:
+        parent = parent if parent is not None else self.data
+        for key in keys:
+            if key not in specs and key not in self.declared:
+                self.problems.add(key_origin(parent, name), f"“{name}”引用了不存在的字段“{key}”", did_you_mean(key, specs))
+        return tuple(k for k in keys if k in specs)
+
+
+# --- roles and org ------------------------------------------------------------------------------
+
+def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_levels: tuple[str, ...],
+                 problems: Problems, declared: Mapping[str, set[str]] | None = None) -> RoleSpec:
+    scopes = (*BUILTIN_SCOPES, *org_levels)
+    if data["scope"] not in scopes:
+        problems.add(key_origin(data, "scope"), f"未知的数据范围“{data['scope']}”",
+                     did_you_mean(data["scope"], scopes) or f"可选：{'、'.join(scopes)}")
+    policies = {}
+    for form_key, raw in data.get("forms", {}).items():
+        form = forms.get(form_key)
+        if form is None and form_key != "*":
+            problems.add(key_origin(data["forms"], form_key), f"未知的表单“{form_key}”", did_you_mean(form_key, forms) or "用 \"*\" 表示所有表单")
+            continue
+        for name in ("readonly", "hidden", "masked"):
+            for key in raw.get(name, []):
+                if form is not None and key not in form.fields and key not in (declared or {}).get(form_key, ()):
+                    problems.add(key_origin(raw, name), f"表单“{form_key}”没有字段“{key}”", did_you_mean(key, form.fields))
+        policies[form_key] = FormPolicy(
+            actions=frozenset(raw["actions"]), hidden=frozenset(raw.get("hidden", [])),
+            readonly=frozenset(raw.get("readonly", [])), masked=frozenset(raw.get("masked", [])),
+            reveal_sensitive=raw.get("reveal_sensitive", False),
+        )
+    return RoleSpec(key=data["key"], name=data["name"], scope=data["scope"], forms=MappingProxyType(policies),
+                    admin=data.get("admin", False), description=data.get("description", ""), origin=data.origin)
+
+
+def compile_org_levels(data: Mapping[str, Any], problems: Problems) -> tuple[OrgLevel, ...]:
+    levels = tuple(OrgLevel(item["key"], item["label"]) for item in data["levels"])
+    keys = [level.key for level in levels]
+    for clash in {k for k in keys if keys.count(k) > 1}:
+        problems.add(data.origin, f"重复的组织层级“{clash}”")
+    for reserved in set(keys) & set(BUILTIN_SCOPES):
+        problems.add(data.origin, f"组织层级不能叫“{reserved}”", "own、subtree、all 是保留的数据范围")
+    _check_units(data.get("demo_units", []), keys, problems)
+    return levels
+
+
+def _check_units(units: Any, levels: list[str], problems: Problems, depth: int = -1) -> None:
+    for unit in units:
+        level = unit["level"]
+        if level not in levels:
+            problems.add(key_origin(unit, "level"), f"未知的组织层级“{level}”", did_you_mean(level, levels))
+        elif levels.index(level) <= depth:
+            problems.add(key_origin(unit, "level"), f"“{unit['name']}”的层级不能高于或等于它的上级")
+        _check_units(unit.get("children", []), levels, problems, levels.index(level) if level in levels else depth)

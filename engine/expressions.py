@@ -1,0 +1,105 @@
+"""Conditions and rules as sandboxed Jinja2 expressions, compiled once at load."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Callable, Iterable, Mapping
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from engine.errors import did_you_mean
+from engine.fields import id_card_birth, id_card_gender
+from engine.spec import Expression, Origin
+
+
+class ExpressionProblem(ValueError):
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def _age(born: Any, on: Any = None) -> int | None:
+    if not isinstance(born, dt.date):
+        return None
+    on = on if isinstance(on, dt.date) else dt.date.today()
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _functions() -> dict[str, Callable[..., Any]]:
+    return {
+        "id_card_birth": id_card_birth,
+        "id_card_gender": id_card_gender,
+        "today": dt.date.today,
+        "age": _age,
+        "len": lambda value: len(value) if value is not None else 0,
+    }
+
+
+class ExpressionCompiler:
+    """Compiles expression text against a known set of names (a form's fields)."""
+
+    def __init__(self) -> None:
+        # Immutable sandbox: no attribute writes, no mutating methods, no access to internals.
+        self.env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self.functions = _functions()
+        self.env.globals.clear()
+        self.env.globals.update(self.functions)
+
+    def compile(
+        self, source: Any, known: Iterable[str], origin: Origin | None, samples: Mapping[str, Any]
+    ) -> Expression:
+        """Compile and prove boolean: evaluating with sample values must give True or False."""
+        if not isinstance(source, str) or not source.strip():
+            raise ExpressionProblem("表达式不能为空", "例如 gender == '女'")
+        text = source.strip()
+        if "{{" in text or "{%" in text:
+            raise ExpressionProblem("表达式不要用 {{ }} 或 {% %} 包起来", f"直接写 {text.strip('{}% ')}")
+        try:
+            tree = self.env.parse("{{ (" + text + ") }}")
+        except TemplateSyntaxError as exc:
+            raise ExpressionProblem(f"表达式语法错误：{exc.message}", "检查括号、引号和比较运算符（==、!=、<、>）")
+        names = meta.find_undeclared_variables(tree)
+        known = set(known)
+        unknown = sorted(n for n in names if n not in known and n not in self.functions)
+        if unknown:
+            raise ExpressionProblem(
+                f"表达式引用了不存在的字段“{unknown[0]}”",
+                did_you_mean(unknown[0], known | set(self.functions)) or f"可用字段：{'、'.join(sorted(known))}",
+            )
+        if any(isinstance(n, (nodes.Filter, nodes.Test)) and n.name not in _ALLOWED_FILTERS for n in tree.find_all((nodes.Filter, nodes.Test))):
+            raise ExpressionProblem("表达式中使用了不支持的过滤器或测试", f"可用：{'、'.join(sorted(_ALLOWED_FILTERS))}")
+        compiled = self.env.compile_expression(text, undefined_to_none=False)
+        field_names = frozenset(names & known)
+
+        def evaluate(values: Mapping[str, Any]) -> Any:
+            context = {name: values.get(name) for name in field_names}
+            return compiled(**context)
+
+        self._prove_boolean(text, evaluate, field_names, samples)
+        return Expression(source=text, names=field_names, evaluate=evaluate, origin=origin)
+
+    @staticmethod
+    def _prove_boolean(text: str, evaluate: Callable, names: frozenset[str], samples: Mapping[str, Any]) -> None:
+        try:
+            result = evaluate({n: samples.get(n) for n in names})
+        except (TypeError, UndefinedError, SecurityError, ValueError, AttributeError) as exc:
+            raise ExpressionProblem(f"表达式无法计算：{exc}", "比较的两边类型要一致，例如日期和日期、数字和数字")
+        if not isinstance(result, bool):
+            raise ExpressionProblem(
+                f"表达式的结果应为“是/否”，实际得到 {type(result).__name__}",
+                "用比较运算得到真假，例如 x != none 或 x == '是'",
+            )
+
+
+_ALLOWED_FILTERS = frozenset({"length", "lower", "upper", "trim", "int", "float", "string", "none", "in", "number"})
+
+
+def holds(expression: Expression | None, values: Mapping[str, Any], default: bool = False) -> bool:
+    """Evaluate a compiled condition at run time; a comparison with an empty value counts as false."""
+    if expression is None:
+        return default
+    try:
+        return expression.evaluate(values) is True
+    except (TypeError, ValueError, UndefinedError, AttributeError):
+        return False

@@ -1,0 +1,181 @@
+"""Single and multiple choice from a fixed option list, inline or shared."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping
+
+from engine.fields.base import FieldType, is_empty
+from engine.fields.normalise import integral_text, normalise_code
+from engine.issues import FieldError, Issue
+
+_HINT_LIMIT = 10
+_OPTION_ITEM = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "object",
+            "properties": {"value": {"type": ["string", "integer"]}, "label": {"type": "string"}},
+            "required": ["value"],
+            "additionalProperties": False,
+        },
+    ]
+}
+_OPTIONS_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "minItems": 1, "items": _OPTION_ITEM},
+    ]
+}
+_SEPARATORS = re.compile(r"[,，、;；]")
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+
+
+def as_option(item: Any) -> Option:
+    """An option as written in YAML: "男", {value: "1", label: "是"}, or an Option already."""
+    if isinstance(item, Option):
+        return item
+    if isinstance(item, Mapping):
+        value = str(item["value"])
+        return Option(value, str(item.get("label") or value))
+    return Option(str(item), str(item))
+
+
+def _key(text: str) -> str:
+    return normalise_code(text).casefold()
+
+
+@dataclass(frozen=True)
+class ChoiceField(FieldType):
+    name = "choice"
+    title = "单选"
+    widget = "select"
+    params_schema = {"options": _OPTIONS_SCHEMA}
+
+    options: tuple[Option, ...] = ()
+    # Typed text (value or label, normalised) -> stored value.
+    _lookup: Mapping[str, str] = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any], options: Mapping[str, tuple] | None = None) -> "ChoiceField":
+        source = params.get("options", ())
+        if isinstance(source, str):
+            if source not in (options or {}):
+                raise ValueError(f"未知的选项列表“{source}”")
+            source = (options or {})[source]
+        return cls(options=tuple(as_option(item) for item in source))
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise ValueError("选择字段须设置 options（选项列表）")
+        values = [option.value for option in self.options]
+        duplicates = sorted({v for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"选项值“{duplicates[0]}”重复")
+        lookup = {_key(option.label): option.value for option in self.options}
+        # A value wins over another option's identical label: values are what was stored before.
+        lookup.update({_key(option.value): option.value for option in self.options})
+        object.__setattr__(self, "_lookup", lookup)
+
+    def resolve(self, text: str) -> str | None:
+        return self._lookup.get(_key(text))
+
+    def label_of(self, value: str) -> str:
+        for option in self.options:
+            if option.value == value:
+                return option.label
+        # A value stored before its option was removed still reads as itself.
+        return value
+
+    def to_python(self, raw: Any) -> str | None:
+        if is_empty(raw):
+            return None
+        text = _raw_text(raw)
+        value = self.resolve(text)
+        if value is None:
+            raise FieldError("choice", value=normalise_code(text))
+        return value
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else self.label_of(value)
+
+    def widget_context(self) -> dict[str, Any]:
+        return {"options": [(option.value, option.label) for option in self.options]}
+
+    def from_cell(self, cell: Any) -> Any:
+        return _raw_text(cell) if isinstance(cell, (int, float)) and not isinstance(cell, bool) else cell
+
+    def sample(self) -> Any:
+        return self.options[0].value
+
+    def format_hint(self) -> str:
+        return "从以下选项中选择一项：" + self._labels_hint()
+
+    def _labels_hint(self) -> str:
+        labels = [option.label for option in self.options]
+        if len(labels) <= _HINT_LIMIT:
+            return "、".join(labels)
+        return "、".join(labels[:_HINT_LIMIT]) + f"等{len(labels)}项"
+
+
+@dataclass(frozen=True)
+class MultiChoiceField(ChoiceField):
+    name = "multi_choice"
+    title = "多选"
+    widget = "checkboxes"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Excel cells hold "篮球、足球"; a separator inside an option would split it in two on import.
+        for option in self.options:
+            if _SEPARATORS.search(option.value) or _SEPARATORS.search(option.label):
+                raise ValueError(f"多选的选项“{option.label}”中不能含有逗号、顿号或分号")
+
+    def to_python(self, raw: Any) -> list[str] | None:
+        items = [item for item in _split(raw) if not is_empty(item)]
+        if not items:
+            return None
+        chosen: set[str] = set()
+        unknown: list[str] = []
+        for text in items:
+            value = self.resolve(text)
+            if value is not None:
+                chosen.add(value)
+            elif normalise_code(text) not in unknown:
+                # Kept so that `validate` can name every unknown item, not just the first.
+                unknown.append(normalise_code(text))
+        return [option.value for option in self.options if option.value in chosen] + unknown
+
+    def validate(self, value: list[str]) -> Iterator[Issue]:
+        known = {option.value for option in self.options}
+        for item in value:
+            if item not in known:
+                yield Issue("choice", {"value": item})
+
+    def to_text(self, value: Any) -> str:
+        return "" if not value else "、".join(self.label_of(item) for item in value)
+
+    def sample(self) -> list[str]:
+        return [self.options[0].value]
+
+    def format_hint(self) -> str:
+        return "可选多项，用“、”分隔：" + self._labels_hint()
+
+
+def _raw_text(raw: Any) -> str:
+    if isinstance(raw, float):
+        return integral_text(raw) or str(raw)
+    return raw if isinstance(raw, str) else str(raw)
+
+
+def _split(raw: Any) -> Iterable[Any]:
+    if is_empty(raw):
+        return ()
+    if isinstance(raw, (list, tuple, set, frozenset)):
+        return [_raw_text(item) for item in raw if item is not None]
+    return _SEPARATORS.split(_raw_text(raw))

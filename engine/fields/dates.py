@@ -1,0 +1,95 @@
+"""Calendar dates as people in China write them, and as Excel stores them."""
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from openpyxl.utils.datetime import from_excel
+
+from engine.fields.base import FieldType, is_empty
+from engine.fields.normalise import normalise_code
+from engine.issues import FieldError
+
+_TIME = r"(?:[ T][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
+_FORMATS = (
+    # The same separator twice: "2010-3/5" is more likely a typo than a date.
+    re.compile(rf"(?P<y>[0-9]{{4}})(?P<sep>[-/.])(?P<m>[0-9]{{1,2}})(?P=sep)(?P<d>[0-9]{{1,2}}){_TIME}"),
+    re.compile(r"(?P<y>[0-9]{4})\s*年\s*(?P<m>[0-9]{1,2})\s*月\s*(?P<d>[0-9]{1,2})\s*日?"),
+    re.compile(r"(?P<y>[0-9]{4})(?P<m>[0-9]{2})(?P<d>[0-9]{2})"),
+)
+# Serials of 1900-01-01 .. 9999-12-31; a number typed as 20100305 is far outside.
+_EXCEL_SERIALS = (1, 2958466)
+
+
+def parse_date(text: str) -> datetime.date | None:
+    text = normalise_code(text)
+    for pattern in _FORMATS:
+        match = pattern.fullmatch(text)
+        if match:
+            try:
+                return datetime.date(int(match["y"]), int(match["m"]), int(match["d"]))
+            except ValueError:
+                return None
+    return None
+
+
+@dataclass(frozen=True)
+class DateField(FieldType):
+    name = "date"
+    title = "日期"
+    widget = "date"
+    input_type = "date"
+    excel_format = "yyyy-mm-dd"
+    constraints = frozenset({"min", "max"})
+    orderable = True
+
+    def to_python(self, raw: Any) -> datetime.date | None:
+        if is_empty(raw):
+            return None
+        if isinstance(raw, datetime.datetime):
+            return raw.date()
+        if isinstance(raw, datetime.date):
+            return raw
+        if isinstance(raw, (bool, float)):
+            raise FieldError("date")
+        value = parse_date(str(raw))
+        if value is None:
+            raise FieldError("date")
+        return value
+
+    def to_json(self, value: Any) -> Any:
+        return None if value is None else value.isoformat()
+
+    def from_json(self, stored: Any) -> Any:
+        return None if stored is None else datetime.date.fromisoformat(stored)
+
+    def to_text(self, value: Any) -> str:
+        return "" if value is None else value.isoformat()
+
+    def mask(self, text: str) -> str:
+        # The year alone (age group) is routinely shown; month and day identify a child.
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text):
+            return text[:4] + "-**-**"
+        return super().mask(text)
+
+    def to_cell(self, value: Any) -> Any:
+        return value
+
+    def from_cell(self, cell: Any) -> Any:
+        if isinstance(cell, datetime.datetime):
+            return cell.date()
+        if isinstance(cell, (int, float)) and not isinstance(cell, bool):
+            if _EXCEL_SERIALS[0] <= cell < _EXCEL_SERIALS[1]:
+                return from_excel(cell).date()
+            # 20100305 typed into a General cell is a number, not a serial.
+            if isinstance(cell, int) or cell.is_integer():
+                return str(int(cell))
+        return cell
+
+    def sample(self) -> datetime.date:
+        return datetime.date(2010, 3, 5)
+
+    def format_hint(self) -> str:
+        return "日期，如 2010-03-05，也可写 2010/3/5、2010.3.5、2010年3月5日 或 20100305"

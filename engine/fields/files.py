@@ -1,0 +1,169 @@
+"""Uploaded attachments and images; storage swaps the upload for a stored reference."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from engine.fields.base import FieldType, is_empty
+from engine.issues import FieldError
+
+KB = 1024
+MB = 1024 * KB
+_UNITS = {"b": 1, "kb": KB, "mb": MB, "gb": 1024 * MB}
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmg]?b)\s*", re.IGNORECASE)
+_SIZE_SCHEMA = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*[KkMmGg]?[Bb]\s*$"},
+    ]
+}
+_ACCEPT_SCHEMA = {
+    "type": "array",
+    "minItems": 1,
+    "items": {"type": "string", "pattern": r"^\.?[A-Za-z0-9]+$"},
+}
+_REFERENCE_KEYS = frozenset({"id", "name", "size", "type"})
+
+# Image formats recognised from their first bytes, and the extensions each may carry.
+_IMAGE_EXTENSIONS = {
+    "jpeg": frozenset({".jpg", ".jpeg"}),
+    "png": frozenset({".png"}),
+    "gif": frozenset({".gif"}),
+    "webp": frozenset({".webp"}),
+}
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    filename: str
+    content_type: str  # as the browser claims it; never trusted
+    data: bytes = b""
+
+    @property
+    def extension(self) -> str:
+        # Old browsers send the full client path, with either separator.
+        base = re.split(r"[\\/]", self.filename)[-1]
+        return "." + base.rsplit(".", 1)[1].lower() if "." in base else ""
+
+
+def parse_size(size: int | str) -> int:
+    if isinstance(size, int):
+        return size
+    match = _SIZE.fullmatch(size)
+    if not match:
+        raise ValueError(f"文件大小“{size}”应写成如 2MB、500KB 的形式")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+def human_size(size: int) -> str:
+    for unit, factor in (("GB", 1024 * MB), ("MB", MB), ("KB", KB)):
+        if size >= factor:
+            return f"{size / factor:.2f}".rstrip("0").rstrip(".") + unit
+    return f"{size}B"
+
+
+def image_format(data: bytes) -> str | None:
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+@dataclass(frozen=True)
+class FileField(FieldType):
+    name = "file"
+    title = "附件"
+    widget = "file"
+    params_schema = {"accept": _ACCEPT_SCHEMA, "max_size": _SIZE_SCHEMA}
+
+    accept: tuple[str, ...] = (".pdf", ".jpg", ".jpeg", ".png", ".doc", ".docx", ".xls", ".xlsx")
+    max_size: int = 5 * MB
+
+    @classmethod
+    def build(cls, params: Mapping[str, Any], options: Mapping[str, tuple] | None = None) -> "FileField":
+        kwargs: dict[str, Any] = {}
+        if "accept" in params:
+            kwargs["accept"] = tuple(dict.fromkeys(_extension(item) for item in params["accept"]))
+        if "max_size" in params:
+            kwargs["max_size"] = parse_size(params["max_size"])
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        if self.max_size <= 0:
+            raise ValueError("文件大小上限应大于0")
+
+    def to_python(self, raw: Any) -> Any:
+        if isinstance(raw, UploadedFile):
+            # A file input left empty still posts a part with no name and no bytes.
+            if not raw.filename and not raw.data:
+                return None
+            self._check_upload(raw)
+            return raw
+        if is_empty(raw):
+            return None
+        if isinstance(raw, Mapping) and _REFERENCE_KEYS <= raw.keys():
+            return raw
+        raise FieldError("invalid")
+
+    def _check_upload(self, upload: UploadedFile) -> None:
+        if upload.extension not in self.accept:
+            raise FieldError("file_type", allowed="、".join(self.accept))
+        if not upload.data:
+            raise FieldError("file_empty")
+        if len(upload.data) > self.max_size:
+            raise FieldError("file_size", limit=human_size(self.max_size), size=human_size(len(upload.data)))
+
+    def to_text(self, value: Any) -> str:
+        if value is None:
+            return ""
+        return value.filename if isinstance(value, UploadedFile) else str(value.get("name", ""))
+
+    def widget_context(self) -> dict[str, Any]:
+        return {"accept": ",".join(self.accept), "max_size": self.max_size, "max_size_text": human_size(self.max_size)}
+
+    def from_cell(self, cell: Any) -> Any:
+        raise FieldError("file_not_importable")
+
+    def sample(self) -> Any:
+        return {"id": "sample", "name": "示例.pdf", "size": 1024, "type": "application/pdf"}
+
+    def format_hint(self) -> str:
+        return f"附件（{'、'.join(self.accept)}，不超过{human_size(self.max_size)}），只能在网页上上传"
+
+
+@dataclass(frozen=True)
+class ImageField(FileField):
+    name = "image"
+    title = "图片"
+    widget = "image"
+
+    accept: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+    max_size: int = 2 * MB
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        known = frozenset().union(*_IMAGE_EXTENSIONS.values())
+        unknown = [ext for ext in self.accept if ext not in known]
+        if unknown:
+            raise ValueError(f"图片不支持“{unknown[0]}”，可用：{'、'.join(sorted(known))}")
+
+    def _check_upload(self, upload: UploadedFile) -> None:
+        super()._check_upload(upload)
+        # The browser's content type is whatever the client says; the bytes are what we serve back.
+        kind = image_format(upload.data)
+        if kind is None or not _IMAGE_EXTENSIONS[kind] & set(self.accept):
+            raise FieldError("file_type", allowed="、".join(self.accept))
+
+    def sample(self) -> Any:
+        return {"id": "sample", "name": "示例.jpg", "size": 1024, "type": "image/jpeg"}
+
+
+def _extension(text: str) -> str:
+    text = text.strip().lower()
+    return text if text.startswith(".") else "." + text

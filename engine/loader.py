@@ -1,0 +1,116 @@
+"""Reads a definitions directory once: parse → check_shape → compile → frozen `Definitions`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable
+
+from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role, digest
+from engine.errors import DefinitionErrors
+from engine.expressions import ExpressionCompiler
+from engine.metaschema import FORM, OPTIONS, ORG, ROLE, check_shape
+from engine.spec import Definitions, OrgLevel, Origin
+from engine.yaml_source import LocatedDict, key_origin, load_yaml
+
+DEFAULT_LEVELS = (OrgLevel("unit", "单位"),)
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems) -> list[tuple[str, Any]]:
+    """Parse and shape-check every file matching `pattern`; return those that passed."""
+    good = []
+    for file in sorted(directory.glob(pattern)):
+        shown = _display_path(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            problems.add(Origin(shown, 1, 1), "文件不是 UTF-8 编码", "用 UTF-8 编码保存该文件")
+            continue
+        data, found = load_yaml(text, shown)
+        problems.extend(found)
+        if data is None and not found:
+            problems.add(Origin(shown, 1, 1), "文件是空的")
+            continue
+        if not isinstance(data, LocatedDict):
+            if data is not None:
+                problems.add(Origin(shown, 1, 1), "文件的顶层应为键值映射（key: value）")
+            continue
+        shape = check_shape(data, schema, shown)
+        problems.extend(shape)
+        if not shape:
+            good.append((shown, data))
+    return good
+
+
+def _unique_keys(items: list[tuple[str, Any]], what: str, problems: Problems) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for shown, data in items:
+        key = data["key"]
+        if key in result:
+            problems.add(key_origin(data, "key"), f"重复的{what}键“{key}”", f"已在 {result[key].origin.path} 中定义")
+            continue
+        result[key] = data
+    return result
+
+
+# Later stages (workflows) register a compiler here: fn(directory, definitions, problems) -> mapping.
+EXTRA_COMPILERS: dict[str, Callable[[Path, Definitions, Problems], Any]] = {}
+
+
+def load_definitions(directory: str | os.PathLike) -> Definitions:
+    """Compile a definitions directory, or raise DefinitionErrors listing every problem found."""
+    root = Path(directory)
+    problems = Problems()
+    if not root.is_dir():
+        problems.add(Origin(str(directory), 1, 1), "定义目录不存在", "用 DANGAN_DEFINITIONS 指向包含 forms/ 和 roles/ 的目录")
+        raise DefinitionErrors(problems)
+
+    org_files = _read_all(root, "org.yaml", ORG, problems)
+    levels = compile_org_levels(org_files[0][1], problems) if org_files else DEFAULT_LEVELS
+    level_keys = tuple(level.key for level in levels)
+
+    option_data = _unique_keys(_read_all(root, "options/*.yaml", OPTIONS, problems), "选项列表", problems)
+    options = {key: compile_options(data) for key, data in option_data.items()}
+
+    expressions = ExpressionCompiler()
+    forms, declared = {}, {}
+    for key, data in _unique_keys(_read_all(root, "forms/*.yaml", FORM, problems), "表单", problems).items():
+        compiler = FormCompiler(data, options, level_keys, expressions, problems)
+        spec = compiler.compile()
+        declared[key] = compiler.declared
+        if spec is not None:
+            forms[key] = spec
+    if not forms and not problems:
+        problems.add(Origin(_display_path(root / "forms"), 1, 1), "没有任何表单定义", "在 forms/ 下添加至少一个 .yaml 文件")
+
+    roles = {}
+    for key, data in _unique_keys(_read_all(root, "roles/*.yaml", ROLE, problems), "角色", problems).items():
+        roles[key] = compile_role(data, forms, level_keys, problems, declared)
+
+    definitions = Definitions(
+        forms=MappingProxyType(forms), roles=MappingProxyType(roles), options=MappingProxyType(options),
+        org_levels=levels, source_dir=str(root.resolve()),
+        version=digest({"forms": [f.version for f in forms.values()], "roles": sorted(roles), "options": sorted(options)}),
+    )
+    extras = {name: compile(root, definitions, problems) for name, compile in EXTRA_COMPILERS.items()}
+    if problems:
+        raise DefinitionErrors(problems)
+    if extras.get("workflows") is not None:
+        definitions = Definitions(**{**definitions.__dict__, "workflows": MappingProxyType(extras["workflows"])})
+    return definitions
+
+
+def demo_units(directory: str | os.PathLike) -> list[Any]:
+    """The org tree to seed an empty database with (already checked by `load_definitions`)."""
+    path = Path(directory) / "org.yaml"
+    if not path.exists():
+        return []
+    data, _ = load_yaml(path.read_text(encoding="utf-8"), str(path))
+    return list(data.get("demo_units", [])) if isinstance(data, dict) else []

@@ -1,0 +1,13 @@
+"""Alembic environment: runs on the connection the engine hands over (see engine/storage/db.py)."""
+from alembic import context
+
+from engine.storage.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,377 @@
+"""Record use cases: list, read, create, update, delete — validated, scoped, audited, never half-written."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, text, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from engine.documents import read_values, stored_changes, write_document
+from engine.fields.files import UploadedFile
+from engine.issues import Issue
+from engine.permissions import Principal, Scope, is_editable, policy, scope
+from engine.spec import FieldSpec, FormPolicy, FormSpec
+from engine.storage.db import Database
+from engine.storage.fieldsql import form_is, index_name, sort_expr, sql_value, value_expr
+from engine.storage.models import Attachment, AuditEntry, OrgUnit, Record, utcnow
+from engine.validation import CleanResult, clean_record
+
+PER_PAGE = 20
+SEQUENCE_SQL = text(
+    "INSERT INTO sequences (scope, last_value) VALUES (:scope, 1) "
+    "ON CONFLICT (scope) DO UPDATE SET last_value = sequences.last_value + 1 RETURNING last_value"
+)
+
+
+@dataclass
+class StoredRecord:
+    id: int
+    form_key: str
+    unit_id: int
+    unit_path: str
+    unit_name: str
+    data: dict[str, Any]
+    values: dict[str, Any]
+    revision: int
+    created_by: int | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    def_version: str
+
+
+@dataclass
+class Conflict:
+    """What others saved since the revision the user started editing from."""
+
+    entries: list[AuditEntry]
+    current_revision: int
+
+
+@dataclass
+class SaveResult:
+    record_id: int | None = None
+    cleaned: CleanResult | None = None
+    issues: list[Issue] = field(default_factory=list)
+    conflict: Conflict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.record_id is not None and not self.issues and self.conflict is None
+
+
+@dataclass
+class Page:
+    records: list[StoredRecord]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    filters: Mapping[str, Any] = field(default_factory=dict)  # field -> stored (JSON) value
+    search: str = ""
+    sort: str = ""  # field key or "-key"; "" = form default, then newest first
+    page: int = 1
+    per_page: int = PER_PAGE
+    incomplete: bool = False
+
+
+class RecordService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- reading ---------------------------------------------------------------------------------
+    def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
+        if reach.everything:
+            return true()
+        parts = []
+        if reach.paths:
+            units = select(OrgUnit.id).where(or_(*(OrgUnit.path.startswith(p, autoescape=True) for p in sorted(reach.paths))))
+            parts.append(Record.unit_id.in_(units))
+        if reach.own:
+            parts.append(Record.created_by == principal.user_id)
+        return or_(*parts) if parts else false()
+
+    def _base(self, form: FormSpec, principal: Principal, action: str) -> Any:
+        return (
+            select(Record, OrgUnit.path, OrgUnit.name)
+            .join(OrgUnit, OrgUnit.id == Record.unit_id)
+            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal))
+        )
+
+    def get(self, form: FormSpec, record_id: int, principal: Principal, action: str = "read",
+            session: DbSession | None = None) -> StoredRecord | None:
+        """The record if it exists AND the user's scope for `action` reaches it; otherwise None (a 404)."""
+        query = self._base(form, principal, action).where(Record.id == record_id)
+        if session is not None:
+            row = session.execute(query).first()
+        else:
+            with self.db.read() as s:
+                row = s.execute(query).first()
+        return _stored(form, row) if row else None
+
+    def list(self, form: FormSpec, principal: Principal, query: ListQuery) -> Page:
+        found = policy(principal, form)
+        dialect = self.db.dialect
+        stmt = self._base(form, principal, "read")
+        for key, value in query.filters.items():
+            spec = form.fields.get(key)
+            if spec is not None and _filterable(found, spec):
+                stmt = stmt.where(value_expr(dialect, spec) == sql_value(dialect, value))
+        if query.search.strip():
+            term = f"%{query.search.strip()}%"
+            searchable = [form.fields[k] for k in form.list.search if _filterable(found, form.fields[k])]
+            stmt = stmt.where(or_(*(value_expr(dialect, f).like(term) for f in searchable)) if searchable else false())
+        if query.incomplete:
+            stmt = stmt.where(self._incomplete_clause(form))
+        total_stmt = select(func.count()).select_from(stmt.with_only_columns(Record.id).subquery())
+        stmt = stmt.order_by(*self._ordering(form, found, query.sort))
+        page = max(1, query.page)
+        stmt = stmt.limit(query.per_page).offset((page - 1) * query.per_page)
+        with self.db.read() as s:
+            total = s.execute(total_stmt).scalar_one()
+            rows = s.execute(stmt).all()
+        return Page([_stored(form, row) for row in rows], total, page, query.per_page)
+
+    def _ordering(self, form: FormSpec, found: FormPolicy | None, sort: str) -> list[ColumnElement]:
+        sort = sort or form.list.default_sort
+        key = sort.lstrip("-")
+        spec = form.fields.get(key)
+        if spec is None or found is None or not _filterable(found, spec):
+            return [Record.id.desc()]
+        expr = sort_expr(self.db.dialect, spec)
+        return [expr.desc() if sort.startswith("-") else expr.asc(), Record.id.desc()]
+
+    def _incomplete_clause(self, form: FormSpec) -> ColumnElement:
+        # Unconditionally required fields only: required_if depends on values SQL cannot evaluate.
+        checks = []
+        for spec in form.fields.values():
+            if spec.required and spec.kind.user_input and spec.visible_if is None:
+                expr = value_expr(self.db.dialect, spec)
+                checks.append(or_(expr.is_(None), expr == ""))
+        return or_(*checks) if checks else false()
+
+    def history(self, form: FormSpec, record_id: int) -> list[AuditEntry]:
+        with self.db.read() as s:
+            return list(s.scalars(
+                select(AuditEntry).where(AuditEntry.form_key == form.key, AuditEntry.record_id == record_id)
+                .order_by(AuditEntry.id.desc())
+            ))
+
+    # --- writing ---------------------------------------------------------------------------------
+    def create(self, form: FormSpec, principal: Principal, unit_id: int, submitted: Mapping[str, Any],
+               session: DbSession | None = None) -> SaveResult:
+        """Validate and insert one record; `submitted` holds only fields this user may write."""
+        found = policy(principal, form)
+        issues = _foreign_keys(form, found, submitted)
+        raw = {key: spec.default for key, spec in form.fields.items()}
+        raw.update(submitted)
+        cleaned = clean_record(form, raw)
+        if issues or not cleaned.ok:
+            return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
+        with _transaction(self.db, session) as s:
+            try:
+                values = dict(cleaned.values)
+                self._generate(s, form, values)
+                unique = self._unique_issues(s, form, values, None)
+                if unique:
+                    s.rollback()
+                    return SaveResult(cleaned=cleaned, issues=unique)
+                document = write_document(form, values, None)
+                record_id = s.execute(insert(Record).values(
+                    form_key=form.key, unit_id=unit_id, data=document, def_version=form.version, revision=1,
+                    created_by=principal.user_id, updated_by=principal.user_id,
+                ).returning(Record.id)).scalar_one()
+                document = self._store_files(s, form, record_id, principal, values, document)
+                self._audit(s, form, record_id, "create", principal, 1, stored_changes(form, {}, document))
+                s.flush()
+            except IntegrityError as exc:
+                s.rollback()
+                return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
+            if session is None:
+                s.commit()
+        return SaveResult(record_id=record_id, cleaned=cleaned)
+
+    def update(self, form: FormSpec, principal: Principal, record_id: int, submitted: Mapping[str, Any],
+               base_revision: int, unit_id: int | None = None, session: DbSession | None = None,
+               note: str = "") -> SaveResult:
+        """Validate and save changes made from `base_revision`; a newer revision means a conflict."""
+        found = policy(principal, form)
+        issues = _foreign_keys(form, found, submitted)
+        with _transaction(self.db, session) as s:
+            current = self.get(form, record_id, principal, "update", session=s)
+            if current is None:
+                raise LookupError(record_id)
+            raw = dict(current.values)
+            raw.update(submitted)
+            cleaned = clean_record(form, raw)
+            if current.revision != base_revision:
+                return SaveResult(cleaned=cleaned, issues=issues, conflict=self._conflict(s, form, record_id, base_revision, current.revision))
+            if issues or not cleaned.ok:
+                return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
+            try:
+                values = dict(cleaned.values)
+                self._generate(s, form, values)
+                unique = self._unique_issues(s, form, values, record_id)
+                if unique:
+                    s.rollback()
+                    return SaveResult(cleaned=cleaned, issues=unique)
+                document = write_document(form, values, current.data)
+                document = self._store_files(s, form, record_id, principal, values, document)
+                changes = stored_changes(form, current.data, document)
+                changed_unit = unit_id is not None and unit_id != current.unit_id
+                if not changes and not changed_unit:
+                    return SaveResult(record_id=record_id, cleaned=cleaned)
+                updated = s.execute(
+                    update(Record)
+                    .where(Record.id == record_id, Record.revision == base_revision)
+                    .values(data=document, revision=Record.revision + 1, def_version=form.version,
+                            updated_by=principal.user_id, updated_at=utcnow(),
+                            unit_id=unit_id if changed_unit else current.unit_id)
+                )
+                if updated.rowcount != 1:
+                    s.rollback()
+                    return SaveResult(cleaned=cleaned, conflict=self._conflict(s, form, record_id, base_revision, base_revision + 1))
+                if changed_unit:
+                    changes["_unit"] = [current.unit_id, unit_id]
+                self._audit(s, form, record_id, "update", principal, base_revision + 1, changes, note)
+                s.flush()
+            except IntegrityError as exc:
+                s.rollback()
+                return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
+            if session is None:
+                s.commit()
+        return SaveResult(record_id=record_id, cleaned=cleaned)
+
+    def delete(self, form: FormSpec, principal: Principal, record_id: int) -> bool:
+        with self.db.write() as s:
+            current = self.get(form, record_id, principal, "delete", session=s)
+            if current is None:
+                return False
+            s.execute(Record.__table__.delete().where(Record.id == record_id))
+            # The audit entry keeps the whole document: a deleted archive can be reconstructed.
+            self._audit(s, form, record_id, "delete", principal, current.revision + 1,
+                        {k: [v, None] for k, v in current.data.items() if v is not None})
+            s.commit()
+        return True
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _generate(self, s: DbSession, form: FormSpec, values: dict[str, Any]) -> None:
+        """Fill generated numbers once; an existing number is never recomputed or reused."""
+        for key, spec in form.fields.items():
+            if spec.kind.user_input or values.get(key):
+                continue
+            counter = lambda prefix, k=key: s.execute(SEQUENCE_SQL, {"scope": f"{form.key}:{k}:{prefix}"}).scalar_one()  # noqa: E731
+            values[key] = spec.kind.render(values, counter)
+
+    def _unique_issues(self, s: DbSession, form: FormSpec, values: Mapping[str, Any], exclude: int | None) -> list[Issue]:
+        """A friendly early check; the unique index remains the guarantee under concurrency."""
+        issues = []
+        dialect = self.db.dialect
+        for key, spec in form.fields.items():
+            if not spec.unique or values.get(key) is None:
+                continue
+            stored = spec.kind.to_json(values[key])
+            stmt = select(Record.id).where(form_is(form.key), value_expr(dialect, spec) == sql_value(dialect, stored))
+            if exclude is not None:
+                stmt = stmt.where(Record.id != exclude)
+            if s.execute(stmt.limit(1)).first():
+                issues.append(Issue("unique", {"value": spec.kind.to_text(values[key])}, path=key))
+        return issues
+
+    def _unique_violation(self, form: FormSpec, exc: IntegrityError, values: Mapping[str, Any]) -> list[Issue]:
+        message = str(exc.orig)
+        for key, spec in form.fields.items():
+            if spec.unique and index_name("ux", form.key, spec) in message:
+                return [Issue("unique", {"value": spec.kind.to_text(values.get(key))}, path=key)]
+        raise exc
+
+    def _store_files(self, s: DbSession, form: FormSpec, record_id: int, principal: Principal,
+                     values: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
+        changed = False
+        for key, value in values.items():
+            if isinstance(value, UploadedFile):
+                ref = store_attachment(s, form.key, record_id, key, value, principal.user_id)
+                values[key] = ref
+                document[key] = ref
+                changed = True
+        if changed:
+            s.execute(update(Record).where(Record.id == record_id).values(data=document))
+        return document
+
+    def _audit(self, s: DbSession, form: FormSpec, record_id: int, action: str, principal: Principal,
+               revision: int, changes: dict[str, Any], note: str = "") -> None:
+        s.add(AuditEntry(form_key=form.key, record_id=record_id, action=action, user_id=principal.user_id,
+                         username=principal.username, revision=revision, changes=changes, note=note))
+
+    def _conflict(self, s: DbSession, form: FormSpec, record_id: int, base: int, current: int) -> Conflict:
+        entries = list(s.scalars(
+            select(AuditEntry).where(AuditEntry.form_key == form.key, AuditEntry.record_id == record_id,
+                                     AuditEntry.revision > base).order_by(AuditEntry.id)
+        ))
+        return Conflict(entries=entries, current_revision=current)
+
+
+def store_attachment(s: DbSession, form_key: str, record_id: int | None, field_key: str,
+                     upload: UploadedFile, user_id: int | None) -> dict[str, Any]:
+    attachment_id = uuid.uuid4().hex
+    s.add(Attachment(id=attachment_id, form_key=form_key, record_id=record_id, field_key=field_key,
+                     filename=upload.filename, content_type=upload.content_type or "application/octet-stream",
+                     size=len(upload.data), sha256=hashlib.sha256(upload.data).hexdigest(), content=upload.data,
+                     created_by=user_id))
+    return {"id": attachment_id, "name": upload.filename, "size": len(upload.data), "type": upload.content_type}
+
+
+def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:
+    """Hidden or masked values must not be probed through filters, search or sort order."""
+    if found is None or spec.key in found.hidden:
+        return False
+    return not (spec.key in found.masked or (spec.sensitive and not found.reveal_sensitive))
+
+
+def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any]) -> list[Issue]:
+    """Submitted keys the form lacks, or that this user may not write, are refused, not ignored."""
+    issues = []
+    for key in submitted:
+        spec = form.fields.get(key)
+        if spec is None:
+            issues.append(Issue("unknown_field", {"name": key}, path=key))
+        elif found is None or not is_editable(found, spec):
+            issues.append(Issue("readonly", path=key))
+    return issues
+
+
+def _stored(form: FormSpec, row: Any) -> StoredRecord:
+    record, path, name = row
+    return StoredRecord(
+        id=record.id, form_key=record.form_key, unit_id=record.unit_id, unit_path=path, unit_name=name,
+        data=dict(record.data or {}), values=read_values(form, record.data or {}), revision=record.revision,
+        created_by=record.created_by, created_at=record.created_at, updated_at=record.updated_at,
+        def_version=record.def_version,
+    )
+
+
+class _transaction:
+    """Use the caller's session (a larger unit of work such as an import batch) or open a write one."""
+
+    def __init__(self, db: Database, session: DbSession | None) -> None:
+        self.db, self.session, self.own = db, session, session is None
+
+    def __enter__(self) -> DbSession:
+        if self.own:
+            self.session = self.db.write()
+        return self.session  # type: ignore[return-value]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.own and self.session is not None:
+            self.session.close()

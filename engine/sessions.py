@@ -1,0 +1,50 @@
+"""Server-side sessions in the database, so several app processes share them."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session as DbSession
+
+from engine.storage.models import Session, utcnow
+
+LIFETIME = dt.timedelta(hours=8)
+
+
+def token_digest(token: str) -> str:
+    """The session table stores only this digest of the cookie token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def open_session(s: DbSession, user_id: int | None) -> tuple[str, Session]:
+    """A new session; the cookie gets the token, the table only its digest."""
+    token = secrets.token_urlsafe(32)
+    row = Session(id=token_digest(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
+                  expires_at=utcnow() + LIFETIME)
+    s.add(row)
+    s.flush()
+    return token, row
+
+
+def find_session(s: DbSession, token: str | None) -> Session | None:
+    if not token:
+        return None
+    row = s.get(Session, token_digest(token))
+    if row is None or row.expires_at < utcnow():
+        return None
+    return row
+
+
+def close_session(s: DbSession, token: str | None) -> None:
+    if token:
+        s.execute(delete(Session).where(Session.id == token_digest(token)))
+
+
+def purge_expired(s: DbSession) -> None:
+    s.execute(delete(Session).where(Session.expires_at < utcnow()))
+
+
+def user_sessions(s: DbSession, user_id: int) -> list[Session]:
+    return list(s.scalars(select(Session).where(Session.user_id == user_id)))

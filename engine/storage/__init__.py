@@ -1,0 +1,1 @@
+"""Persistence: engine tables, migrations, and the JSON field expressions both databases index."""

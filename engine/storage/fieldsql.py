@@ -1,0 +1,109 @@
+"""SQL expressions over `records.data` that match the expression indexes, on SQLite and PostgreSQL.
+
+Keys are YAML identifiers (checked by the meta-schema), so they are written into the SQL literally:
+SQLite only uses an expression index when the query spells the very same expression, not a parameter.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import ColumnElement, Index, Numeric, cast, func, literal_column, text
+from sqlalchemy.engine import Connection
+
+from engine.spec import FieldSpec, FormSpec
+from engine.storage.models import Record
+
+NUMERIC_TYPES = frozenset({"integer", "decimal"})
+
+
+def _one(dialect: str, key: str) -> ColumnElement:
+    if dialect == "postgresql":
+        return Record.data.op("->>")(literal_column(f"'{key}'"))
+    return func.json_extract(Record.data, literal_column(f"'$.{key}'"))
+
+
+def value_expr(dialect: str, field: FieldSpec) -> ColumnElement:
+    """The stored value of a field, read under its current key or any key it was renamed from."""
+    parts = [_one(dialect, key) for key in field.stored_keys]
+    return parts[0] if len(parts) == 1 else func.coalesce(*parts)
+
+
+def sort_expr(dialect: str, field: FieldSpec) -> ColumnElement:
+    expr = value_expr(dialect, field)
+    if dialect == "postgresql" and field.type_name in NUMERIC_TYPES:
+        return cast(expr, Numeric)  # ->> yields text; "10" must sort after "9"
+    return expr
+
+
+def sql_value(dialect: str, stored: Any) -> Any:
+    """A stored JSON value as the value expression returns it (json_extract keeps types, ->> gives text)."""
+    if dialect == "postgresql":
+        if isinstance(stored, bool):
+            return "true" if stored else "false"
+        return None if stored is None else str(stored)
+    if isinstance(stored, bool):
+        return int(stored)
+    return stored
+
+
+def form_is(form_key: str) -> ColumnElement:
+    return Record.form_key == literal_column(f"'{form_key}'")
+
+
+def index_name(prefix: str, form: str, field: FieldSpec) -> str:
+    # The expression's keys are part of the name, so a new `renamed_from` replaces the old index.
+    shape = hashlib.sha1("|".join(field.stored_keys).encode()).hexdigest()[:6]
+    return f"{prefix}_{form[:24]}_{field.key[:24]}_{shape}"
+
+
+def wanted_indexes(dialect: str, form: FormSpec) -> list[tuple[Index, FieldSpec]]:
+    """Unique fields get a unique (form_key, value) index; filters and sort keys an ordinary one."""
+    indexes = []
+    for key, field in form.fields.items():
+        if field.unique:
+            index = Index(index_name("ux", form.key, field), Record.form_key, value_expr(dialect, field), unique=True)
+        elif key in form.list.filters or key == form.list.default_sort.lstrip("-"):
+            index = Index(index_name("dx", form.key, field), Record.form_key, value_expr(dialect, field))
+        else:
+            continue
+        indexes.append((index, field))
+    return indexes
+
+
+class IndexConflict(Exception):
+    def __init__(self, form: FormSpec, field: FieldSpec, detail: str) -> None:
+        super().__init__(f"表单“{form.title}”的字段“{field.label}”设为唯一，但已有重复的值，无法建立唯一索引：{detail}")
+        self.form, self.field = form, field
+
+
+def sync_indexes(connection: Connection, forms: dict[str, FormSpec] | Any) -> list[str]:
+    """Create missing definition-driven indexes and drop ones no definition asks for; return created names."""
+    dialect = connection.dialect.name
+    existing = {ix["name"] for ix in _inspect_indexes(connection)}
+    wanted: dict[str, tuple[Index, FormSpec, FieldSpec]] = {}
+    for form in forms.values():
+        for index, field in wanted_indexes(dialect, form):
+            wanted[index.name] = (index, form, field)
+    for name in sorted(existing - set(wanted)):
+        if name.startswith(("ux_", "dx_")):
+            connection.execute(text(f'DROP INDEX IF EXISTS "{name}"'))
+    created = []
+    for name, (index, form, field) in wanted.items():
+        if name in existing:
+            continue
+        try:
+            with connection.begin_nested():
+                index.create(connection)
+        except Exception as exc:  # noqa: BLE001 — reported as a definition problem, with the DB's words
+            raise IndexConflict(form, field, str(getattr(exc, "orig", exc)).splitlines()[0]) from exc
+        created.append(name)
+    return created
+
+
+def _inspect_indexes(connection: Connection) -> list[dict]:
+    if connection.dialect.name == "postgresql":
+        rows = connection.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND schemaname = current_schema()"))
+    else:
+        rows = connection.execute(text("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'"))
+    return [{"name": row[0]} for row in rows]

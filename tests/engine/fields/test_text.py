@@ -1,0 +1,71 @@
+import datetime
+
+import pytest
+
+from engine.fields.text import TextareaField, TextField
+
+
+@pytest.fixture
+def text():
+    return TextField.build({})
+
+
+def test_to_python__strips(text):
+    assert text.to_python("  张三 ") == "张三"
+
+
+def test_to_python__strips_nbsp_and_ideographic_space(text):
+    assert text.to_python("\u00a0张三\u3000") == "张三"
+
+
+def test_to_python__keeps_inner_spaces(text):
+    assert text.to_python(" Li Ming ") == "Li Ming"
+
+
+def test_to_python__keeps_fullwidth_characters(text):
+    assert text.to_python("（一）班") == "（一）班"
+
+
+@pytest.mark.parametrize("raw", [None, "", "   ", "\u3000\u00a0", "\u200b"])
+def test_to_python__empty(text, raw):
+    assert text.to_python(raw) is None
+
+
+def test_to_python__number_becomes_text(text):
+    assert text.to_python(42) == "42"
+
+
+def test_clean__ok(text):
+    assert text.clean(" 张三 ") == ("张三", [])
+
+
+def test_from_cell__integral_float(text):
+    assert text.from_cell(20240001.0) == "20240001"
+
+
+def test_from_cell__fraction(text):
+    assert text.from_cell(1.5) == "1.5"
+
+
+def test_from_cell__midnight_datetime(text):
+    assert text.from_cell(datetime.datetime(2010, 3, 5)) == "2010-03-05"
+
+
+def test_from_cell__text_unchanged(text):
+    assert text.from_cell("张三") == "张三"
+
+
+def test_mask__keeps_first_character(text):
+    assert text.mask("张三丰") == "张**"
+
+
+def test_constraints(text):
+    assert text.constraints == {"min_length", "max_length", "pattern"}
+
+
+def test_textarea__normalises_line_endings():
+    assert TextareaField.build({}).to_python(" 第一行\r\n第二行\r") == "第一行\n第二行"
+
+
+def test_textarea__widget():
+    assert (TextareaField.name, TextareaField.widget) == ("textarea", "textarea")

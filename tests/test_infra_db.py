@@ -1,0 +1,86 @@
+"""The DB fixtures themselves: PostgreSQL schema isolation and SQLite files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from tests.conftest import pg_admin_url
+
+
+def _create_and_roundtrip(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        meta = sa.MetaData()
+        t = sa.Table(
+            "infra_probe",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("name", sa.String(50), nullable=False),
+        )
+        meta.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(t.insert().values(name="学生档案"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(t.c.name)).scalar_one() == "学生档案"
+        meta.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+def test_pg_search_path_isolation(pg_url: str) -> None:
+    schema = make_url(pg_url).query["options"].removeprefix("-csearch_path=")
+    assert schema.startswith("t_")
+
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("select current_schema()")).scalar_one() == schema
+            conn.execute(sa.text("create table isolation_probe (id integer primary key)"))
+            conn.execute(sa.text("insert into isolation_probe values (1)"))
+        # Unqualified name resolved in the schema; visible in information_schema there.
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.text(
+                    "select table_schema from information_schema.tables "
+                    "where table_name = 'isolation_probe'"
+                )
+            ).scalars().all()
+            assert found == [schema]
+            assert sa.inspect(conn).get_table_names() == ["isolation_probe"]
+        # Not visible through the plain URL's default (public) schema.
+        admin = sa.create_engine(pg_admin_url())
+        try:
+            with admin.connect() as conn:
+                assert "isolation_probe" not in sa.inspect(conn).get_table_names()
+                assert "isolation_probe" in sa.inspect(conn).get_table_names(schema=schema)
+        finally:
+            admin.dispose()
+        with engine.begin() as conn:
+            conn.execute(sa.text("drop table isolation_probe"))
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_url_is_a_file(sqlite_url: str) -> None:
+    url = make_url(sqlite_url)
+    assert url.get_backend_name() == "sqlite"
+    assert url.database and url.database.endswith("dangan.db")
+    _create_and_roundtrip(sqlite_url)
+    assert Path(url.database).is_file()
+
+
+def test_db_url_both_backends(db_url: str) -> None:
+    _create_and_roundtrip(db_url)
+
+
+def test_fresh_db_url_is_empty(fresh_db_url: str) -> None:
+    engine = sa.create_engine(fresh_db_url)
+    try:
+        with engine.connect() as conn:
+            assert sa.inspect(conn).get_table_names() == []
+    finally:
+        engine.dispose()
+    _create_and_roundtrip(fresh_db_url)

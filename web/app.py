@@ -1,0 +1,110 @@
+"""The Litestar application: definitions compiled once, database upgraded, routes and templates wired."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from litestar import Litestar
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import ResponseHeader, State
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from engine.bootstrap import InitialAdmin, bootstrap
+from engine.loader import demo_units, load_definitions
+from engine.storage.db import Database
+from engine.storage.fieldsql import sync_indexes
+from web.auth import session_guard
+from web.controllers.api import ApiController
+from web.controllers.auth import AuthController
+from web.controllers.home import HomeController
+from web.controllers.records import RecordController
+from web.errors import HANDLERS
+from web.settings import Settings
+from web.state import AppState
+
+log = logging.getLogger("dangan")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+BEIJING = dt.timedelta(hours=8)
+
+# Feature packages (Excel, workflows) append their controllers and navigation entries here.
+EXTRA_ROUTES: list[Any] = []
+
+
+def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return (moment + BEIJING).strftime(fmt) if moment else ""
+
+
+def template_environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["localtime"] = local_time
+    return env
+
+
+def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
+    """Everything start-up does before serving; raises DefinitionErrors or IndexConflict to refuse."""
+    definitions = load_definitions(settings.definitions)
+    db = Database(settings.database_url)
+    db.upgrade()
+    with db.engine.begin() as connection:
+        sync_indexes(connection, definitions.forms)
+    admin = bootstrap(db, definitions, demo_units(settings.definitions))
+    return AppState(settings, definitions, db), admin
+
+
+def _reload_on_sighup(app: Litestar) -> None:
+    """`dangan reload` sends SIGHUP; an invalid set is logged and the last good one stays live."""
+    state: AppState = app.state["dangan"]
+
+    def reload() -> None:
+        outcome = state.reload()
+        if outcome.ok:
+            log.warning("定义已重新加载，版本 %s", outcome.version)
+        else:
+            log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):
+        log.info("SIGHUP reload unavailable in this process")
+
+
+def create_app(settings: Settings | None = None, state: AppState | None = None) -> Litestar:
+    settings = settings or Settings()
+    if state is None:
+        state, _ = prepare(settings)
+    static = create_static_files_router(
+        path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True},
+    )
+    return Litestar(
+        route_handlers=[AuthController, HomeController, RecordController, ApiController, static, *EXTRA_ROUTES],
+        guards=[session_guard],
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        state=_state(state),
+        on_startup=[_reload_on_sighup],
+        request_max_body_size=settings.max_upload_bytes,
+        response_headers=_security_headers(),
+        debug=False,
+    )
+
+
+def _state(state: AppState) -> State:
+    return State({"dangan": state, "nav_extra": []})
+
+
+def _security_headers() -> list[ResponseHeader]:
+    return [
+        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+        ResponseHeader(name="X-Frame-Options", value="DENY"),
+        ResponseHeader(name="Referrer-Policy", value="same-origin"),
+        ResponseHeader(name="Content-Security-Policy",
+                       value="default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
+    ]

@@ -1,0 +1,118 @@
+"""Who is asking: the session cookie, the principal, CSRF, and the forced first password change."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+
+from engine.org import build_principal
+from engine.permissions import Principal
+from engine.sessions import LIFETIME, find_session
+from engine.storage.models import User
+from web.state import AppState
+
+COOKIE = "dangan_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class LoginRequired(NotAuthorizedException):
+    pass
+
+
+class PasswordChangeRequired(PermissionDeniedException):
+    pass
+
+
+class CsrfFailed(PermissionDeniedException):
+    pass
+
+
+@dataclass
+class SessionInfo:
+    token: str
+    csrf: str
+    user_id: int | None
+    flash: str = ""
+
+
+def app_state(connection: ASGIConnection) -> AppState:
+    return connection.app.state["dangan"]
+
+
+def session_cookie(token: str, secure: bool) -> Cookie:
+    return Cookie(key=COOKIE, value=token, httponly=True, samesite="lax", secure=secure, path="/",
+                  max_age=int(LIFETIME.total_seconds()))
+
+
+def clear_cookie(secure: bool) -> Cookie:
+    return Cookie(key=COOKIE, value="", httponly=True, samesite="lax", secure=secure, path="/", max_age=0)
+
+
+def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Principal | None]:
+    with state.db.read() as s:
+        row = find_session(s, token)
+        if row is None:
+            return None, None
+        info = SessionInfo(token=token or "", csrf=row.csrf_token, user_id=row.user_id, flash=row.flash)
+        if row.user_id is None:
+            return info, None
+        user = s.get(User, row.user_id)
+        if user is None or not user.is_active:
+            return info, None
+        return info, build_principal(s, user, state.definitions)
+
+
+async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    """App-level guard: every route is private unless it says `opt={"public": True}`."""
+    state = app_state(connection)
+    info, principal = _load(state, connection.cookies.get(COOKIE))
+    connection.state.session = info
+    connection.state.principal = principal
+    if connection.scope["type"] == "http" and connection.scope["method"] not in SAFE_METHODS:
+        await _check_csrf(connection, info)
+    if handler.opt.get("public"):
+        return
+    if principal is None:
+        raise LoginRequired()
+    if principal.must_change_password and not handler.opt.get("password_change"):
+        raise PasswordChangeRequired()
+
+
+async def _check_csrf(connection: ASGIConnection, info: SessionInfo | None) -> None:
+    """Synchroniser token: the session's secret must come back in a header (htmx) or a form field."""
+    if info is None:
+        raise CsrfFailed("页面已过期，请刷新后重试")
+    sent = connection.headers.get("x-csrf-token")
+    if not sent and isinstance(connection, Request):
+        content_type = connection.headers.get("content-type", "")
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            form = await connection.form()
+            sent = form.get("_csrf")
+    if not isinstance(sent, str) or not secrets.compare_digest(sent, info.csrf):
+        raise CsrfFailed("页面已过期或来源不可信（CSRF 校验失败），请刷新页面后重试")
+
+
+def current_principal(request: Request) -> Principal:
+    principal = request.state.get("principal")
+    if principal is None:
+        raise LoginRequired()
+    return principal
+
+
+def optional_principal(request: Request) -> Principal | None:
+    return request.state.get("principal")
+
+
+def csrf_token(request: Request) -> str:
+    info: SessionInfo | None = request.state.get("session")
+    return info.csrf if info else ""
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"

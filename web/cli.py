@@ -1,0 +1,142 @@
+"""The `dangan` command: check, serve, create-user, reload."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine.accounts import AccountError, create_user, generate_password
+from engine.errors import DefinitionErrors
+from engine.loader import load_definitions
+from engine.org import unit_by_path
+from engine.storage.db import Database
+from engine.storage.fieldsql import IndexConflict
+from web.settings import Settings
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    directory = args.dir or str(Settings().definitions)
+    try:
+        definitions = load_definitions(directory)
+    except DefinitionErrors as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"\n共 {len(exc.errors)} 处错误。", file=sys.stderr)
+        return 1
+    fields = sum(len(f.fields) for f in definitions.forms.values())
+    print(f"定义检查通过：{len(definitions.forms)} 个表单（{fields} 个字段）、{len(definitions.roles)} 个角色、"
+          f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程；版本 {definitions.version}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 — only `serve` needs the server
+
+    from web.app import create_app, prepare  # noqa: PLC0415 — keeps `check` free of web start-up cost
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        state, admin = prepare(settings)
+    except DefinitionErrors as exc:
+        print("定义有错误，服务未启动：", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except IndexConflict as exc:
+        print(f"服务未启动：{exc}", file=sys.stderr)
+        return 1
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    if admin is not None:
+        note = settings.var_dir / "initial-admin.txt"
+        note.write_text(f"用户名: {admin.username}\n初始密码: {admin.password}\n", encoding="utf-8")
+        note.chmod(0o600)
+        print(f"\n已创建第一个管理员账号：用户名 {admin.username}，初始密码 {admin.password}"
+              f"\n（也保存在 {note}；首次登录后须修改密码）\n", flush=True)
+    (settings.var_dir / "dangan.pid").write_text(str(os.getpid()))
+    print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}）", flush=True)
+    uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="warning",
+                workers=1, access_log=False)
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    return url.split("@")[-1] if "@" in url else url
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        definitions = load_definitions(settings.definitions)
+    except DefinitionErrors as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.role not in definitions.roles:
+        print(f"未知的角色“{args.role}”；可用：{'、'.join(definitions.roles)}", file=sys.stderr)
+        return 1
+    db = Database(settings.database_url)
+    db.upgrade()
+    password = args.password or generate_password()
+    with db.write() as s:
+        unit = unit_by_path(s, args.unit)
+        if unit is None:
+            print(f"找不到组织单位“{args.unit}”（用“/”分隔各级名称，如 示范区教育局/示范区第一中学）", file=sys.stderr)
+            return 1
+        try:
+            create_user(s, args.username, password, [args.role], [unit.id], display_name=args.name or args.username)
+        except AccountError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        s.commit()
+    print(f"已创建用户 {args.username}（{definitions.roles[args.role].name}，{args.unit}），初始密码：{password}；首次登录须修改密码")
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Check first (so errors are shown here), then signal the running server to re-read."""
+    if cmd_check(argparse.Namespace(dir=None)) != 0:
+        print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
+        return 1
+    pid_file = Settings().var_dir / "dangan.pid"
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGHUP)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        print(f"没有找到运行中的服务（{pid_file}）", file=sys.stderr)
+        return 1
+    print(f"已通知服务（进程 {pid}）重新加载定义。")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="dangan", description="Dangan 学生电子档案表单与流程引擎")
+    sub = root.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="检查定义目录")
+    check.add_argument("dir", nargs="?", help="定义目录（默认 $DANGAN_DEFINITIONS 或 ./definitions）")
+    check.set_defaults(func=cmd_check)
+    serve = sub.add_parser("serve", help="启动网页服务")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    user = sub.add_parser("create-user", help="创建用户")
+    user.add_argument("--username", required=True)
+    user.add_argument("--role", required=True)
+    user.add_argument("--unit", required=True, help="组织单位路径，如 示范区教育局/示范区第一中学")
+    user.add_argument("--password", help="初始密码（不填则随机生成）")
+    user.add_argument("--name", help="显示名称")
+    user.set_defaults(func=cmd_create_user)
+    reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
+    reload.set_defaults(func=cmd_reload)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

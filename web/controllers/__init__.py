@@ -1,0 +1,1 @@
+"""HTTP controllers; each handler parses input, calls one engine service and renders."""

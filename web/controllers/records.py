@@ -1,0 +1,297 @@
+"""Generated pages for every form: list, create, view, edit, delete, history, inline checks."""
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Response, Template
+
+from engine.permissions import Principal, can, is_masked, policy, scope, writable_keys
+from engine.records import ListQuery, SaveResult, StoredRecord
+from engine.spec import FormSpec
+from engine.validation import clean_record
+from web.auth import app_state, current_principal, is_htmx
+from web.formdata import read_submission, table_action
+from web.guards import form_guard
+from web.pages import flash, page, units_for
+from web.presenter import display_text, field_view, issue_text, issues_by_field
+
+
+def _form(request: Request) -> FormSpec:
+    return app_state(request).definitions.forms[request.path_params["form_key"]]
+
+
+class RecordController(Controller):
+    path = "/f/{form_key:str}"
+    guards = [form_guard]
+
+    @get("/", opt={"action": "read"}, name="records:list")
+    async def list_records(self, request: Request) -> Template:
+        form, principal = _form(request), current_principal(request)
+        found = policy(principal, form)
+        params = request.query_params
+        filters = {k: params.get(k) for k in form.list.filters if params.get(k)}
+        try:
+            page_no = max(1, int(params.get("page", "1")))
+        except ValueError:
+            page_no = 1
+        query = ListQuery(filters=filters, search=params.get("q", ""), sort=params.get("sort", ""),
+                          page=page_no, incomplete=params.get("incomplete") == "1")
+        result = app_state(request).records.list(form, principal, query)
+        columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
+        rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
+        filter_views = [field_view(form, form.fields[k], found, raw=filters.get(k, "")) for k in form.list.filters if k not in found.hidden]
+        return page(request, "records/list.html", form=form, columns=columns, rows=rows, result=result,
+                    query=query, filter_views=filter_views, can_create=can(principal, "create", form),
+                    sort_query=lambda key, ascending: _query_string(request, sort=f"-{key}" if ascending else key, page="1"),
+                    page_query=lambda number: _query_string(request, page=str(number)),
+                    list_actions=_list_actions(request, form, principal), title=form.title)
+
+    @get("/new", opt={"action": "create"}, name="records:new")
+    async def new_record(self, request: Request) -> Template:
+        form, principal = _form(request), current_principal(request)
+        values = {k: f.default for k, f in form.fields.items()}
+        return _edit_page(request, form, principal, values=values, raw={}, issues=[], record=None)
+
+    @post("/new", opt={"action": "create"}, name="records:create")
+    async def create_record(self, request: Request) -> Response:
+        form, principal = _form(request), current_principal(request)
+        data = await request.form()
+        submitted = await read_submission(form, data, writable_keys(policy(principal, form), form))
+        if table_action(data, submitted):
+            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
+        units = units_for(request, principal, form, "create")
+        unit_id = _chosen_unit(data.get("_unit"), units)
+        if unit_id is None:
+            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None,
+                              unit_error=f"请选择{form.unit_label}", status=422)
+        result = app_state(request).records.create(form, principal, unit_id, submitted)
+        if not result.ok:
+            return _edit_page(request, form, principal, values={}, raw=submitted, issues=result.issues,
+                              record=None, unit=str(unit_id), status=422)
+        flash(request, "保存成功")
+        return Redirect(f"/f/{form.key}/{result.record_id}", status_code=303)
+
+    @post("/check", opt={"action": ("create", "update")}, name="records:check")
+    async def check_field(self, request: Request) -> Template:
+        """htmx: validate what is typed so far with the same validator; return the field's messages
+        and re-render the fields whose visibility or requiredness depends on it."""
+        form, principal = _form(request), current_principal(request)
+        key = request.query_params.get("field", "")
+        if key not in form.fields:
+            raise NotFoundException("没有这个字段")
+        found = policy(principal, form)
+        data = await request.form()
+        submitted = await read_submission(form, data, writable_keys(found, form))
+        stored = _stored_for_check(request, form, principal)
+        raw = dict(stored.values) if stored else {k: f.default for k, f in form.fields.items()}
+        raw.update({k: v for k, v in submitted.items() if k in form.fields})
+        cleaned = clean_record(form, raw)
+        by_field = issues_by_field(cleaned.issues)
+        partners = {t for rule in form.rules if key in rule.fields or key in rule.check.names for t in rule.fields}
+        shown = {key} | {p for p in partners if cleaned.values.get(p) is not None}
+        errors = {k: [issue_text(form, i) for i in by_field.get(k, [])] for k in shown}
+        dependents = [
+            field_view(form, form.fields[d], found, value=cleaned.values.get(d) if d not in submitted else None,
+                       raw=submitted.get(d), visible=d not in cleaned.hidden, required=d in cleaned.required)
+            for d in form.dependents(key) if d not in found.hidden
+        ]
+        return Template(template_name="records/check.html",
+                        context={"errors": errors, "dependents": dependents, "form": form, "key": key, "record": stored})
+
+    @get("/{record_id:int}", opt={"action": "read"}, name="records:view")
+    async def view_record(self, request: Request, record_id: int) -> Template:
+        form, principal = _form(request), current_principal(request)
+        record = _get(request, form, principal, record_id, "read")
+        found = policy(principal, form)
+        cleaned = clean_record(form, record.values)
+        by_field = issues_by_field(cleaned.issues)
+        sections = [
+            (section, [field_view(form, form.fields[k], found, record.values[k], issues=by_field.get(k, []),
+                                  visible=k not in cleaned.hidden, required=k in cleaned.required)
+                       for k in section.fields if k not in found.hidden])
+            for section in form.sections
+        ]
+        return page(request, "records/view.html", form=form, record=record, sections=sections,
+                    title_text=_title(form, record, found), incomplete=not cleaned.ok,
+                    can_update=_reaches(request, form, principal, record, "update"),
+                    record_actions=[a for provider in RECORD_ACTIONS for a in provider(form, principal, record)],
+                    record_panels=[p for provider in RECORD_PANELS for p in provider(request, form, principal, record)],
+                    can_delete=_reaches(request, form, principal, record, "delete"), title=form.title)
+
+    @get("/{record_id:int}/edit", opt={"action": "update"}, name="records:edit")
+    async def edit_record(self, request: Request, record_id: int) -> Template:
+        form, principal = _form(request), current_principal(request)
+        record = _get(request, form, principal, record_id, "update")
+        # Show what an old record lacks under today's definition right away.
+        issues = clean_record(form, record.values).issues
+        return _edit_page(request, form, principal, values=record.values, raw={}, issues=issues, record=record)
+
+    @post("/{record_id:int}/edit", opt={"action": "update"}, name="records:update")
+    async def update_record(self, request: Request, record_id: int) -> Response:
+        form, principal = _form(request), current_principal(request)
+        record = _get(request, form, principal, record_id, "update")
+        data = await request.form()
+        submitted = await read_submission(form, data, writable_keys(policy(principal, form), form))
+        if table_action(data, submitted):
+            return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=[], record=record,
+                              revision=data.get("_revision"))
+        try:
+            base = int(data.get("_revision", ""))
+        except ValueError:
+            base = -1
+        result = app_state(request).records.update(form, principal, record_id, submitted, base)
+        if not result.ok:
+            return _failed_update(request, form, principal, record_id, record, submitted, result, data.get("_revision"))
+        flash(request, "保存成功")
+        return Redirect(f"/f/{form.key}/{record_id}", status_code=303)
+
+    @get("/{record_id:int}/delete", opt={"action": "delete"}, name="records:confirm_delete")
+    async def confirm_delete(self, request: Request, record_id: int) -> Template:
+        form, principal = _form(request), current_principal(request)
+        record = _get(request, form, principal, record_id, "delete")
+        return page(request, "records/delete.html", form=form, record=record,
+                    title_text=_title(form, record, policy(principal, form)), title=form.title)
+
+    @post("/{record_id:int}/delete", opt={"action": "delete"}, name="records:delete")
+    async def delete_record(self, request: Request, record_id: int) -> Redirect:
+        form, principal = _form(request), current_principal(request)
+        if not app_state(request).records.delete(form, principal, record_id):
+            raise NotFoundException("记录不存在或不在您的权限范围内")
+        flash(request, "已删除")
+        return Redirect(f"/f/{form.key}/", status_code=303)
+
+    @get("/{record_id:int}/history", opt={"action": "read"}, name="records:history")
+    async def history(self, request: Request, record_id: int) -> Template:
+        form, principal = _form(request), current_principal(request)
+        record = _get(request, form, principal, record_id, "read")
+        found = policy(principal, form)
+        entries = app_state(request).records.history(form, record_id)
+        return page(request, "records/history.html", form=form, record=record, entries=_history_rows(form, found, entries),
+                    title_text=_title(form, record, found), title=form.title)
+
+
+def _query_string(request: Request, **changes: str) -> str:
+    params = {k: v for k, v in request.query_params.items() if k not in changes}
+    params.update(changes)
+    return urlencode(params)
+
+
+# Feature packages (Excel import/export) add buttons to list pages: fn(form, principal) -> [{"href","label"}].
+LIST_ACTIONS: list[Any] = []
+RECORD_ACTIONS: list[Any] = []
+RECORD_PANELS: list[Any] = []
+
+
+def _list_actions(request: Request, form: FormSpec, principal: Principal) -> list[dict[str, str]]:
+    return [action for provider in LIST_ACTIONS for action in provider(form, principal)]
+
+
+def _get(request: Request, form: FormSpec, principal: Principal, record_id: int, action: str) -> StoredRecord:
+    record = app_state(request).records.get(form, record_id, principal, action)
+    if record is None:
+        raise NotFoundException("记录不存在或不在您的权限范围内")
+    return record
+
+
+def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:
+    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id)
+
+
+def _stored_for_check(request: Request, form: FormSpec, principal: Principal) -> StoredRecord | None:
+    record_id = request.query_params.get("record", "")
+    if not record_id.isdigit():
+        return None
+    return app_state(request).records.get(form, int(record_id), principal, "update")
+
+
+def _chosen_unit(raw: Any, units: list) -> int | None:
+    allowed = {u.id for u in units}
+    if isinstance(raw, str) and raw.isdigit() and int(raw) in allowed:
+        return int(raw)
+    return units[0].id if len(units) == 1 else None
+
+
+def _title(form: FormSpec, record: StoredRecord, found: Any) -> str:
+    spec = form.fields.get(form.title_field)
+    if spec is None:
+        return f"#{record.id}"
+    view = field_view(form, spec, found, record.values.get(spec.key))
+    return view.display or f"#{record.id}"
+
+
+def _missing(form: FormSpec, record: StoredRecord) -> bool:
+    return not clean_record(form, record.values).ok
+
+
+def _edit_page(request: Request, form: FormSpec, principal: Principal, values: dict, raw: dict, issues: list,
+               record: StoredRecord | None, unit: Any = None, unit_error: str = "", status: int = 200,
+               revision: Any = None, conflict: Any = None) -> Template:
+    found = policy(principal, form)
+    merged = dict(values)
+    merged.update({k: v for k, v in raw.items() if k in form.fields})
+    cleaned = clean_record(form, merged)
+    by_field = issues_by_field(issues)
+    sections = []
+    for section in form.sections:
+        views = []
+        for key in section.fields:
+            if key in found.hidden:
+                continue
+            spec = form.fields[key]
+            typed = raw.get(key) if key in raw else None
+            views.append(field_view(form, spec, found, value=values.get(key) if typed is None else None, raw=typed,
+                                    issues=by_field.get(key, []), visible=key not in cleaned.hidden,
+                                    required=key in cleaned.required))
+        sections.append((section, views))
+    units = units_for(request, principal, form, "create") if record is None else []
+    summary = [issue_text(form, i) for i in issues]
+    if unit_error:
+        summary.insert(0, unit_error)
+    template = page(request, "records/form.html", form=form, sections=sections, record=record, units=units,
+                    chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary, conflict=conflict,
+                    revision=revision if revision is not None else (record.revision if record else ""),
+                    title=form.title)
+    template.status_code = status
+    return template
+
+
+def _failed_update(request: Request, form: FormSpec, principal: Principal, record_id: int, record: StoredRecord,
+                   submitted: dict, result: SaveResult, revision: Any) -> Template:
+    conflict = None
+    if result.conflict is not None:
+        found = policy(principal, form)
+        conflict = _history_rows(form, found, result.conflict.entries)
+        # The user's typed values stay; the revision moves on so a deliberate re-save goes through.
+        revision = result.conflict.current_revision
+    return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=result.issues, record=record,
+                      status=409 if conflict else 422, revision=revision, conflict=conflict)
+
+
+def _history_rows(form: FormSpec, found: Any, entries: list) -> list[dict[str, Any]]:
+    """Audit entries as readable rows, with each value shown as this user may see it."""
+    rows = []
+    for entry in entries:
+        changes = []
+        for key, (old, new) in (entry.changes or {}).items():
+            spec = form.fields.get(key)
+            if key == "_unit":
+                changes.append({"label": form.unit_label, "old": str(old), "new": str(new)})
+                continue
+            if spec is None or key in found.hidden:
+                continue
+            changes.append({"label": spec.label, "old": _stored_text(spec, found, old), "new": _stored_text(spec, found, new)})
+        rows.append({"entry": entry, "changes": changes})
+    return rows
+
+
+def _stored_text(spec: Any, found: Any, stored: Any) -> str:
+    if stored is None:
+        return ""
+    try:
+        value = spec.kind.from_json(stored)
+    except (ValueError, TypeError, KeyError):
+        return str(stored)
+    return display_text(spec, value, is_masked(found, spec))

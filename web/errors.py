@@ -1,0 +1,75 @@
+"""Engine and HTTP exceptions become Chinese pages (or JSON under /api) in one place."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException, ValidationException
+from litestar.response import Redirect, Template
+
+from web.auth import LoginRequired, PasswordChangeRequired
+
+log = logging.getLogger("dangan")
+
+MESSAGES = {
+    400: "请求格式不正确",
+    401: "请先登录",
+    403: "您没有权限进行此操作",
+    404: "页面或记录不存在，或不在您的权限范围内",
+    405: "不支持此操作方式",
+    409: "数据已被他人修改",
+    413: "上传的内容过大",
+    422: "提交的数据有误",
+    500: "系统内部错误，请稍后重试或联系管理员",
+}
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _error(request: Request, status: int, detail: str = "") -> Response:
+    message = MESSAGES.get(status, "请求失败")
+    if _wants_json(request):
+        return Response({"error": message, "detail": detail}, status_code=status, media_type=MediaType.JSON)
+    return Template(template_name="error.html", context={"status": status, "message": message, "detail": detail,
+                                                         "principal": request.state.get("principal"), "nav_forms": [],
+                                                         "csrf": "", "flash": "", "title": message}, status_code=status)
+
+
+def login_required(request: Request, _exc: LoginRequired) -> Response:
+    if _wants_json(request):
+        return _error(request, 401)
+    target = "/login?next=" + quote(request.url.path)
+    if request.headers.get("hx-request") == "true":
+        return Response("", status_code=401, headers={"HX-Redirect": target})
+    return Redirect(target, status_code=303)
+
+
+def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return Response("", status_code=403, headers={"HX-Redirect": "/password"})
+    return Redirect("/password", status_code=303)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    detail = exc.detail if isinstance(exc.detail, str) and not exc.detail.isascii() else ""
+    if isinstance(exc, ValidationException):
+        detail = "参数格式不正确"
+    return _error(request, exc.status_code, detail)
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return _error(request, 500)
+
+
+HANDLERS = {
+    LoginRequired: login_required,
+    PasswordChangeRequired: password_change_required,
+    NotFoundException: http_error,
+    PermissionDeniedException: http_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}
