@@ -25,6 +25,7 @@ from web.controllers.auth import AuthController
 from web.controllers.home import HomeController
 from web.controllers.records import RecordController
 from web.errors import HANDLERS
+from web.features import enabled_features
 from web.settings import Settings
 from web.state import AppState
 
@@ -32,9 +33,6 @@ log = logging.getLogger("dangan")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 BEIJING = dt.timedelta(hours=8)
-
-# Feature packages (Excel, workflows) append their controllers and navigation entries here.
-EXTRA_ROUTES: list[Any] = []
 
 
 def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -80,24 +78,22 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     settings = settings or Settings()
     if state is None:
         state, _ = prepare(settings)
+    features = enabled_features()
     static = create_static_files_router(
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True},
     )
     return Litestar(
-        route_handlers=[AuthController, HomeController, RecordController, ApiController, static, *EXTRA_ROUTES],
+        route_handlers=[AuthController, HomeController, RecordController, ApiController, static, *(r for f in features for r in f.routes)],
         guards=[session_guard],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        state=_state(state),
+        state=State({"dangan": state, "features": features,
+                     "nav_extra": [item for f in features for item in f.nav(state)]}),
         on_startup=[_reload_on_sighup],
         request_max_body_size=settings.max_upload_bytes,
         response_headers=_security_headers(),
         debug=False,
     )
-
-
-def _state(state: AppState) -> State:
-    return State({"dangan": state, "nav_extra": []})
 
 
 def _security_headers() -> list[ResponseHeader]:

@@ -33,9 +33,9 @@ def _error(request: Request, status: int, detail: str = "") -> Response:
     message = MESSAGES.get(status, "请求失败")
     if _wants_json(request):
         return Response({"error": message, "detail": detail}, status_code=status, media_type=MediaType.JSON)
-    return Template(template_name="error.html", context={"status": status, "message": message, "detail": detail,
-                                                         "principal": request.state.get("principal"), "nav_forms": [],
-                                                         "csrf": "", "flash": "", "title": message}, status_code=status)
+    context = {"status": status, "message": message, "detail": detail, "principal": request.state.get("principal"),
+               "nav_forms": [], "nav_extra": [], "csrf": "", "flash": "", "title": message, "path": request.url.path}
+    return Template(template_name="error.html", context=context, status_code=status)
 
 
 def login_required(request: Request, _exc: LoginRequired) -> Response:

@@ -1,7 +1,8 @@
 """Rendering helpers shared by controllers: the page context, flash messages, unit choices."""
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from litestar import Request
 from litestar.response import Template
@@ -13,6 +14,18 @@ from engine.spec import FormSpec
 from engine.storage.models import Session
 from engine.sessions import token_digest
 from web.auth import COOKIE, app_state, csrf_token, optional_principal
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """A navigation entry a feature package adds (e.g. 待办 with its count)."""
+
+    key: str
+    href: str
+    label: str
+    description: str = ""
+    visible: Callable[[Principal], bool] = lambda _principal: True
+    count: Callable[[Principal], int] | None = None
 
 
 def nav_forms(request: Request) -> list[FormSpec]:

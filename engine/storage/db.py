@@ -52,7 +52,7 @@ def upgrade(engine: Engine) -> None:
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
 
 class Database:

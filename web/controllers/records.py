@@ -117,8 +117,8 @@ class RecordController(Controller):
         return page(request, "records/view.html", form=form, record=record, sections=sections,
                     title_text=_title(form, record, found), incomplete=not cleaned.ok,
                     can_update=_reaches(request, form, principal, record, "update"),
-                    record_actions=[a for provider in RECORD_ACTIONS for a in provider(form, principal, record)],
-                    record_panels=[p for provider in RECORD_PANELS for p in provider(request, form, principal, record)],
+                    record_actions=[a for f in _features(request) for a in f.record_actions(form, principal, record)],
+                    record_panels=[p for f in _features(request) for p in f.record_panels(request, form, principal, record)],
                     can_delete=_reaches(request, form, principal, record, "delete"), title=form.title)
 
     @get("/{record_id:int}/edit", opt={"action": "update"}, name="records:edit")
@@ -179,14 +179,12 @@ def _query_string(request: Request, **changes: str) -> str:
     return urlencode(params)
 
 
-# Feature packages (Excel import/export) add buttons to list pages: fn(form, principal) -> [{"href","label"}].
-LIST_ACTIONS: list[Any] = []
-RECORD_ACTIONS: list[Any] = []
-RECORD_PANELS: list[Any] = []
+def _features(request: Request) -> list[Any]:
+    return request.app.state["features"]
 
 
 def _list_actions(request: Request, form: FormSpec, principal: Principal) -> list[dict[str, str]]:
-    return [action for provider in LIST_ACTIONS for action in provider(form, principal)]
+    return [action for feature in _features(request) for action in feature.list_actions(form, principal)]
 
 
 def _get(request: Request, form: FormSpec, principal: Principal, record_id: int, action: str) -> StoredRecord:
