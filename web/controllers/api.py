@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.params import FromPath
 from litestar import Controller, Request, get
 
 from engine.permissions import policy
@@ -44,6 +45,6 @@ class ApiController(Controller):
         return {"total": result.total, "page": result.page, "records": [record_json(form, found, r) for r in result.records]}
 
     @get("/{record_id:int}", opt={"action": "read"}, name="api:detail")
-    async def detail_json(self, request: Request, record_id: int) -> dict[str, Any]:
+    async def detail_json(self, request: Request, record_id: FromPath[int]) -> dict[str, Any]:
         form, principal = _form(request), current_principal(request)
         return record_json(form, policy(principal, form), _get(request, form, principal, record_id, "read"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from litestar.params import FromPath
 from litestar import Controller, Request, get
 from litestar.exceptions import NotFoundException
 from litestar.response import Response, Template
@@ -25,7 +26,7 @@ class HomeController(Controller):
         return {"status": "ok"}
 
     @get("/files/{attachment_id:str}", name="files:download")
-    async def download(self, request: Request, attachment_id: str) -> Response:
+    async def download(self, request: Request, attachment_id: FromPath[str]) -> Response:
         """An attachment is readable only through its record: same form right, same scope, field not hidden."""
         state, principal = app_state(request), current_principal(request)
         with state.db.read() as s:

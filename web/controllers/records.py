@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from litestar.params import FromPath
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
@@ -102,7 +103,7 @@ class RecordController(Controller):
                         context={"errors": errors, "dependents": dependents, "form": form, "key": key, "record": stored})
 
     @get("/{record_id:int}", opt={"action": "read"}, name="records:view")
-    async def view_record(self, request: Request, record_id: int) -> Template:
+    async def view_record(self, request: Request, record_id: FromPath[int]) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "read")
         found = policy(principal, form)
@@ -122,7 +123,7 @@ class RecordController(Controller):
                     can_delete=_reaches(request, form, principal, record, "delete"), title=form.title)
 
     @get("/{record_id:int}/edit", opt={"action": "update"}, name="records:edit")
-    async def edit_record(self, request: Request, record_id: int) -> Template:
+    async def edit_record(self, request: Request, record_id: FromPath[int]) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "update")
         # Show what an old record lacks under today's definition right away.
@@ -130,7 +131,7 @@ class RecordController(Controller):
         return _edit_page(request, form, principal, values=record.values, raw={}, issues=issues, record=record)
 
     @post("/{record_id:int}/edit", opt={"action": "update"}, name="records:update")
-    async def update_record(self, request: Request, record_id: int) -> Response:
+    async def update_record(self, request: Request, record_id: FromPath[int]) -> Response:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "update")
         data = await request.form()
@@ -149,14 +150,14 @@ class RecordController(Controller):
         return Redirect(f"/f/{form.key}/{record_id}", status_code=303)
 
     @get("/{record_id:int}/delete", opt={"action": "delete"}, name="records:confirm_delete")
-    async def confirm_delete(self, request: Request, record_id: int) -> Template:
+    async def confirm_delete(self, request: Request, record_id: FromPath[int]) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "delete")
         return page(request, "records/delete.html", form=form, record=record,
                     title_text=_title(form, record, policy(principal, form)), title=form.title)
 
     @post("/{record_id:int}/delete", opt={"action": "delete"}, name="records:delete")
-    async def delete_record(self, request: Request, record_id: int) -> Redirect:
+    async def delete_record(self, request: Request, record_id: FromPath[int]) -> Redirect:
         form, principal = _form(request), current_principal(request)
         if not app_state(request).records.delete(form, principal, record_id):
             raise NotFoundException("记录不存在或不在您的权限范围内")
@@ -164,7 +165,7 @@ class RecordController(Controller):
         return Redirect(f"/f/{form.key}/", status_code=303)
 
     @get("/{record_id:int}/history", opt={"action": "read"}, name="records:history")
-    async def history(self, request: Request, record_id: int) -> Template:
+    async def history(self, request: Request, record_id: FromPath[int]) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "read")
         found = policy(principal, form)
