@@ -127,6 +127,7 @@ def create_user(s: DbSession, username: str, password: str, roles: Iterable[str]
 
 
 def set_memberships(s: DbSession, user: User, roles: Iterable[str], unit_ids: Iterable[int]) -> None:
+    user.auth_version = (user.auth_version or 0) + 1
     s.execute(delete(UserRole).where(UserRole.user_id == user.id))
     s.execute(delete(UserUnit).where(UserUnit.user_id == user.id))
     for role in sorted(set(roles)):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace as _replace
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -16,7 +17,7 @@ from engine.spec import (
     Expression, FieldSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
 )
 from engine.validation.rules import RULES, compile_limit
-from engine.yaml_source import key_origin
+from engine.yaml_source import item_origin, key_origin, name_origin
 
 GENERIC_CONSTRAINTS = frozenset(RULES)
 NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from")
@@ -138,7 +139,7 @@ class FormCompiler:
         for key in raw:
             if key in allowed:
                 continue
-            where = key_origin(raw, key)
+            where = name_origin(raw, key)
             if key in GENERIC_CONSTRAINTS or key in FIELD_COMMON:
                 self.problems.add(where, f"类型 {kind_cls.name}（{kind_cls.title}）的字段不支持“{key}”",
                                   "表格列不支持条件、唯一和敏感设置" if in_table and key in NOT_IN_TABLE_COLUMNS else
@@ -164,7 +165,9 @@ class FormCompiler:
         try:
             return kind_cls.build(params, self.options)
         except ValueError as exc:
-            self.problems.add(key_origin(raw, "type"), f"字段“{raw['key']}”的参数有误：{exc}")
+            # With one parameter the fault is in it (e.g. `options: no_such_list`); otherwise point at the type.
+            where = key_origin(raw, next(iter(params))) if len(params) == 1 else key_origin(raw, "type")
+            self.problems.add(where, f"字段“{raw['key']}”的参数有误：{exc}")
             return None
 
     def _constraints(self, raw: Mapping[str, Any], kind: FieldType) -> dict[str, Any]:
@@ -191,7 +194,8 @@ class FormCompiler:
             return self.expressions.compile(source, known, origin, samples)
         except ExpressionProblem as exc:
             broken = self.declared - set(known)
-            if not any(name in str(source) for name in broken):
+            # Whole identifiers only: a failed field `d` must not silence an error about `nofield`.
+            if not any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", str(source)) for name in broken):
                 self.problems.add(origin, exc.message, exc.hint)
             return None
 
@@ -237,9 +241,9 @@ class FormCompiler:
 
     def _keys(self, keys: Any, name: str, specs: Mapping[str, FieldSpec], parent: Any = None) -> tuple[str, ...]:
         parent = parent if parent is not None else self.data
-        for key in keys:
+        for index, key in enumerate(keys):
             if key not in specs and key not in self.declared:
-                self.problems.add(key_origin(parent, name), f"“{name}”引用了不存在的字段“{key}”", did_you_mean(key, specs))
+                self.problems.add(item_origin(parent, name, index), f"“{name}”引用了不存在的字段“{key}”", did_you_mean(key, specs))
         return tuple(k for k in keys if k in specs)
 
 
@@ -254,13 +258,15 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
     policies = {}
     for form_key, raw in data.get("forms", {}).items():
         form = forms.get(form_key)
+        if form is None and form_key in (declared or {}):
+            continue  # the form's file has errors of its own; "unknown form" would only add noise
         if form is None and form_key != "*":
             problems.add(key_origin(data["forms"], form_key), f"未知的表单“{form_key}”", did_you_mean(form_key, forms) or "用 \"*\" 表示所有表单")
             continue
         for name in ("readonly", "hidden", "masked"):
-            for key in raw.get(name, []):
+            for index, key in enumerate(raw.get(name, [])):
                 if form is not None and key not in form.fields and key not in (declared or {}).get(form_key, ()):
-                    problems.add(key_origin(raw, name), f"表单“{form_key}”没有字段“{key}”", did_you_mean(key, form.fields))
+                    problems.add(item_origin(raw, name, index), f"表单“{form_key}”没有字段“{key}”", did_you_mean(key, form.fields))
         policies[form_key] = FormPolicy(
             actions=frozenset(raw["actions"]), hidden=frozenset(raw.get("hidden", [])),
             readonly=frozenset(raw.get("readonly", [])), masked=frozenset(raw.get("masked", [])),

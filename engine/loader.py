@@ -23,8 +23,9 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems) -> list[tuple[str, Any]]:
-    """Parse and shape-check every file matching `pattern`; return those that passed."""
+def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems,
+              rejected: list[Any] | None = None) -> list[tuple[str, Any]]:
+    """Parse and shape-check every file matching `pattern`; return those that passed (the rest go to `rejected`)."""
     good = []
     for file in sorted(directory.glob(pattern)):
         shown = _display_path(file)
@@ -46,6 +47,8 @@ def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems) -
         problems.extend(shape)
         if not shape:
             good.append((shown, data))
+        elif rejected is not None:
+            rejected.append(data)
     return good
 
 
@@ -81,12 +84,15 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
 
     expressions = ExpressionCompiler()
     forms, declared = {}, {}
-    for key, data in _unique_keys(_read_all(root, "forms/*.yaml", FORM, problems), "表单", problems).items():
+    rejected: list[Any] = []
+    for key, data in _unique_keys(_read_all(root, "forms/*.yaml", FORM, problems, rejected), "表单", problems).items():
         compiler = FormCompiler(data, options, level_keys, expressions, problems)
         spec = compiler.compile()
         declared[key] = compiler.declared
         if spec is not None:
             forms[key] = spec
+    # A form whose file failed its shape check is still declared: roles naming it get no second error.
+    declared.update({data["key"]: set() for data in rejected if isinstance(data.get("key"), str) and data["key"] not in declared})
     if not forms and not problems:
         problems.add(Origin(_display_path(root / "forms"), 1, 1), "没有任何表单定义", "在 forms/ 下添加至少一个 .yaml 文件")
 

@@ -198,7 +198,7 @@ def _translate(err: ValidationError, data: Any, fallback: Origin) -> DefinitionE
     if kind == "additionalProperties":
         extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
         allowed = list(err.schema.get("properties", {}))
-        origin = origin_of(data, (*where, extra[0]), fallback) if extra else origin
+        origin = origin_of(data, (*where, extra[0]), fallback, name=True) if extra else origin
         return DefinitionError(origin, f"不认识的键“{extra[0] if extra else '?'}”", did_you_mean(extra[0], allowed) or f"可用的键：{'、'.join(allowed)}")
     if kind == "required":
         missing = err.message.split("'")[1] if "'" in err.message else "?"

@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DbSession
 
-from engine.storage.models import Session, utcnow
+from engine.storage.models import Session, User, utcnow
 
 LIFETIME = dt.timedelta(hours=8)
 
@@ -35,6 +35,18 @@ def find_session(s: DbSession, token: str | None) -> Session | None:
     if row is None or row.expires_at < utcnow():
         return None
     return row
+
+
+def find_session_user(s: DbSession, token: str | None) -> tuple[Session, User | None] | None:
+    """The live session and its user in one query (the per-request hot path)."""
+    if not token:
+        return None
+    row = s.execute(
+        select(Session, User).outerjoin(User, User.id == Session.user_id).where(Session.id == token_digest(token))
+    ).first()
+    if row is None or row[0].expires_at < utcnow():
+        return None
+    return row[0], row[1]
 
 
 def close_session(s: DbSession, token: str | None) -> None:

@@ -41,7 +41,8 @@ def local_time(moment: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def template_environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      auto_reload=False)  # templates ship with the code; no stat() per include
     env.filters["localtime"] = local_time
     return env
 
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         state, _ = prepare(settings)
     features = enabled_features()
     static = create_static_files_router(
-        path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True},
+        path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )
     return Litestar(
         route_handlers=[AuthController, HomeController, RecordController, ApiController, static, *(r for f in features for r in f.routes)],

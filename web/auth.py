@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
 from litestar import Request
@@ -13,8 +14,7 @@ from litestar.handlers import BaseRouteHandler
 
 from engine.org import build_principal
 from engine.permissions import Principal
-from engine.sessions import LIFETIME, find_session
-from engine.storage.models import User
+from engine.sessions import LIFETIME, find_session_user
 from web.state import AppState
 
 COOKIE = "dangan_session"
@@ -54,22 +54,55 @@ def clear_cookie(secure: bool) -> Cookie:
     return Cookie(key=COOKIE, value="", httponly=True, samesite="lax", secure=secure, path="/", max_age=0)
 
 
+class PrincipalCache:
+    """Principals by (user, auth_version, definitions version): one joined query per request instead of six.
+
+    Any change of roles or units bumps users.auth_version in the database, so every process sees a
+    new key on its next request; activity and the forced password change are read live each time.
+    """
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self.entries: OrderedDict[tuple[int, int, str], Principal] = OrderedDict()
+
+    def get(self, key: tuple[int, int, str]) -> Principal | None:
+        found = self.entries.get(key)
+        if found is not None:
+            self.entries.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[int, int, str], principal: Principal) -> None:
+        self.entries[key] = principal
+        if len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+_principals = PrincipalCache()
+
+
 def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Principal | None]:
     with state.db.read() as s:
-        row = find_session(s, token)
-        if row is None:
+        found = find_session_user(s, token)
+        if found is None:
             return None, None
+        row, user = found
         info = SessionInfo(token=token or "", csrf=row.csrf_token, user_id=row.user_id, flash=row.flash)
-        if row.user_id is None:
-            return info, None
-        user = s.get(User, row.user_id)
         if user is None or not user.is_active:
             return info, None
-        return info, build_principal(s, user, state.definitions)
+        key = (user.id, user.auth_version, state.definitions.version)
+        principal = _principals.get(key)
+        if principal is None:
+            principal = build_principal(s, user, state.definitions)
+            _principals.put(key, principal)
+        if principal.must_change_password != user.must_change_password:
+            principal = replace(principal, must_change_password=user.must_change_password)
+        return info, principal
 
 
 async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """App-level guard: every route is private unless it says `opt={"public": True}`."""
+    if handler.opt.get("static"):
+        return  # htmx.min.js and CSS need no session lookup
     state = app_state(connection)
     info, principal = _load(state, connection.cookies.get(COOKIE))
     connection.state.session = info

@@ -8,7 +8,7 @@ from litestar import Request
 from litestar.response import Template
 from sqlalchemy import update
 
-from engine.org import Unit, all_units
+from engine.org import Unit
 from engine.permissions import Principal, forms_for, scope
 from engine.spec import FormSpec
 from engine.storage.models import Session
@@ -71,8 +71,7 @@ def pop_flash(request: Request) -> str:
 def units_for(request: Request, principal: Principal, form: FormSpec, action: str) -> list[Unit]:
     """Units a record of `form` may be placed in: the form's org level, inside the user's scope."""
     reach = scope(principal, action, form)
-    with app_state(request).db.read() as s:
-        units = all_units(s)
+    units = app_state(request).units()
     return [
         u for u in units
         if (not form.unit_level or u.level == form.unit_level)

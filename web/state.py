@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
+from engine.org import Unit, all_units
 from engine.records import RecordService
 from engine.spec import Definitions
 from engine.storage.db import Database
@@ -14,6 +16,7 @@ from engine.storage.fieldsql import IndexConflict, sync_indexes
 from web.settings import Settings
 
 log = logging.getLogger("dangan")
+UNITS_TTL = 30.0
 
 
 @dataclass
@@ -32,6 +35,23 @@ class AppState:
         self.db = db
         self.records = RecordService(db)
         self._lock = threading.Lock()
+        self._units: tuple[float, list[Unit]] | None = None
+
+    def units(self) -> list[Unit]:
+        """The org tree, cached: it changes rarely and every form page needs it.
+
+        The admin pages call `units_changed()`; another process's change shows within UNITS_TTL.
+        """
+        cached = self._units
+        if cached is not None and time.monotonic() - cached[0] < UNITS_TTL:
+            return cached[1]
+        with self.db.read() as s:
+            units = all_units(s)
+        self._units = (time.monotonic(), units)
+        return units
+
+    def units_changed(self) -> None:
+        self._units = None
 
     def reload(self) -> ReloadOutcome:
         """Re-read the definitions; an invalid set is refused and the last good one stays live."""

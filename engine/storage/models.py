@@ -40,6 +40,8 @@ class User(Base):
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped whenever roles or units change, so cached principals of every process go stale at once.
+    auth_version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class UserRole(Base):

@@ -75,6 +75,7 @@ def upgrade() -> None:
     sa.Column('locked_until', sa.DateTime(), nullable=True),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('auth_version', sa.Integer(), nullable=False, server_default='1'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('username')
     )
