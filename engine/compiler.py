@@ -214,8 +214,7 @@ class FormCompiler:
 
     def _check_generated(self, specs: Mapping[str, FieldSpec]) -> None:
         for spec in specs.values():
-            referenced = getattr(spec.kind, "referenced_fields", None)
-            for name in (referenced() if referenced else ()):
+            for name in spec.kind.referenced_fields():
                 if name not in specs:
                     self.problems.add(spec.origin, f"编号规则引用了不存在的字段“{name}”", did_you_mean(name, specs))
 

@@ -44,6 +44,7 @@ MESSAGES: Mapping[str, str] = {
     "rule": "{message}",
     "conflict": "保存失败：在您编辑期间，{who}于{when}修改了这条记录。请查看下方变更后重新修改。",
     "generated": "{label}由系统生成，不能填写",
+    "generated_source": "{label}需要先填写“{source}”才能生成",
 }
 
 

@@ -182,8 +182,7 @@ class RecordService:
         with _transaction(self.db, session) as s:
             try:
                 values = dict(cleaned.values)
-                self._generate(s, form, values)
-                unique = self._unique_issues(s, form, values, None)
+                unique = self._generate(s, form, values) + self._unique_issues(s, form, values, None)
                 if unique:
                     s.rollback()
                     return SaveResult(cleaned=cleaned, issues=unique)
@@ -221,8 +220,7 @@ class RecordService:
                 return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
             try:
                 values = dict(cleaned.values)
-                self._generate(s, form, values)
-                unique = self._unique_issues(s, form, values, record_id)
+                unique = self._generate(s, form, values) + self._unique_issues(s, form, values, record_id)
                 if unique:
                     s.rollback()
                     return SaveResult(cleaned=cleaned, issues=unique)
@@ -266,13 +264,19 @@ class RecordService:
         return True
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _generate(self, s: DbSession, form: FormSpec, values: dict[str, Any]) -> None:
+    def _generate(self, s: DbSession, form: FormSpec, values: dict[str, Any]) -> list[Issue]:
         """Fill generated numbers once; an existing number is never recomputed or reused."""
+        issues = []
         for key, spec in form.fields.items():
             if spec.kind.user_input or values.get(key):
                 continue
+            missing = [name for name in spec.kind.referenced_fields() if values.get(name) is None]
+            if missing:
+                issues.append(Issue("generated_source", {"source": form.fields[missing[0]].label}, path=key))
+                continue
             counter = lambda prefix, k=key: s.execute(SEQUENCE_SQL, {"scope": f"{form.key}:{k}:{prefix}"}).scalar_one()  # noqa: E731
             values[key] = spec.kind.render(values, counter)
+        return issues
 
     def _unique_issues(self, s: DbSession, form: FormSpec, values: Mapping[str, Any], exclude: int | None) -> list[Issue]:
         """A friendly early check; the unique index remains the guarantee under concurrency."""

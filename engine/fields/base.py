@@ -95,6 +95,10 @@ class FieldType:
         """Extra, type-specific values for the widget template (options, accept, ...)."""
         return {}
 
+    def referenced_fields(self) -> tuple[str, ...]:
+        """Other fields this type reads (generated numbers); the compiler checks they exist."""
+        return ()
+
     def sample(self) -> Any:
         """A valid value, used at load time to check that expressions evaluate to booleans."""
         return "示例"
