@@ -20,6 +20,7 @@ from engine.loader import demo_units, load_definitions
 from engine.storage.db import Database
 from engine.storage.fieldsql import sync_indexes
 from web.auth import session_guard
+from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
 from web.controllers.auth import AuthController
 from web.controllers.home import HomeController
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )
     return Litestar(
-        route_handlers=[AuthController, HomeController, RecordController, ApiController, static, *(r for f in features for r in f.routes)],
+        route_handlers=[AuthController, HomeController, RecordController, ApiController, AdminController, static, *(r for f in features for r in f.routes)],
         guards=[session_guard],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

@@ -7,13 +7,14 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from engine.accounts import AccountError, create_user, generate_password, reset_password, set_memberships
-from engine.org import Unit, all_units, create_unit, move_unit_name
+from engine.org import Unit, all_units, ancestor_ids, create_unit, move_unit_name
 from engine.sessions import token_digest
 from engine.spec import Definitions, OrgLevel
 from engine.storage.models import OrgUnit, Record, Session, User, UserRole, UserUnit, utcnow
@@ -33,12 +34,11 @@ class UnitRow:
     children: int
     users: int
     records: int
+    can_have_children: bool
 
     @property
     def blockers(self) -> list[str]:
-        """Why the unit may not be deleted; empty for an empty leaf."""
-        counts = ((self.children, "个下级单位"), (self.users, "名用户"), (self.records, "条档案记录"))
-        return [f"{n} {what}" for n, what in counts if n]
+        return _describe_blockers(self.children, self.users, self.records)
 
 
 @dataclass
@@ -98,17 +98,18 @@ class AdminController(Controller):
             if not problems:
                 unit = create_unit(s, typed["name"], typed["level"], parent)
                 s.commit()
+                app_state(request).units_changed()
         if problems:
             return _units_page(request, typed, problems, status=422)
         flash(request, f"已添加单位“{typed['name']}”")
         return Redirect(f"/admin/units#u-{unit.id}", status_code=303)
 
     @get("/units/{unit_id:int}", name="admin:unit")
-    async def unit_detail(self, request: Request, unit_id: int) -> Template:
+    async def unit_detail(self, request: Request, unit_id: FromPath[int]) -> Template:
         return _unit_page(request, unit_id)
 
     @post("/units/{unit_id:int}/rename", name="admin:rename_unit")
-    async def rename_unit(self, request: Request, unit_id: int) -> Response:
+    async def rename_unit(self, request: Request, unit_id: FromPath[int]) -> Response:
         name = str((await request.form()).get("name", "")).strip()
         with app_state(request).db.write() as s:
             unit = _unit_or_404(s, unit_id)
@@ -116,25 +117,30 @@ class AdminController(Controller):
             if not problems:
                 move_unit_name(s, unit.id, name)
                 s.commit()
+                app_state(request).units_changed()
         if problems:
             return _unit_page(request, unit_id, problems, typed_name=name, status=422)
         flash(request, f"已重命名为“{name}”")
         return Redirect(f"/admin/units/{unit_id}", status_code=303)
 
     @post("/units/{unit_id:int}/delete", name="admin:delete_unit")
-    async def delete_unit(self, request: Request, unit_id: int) -> Response:
-        row = _unit_row(request, unit_id)
-        if row.blockers:
-            return _unit_page(request, unit_id, [f"不能删除“{row.unit.name}”：它还有{'、'.join(row.blockers)}。请先移走或删除这些内容。"],
-                              status=409)
+    async def delete_unit(self, request: Request, unit_id: FromPath[int]) -> Response:
+        state = app_state(request)
         try:
-            with app_state(request).db.write() as s:
-                s.execute(delete(OrgUnit).where(OrgUnit.id == unit_id))
-                s.commit()
+            with state.db.write() as s:
+                unit = _unit_or_404(s, unit_id)
+                name, blockers = unit.name, _blockers(s, unit_id)
+                if not blockers:
+                    s.delete(unit)
+                    s.commit()
         except IntegrityError:
-            # Another feature's table may still point at the unit; the database has the last word.
-            return _unit_page(request, unit_id, [f"不能删除“{row.unit.name}”：它仍被其他数据引用。"], status=409)
-        flash(request, f"已删除单位“{row.unit.full_name}”")
+            # A feature's own table may still point at the unit; the foreign key has the last word.
+            return _unit_page(request, unit_id, [f"不能删除“{name}”：它仍被其他数据引用。"], status=409)
+        if blockers:
+            return _unit_page(request, unit_id, [f"不能删除“{name}”：它还有{'、'.join(blockers)}。请先移走或删除这些内容。"],
+                              status=409)
+        state.units_changed()
+        flash(request, f"已删除单位“{name}”")
         return Redirect("/admin/units", status_code=303)
 
     @get("/users", name="admin:users")
@@ -166,7 +172,7 @@ class AdminController(Controller):
         return _password_page(request, user=user, password=password, created=True, title="用户已创建")
 
     @get("/users/{user_id:int}", name="admin:user")
-    async def user_detail(self, request: Request, user_id: int) -> Template:
+    async def user_detail(self, request: Request, user_id: FromPath[int]) -> Template:
         with app_state(request).db.read() as s:
             user = _user_or_404(s, user_id)
             typed = UserForm(username=user.username, display_name=user.display_name, active=user.is_active,
@@ -175,7 +181,7 @@ class AdminController(Controller):
         return _user_form_page(request, typed, user=user)
 
     @post("/users/{user_id:int}", name="admin:update_user")
-    async def update_user(self, request: Request, user_id: int) -> Response:
+    async def update_user(self, request: Request, user_id: FromPath[int]) -> Response:
         typed = _read_user_form(await request.form())
         state, me = app_state(request), current_principal(request)
         with state.db.write() as s:
@@ -193,7 +199,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/users/{user_id}", status_code=303)
 
     @post("/users/{user_id:int}/reset-password", name="admin:reset_password")
-    async def reset_user_password(self, request: Request, user_id: int) -> Template:
+    async def reset_user_password(self, request: Request, user_id: FromPath[int]) -> Template:
         with app_state(request).db.write() as s:
             user = _user_or_404(s, user_id)
             password = reset_password(s, user)
@@ -204,7 +210,7 @@ class AdminController(Controller):
         return _password_page(request, user=user, password=password, created=False, title="密码已重置")
 
     @post("/users/{user_id:int}/unlock", name="admin:unlock")
-    async def unlock(self, request: Request, user_id: int) -> Redirect:
+    async def unlock(self, request: Request, user_id: FromPath[int]) -> Redirect:
         with app_state(request).db.write() as s:
             user = _user_or_404(s, user_id)
             user.failed_logins = 0
@@ -284,19 +290,34 @@ def _new_unit_problems(s: DbSession, definitions: Definitions, typed: dict[str, 
     return problems
 
 
+def _describe_blockers(children: int, users: int, records: int) -> list[str]:
+    """Why a unit may not be deleted; empty for an empty leaf."""
+    counts = ((children, "个下级单位"), (users, "名用户"), (records, "条档案记录"))
+    return [f"{n}{what}" for n, what in counts if n]
+
+
+def _blockers(s: DbSession, unit_id: int) -> list[str]:
+    def count(model: Any, column: Any) -> int:
+        return s.scalar(select(func.count()).select_from(model).where(column == unit_id)) or 0
+    return _describe_blockers(count(OrgUnit, OrgUnit.parent_id), count(UserUnit, UserUnit.unit_id), count(Record, Record.unit_id))
+
+
 def _counts(s: DbSession, column: Any) -> dict[int, int]:
     return {k: n for k, n in s.execute(select(column, func.count()).group_by(column)) if k is not None}
 
 
 def _unit_rows(request: Request) -> list[UnitRow]:
-    labels = _level_labels(app_state(request).definitions)
+    """The whole tree depth-first, siblings in the order they were created."""
+    definitions = app_state(request).definitions
+    labels = _level_labels(definitions)
+    parents = {level.key for level in definitions.org_levels[:-1]}
     with app_state(request).db.read() as s:
-        units = all_units(s)
+        units = sorted(all_units(s), key=lambda u: ancestor_ids(u.path))
         children = _counts(s, OrgUnit.parent_id)
         users = _counts(s, UserUnit.unit_id)
         records = _counts(s, Record.unit_id)
-    return [UnitRow(u, u.path.count("/") - 2, labels.get(u.level, u.level), children.get(u.id, 0), users.get(u.id, 0),
-                    records.get(u.id, 0)) for u in units]
+    return [UnitRow(u, len(ancestor_ids(u.path)) - 1, labels.get(u.level, u.level), children.get(u.id, 0),
+                    users.get(u.id, 0), records.get(u.id, 0), u.level in parents) for u in units]
 
 
 def _unit_row(request: Request, unit_id: int) -> UnitRow:
