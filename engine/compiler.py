@@ -260,7 +260,7 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
         if form is None and form_key in (declared or {}):
             continue  # the form's file has errors of its own; "unknown form" would only add noise
         if form is None and form_key != "*":
-            problems.add(key_origin(data["forms"], form_key), f"未知的表单“{form_key}”", did_you_mean(form_key, forms) or "用 \"*\" 表示所有表单")
+            problems.add(name_origin(data["forms"], form_key), f"未知的表单“{form_key}”", did_you_mean(form_key, forms) or "用 \"*\" 表示所有表单")
             continue
         for name in ("readonly", "hidden", "masked"):
             for index, key in enumerate(raw.get(name, [])):

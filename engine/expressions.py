@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Callable, Iterable, Mapping
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -59,7 +59,8 @@ class ExpressionCompiler:
             tree = self.env.parse("{{ (" + text + ") }}")
         except TemplateSyntaxError as exc:
             raise ExpressionProblem(f"表达式语法错误：{exc.message}", "检查括号、引号和比较运算符（==、!=、<、>）")
-        names = meta.find_undeclared_variables(tree)
+        # Every name, not just Jinja's "undeclared" ones: `self` would otherwise reach the template object.
+        names = {node.name for node in tree.find_all(nodes.Name)}
         known = set(known)
         unknown = sorted(n for n in names if n not in known and n not in self.functions)
         if unknown:
@@ -67,6 +68,9 @@ class ExpressionCompiler:
                 f"表达式引用了不存在的字段“{unknown[0]}”",
                 did_you_mean(unknown[0], known | set(self.functions)) or f"可用字段：{'、'.join(sorted(known))}",
             )
+        if any(_private(node) for node in tree.find_all((nodes.Getattr, nodes.Getitem))):
+            # Refused here, not left to the sandbox: a branch the sample values skip would fail only at run time.
+            raise ExpressionProblem("表达式不能访问以下划线开头的内部属性", "只比较字段的值，例如 gender == '女'")
         if any(isinstance(n, (nodes.Filter, nodes.Test)) and n.name not in _ALLOWED_FILTERS for n in tree.find_all((nodes.Filter, nodes.Test))):
             raise ExpressionProblem("表达式中使用了不支持的过滤器或测试", f"可用：{'、'.join(sorted(_ALLOWED_FILTERS))}")
         compiled = self.env.compile_expression(text, undefined_to_none=False)
@@ -92,6 +96,11 @@ class ExpressionCompiler:
             )
 
 
+def _private(node: nodes.Getattr | nodes.Getitem) -> bool:
+    name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+    return isinstance(name, str) and name.startswith("_")
+
+
 _ALLOWED_FILTERS = frozenset({"length", "lower", "upper", "trim", "int", "float", "string", "none", "in", "number"})
 
 
@@ -101,5 +110,5 @@ def holds(expression: Expression | None, values: Mapping[str, Any], default: boo
         return default
     try:
         return expression.evaluate(values) is True
-    except (TypeError, ValueError, UndefinedError, AttributeError):
+    except (TypeError, ValueError, UndefinedError, SecurityError, AttributeError):
         return False

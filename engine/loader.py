@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable
+from typing import Any
 
 from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role, digest
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
 from engine.metaschema import FORM, OPTIONS, ORG, ROLE, check_shape
 from engine.spec import Definitions, OrgLevel, Origin
+from engine.workflows.compiler import compile_workflows
 from engine.yaml_source import LocatedDict, key_origin, load_yaml
 
 DEFAULT_LEVELS = (OrgLevel("unit", "单位"),)
@@ -63,10 +65,6 @@ def _unique_keys(items: list[tuple[str, Any]], what: str, problems: Problems) ->
     return result
 
 
-# Later stages (workflows) register a compiler here: fn(directory, definitions, problems) -> mapping.
-EXTRA_COMPILERS: dict[str, Callable[[Path, Definitions, Problems], Any]] = {}
-
-
 def load_definitions(directory: str | os.PathLike) -> Definitions:
     """Compile a definitions directory, or raise DefinitionErrors listing every problem found."""
     root = Path(directory)
@@ -103,14 +101,14 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     definitions = Definitions(
         forms=MappingProxyType(forms), roles=MappingProxyType(roles), options=MappingProxyType(options),
         org_levels=levels, source_dir=str(root.resolve()),
-        version=digest({"forms": [f.version for f in forms.values()], "roles": sorted(roles), "options": sorted(options)}),
     )
-    extras = {name: compile(root, definitions, problems) for name, compile in EXTRA_COMPILERS.items()}
+    # Workflows refer to forms, roles and org levels, so they compile last, in the same pass.
+    workflows = compile_workflows(root, definitions, expressions, problems)
     if problems:
         raise DefinitionErrors(problems)
-    if extras.get("workflows") is not None:
-        definitions = Definitions(**{**definitions.__dict__, "workflows": MappingProxyType(extras["workflows"])})
-    return definitions
+    version = digest({"forms": [f.version for f in forms.values()], "roles": sorted(roles), "options": sorted(options),
+                      "workflows": sorted(w.version for w in workflows.values())})
+    return replace(definitions, workflows=MappingProxyType(workflows), version=version)
 
 
 def demo_units(directory: str | os.PathLike) -> list[Any]:

@@ -127,7 +127,8 @@ class RecordService:
         for key, value in query.filters.items():
             spec = form.fields.get(key)
             if spec is not None and _filterable(found, spec):
-                stmt = stmt.where(value_expr(dialect, spec) == sql_value(dialect, value))
+                stored = _filter_value(spec, value)
+                stmt = stmt.where(false() if stored is None else value_expr(dialect, spec) == sql_value(dialect, stored))
         if query.search.strip():
             term = f"%{query.search.strip()}%"
             searchable = [form.fields[k] for k in form.list.search if _filterable(found, form.fields[k])]
@@ -184,9 +185,10 @@ class RecordService:
                 values = dict(cleaned.values)
                 unique = self._generate(s, form, values) + self._unique_issues(s, form, values, None)
                 if unique:
-                    s.rollback()
+                    _abandon(s, session)
                     return SaveResult(cleaned=cleaned, issues=unique)
-                document = write_document(form, values, None)
+                # Uploads become attachment references once the record has an id (_store_files, below).
+                document = write_document(form, {k: v for k, v in values.items() if not isinstance(v, UploadedFile)}, None)
                 record_id = s.execute(insert(Record).values(
                     form_key=form.key, unit_id=unit_id, data=document, def_version=form.version, revision=1,
                     created_by=principal.user_id, updated_by=principal.user_id,
@@ -195,7 +197,7 @@ class RecordService:
                 self._audit(s, form, record_id, "create", principal, 1, stored_changes(form, {}, document))
                 s.flush()
             except IntegrityError as exc:
-                s.rollback()
+                _abandon(s, session)
                 return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
             if session is None:
                 s.commit()
@@ -222,7 +224,7 @@ class RecordService:
                 values = dict(cleaned.values)
                 unique = self._generate(s, form, values) + self._unique_issues(s, form, values, record_id)
                 if unique:
-                    s.rollback()
+                    _abandon(s, session)
                     return SaveResult(cleaned=cleaned, issues=unique)
                 document = write_document(form, values, current.data)
                 document = self._store_files(s, form, record_id, principal, values, document)
@@ -238,14 +240,14 @@ class RecordService:
                             unit_id=unit_id if changed_unit else current.unit_id)
                 )
                 if updated.rowcount != 1:
-                    s.rollback()
+                    _abandon(s, session)
                     return SaveResult(cleaned=cleaned, conflict=self._conflict(s, form, record_id, base_revision, base_revision + 1))
                 if changed_unit:
                     changes["_unit"] = [current.unit_id, unit_id]
                 self._audit(s, form, record_id, "update", principal, base_revision + 1, changes, note)
                 s.flush()
             except IntegrityError as exc:
-                s.rollback()
+                _abandon(s, session)
                 return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
             if session is None:
                 s.commit()
@@ -343,6 +345,15 @@ def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:
     return not (spec.key in found.masked or (spec.sensitive and not found.reveal_sensitive))
 
 
+def _filter_value(spec: FieldSpec, value: Any) -> Any:
+    """Text typed into a filter (a query string) as the stored value: "2021" is 2021 and "true" is true in JSON;
+    text the field cannot read matches nothing."""
+    if not isinstance(value, str):
+        return value
+    cleaned, issues = spec.kind.clean(value)
+    return None if issues or cleaned is None else spec.kind.to_json(cleaned)
+
+
 def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any]) -> list[Issue]:
     """Submitted keys the form lacks, or that this user may not write, are refused, not ignored."""
     issues = []
@@ -363,6 +374,13 @@ def _stored(form: FormSpec, row: Any) -> StoredRecord:
         created_by=record.created_by, created_at=record.created_at, updated_at=record.updated_at,
         def_version=record.def_version,
     )
+
+
+def _abandon(s: DbSession, caller_session: DbSession | None) -> None:
+    """Undo a failed save. In a caller's session (an import batch) the caller rolls back its own
+    SAVEPOINT: Session.rollback() would discard the whole outer transaction, every earlier row included."""
+    if caller_session is None:
+        s.rollback()
 
 
 class _transaction:

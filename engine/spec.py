@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from engine.fields.base import FieldType
+
+if TYPE_CHECKING:
+    from engine.workflows.spec import WorkflowSpec
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,6 @@ class Definitions:
     roles: Mapping[str, RoleSpec]
     options: Mapping[str, tuple]
     org_levels: tuple[OrgLevel, ...]
-    workflows: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    workflows: Mapping[str, WorkflowSpec] = field(default_factory=lambda: MappingProxyType({}))
     version: str = ""
     source_dir: str = ""

@@ -91,10 +91,13 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         state=State({"dangan": state, "features": features,
                      "nav_extra": [item for f in features for item in f.nav(state)]}),
-        on_startup=[_reload_on_sighup],
+        on_startup=[_reload_on_sighup, *(hook for f in features for hook in f.on_startup)],
+        on_shutdown=[hook for f in features for hook in f.on_shutdown],
         request_max_body_size=settings.max_upload_bytes,
         response_headers=_security_headers(),
         debug=False,
+        # No generated /schema pages: they list every route (admin included) and load scripts from a CDN.
+        openapi_config=None,
     )
 
 

@@ -54,6 +54,10 @@ def clear_cookie(secure: bool) -> Cookie:
     return Cookie(key=COOKIE, value="", httponly=True, samesite="lax", secure=secure, path="/", max_age=0)
 
 
+# (database, user id, user created at, auth_version, definitions version)
+PrincipalKey = tuple[str, int, Any, int, str]
+
+
 class PrincipalCache:
     """Principals by (user, auth_version, definitions version): one joined query per request instead of six.
 
@@ -63,15 +67,15 @@ class PrincipalCache:
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
-        self.entries: OrderedDict[tuple[int, int, str], Principal] = OrderedDict()
+        self.entries: OrderedDict[PrincipalKey, Principal] = OrderedDict()
 
-    def get(self, key: tuple[int, int, str]) -> Principal | None:
+    def get(self, key: PrincipalKey) -> Principal | None:
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)
         return found
 
-    def put(self, key: tuple[int, int, str], principal: Principal) -> None:
+    def put(self, key: PrincipalKey, principal: Principal) -> None:
         self.entries[key] = principal
         if len(self.entries) > self.size:
             self.entries.popitem(last=False)
@@ -89,7 +93,9 @@ def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Princ
         info = SessionInfo(token=token or "", csrf=row.csrf_token, user_id=row.user_id, flash=row.flash)
         if user is None or not user.is_active:
             return info, None
-        key = (user.id, user.auth_version, state.definitions.version)
+        # The database and the row's creation time are part of the key: user ids are only unique within one
+        # database (several apps in one process, a restored backup), and SQLite may reuse a freed id.
+        key = (state.db.url, user.id, user.created_at, user.auth_version, state.definitions.version)
         principal = _principals.get(key)
         if principal is None:
             principal = build_principal(s, user, state.definitions)

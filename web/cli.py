@@ -111,6 +111,12 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from web.excel import command_import  # noqa: PLC0415 — only `import` needs the Excel package
+
+    return command_import(args, sys.stdout, sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="dangan", description="Dangan 学生电子档案表单与流程引擎")
     sub = root.add_subparsers(dest="command", required=True)
@@ -130,6 +136,16 @@ def parser() -> argparse.ArgumentParser:
     user.set_defaults(func=cmd_create_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
     reload.set_defaults(func=cmd_reload)
+    excel = sub.add_parser("import", help="从 Excel 或 CSV 文件导入记录（先预览，再导入）")
+    excel.add_argument("form", help="表单，如 student")
+    excel.add_argument("file", help=".xlsx 或 .csv 文件")
+    excel.add_argument("--user", required=True, help="以哪个用户的身份和权限导入")
+    excel.add_argument("--mode", choices=("insert", "update", "upsert"), default="upsert",
+                       help="insert 仅新增，update 仅更新，upsert 新增或更新（默认）")
+    excel.add_argument("--dry-run", action="store_true", help="只预览，不保存")
+    excel.add_argument("--skip-invalid", action="store_true", help="跳过错误行，导入其余行（默认：全部正确才导入）")
+    excel.add_argument("--no-size-limit", action="store_true", help="不限制文件大小（行数等其他上限仍然有效）")
+    excel.set_defaults(func=cmd_import)
     return root
 
 

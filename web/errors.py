@@ -8,7 +8,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Template
 
-from web.auth import LoginRequired, PasswordChangeRequired
+from web.auth import LoginRequired, PasswordChangeRequired, csrf_token
 
 log = logging.getLogger("dangan")
 
@@ -34,7 +34,7 @@ def _error(request: Request, status: int, detail: str = "") -> Response:
     if _wants_json(request):
         return Response({"error": message, "detail": detail}, status_code=status, media_type=MediaType.JSON)
     context = {"status": status, "message": message, "detail": detail, "principal": request.state.get("principal"),
-               "nav_forms": [], "nav_extra": [], "csrf": "", "flash": "", "title": message, "path": request.url.path}
+               "nav_forms": [], "nav_extra": [], "csrf": csrf_token(request), "flash": "", "title": message, "path": request.url.path}
     return Template(template_name="error.html", context=context, status_code=status)
 
 

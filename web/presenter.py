@@ -113,6 +113,10 @@ def _table(form: FormSpec, spec: FieldSpec, found: FormPolicy, view: FieldView, 
             cell_value = None if isinstance(raw, list) else row.get(column.key)
             cell = field_view(form, column, found, cell_value, cell_raw, name=f"{spec.key}.{index}.{column.key}")
             cell.editable = view.editable
+            if view.masked:
+                # Columns cannot be marked sensitive themselves; a masked table masks every cell.
+                cell.masked, cell.value, cell.link = True, "", ""
+                cell.display = column.kind.mask(cell.display) if cell.display else ""
             cells.append(cell)
         view.rows.append(cells)
 

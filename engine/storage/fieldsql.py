@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, Index, Numeric, cast, func, literal_column, text
+from sqlalchemy import ColumnElement, Index, Numeric, Text, cast, func, literal_column, text
 from sqlalchemy.engine import Connection
 
 from engine.spec import FieldSpec, FormSpec
@@ -19,7 +19,8 @@ NUMERIC_TYPES = frozenset({"integer", "decimal"})
 
 def _one(dialect: str, key: str) -> ColumnElement:
     if dialect == "postgresql":
-        return Record.data.op("->>")(literal_column(f"'{key}'"))
+        # ->> yields text; typed so, LIKE and = compare text rather than going through the JSON type.
+        return Record.data.op("->>", return_type=Text)(literal_column(f"'{key}'"))
     return func.json_extract(Record.data, literal_column(f"'$.{key}'"))
 
 
@@ -52,17 +53,24 @@ def form_is(form_key: str) -> ColumnElement:
 
 
 def index_name(prefix: str, form: str, field: FieldSpec) -> str:
-    # The expression's keys are part of the name, so a new `renamed_from` replaces the old index.
-    shape = hashlib.sha1("|".join(field.stored_keys).encode()).hexdigest()[:6]
+    # The expression's keys are part of the name, so a new `renamed_from` replaces the old index; so is
+    # "partial" for unique indexes, which replaces the earlier ones that spanned the rows of every form.
+    shape = hashlib.sha1(("|".join(field.stored_keys) + ("|partial" if prefix == "ux" else "")).encode()).hexdigest()[:6]
     return f"{prefix}_{form[:24]}_{field.key[:24]}_{shape}"
 
 
 def wanted_indexes(dialect: str, form: FormSpec) -> list[tuple[Index, FieldSpec]]:
-    """Unique fields get a unique (form_key, value) index; filters and sort keys an ordinary one."""
+    """Unique fields get a unique (form_key, value) index; filters and sort keys an ordinary one.
+
+    A unique index covers its own form's rows only: another form may use the same field key freely
+    (every 奖惩记录 of one student carries that student's 学籍号).
+    """
     indexes = []
     for key, field in form.fields.items():
         if field.unique:
-            index = Index(index_name("ux", form.key, field), Record.form_key, value_expr(dialect, field), unique=True)
+            own_rows = form_is(form.key)
+            index = Index(index_name("ux", form.key, field), Record.form_key, value_expr(dialect, field), unique=True,
+                          sqlite_where=own_rows, postgresql_where=own_rows)
         elif key in form.list.filters or key == form.list.default_sort.lstrip("-"):
             index = Index(index_name("dx", form.key, field), Record.form_key, value_expr(dialect, field))
         else:

@@ -124,3 +124,152 @@ class Attachment(Base):
     content: Mapped[bytes] = mapped_column(LargeBinary)
     created_by: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --- Workflows ---
+_BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class WorkflowVersion(Base):
+    """The source of every workflow version an application started with; old versions compile from here."""
+
+    __tablename__ = "wf_versions"
+    digest: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow_key: Mapped[str] = mapped_column(String(80))
+    path: Mapped[str] = mapped_column(String(400))
+    source: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Application(Base):
+    __tablename__ = "wf_applications"
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    workflow_key: Mapped[str] = mapped_column(String(80))
+    version: Mapped[str] = mapped_column(ForeignKey("wf_versions.digest"))
+    form_key: Mapped[str] = mapped_column(String(80))
+    record_id: Mapped[int] = mapped_column(_BIG_ID)
+    subject: Mapped[str] = mapped_column(String(200), default="")  # the record's title when submitted, for lists
+    applicant_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    applicant_name: Mapped[str] = mapped_column(String(100), default="")
+    # draft | pending | returned | approved | rejected | withdrawn
+    status: Mapped[str] = mapped_column(String(20))
+    step: Mapped[str] = mapped_column(String(80), default="")
+    step_title: Mapped[str] = mapped_column(String(100), default="")
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    # Bumped by every transition; a transition's UPDATE names the revision it read.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # application values, stored (JSON) form
+    changes: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # change requests: {field: [old, new]} stored form
+    units: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # units resolved at submission, by side and level
+    chosen_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_wf_app_applicant", "applicant_id", "id"),
+        Index("ix_wf_app_record", "form_key", "record_id"),
+    )
+
+
+class ApplicationTask(Base):
+    """One assignee group of one step: everyone with `role_key` in the unit at `unit_path` (or below) may act."""
+
+    __tablename__ = "wf_tasks"
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("wf_applications.id", ondelete="CASCADE"), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    step: Mapped[str] = mapped_column(String(80))
+    step_title: Mapped[str] = mapped_column(String(100), default="")
+    slot: Mapped[int] = mapped_column(Integer, default=0)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    role_key: Mapped[str] = mapped_column(String(80))
+    unit_id: Mapped[int] = mapped_column(Integer)
+    unit_path: Mapped[str] = mapped_column(String(400))
+    unit_name: Mapped[str] = mapped_column(String(100), default="")
+    # The applicant, unless the step allows self-approval: kept out of this task's inbox.
+    excluded_user_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | approved | rejected | returned | cancelled
+    acted_by: Mapped[int | None] = mapped_column(Integer)
+    acted_name: Mapped[str] = mapped_column(String(100), default="")
+    acted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_wf_tasks_inbox", "status", "role_key", "unit_path"),)
+
+
+class ApplicationAction(Base):
+    """The timeline: every submission and decision, who, when, with what comment and attachment."""
+
+    __tablename__ = "wf_actions"
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("wf_applications.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    step: Mapped[str] = mapped_column(String(80), default="")
+    step_title: Mapped[str] = mapped_column(String(100), default="")
+    task_id: Mapped[int | None] = mapped_column(_BIG_ID)
+    action: Mapped[str] = mapped_column(String(20))  # submit | resubmit | approve | reject | return | withdraw | effects
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(80), default="")
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_wf_actions_app", "application_id", "id"),
+        Index("ix_wf_actions_user", "user_id", "application_id"),
+    )
+
+
+# --- Excel imports ---
+class ImportJob(Base):
+    """One upload: its preview (dry run), then its import; the stored file lets an interrupted job resume."""
+
+    __tablename__ = "import_jobs"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(80))
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(80), default="")
+    filename: Mapped[str] = mapped_column(String(255))
+    file_kind: Mapped[str] = mapped_column(String(10))  # xlsx | csv
+    mode: Mapped[str] = mapped_column(String(10))  # insert | update | upsert
+    error_mode: Mapped[str] = mapped_column(String(20))  # all_or_nothing | skip_invalid
+    phase: Mapped[str] = mapped_column(String(10), default="preview")  # preview | commit
+    # queued | previewing | previewed | validating | importing | done | rejected | failed
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    count_new: Mapped[int] = mapped_column(Integer, default=0)
+    count_updated: Mapped[int] = mapped_column(Integer, default=0)
+    count_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    count_invalid: Mapped[int] = mapped_column(Integer, default=0)
+    last_row: Mapped[int] = mapped_column(Integer, default=0)  # last row of the last committed batch
+    message: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)  # warnings, duplicates, header row
+    upload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    upload_sha256: Mapped[str] = mapped_column(String(64))
+    error_workbook: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    def_version: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_import_jobs_form", "form_key", "id"),
+        Index("ix_import_jobs_status", "status"),
+    )
+
+
+class ImportRowError(Base):
+    """The reasons one uploaded row was not imported, per phase; the error workbook is built from these."""
+
+    __tablename__ = "import_errors"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    phase: Mapped[str] = mapped_column(String(10))
+    row_no: Mapped[int] = mapped_column(Integer)
+    # [[column index or null, label, value as uploaded, message], ...]
+    errors: Mapped[list[Any]] = mapped_column(JsonDoc)
+
+    __table_args__ = (Index("ix_import_errors_job", "job_id", "phase", "row_no"),)

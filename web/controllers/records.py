@@ -143,11 +143,18 @@ class RecordController(Controller):
             base = int(data.get("_revision", ""))
         except ValueError:
             base = -1
-        result = app_state(request).records.update(form, principal, record_id, submitted, base)
+        # A feature may hold fields back from the direct save (protected fields become a change request).
+        held = [h for f in _features(request) if (h := f.hold_update(request, form, principal, record, submitted)) is not None]
+        if any(h.issues for h in held):
+            return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=[i for h in held for i in h.issues],
+                              record=record, status=422, revision=data.get("_revision"))
+        direct = {k: v for k, v in submitted.items() if not any(k in h.keys for h in held)}
+        result = app_state(request).records.update(form, principal, record_id, direct, base)
         if not result.ok:
             return _failed_update(request, form, principal, record_id, record, submitted, result, data.get("_revision"))
-        flash(request, "保存成功")
-        return Redirect(f"/f/{form.key}/{record_id}", status_code=303)
+        notes = [h.commit() for h in held]
+        flash(request, "；".join(["保存成功", *(message for message, _ in notes if message)]))
+        return Redirect(next((href for _, href in notes if href), f"/f/{form.key}/{record_id}"), status_code=303)
 
     @get("/{record_id:int}/delete", opt={"action": "delete"}, name="records:confirm_delete")
     async def confirm_delete(self, request: Request, record_id: FromPath[int]) -> Template:
@@ -185,7 +192,10 @@ def _features(request: Request) -> list[Any]:
 
 
 def _list_actions(request: Request, form: FormSpec, principal: Principal) -> list[dict[str, str]]:
-    return [action for feature in _features(request) for action in feature.list_actions(form, principal)]
+    # An action with "keep_query" (Excel 导出) carries the list's current filters, search and sort.
+    query = request.url.query
+    return [dict(action, href=action["href"] + "?" + query) if action.get("keep_query") and query else action
+            for feature in _features(request) for action in feature.list_actions(form, principal)]
 
 
 def _get(request: Request, form: FormSpec, principal: Principal, record_id: int, action: str) -> StoredRecord:

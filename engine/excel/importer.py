@@ -1,0 +1,716 @@
+"""One pass over an upload: each cell through its field type's `from_cell`, each row through `clean_record`
+(the one validator), then, when writing, each batch of rows in one transaction.
+
+A batch is written with a few statements (sequence blocks, one multi-row INSERT … RETURNING, one
+executemany UPDATE, one audit INSERT) inside a SAVEPOINT. Should the database refuse it (a unique
+value taken meanwhile, a record changed meanwhile), the SAVEPOINT is rolled back and the batch is
+written row by row through `RecordService.create/update`, each row in its own SAVEPOINT, so a row
+is either saved whole (record, generated numbers, audit entry) or not at all.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from engine.documents import read_values, stored_changes, write_document
+from engine.excel.layout import UNIT_KEY, ColumnMap, KeySheet, header_score, key_lookup, map_header, read_key_sheet
+from engine.excel.limits import FileRejected, Limits
+from engine.excel.reader import Row, Table
+from engine.excel.units import UnitChoices, unit_choices
+from engine.excel.workbooks import FORMULA_PREFIXES
+from engine.fields.generated import GeneratedField
+from engine.fields.normalise import integral_text
+from engine.issues import FieldError, Issue
+from engine.messages import render
+from engine.permissions import Principal, can, policy, scope
+from engine.records import RecordService
+from engine.spec import FormSpec
+from engine.storage.db import Database
+from engine.storage.fieldsql import form_is, sql_value, value_expr
+from engine.storage.models import AuditEntry, OrgUnit, Record, utcnow
+from engine.validation import clean_field, clean_record
+
+OUTCOMES = ("new", "updated", "unchanged", "invalid")
+ERROR_MODES = ("all_or_nothing", "skip_invalid")
+BLOCK_SQL = text(
+    "INSERT INTO sequences (scope, last_value) VALUES (:scope, :n) "
+    "ON CONFLICT (scope) DO UPDATE SET last_value = sequences.last_value + :n RETURNING last_value"
+)
+SAMPLES = 3
+
+
+class Interrupted(Exception):
+    """The worker is stopping; the job keeps its last committed row and continues when re-run."""
+
+
+class _Fallback(Exception):
+    """The fast batch write met a conflict; the batch is redone row by row."""
+
+
+@dataclass
+class Existing:
+    id: int
+    data: dict[str, Any]
+    revision: int
+    unit_id: int
+    unit_path: str
+    created_by: int | None
+
+
+@dataclass
+class RowInput:
+    number: int
+    cells: list[Any]
+    submitted: dict[str, Any] = field(default_factory=dict)  # writable fields; None = empty cell
+    key: str | None = None  # the natural key as JSON, when every part is valid
+    key_text: str = ""
+    unit_text: str = ""
+    issues: list[Issue] = field(default_factory=list)  # cells their field type could not read
+
+
+@dataclass
+class Plan:
+    row: RowInput
+    action: str  # one of OUTCOMES
+    issues: list[Issue] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    existing: Existing | None = None
+    unit_id: int | None = None
+    registered: list[tuple[str, str]] = field(default_factory=list)  # (unique name, value) seen first here
+
+
+@dataclass
+class CellError:
+    column: int | None  # index in the uploaded row; None when the field has no column in the file
+    label: str
+    value: str
+    message: str
+
+
+@dataclass
+class PassResult:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    processed: int = 0  # data rows seen, empty ones included
+    last_row: int = 0
+    header_row: int = 0
+    duplicates: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    late_errors: dict[int, list[CellError]] = field(default_factory=dict)  # first rows of duplicates
+    warnings: list[Issue] = field(default_factory=list)
+    normalised: dict[str, list[Any]] = field(default_factory=dict)  # field → [count, before, after]
+    formula_text: int = 0
+    empty_rows: int = 0
+
+
+class Sink(Protocol):
+    """Where a pass reports each batch: inside the batch's own transaction when it writes."""
+
+    def batch(self, s: DbSession, plans: list[Plan], errors: dict[int, list[CellError]], result: PassResult) -> None: ...
+
+
+@dataclass
+class Context:
+    db: Database
+    records: RecordService
+    form: FormSpec
+    principal: Principal
+    mode: str
+    limits: Limits
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        self.found = policy(self.principal, self.form)
+        if self.found is None:
+            raise PermissionError(self.form.key)
+        self.update_reach = scope(self.principal, "update", self.form)
+        self.defaults = {key: spec.default for key, spec in self.form.fields.items()}
+        self.generated = [k for k, f in self.form.fields.items() if isinstance(f.kind, GeneratedField)]
+        single_key = self.form.natural_key if len(self.form.natural_key) == 1 else ()
+        self.unique_checked = [k for k, f in self.form.fields.items() if f.unique and k not in single_key]
+        with self.db.read() as s:
+            self.create_units = unit_choices(s, self.principal, self.form, "create") if can(self.principal, "create", self.form) else UnitChoices([])
+            self.update_units = unit_choices(s, self.principal, self.form, "update") if can(self.principal, "update", self.form) else UnitChoices([])
+
+    @property
+    def unit_required(self) -> bool:
+        return self.create_units.only is None
+
+
+def find_header(form: FormSpec, rows: Iterator[Row], keys: KeySheet, limit: int) -> tuple[Row, list[Row]]:
+    """The header is the row among the first `limit` that names the most fields (a title row may sit above)."""
+    names = key_lookup(form)
+    scanned: list[Row] = []
+    best: tuple[int, int] = (0, -1)
+    for row in rows:
+        scanned.append(row)
+        score = header_score(row[1], names, keys)
+        if score > best[0]:
+            best = (score, len(scanned) - 1)
+        if len(scanned) >= limit:
+            break
+    if best[1] < 0:
+        if not any(_filled(cells) for _n, cells in scanned):
+            raise FileRejected("import_no_rows")
+        example = "、".join(f.label for f in list(form.fields.values())[:3])
+        raise FileRejected("import_no_header", rows=limit, example=example)
+    return scanned[best[1]], scanned[best[1] + 1:]
+
+
+def _filled(cells: list[Any]) -> bool:
+    return any(not _blank(cell) for cell in cells)
+
+
+_ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+
+
+def _blank(cell: Any) -> bool:
+    # str.strip() already removes NBSP and the ideographic space; the reader gives "" for empty cells.
+    return cell is None or cell == "" or (isinstance(cell, str) and not cell.strip().strip(_ZERO_WIDTH).strip())
+
+
+def cell_text(cell: Any) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, float):
+        return integral_text(cell) or repr(cell)
+    if isinstance(cell, (dt.date, dt.datetime)):
+        return cell.isoformat()
+    if isinstance(cell, bool):
+        return "TRUE" if cell else "FALSE"
+    return str(cell)
+
+
+class ImportPass:
+    """Reads a table once. `write=False` is the dry run (preview, or the all-or-nothing check)."""
+
+    def __init__(self, ctx: Context, *, write: bool, sink: Sink, known_duplicates: dict[str, dict[str, list[int]]] | None = None,
+                 start_after: int = 0, should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.ctx, self.form, self.write, self.sink = ctx, ctx.form, write, sink
+        self.known = known_duplicates or {}
+        self.start_after = start_after
+        self.should_stop = should_stop
+        self.result = PassResult()
+        # First occurrence of each natural key / unique value: the Plan while its batch runs, then
+        # (row number, outcome), so memory stays small however long the file is.
+        self.seen: dict[str, dict[str, Plan | tuple[int, str]]] = {}
+        self._batch_plans: list[Plan] = []
+        self.dialect = ctx.db.dialect
+
+    # --- driving -----------------------------------------------------------------------------------
+    def run(self, table: Table) -> PassResult:
+        keys = read_key_sheet(table.keys)
+        if keys.form_key and keys.form_key != self.form.key:
+            raise FileRejected("import_wrong_form", other=keys.form_key, target=self.form.title)
+        (header_row, header), rest = find_header(self.form, table.rows, keys, self.ctx.limits.header_scan_rows)
+        self.columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
+        self.result.header_row = header_row
+        self.result.warnings = list(self.columns.warnings)
+        self._readers = [(key, index, self.form.fields[key].kind.from_cell) for key, index in self.columns.fields.items()]
+        self._normal: dict[tuple[str, str], str | None] = {}
+        batch: list[Row] = []
+        data_rows = 0
+        for row in _chain(rest, table.rows):
+            if not _filled(row[1]):
+                self.result.empty_rows += 1
+                self.result.processed += 1
+                continue
+            data_rows += 1
+            if data_rows > self.ctx.limits.max_rows:
+                raise FileRejected("import_file_rows", limit=self.ctx.limits.max_rows, count=f"{data_rows}+")
+            if row[0] <= self.start_after:
+                continue
+            batch.append(row)
+            if len(batch) >= self.ctx.limits.batch_size:
+                self._batch(batch)
+                batch = []
+        if batch:
+            self._batch(batch)
+        self.result.warnings += self._closing_warnings(table)
+        return self.result
+
+    def _batch(self, rows: list[Row]) -> None:
+        if self.should_stop():
+            raise Interrupted()
+        inputs = [self.convert(number, cells) for number, cells in rows]
+        if self.write:
+            with self.ctx.db.write() as s:
+                plans = self.plan(s, inputs)
+                self._write(s, plans)
+                self._report(s, plans, rows[-1][0])
+                s.commit()
+        else:
+            with self.ctx.db.read() as s:
+                plans = self.plan(s, inputs)
+            with self.ctx.db.write() as s:
+                self._report(s, plans, rows[-1][0])
+                s.commit()
+
+    def _report(self, s: DbSession, plans: list[Plan], last_row: int) -> None:
+        errors: dict[int, list[CellError]] = {}
+        for plan in plans:
+            for name, value in plan.registered:
+                if self.seen[name].get(value) is plan:
+                    self.seen[name][value] = (plan.row.number, plan.action)
+            self.result.counts[plan.action] += 1
+            if plan.action == "invalid":
+                errors[plan.row.number] = self.cell_errors(plan.row, plan.issues)
+            else:
+                self._count_normalised(plan)
+        self.result.processed += len(plans)
+        self.result.last_row = last_row
+        self.sink.batch(s, plans, errors, self.result)
+
+    # --- one row -----------------------------------------------------------------------------------
+    def convert(self, number: int, cells: list[Any]) -> RowInput:
+        row = RowInput(number, cells)
+        width = len(cells)
+        for key, index, from_cell in self._readers:
+            cell = cells[index] if index < width else None
+            if _blank(cell):
+                row.submitted[key] = None
+                continue
+            if isinstance(cell, str) and cell.lstrip().startswith(FORMULA_PREFIXES[:4]):
+                self.result.formula_text += 1
+            try:
+                row.submitted[key] = from_cell(cell)
+            except FieldError as exc:
+                row.issues.append(exc.issue.at(key))
+        if self.columns.unit is not None and self.columns.unit < width:
+            row.unit_text = cell_text(cells[self.columns.unit]).strip()
+        self._natural_key(row)
+        return row
+
+    def _natural_key(self, row: RowInput) -> None:
+        parts, texts = [], []
+        for key in self.form.natural_key:
+            spec = self.form.fields[key]
+            if key in row.submitted:
+                raw = row.submitted[key]
+            else:
+                index = self.columns.match_only.get(key)
+                cell = row.cells[index] if index is not None and index < len(row.cells) else None
+                try:
+                    raw = None if _blank(cell) else spec.kind.from_cell(cell)
+                except FieldError:
+                    return
+            value, issues = clean_field(spec, raw)
+            if issues or value is None:
+                return
+            parts.append(spec.kind.to_json(value))
+            texts.append(spec.kind.to_text(value))
+        if parts:
+            row.key = json.dumps(parts, ensure_ascii=False)
+            row.key_text = "、".join(texts)
+
+    def plan(self, s: DbSession, inputs: list[RowInput]) -> list[Plan]:
+        existing = self._lookup(s, [row for row in inputs if row.key is not None])
+        plans = [self._classify(row, existing.get(row.key) if row.key else None) for row in inputs]
+        self._batch_plans = plans
+        self._check_duplicates(plans)
+        self._check_unique(s, plans)
+        return plans
+
+    def _classify(self, row: RowInput, found: Existing | None) -> Plan:
+        issues = list(row.issues)
+        key_field = self.form.natural_key[0] if self.form.natural_key else ""
+        if found is None:
+            if self.ctx.mode == "update":
+                code = "import_not_found" if row.key else "import_key_empty"
+                if row.key or not self._key_cell_filled(row):
+                    issues.append(Issue(code, {"value": row.key_text}, path=key_field))
+                return self._finish(row, "invalid", issues + self._key_issues(row))
+            return self._plan_new(row, issues)
+        if not self.ctx.update_reach.contains(found.unit_path, found.created_by, self.ctx.principal.user_id):
+            issues.append(Issue("import_out_of_scope", {"value": row.key_text}, path=key_field))
+            return self._finish(row, "invalid", issues)
+        plan = self._plan_update(row, found, issues)
+        if self.ctx.mode == "insert" and plan.action == "updated":
+            return self._finish(row, "invalid", [Issue("import_exists", {"value": row.key_text}, path=key_field)])
+        return plan
+
+    def _key_cell_filled(self, row: RowInput) -> bool:
+        return any(row.submitted.get(k) is not None or self._match_cell(row, k) for k in self.form.natural_key)
+
+    def _match_cell(self, row: RowInput, key: str) -> bool:
+        index = self.columns.match_only.get(key)
+        return index is not None and index < len(row.cells) and not _blank(row.cells[index])
+
+    def _key_issues(self, row: RowInput) -> list[Issue]:
+        """Why a filled key cell could not be read, from the one validator."""
+        issues = []
+        for key in self.form.natural_key:
+            if key in row.submitted and row.submitted[key] is not None:
+                issues += clean_field(self.form.fields[key], row.submitted[key])[1]
+        return issues
+
+    def _plan_new(self, row: RowInput, issues: list[Issue]) -> Plan:
+        raw = dict(self.ctx.defaults)
+        raw.update({k: v for k, v in row.submitted.items() if v is not None})
+        cleaned = clean_record(self.form, raw)
+        unit_id, unit_issue = self.ctx.create_units.resolve(row.unit_text, self.form.unit_label)
+        if unit_issue is not None:
+            issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
+        elif unit_id is None:
+            only = self.ctx.create_units.only
+            if only is None:
+                issues.append(Issue("import_unit_required", path=UNIT_KEY))
+            else:
+                unit_id = only.id
+        issues += self._merge_issues(row, cleaned.issues)
+        issues = issues or self._generated_sources(cleaned.values)
+        if issues:
+            return self._finish(row, "invalid", issues)
+        return Plan(row, "new", values=dict(cleaned.values), unit_id=unit_id)
+
+    def _plan_update(self, row: RowInput, found: Existing, issues: list[Issue]) -> Plan:
+        raw = read_values(self.form, found.data)
+        raw.update({k: v for k, v in row.submitted.items()})
+        cleaned = clean_record(self.form, raw)
+        unit_id, unit_issue = self.ctx.update_units.resolve(row.unit_text, self.form.unit_label)
+        if unit_issue is not None:
+            issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
+        issues += self._merge_issues(row, cleaned.issues)
+        issues = issues or self._generated_sources(cleaned.values)
+        if issues:
+            return self._finish(row, "invalid", issues, existing=found)
+        values = dict(cleaned.values)
+        pending = any(not values.get(k) for k in self.ctx.generated)
+        document = write_document(self.form, values, found.data)
+        changed = bool(stored_changes(self.form, found.data, document)) or pending
+        moved = unit_id is not None and unit_id != found.unit_id
+        action = "updated" if changed or moved else "unchanged"
+        return Plan(row, action, values=values, existing=found, unit_id=unit_id if moved else None)
+
+    def _merge_issues(self, row: RowInput, found: list[Issue]) -> list[Issue]:
+        """A cell its type could not read reports that, not a follow-on "required"."""
+        unread = {i.path for i in row.issues}
+        return [i for i in found if i.path.split(".")[0] not in unread]
+
+    def _generated_sources(self, values: dict[str, Any]) -> list[Issue]:
+        """As RecordService._generate: a number that cannot be made is the row's problem, not a crash."""
+        issues = []
+        for key in self.ctx.generated:
+            if values.get(key):
+                continue
+            missing = [n for n in self.form.fields[key].kind.referenced_fields() if values.get(n) is None]
+            if missing:
+                issues.append(Issue("generated_source", {"source": self.form.fields[missing[0]].label}, path=key))
+        return issues
+
+    def _finish(self, row: RowInput, action: str, issues: list[Issue], existing: Existing | None = None) -> Plan:
+        return Plan(row, action, issues=issues, existing=existing)
+
+    # --- batch lookups ---------------------------------------------------------------------------
+    def _lookup(self, s: DbSession, rows: list[RowInput]) -> dict[str, Existing]:
+        """Records whose natural key matches, with one IN query per batch, from every scope."""
+        if not rows or not self.form.natural_key:
+            return {}
+        specs = [self.form.fields[k] for k in self.form.natural_key]
+        wanted = {row.key: json.loads(row.key) for row in rows if row.key}
+        exprs = [value_expr(self.dialect, spec) for spec in specs]
+        if len(exprs) == 1:
+            condition = exprs[0].in_([sql_value(self.dialect, parts[0]) for parts in wanted.values()])
+        else:
+            condition = tuple_(*exprs).in_([tuple(sql_value(self.dialect, p) for p in parts) for parts in wanted.values()])
+        query = (select(Record.id, Record.data, Record.revision, Record.unit_id, Record.created_by, OrgUnit.path)
+                 .join(OrgUnit, OrgUnit.id == Record.unit_id).where(form_is(self.form.key), condition))
+        if self.write:
+            query = query.with_for_update(of=Record)  # PostgreSQL: hold the rows until the batch commits
+        found: dict[str, Existing] = {}
+        for rec_id, data, revision, unit_id, created_by, path in s.execute(query):
+            data = dict(data or {})
+            found[_stored_key(specs, data)] = Existing(rec_id, data, revision, unit_id, path, created_by)
+        return found
+
+    def _check_duplicates(self, plans: list[Plan]) -> None:
+        """Within the file: the natural key and each unique field; every row of a repeat is reported."""
+        for plan in plans:
+            for name, value, key in list(self._unique_values(plan)):
+                rows = self.known.get(name, {}).get(value)
+                if rows is not None:
+                    self._invalidate(plan, self._duplicate(key, value, rows))
+                    continue
+                seen = self.seen.setdefault(name, {})
+                plan.registered.append((name, value))
+                if value not in seen:
+                    seen[value] = plan
+                    continue
+                numbers = self.result.duplicates.setdefault(name, {}).setdefault(value, [_number(seen[value])])
+                numbers.append(plan.row.number)
+                issue = self._duplicate(key, value, numbers)
+                self._invalidate(plan, issue)
+                if len(numbers) == 2:
+                    self._invalidate_first(name, value, key, issue)
+
+    def _duplicate(self, key: str, value: str, rows: list[int]) -> Issue:
+        parts = json.loads(value)
+        text = "、".join(str(p) for p in parts) if isinstance(parts, list) else str(parts)
+        return Issue("import_duplicate", {"value": text, "rows": "、".join(str(r) for r in rows)}, path=key)
+
+    def _invalidate_first(self, name: str, value: str, key: str, issue: Issue) -> None:
+        """The first row of a repeat may sit in an earlier batch that is already reported."""
+        entry = self.seen[name][value]
+        if isinstance(entry, Plan):
+            if entry.action == "invalid":
+                entry.issues.append(issue)
+            else:
+                self._invalidate(entry, issue)
+            return
+        number, action = entry
+        if self.write:
+            return  # saved by an earlier batch; the preview reports both rows before anything is written
+        if action != "invalid":
+            self.result.counts[action] -= 1
+            self.result.counts["invalid"] += 1
+            self.seen[name][value] = (number, "invalid")
+        column = self.columns.column_of(key)
+        label = self.form.fields[key].label if key in self.form.fields else ""
+        self.result.late_errors.setdefault(number, []).append(
+            CellError(column, label, issue.params.get("value", ""), render(issue, label)))
+
+    def _unique_values(self, plan: Plan) -> Iterator[tuple[str, str, str]]:
+        if plan.row.key is not None and self.form.natural_key:
+            yield "_key", plan.row.key, self.form.natural_key[0]
+        if plan.action in ("new", "updated"):
+            for key in self.ctx.unique_checked:
+                spec = self.form.fields[key]
+                if spec.kind.user_input and plan.values.get(key) is not None:
+                    yield key, json.dumps(spec.kind.to_json(plan.values[key]), ensure_ascii=False), key
+
+    def _invalidate(self, plan: Plan, issue: Issue) -> None:
+        plan.action = "invalid"
+        plan.issues.append(issue)
+
+    def _check_unique(self, s: DbSession, plans: list[Plan]) -> None:
+        """Unique fields against other records (one IN query per field and batch), as create/update do."""
+        for key in self.ctx.unique_checked:
+            spec = self.form.fields[key]
+            candidates = [p for p in plans if p.action in ("new", "updated") and self._unique_candidate(p, key) is not None]
+            if not candidates:
+                continue
+            values = {spec.kind.to_json(self._unique_candidate(p, key)) for p in candidates}
+            expr = value_expr(self.dialect, spec)
+            taken: dict[Any, set[int]] = {}
+            query = select(Record.id, expr).where(form_is(self.form.key), expr.in_([sql_value(self.dialect, v) for v in values]))
+            for rec_id, stored in s.execute(query):
+                taken.setdefault(str(stored), set()).add(rec_id)
+            for plan in candidates:
+                value = self._unique_candidate(plan, key)
+                others = taken.get(str(sql_value(self.dialect, spec.kind.to_json(value))), set()) - {plan.existing.id if plan.existing else -1}
+                if others:
+                    self._invalidate(plan, Issue("unique", {"value": spec.kind.to_text(value)}, path=key))
+
+    def _unique_candidate(self, plan: Plan, key: str) -> Any:
+        spec = self.form.fields[key]
+        value = plan.values.get(key)
+        if value is None and isinstance(spec.kind, GeneratedField) and not spec.kind.has_sequence and plan.action == "new":
+            try:
+                value = spec.kind.render(plan.values)
+            except ValueError:
+                return None
+        if plan.existing is not None and value is not None:
+            before = plan.existing.data.get(key)
+            if before is not None and before == spec.kind.to_json(value):
+                return None  # unchanged: it was unique when it was saved
+        return value
+
+    # --- writing -----------------------------------------------------------------------------------
+    def _write(self, s: DbSession, plans: list[Plan]) -> None:
+        todo = [p for p in plans if p.action in ("new", "updated")]
+        if not todo:
+            return
+        try:
+            with s.begin_nested():
+                self._write_fast(s, todo)
+        except (IntegrityError, _Fallback):
+            self._write_slow(s, todo)
+
+    def _write_fast(self, s: DbSession, plans: list[Plan]) -> None:
+        form, user = self.form, self.ctx.principal
+        self._generate(s, plans)
+        self._check_generated(s, plans)
+        now = utcnow()
+        connection = s.connection()
+        audits: list[dict[str, Any]] = []
+        new = [p for p in plans if p.action == "new"]
+        if new:
+            documents = [write_document(form, p.values, None) for p in new]
+            ids = self._allocate_ids(s, len(new))
+            connection.execute(Record.__table__.insert(), [
+                {"id": i, "form_key": form.key, "unit_id": p.unit_id, "data": d, "def_version": form.version, "revision": 1,
+                 "created_by": user.user_id, "updated_by": user.user_id, "created_at": now, "updated_at": now}
+                for i, p, d in zip(ids, new, documents)
+            ])
+            # stored_changes(form, {}, d) for a new record: every filled field, from nothing.
+            audits += [self._audit_row(i, "create", 1, {k: [None, v] for k, v in d.items() if v is not None}, now)
+                       for i, d in zip(ids, documents)]
+        updated = [p for p in plans if p.action == "updated"]
+        if updated:
+            params = []
+            for p in updated:
+                assert p.existing is not None
+                document = write_document(form, p.values, p.existing.data)
+                changes = stored_changes(form, p.existing.data, document)
+                unit_id = p.unit_id or p.existing.unit_id
+                if unit_id != p.existing.unit_id:
+                    changes["_unit"] = [p.existing.unit_id, unit_id]
+                params.append({"b_id": p.existing.id, "b_rev": p.existing.revision, "b_new": p.existing.revision + 1,
+                               "b_data": document, "b_unit": unit_id})
+                audits.append(self._audit_row(p.existing.id, "update", p.existing.revision + 1, changes, now))
+            table = Record.__table__
+            result = connection.execute(
+                table.update().where(table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_rev"))
+                .values(data=bindparam("b_data"), revision=bindparam("b_new"), unit_id=bindparam("b_unit"),
+                        def_version=form.version, updated_by=user.user_id, updated_at=now),
+                params,
+            )
+            if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+                raise _Fallback()
+        connection.execute(AuditEntry.__table__.insert(), audits)
+
+    def _allocate_ids(self, s: DbSession, count: int) -> list[int]:
+        """Record ids for a batch up front, so the rows go in with one executemany (no per-row RETURNING).
+
+        SQLite: the batch holds the database's write lock (BEGIN IMMEDIATE), so max(id) stays ours.
+        PostgreSQL: the column's own sequence hands out the block.
+        """
+        if self.dialect == "postgresql":
+            return list(s.execute(text("SELECT nextval(pg_get_serial_sequence('records', 'id')) FROM generate_series(1, :n)"),
+                                  {"n": count}).scalars())
+        start = s.execute(select(func.coalesce(func.max(Record.id), 0))).scalar_one() + 1
+        return list(range(start, start + count))
+
+    def _audit_row(self, record_id: int, action: str, revision: int, changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+        return {"form_key": self.form.key, "record_id": record_id, "action": action, "user_id": self.ctx.principal.user_id,
+                "username": self.ctx.principal.username, "revision": revision, "changes": changes, "note": self.ctx.note, "at": now}
+
+    def _generate(self, s: DbSession, plans: list[Plan]) -> None:
+        """Numbers for a whole batch: one sequence UPDATE per scope reserves a block (same `sequences` rows
+        and scope names as RecordService._generate, so web and import share one numbering)."""
+        for key in self.ctx.generated:
+            kind: GeneratedField = self.form.fields[key].kind  # type: ignore[assignment]
+            blocks: dict[str, list[Plan]] = {}
+            for plan in plans:
+                if plan.values.get(key):
+                    continue
+                if kind.has_sequence:
+                    blocks.setdefault(kind.scope_key(plan.values), []).append(plan)
+                else:
+                    plan.values[key] = kind.render(plan.values)
+            for prefix, members in blocks.items():
+                last = s.execute(BLOCK_SQL, {"scope": f"{self.form.key}:{key}:{prefix}", "n": len(members)}).scalar_one()
+                for offset, plan in enumerate(members):
+                    number = last - len(members) + 1 + offset
+                    plan.values[key] = kind.render(plan.values, lambda _prefix, n=number: n)
+
+    def _check_generated(self, s: DbSession, plans: list[Plan]) -> None:
+        for key in self.ctx.generated:
+            spec = self.form.fields[key]
+            if not spec.unique:
+                continue
+            values = [spec.kind.to_json(p.values[key]) for p in plans if p.existing is None or p.existing.data.get(key) is None]
+            if not values:
+                continue
+            if len(set(values)) != len(values):
+                raise _Fallback()
+            expr = value_expr(self.dialect, spec)
+            if s.execute(select(Record.id).where(form_is(self.form.key), expr.in_([sql_value(self.dialect, v) for v in values])).limit(1)).first():
+                raise _Fallback()
+
+    def _write_slow(self, s: DbSession, plans: list[Plan]) -> None:
+        """Row by row through the record service, each in its own SAVEPOINT."""
+        for plan in plans:
+            savepoint = s.begin_nested()
+            try:
+                if plan.action == "new":
+                    submitted = {k: v for k, v in plan.row.submitted.items() if v is not None}
+                    saved = self.ctx.records.create(self.form, self.ctx.principal, plan.unit_id, submitted, session=s)  # type: ignore[arg-type]
+                else:
+                    assert plan.existing is not None
+                    saved = self.ctx.records.update(self.form, self.ctx.principal, plan.existing.id, plan.row.submitted,
+                                                    plan.existing.revision, unit_id=plan.unit_id, session=s, note=self.ctx.note)
+            except LookupError:
+                savepoint.rollback()
+                self._invalidate(plan, Issue("import_out_of_scope", {"value": plan.row.key_text}, path=self.form.natural_key[0]))
+                continue
+            except Exception:
+                savepoint.rollback()
+                raise
+            if saved.ok:
+                savepoint.commit()
+                continue
+            savepoint.rollback()
+            self._invalidate(plan, Issue("import_conflict") if saved.conflict else saved.issues[0])
+            plan.issues.extend(saved.issues[1:])
+
+    # --- reporting -------------------------------------------------------------------------------
+    def cell_errors(self, row: RowInput, issues: Iterable[Issue]) -> list[CellError]:
+        errors = []
+        for issue in issues:
+            head = issue.path.split(".")[0]
+            if head == UNIT_KEY:
+                label, overrides = self.form.unit_label, {}
+            elif head in self.form.fields:
+                label, overrides = self.form.fields[head].label, self.form.fields[head].messages
+            else:
+                label, overrides = "", {}
+            column = self.columns.column_of(head) if head else None
+            value = cell_text(row.cells[column]) if column is not None and column < len(row.cells) else ""
+            errors.append(CellError(column, label, value, render(issue, label, overrides)))
+        return errors
+
+    def _count_normalised(self, plan: Plan) -> None:
+        """Typed text the field stored differently ("２０２３" → "2023", "Y" → "是"), for the preview's notes."""
+        cells, memo = plan.row.cells, self._normal
+        for key, index, _read in self._readers:
+            cell = cells[index] if index < len(cells) else None
+            if not isinstance(cell, str) or cell == "":
+                continue
+            if (key, cell) in memo:
+                after = memo[(key, cell)]
+            else:
+                value = plan.values.get(key)
+                text = None if value is None else self.form.fields[key].kind.to_text(value)
+                after = text if text is not None and text != cell else None
+                if len(memo) > 50_000:
+                    memo.clear()
+                memo[(key, cell)] = after
+            if after is not None:
+                entry = self.result.normalised.setdefault(key, [0, cell, after])
+                entry[0] += 1
+
+    def _closing_warnings(self, table: Table) -> list[Issue]:
+        warnings = []
+        for key, (count, before, after) in self.result.normalised.items():
+            warnings.append(Issue("import_normalised", {"label": self.form.fields[key].label, "count": count,
+                                                        "before": before.replace("\u00a0", "␣"), "after": after}))
+        if table.stats.get("merged"):
+            warnings.append(Issue("import_merged", {"count": table.stats["merged"]}))
+        if self.result.formula_text:
+            warnings.append(Issue("import_formula_text", {"count": self.result.formula_text}))
+        if self.result.empty_rows:
+            warnings.append(Issue("import_empty_rows", {"count": self.result.empty_rows}))
+        return warnings
+
+
+def _number(entry: Plan | tuple[int, str]) -> int:
+    return entry.row.number if isinstance(entry, Plan) else entry[0]
+
+
+def _stored_key(specs: list[Any], data: dict[str, Any]) -> str:
+    """The natural key of a stored document, in the same JSON form as a row's (renamed keys read through)."""
+    parts = []
+    for spec in specs:
+        stored = next((data[k] for k in spec.stored_keys if k in data), None)
+        parts.append(None if stored is None else spec.kind.to_json(spec.kind.from_json(stored)))
+    return json.dumps(parts, ensure_ascii=False)
+
+
+def _chain(first: list[Row], rest: Iterator[Row]) -> Iterator[Row]:
+    yield from first
+    yield from rest

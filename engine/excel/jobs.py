@@ -1,0 +1,334 @@
+"""Import jobs: the stored upload, preview → import, progress per batch, resume, error workbooks, the worker.
+
+A job is created with its upload. The worker runs its preview (a dry run); 确认导入 queues its import.
+`all_or_nothing` imports validate the whole file once more and write only if no row is invalid;
+`skip_invalid` imports write the valid rows. Every write batch commits the records, the reasons for
+the batch's invalid rows and the job's progress (`last_row`) together, so a job interrupted by a
+restart continues after its last committed row when it is run again.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text, find_header
+from engine.excel.layout import read_key_sheet
+from engine.excel.limits import FileRejected, Limits
+from engine.excel.reader import open_table
+from engine.excel.safety import extension, inspect_upload
+from engine.excel.workbooks import build_error_workbook
+from engine.issues import Issue
+from engine.messages import render
+from engine.org import build_principal
+from engine.permissions import Principal, can
+from engine.records import RecordService
+from engine.spec import Definitions, FormSpec
+from engine.storage.db import Database
+from engine.storage.models import ImportJob, ImportRowError, User, utcnow
+
+log = logging.getLogger("dangan")
+ACTIVE = ("queued", "previewing", "validating", "importing")
+FINAL = ("previewed", "done", "rejected", "failed")
+STATUS_NAMES = {"queued": "排队中", "previewing": "正在预览", "previewed": "预览完成，待确认", "validating": "正在校验",
+                "importing": "正在导入", "done": "已完成", "rejected": "文件被拒绝", "failed": "失败"}
+MODE_NAMES = {"insert": "仅新增", "update": "仅更新", "upsert": "新增或更新"}
+ERROR_MODE_NAMES = {"all_or_nothing": "全部正确才导入", "skip_invalid": "跳过错误行，导入其余行"}
+Progress = Callable[[str, int, int], None]  # (status, rows done, rows in the file)
+
+
+def create_job(db: Database, form: FormSpec, principal: Principal, filename: str, data: bytes, kind: str,
+               mode: str, error_mode: str) -> int:
+    with db.write() as s:
+        job_id = s.execute(insert(ImportJob).values(
+            form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
+            file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
+            count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, message="",
+            details={}, upload=data, upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            created_at=utcnow(), updated_at=utcnow(),
+        ).returning(ImportJob.id)).scalar_one()
+        s.commit()
+    return job_id
+
+
+def load_job(db: Database, job_id: int) -> ImportJob | None:
+    with db.read() as s:
+        return s.get(ImportJob, job_id)
+
+
+def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
+    """确认导入: only a previewed job moves on, once (a double click queues nothing twice)."""
+    with db.write() as s:
+        moved = s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "previewed").values(
+            phase="commit", status="queued", error_mode=error_mode, updated_at=utcnow(), error_workbook=None))
+        s.commit()
+    return moved.rowcount == 1
+
+
+@contextmanager
+def upload_file(db: Database, job: ImportJob) -> Iterator[Path]:
+    """The stored upload as a private temporary file (readers want a path)."""
+    with db.read() as s:
+        data = s.scalar(select(ImportJob.upload).where(ImportJob.id == job.id)) or b""
+    handle, name = tempfile.mkstemp(prefix="dangan-import-", suffix=extension(job.filename) or ".bin")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        del data
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+class JobSink:
+    """Writes one batch's outcome into the job, in the batch's own transaction."""
+
+    def __init__(self, job: ImportJob, phase: str, write: bool, status: str, total: int, progress: Progress | None) -> None:
+        self.job_id, self.phase, self.write, self.progress = job.id, phase, write, progress
+        self.status, self.total = status, total
+        self.base = {k: getattr(job, f"count_{k}") for k in ("new", "updated", "unchanged", "invalid")}
+        self.base_done = job.done
+
+    def counts(self, result: PassResult) -> dict[str, Any]:
+        values: dict[str, Any] = {f"count_{k}": self.base[k] + v for k, v in result.counts.items()}
+        values["done"] = self.base_done + result.processed
+        return values
+
+    def batch(self, s: DbSession, plans: list[Plan], errors: dict[int, list[CellError]], result: PassResult) -> None:
+        if errors:
+            s.execute(insert(ImportRowError), [
+                {"job_id": self.job_id, "phase": self.phase, "row_no": number, "errors": [_error_json(e) for e in found]}
+                for number, found in errors.items()
+            ])
+        values = self.counts(result) | {"updated_at": utcnow()}
+        if self.write:
+            values["last_row"] = result.last_row
+        s.execute(update(ImportJob).where(ImportJob.id == self.job_id).values(**values))
+        if self.progress is not None:
+            self.progress(self.status, values["done"], self.total)
+
+
+def _error_json(error: CellError) -> list[Any]:
+    return [error.column, error.label, error.value, error.message]
+
+
+def _set(db: Database, job_id: int, **values: Any) -> None:
+    with db.write() as s:
+        s.execute(update(ImportJob).where(ImportJob.id == job_id).values(updated_at=utcnow(), **values))
+        s.commit()
+
+
+def _clear_errors(db: Database, job_id: int, phase: str) -> None:
+    with db.write() as s:
+        s.execute(delete(ImportRowError).where(ImportRowError.job_id == job_id, ImportRowError.phase == phase))
+        s.commit()
+
+
+def _principal(db: Database, definitions: Definitions, job: ImportJob, form: FormSpec) -> Principal | None:
+    """Rights as they are now, not when the file was uploaded."""
+    with db.read() as s:
+        user = s.get(User, job.user_id) if job.user_id is not None else None
+        if user is None or not user.is_active:
+            return None
+        principal = build_principal(s, user, definitions)
+    return principal if can(principal, "import", form) else None
+
+
+def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits, records: RecordService | None = None,
+            should_stop: Callable[[], bool] = lambda: False, progress: Progress | None = None) -> ImportJob | None:
+    """Run the job's next step (preview or import) to its end, or until `should_stop` says so."""
+    job = load_job(db, job_id)
+    if job is None or job.status not in ACTIVE:
+        return job
+    form = definitions.forms.get(job.form_key)
+    principal = _principal(db, definitions, job, form) if form is not None else None
+    if form is None or principal is None:
+        _set(db, job_id, status="failed", message=render(Issue("import_user_gone")), finished_at=utcnow())
+        return load_job(db, job_id)
+    resuming = job.status != "queued"
+    try:
+        with upload_file(db, job) as path:
+            inspection = inspect_upload(path, job.filename, limits)
+            ctx = Context(db, records or RecordService(db), form, principal, job.mode, limits,
+                          note=f"Excel 导入 #{job.id}（{job.filename}）")
+            opener = lambda: open_table(path, inspection, form.title, limits)  # noqa: E731
+            if job.phase == "preview":
+                _preview(db, job, ctx, opener, should_stop, progress)
+            else:
+                _commit(db, job, ctx, opener, resuming, should_stop, progress)
+    except Interrupted:
+        log.info("import job %s interrupted at row %s", job_id, load_job(db, job_id).last_row)  # type: ignore[union-attr]
+    except FileRejected as exc:
+        _set(db, job_id, status="rejected", message=exc.message, finished_at=utcnow())
+    except Exception:  # noqa: BLE001 — the job records the failure; the worker thread carries on
+        log.exception("import job %s failed", job_id)
+        _set(db, job_id, status="failed", message=render(Issue("import_failed")), finished_at=utcnow())
+    return load_job(db, job_id)
+
+
+def _run_pass(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any], *, phase: str, write: bool,
+              status: str, known: dict | None, start_after: int, should_stop: Callable[[], bool],
+              progress: Progress | None) -> PassResult:
+    fresh = load_job(db, job.id)
+    assert fresh is not None
+    with opener() as table:
+        total = max(table.last_row - 1, 0)
+        _set(db, job.id, status=status, total=total)
+        sink = JobSink(fresh, phase, write, status, total, progress)
+        pass_ = ImportPass(ctx, write=write, sink=sink, known_duplicates=known, start_after=start_after, should_stop=should_stop)
+        result = pass_.run(table)
+    if result.late_errors:
+        with db.write() as s:
+            s.execute(insert(ImportRowError), [
+                {"job_id": job.id, "phase": phase, "row_no": n, "errors": [_error_json(e) for e in errors]}
+                for n, errors in result.late_errors.items()
+            ])
+            s.execute(update(ImportJob).where(ImportJob.id == job.id).values(**sink.counts(result)))
+            s.commit()
+    return result
+
+
+def _reset(db: Database, job_id: int, **extra: Any) -> None:
+    _set(db, job_id, done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, error_workbook=None, **extra)
+
+
+def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any], should_stop: Callable[[], bool],
+             progress: Progress | None) -> None:
+    _clear_errors(db, job.id, "preview")
+    _reset(db, job.id, message="")
+    result = _run_pass(db, job, ctx, opener, phase="preview", write=False, status="previewing", known=None,
+                       start_after=0, should_stop=should_stop, progress=progress)
+    details = {"header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
+               "duplicates": result.duplicates}
+    _set(db, job.id, status="previewed", details=details, total=result.processed, finished_at=utcnow())
+
+
+def _commit(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any], resuming: bool,
+            should_stop: Callable[[], bool], progress: Progress | None) -> None:
+    details = dict(job.details or {})
+    known = details.get("duplicates") or {}
+    if job.error_mode == "all_or_nothing" and not details.get("validated"):
+        _clear_errors(db, job.id, "commit")
+        _reset(db, job.id, last_row=0)
+        checked = _run_pass(db, job, ctx, opener, phase="commit", write=False, status="validating", known=known,
+                            start_after=0, should_stop=should_stop, progress=progress)
+        invalid = checked.counts["invalid"]
+        if invalid:
+            _set(db, job.id, status="done", total=checked.processed, finished_at=utcnow(),
+                 message=render(Issue("import_aborted", {"count": invalid})))
+            return
+        details["validated"] = True
+        _clear_errors(db, job.id, "commit")
+        _reset(db, job.id, last_row=0, details=details)
+        resuming = False
+    elif not resuming:
+        _clear_errors(db, job.id, "commit")
+        _reset(db, job.id, last_row=0)
+    start_after = (load_job(db, job.id) or job).last_row if resuming else 0
+    result = _run_pass(db, job, ctx, opener, phase="commit", write=True, status="importing", known=known,
+                       start_after=start_after, should_stop=should_stop, progress=progress)
+    done = (load_job(db, job.id) or job).done
+    _set(db, job.id, status="done", total=max(done, result.processed), finished_at=utcnow())
+
+
+# --- error workbooks --------------------------------------------------------------------------------
+def error_rows(db: Database, job: ImportJob) -> dict[int, list[list[Any]]]:
+    phase = "commit" if job.phase == "commit" else "preview"
+    found: dict[int, list[list[Any]]] = {}
+    with db.read() as s:
+        for number, errors in s.execute(select(ImportRowError.row_no, ImportRowError.errors)
+                                        .where(ImportRowError.job_id == job.id, ImportRowError.phase == phase)
+                                        .order_by(ImportRowError.row_no)):
+            found.setdefault(number, []).extend(errors)
+    return found
+
+
+def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: Limits) -> bytes | None:
+    """The upload's rows with each invalid cell red and commented, and 错误原因; built once, then kept."""
+    job = load_job(db, job_id)
+    if job is None or job.status not in ("previewed", "done") or not job.count_invalid:
+        return None
+    with db.read() as s:
+        cached = s.scalar(select(ImportJob.error_workbook).where(ImportJob.id == job_id))
+    if cached:
+        return cached
+    form = definitions.forms.get(job.form_key)
+    errors = error_rows(db, job)
+    if form is None or not errors:
+        return None
+    include_all = job.error_mode == "all_or_nothing"
+    with upload_file(db, job) as path:
+        inspection = inspect_upload(path, job.filename, limits)
+        with open_table(path, inspection, form.title, limits) as table:
+            header_row = (job.details or {}).get("header_row") or 1
+            rest = iter(table.rows)
+            header = next((cells for number, cells in rest if number == header_row), [])
+
+            def rows() -> Iterator[tuple[int, list[Any], dict[int, list[str]], list[str]]]:
+                for number, cells in rest:
+                    if number not in errors and not (include_all and any(cell_text(c).strip() for c in cells)):
+                        continue
+                    by_column: dict[int, list[str]] = {}
+                    other: list[str] = []
+                    for column, _label, _value, message in errors.get(number, []):
+                        (by_column.setdefault(column, []) if column is not None else other).append(message)
+                    yield number, cells, by_column, other
+
+            data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys)
+    _set(db, job_id, error_workbook=data)
+    return data
+
+
+# --- the worker in the app process --------------------------------------------------------------------
+class ImportWorker:
+    """One background thread runs jobs one at a time; a stop leaves the running job resumable."""
+
+    def __init__(self, db: Database, definitions: Callable[[], Definitions], records: RecordService, limits: Limits) -> None:
+        self.db, self.definitions, self.records, self.limits = db, definitions, records, limits
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dangan-import")
+        self.stopping = threading.Event()
+        self._active: set[int] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, job_id: int) -> None:
+        with self._lock:
+            if job_id in self._active or self.stopping.is_set():
+                return
+            self._active.add(job_id)
+        self.executor.submit(self._run, job_id)
+
+    def _run(self, job_id: int) -> None:
+        try:
+            run_job(self.db, self.definitions(), job_id, self.limits, self.records, should_stop=self.stopping.is_set)
+        finally:
+            with self._lock:
+                self._active.discard(job_id)
+
+    def is_active(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._active
+
+    def resume_interrupted(self) -> list[int]:
+        """Jobs a stopped server left queued or half done continue (an import after its last committed row)."""
+        with self.db.read() as s:
+            ids = list(s.scalars(select(ImportJob.id).where(ImportJob.status.in_(ACTIVE)).order_by(ImportJob.id)))
+        for job_id in ids:
+            self.submit(job_id)
+        return ids
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["ACTIVE", "ERROR_MODE_NAMES", "FINAL", "ImportWorker", "MODE_NAMES", "STATUS_NAMES", "create_job",
+           "error_workbook", "find_header", "load_job", "queue_commit", "read_key_sheet", "run_job"]

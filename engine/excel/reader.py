@@ -1,0 +1,151 @@
+"""Rows of an upload, streamed: xlsx through python-calamine in a capped child process, CSV in-process."""
+from __future__ import annotations
+
+import csv
+import io
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.excel.limits import FileRejected, Limits
+from engine.excel.safety import Inspection, SheetInfo
+from engine.fields.normalise import clean_spaces
+
+CHILD = Path(__file__).resolve().with_name("reader_child.py")
+KEYS_SHEET = "_keys"
+INSTRUCTIONS_SHEET = "填写说明"
+Row = tuple[int, list[Any]]  # (1-based row number as Excel shows it, cell values)
+
+
+@dataclass
+class Table:
+    """One sheet of an upload; `rows` is a single-pass iterator."""
+
+    kind: str
+    sheet: str
+    last_row: int  # the file's last row number (an estimate for CSV), for progress
+    rows: Iterator[Row]
+    keys: list[list[Any]] = field(default_factory=list)  # the hidden `_keys` sheet of our templates
+    stats: dict[str, int] = field(default_factory=dict)  # merged cells filled, known once rows are read
+
+
+def choose_sheet(sheets: tuple[SheetInfo, ...], form_title: str) -> SheetInfo:
+    """The sheet named like the form, else the first visible sheet that is not ours (说明, _lists, _keys)."""
+    visible = [s for s in sheets if s.visible and s.name != INSTRUCTIONS_SHEET and not s.name.startswith("_")]
+    named = [s for s in visible if clean_spaces(s.name) == form_title]
+    if named:
+        return named[0]
+    if visible:
+        return visible[0]
+    raise FileRejected("import_file_no_sheet")
+
+
+@contextmanager
+def open_table(path: Path, inspection: Inspection, form_title: str, limits: Limits) -> Iterator[Table]:
+    if inspection.kind == "csv":
+        with _csv_table(path, inspection.encoding, limits) as table:
+            yield table
+        return
+    sheet = choose_sheet(inspection.sheets, form_title)
+    if sheet.rows is not None and sheet.rows > limits.max_rows + limits.header_scan_rows:
+        raise FileRejected("import_file_rows", limit=limits.max_rows, count=sheet.rows - 1)
+    if sheet.columns is not None and sheet.columns > limits.max_columns:
+        raise FileRejected("import_file_columns", limit=limits.max_columns, count=sheet.columns)
+    has_keys = any(s.name == KEYS_SHEET for s in inspection.sheets)
+    with _ChildReader(path, sheet.name, KEYS_SHEET if has_keys else "", limits) as child:
+        yield Table("xlsx", sheet.name, child.last_row, child.rows(), keys=child.keys, stats=child.stats)
+
+
+class _ChildReader:
+    """Talks to reader_child.py: starts it, waits (with a deadline) for the sheet, streams its frames."""
+
+    def __init__(self, path: Path, sheet: str, keys_sheet: str, limits: Limits) -> None:
+        self.args = [sys.executable, "-I", str(CHILD), str(path), sheet, keys_sheet, str(limits.reader_memory)]
+        self.limits = limits
+        self.keys: list[list[Any]] = []
+        self.stats: dict[str, int] = {}
+        self.first_column = 0
+        self.last_row = 0
+
+    def __enter__(self) -> "_ChildReader":
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
+        watchdog = threading.Timer(self.limits.reader_start_timeout, self.process.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            frame = self._next()
+            if frame[0] == "keys":
+                self.keys = [list(row) for row in frame[1]]
+                frame = self._next()
+            if frame[0] != "sheet":
+                raise self._failure()
+            _tag, self.first_column, self.last_row = frame
+        except BaseException:
+            watchdog.cancel()
+            self.__exit__()
+            raise
+        watchdog.cancel()
+        return self
+
+    def _next(self) -> tuple:
+        assert self.process.stdout is not None
+        try:
+            frame = pickle.load(self.process.stdout)
+        except (EOFError, pickle.UnpicklingError, OSError):
+            raise self._failure() from None
+        if frame[0] == "error":
+            raise FileRejected("import_file_unreadable" if frame[1] == "memory" else "import_file_corrupt")
+        return frame
+
+    def _failure(self) -> FileRejected:
+        code = self.process.wait()
+        # A negative code is a signal: SIGABRT when calamine's allocation hit the memory cap, SIGKILL
+        # from the start-up deadline. Both mean a file we will not read.
+        return FileRejected("import_file_unreadable" if code < 0 or code == 3 else "import_file_corrupt")
+
+    def rows(self) -> Iterator[Row]:
+        while True:
+            frame = self._next()
+            if frame[0] == "end":
+                self.stats["merged"] = frame[2]
+                return
+            yield from frame[1]
+
+    def __exit__(self, *_exc: Any) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.process.wait()
+        self.stderr.close()
+
+
+@contextmanager
+def _csv_table(path: Path, encoding: str, limits: Limits) -> Iterator[Table]:
+    with path.open("rb") as raw:
+        estimate = sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b"")) + 1
+    with path.open("r", encoding=encoding, newline="") as handle:
+        sample = handle.read(8192)
+        handle.seek(0)
+        delimiter = max((",", "\t", ";"), key=sample.count)
+        yield Table("csv", "", estimate, _csv_rows(handle, delimiter, limits))
+
+
+def _csv_rows(handle: io.TextIOBase, delimiter: str, limits: Limits) -> Iterator[Row]:
+    reader = csv.reader(handle, delimiter=delimiter)
+    try:
+        for number, cells in enumerate(reader, start=1):
+            if len(cells) > limits.max_columns:
+                raise FileRejected("import_file_columns", limit=limits.max_columns, count=len(cells))
+            yield number, cells
+    except UnicodeDecodeError:
+        raise FileRejected("import_file_encoding") from None
+    except csv.Error:
+        raise FileRejected("import_file_corrupt") from None

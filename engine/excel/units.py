@@ -1,0 +1,66 @@
+"""The units an import may put records in, found by full path ("…/高一/高一(1)班") or a unique tail of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session as DbSession
+
+from engine.fields.normalise import remove_spaces, to_halfwidth
+from engine.issues import Issue
+from engine.org import Unit, all_units
+from engine.permissions import Principal, scope
+from engine.spec import FormSpec
+
+SEPARATORS = ("/", "\\", "／", ">", "＞")
+
+
+def allowed_units(units: list[Unit], principal: Principal, form: FormSpec, action: str) -> list[Unit]:
+    """The form's org level inside the user's scope for `action` (as the web form's unit chooser)."""
+    reach = scope(principal, action, form)
+    return [
+        u for u in units
+        if (not form.unit_level or u.level == form.unit_level)
+        and (reach.everything or any(u.path.startswith(p) for p in reach.paths)
+             or (reach.own and any(u.path.startswith(p) for p in principal.unit_paths)))
+    ]
+
+
+def _parts(text: str) -> list[str]:
+    text = remove_spaces(to_halfwidth(text))
+    for separator in SEPARATORS[1:]:
+        text = text.replace(separator, "/")
+    return [part for part in text.split("/") if part]
+
+
+@dataclass
+class UnitChoices:
+    """Units by every tail of their path: "高一(1)班", "高一/高一(1)班", … up to the full path."""
+
+    units: list[Unit]
+    by_tail: dict[tuple[str, ...], list[Unit]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for unit in self.units:
+            parts = _parts(unit.full_name)
+            for start in range(len(parts)):
+                self.by_tail.setdefault(tuple(parts[start:]), []).append(unit)
+
+    @property
+    def only(self) -> Unit | None:
+        return self.units[0] if len(self.units) == 1 else None
+
+    def resolve(self, raw: Any, label: str) -> tuple[int | None, Issue | None]:
+        text = "" if raw is None else str(raw).strip()
+        if not text:
+            return None, None
+        found = self.by_tail.get(tuple(_parts(text)), [])
+        if len(found) == 1:
+            return found[0].id, None
+        if found:
+            return None, Issue("import_unit_ambiguous", {"value": text, "example": found[0].full_name})
+        return None, Issue("import_unit_unknown", {"value": text})
+
+
+def unit_choices(s: DbSession, principal: Principal, form: FormSpec, action: str) -> UnitChoices:
+    return UnitChoices(allowed_units(all_units(s), principal, form, action))

@@ -1,0 +1,1 @@
+"""Approval workflows declared in definitions/workflows/*.yaml: compiled specs, pure routing, a transactional service."""

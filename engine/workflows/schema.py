@@ -1,0 +1,80 @@
+"""The JSON Schema every workflow file must satisfy before it is compiled."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.metaschema import FIELD, FORM, KEY, KEY_LIST, TEXT
+
+NONEMPTY_KEYS = {**KEY_LIST, "minItems": 1}
+
+ASSIGNEE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["role", "unit"],
+    "properties": {"role": KEY, "unit": {"type": "string"}, "label": TEXT, "when": {"type": "string"}},
+}
+
+STEP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key", "title", "assignees"],
+    "properties": {
+        "key": KEY,
+        "title": TEXT,
+        "mode": {"enum": ["all", "any"]},
+        "when": {"type": "string"},
+        "next": KEY,
+        "assignees": {"type": "array", "minItems": 1, "items": ASSIGNEE},
+        "require_comment": {"type": "boolean"},
+        "require_attachment": {"type": "boolean"},
+        "allow_return": {"type": "boolean"},
+        "allow_self_approval": {"type": "boolean"},
+    },
+}
+
+APPLICATION: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "fields": {"type": "array", "items": FIELD},
+        "sections": FORM["properties"]["sections"],
+        "rules": FORM["properties"]["rules"],
+    },
+}
+
+WORKFLOW = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key", "title", "form", "start", "steps"],
+    "properties": {
+        "key": KEY,
+        "title": TEXT,
+        "description": {"type": "string"},
+        "form": KEY,
+        "start": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["roles"],
+            "properties": {"roles": NONEMPTY_KEYS, "when": {"type": "string"}, "label": TEXT},
+        },
+        "allow_self_approval": {"type": "boolean"},
+        "summary": KEY_LIST,
+        "choose_unit": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["label", "level"],
+            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}},
+        },
+        "changes": NONEMPTY_KEYS,
+        "application": APPLICATION,
+        "steps": {"type": "array", "minItems": 1, "items": STEP},
+        "on_approve": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "set": {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}},
+                "move_to": {"enum": ["chosen_unit"]},
+            },
+        },
+    },
+}

@@ -1,0 +1,508 @@
+"""Workflow use cases: start, decide, withdraw, resubmit — each one locked, checked and committed as a whole.
+
+Routing is decided by the pure functions in `routing.py`; this module loads their input and persists their
+`Outcome`. Concurrency: the application row is locked first (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite
+a write transaction starts with BEGIN IMMEDIATE, which serialises writers), and every UPDATE also names the
+revision or task status it read, so a decision can never count twice and effects are applied exactly once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from engine.documents import read_values
+from engine.fields.files import FileField, UploadedFile
+from engine.issues import Issue
+from engine.messages import render
+from engine.org import Unit, all_units, ancestor_ids
+from engine.permissions import Principal, scope
+from engine.records import RecordService, StoredRecord, store_attachment
+from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
+from engine.storage.db import Database
+from engine.storage.models import (
+    Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow,
+)
+from engine.validation import CleanResult, clean_record
+from engine.workflows import routing, versions
+from engine.workflows.errors import (
+    AlreadyOpen, AttachmentInvalid, EffectFailed, RecordMissing, Stale, StartNotAllowed,
+)
+from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
+from engine.workflows.spec import OPEN_STATUSES, UNIT_SIDES, WorkflowSpec
+
+PER_PAGE = 20
+ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
+DECISION_FILE = FileField()  # what an approver may attach to a decision (批复文件)
+
+
+@dataclass
+class StartResult:
+    application_id: int | None = None
+    issues: list[Issue] = field(default_factory=list)
+    cleaned: CleanResult | None = None
+    outcome: Outcome | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.application_id is not None and not self.issues
+
+
+@dataclass
+class Bundle:
+    """One application with its tasks and timeline, as the application page shows it."""
+
+    application: Application
+    tasks: list[ApplicationTask]
+    actions: list[ApplicationAction]
+
+    def state(self) -> State:
+        return State(self.application.status, self.application.step, tuple(_task(t) for t in self.tasks),
+                     self.application.round)
+
+
+@dataclass
+class Listing:
+    rows: list[dict[str, Any]]
+    total: int
+    page: int
+    per_page: int = PER_PAGE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+class WorkflowService:
+    def __init__(self, db: Database, records: RecordService) -> None:
+        self.db, self.records = db, records
+
+    # --- starting -------------------------------------------------------------------------------
+    def start(self, definitions: Definitions, spec: WorkflowSpec, principal: Principal, record_id: int,
+              raw: Mapping[str, Any], chosen_unit_id: int | None = None, draft: bool = False) -> StartResult:
+        """Validate and submit an application (or keep it as a draft for the applicant to complete)."""
+        form = definitions.forms[spec.form]
+        with self.db.write() as s:
+            _lock(s, select(Record.id).where(Record.id == record_id))
+            units = all_units(s)
+            record = self.startable_record(s, spec, form, principal, record_id, units)
+            if record is None:
+                raise StartNotAllowed(workflow=spec.title)
+            open_id = s.scalar(select(Application.id).where(
+                Application.workflow_key == spec.key, Application.form_key == form.key,
+                Application.record_id == record_id, Application.status.in_(OPEN_STATUSES)))
+            if open_id is not None:
+                raise AlreadyOpen(workflow=spec.title, id=open_id)
+            cleaned, issues, changes = self.validate(spec, form, record, raw, chosen_unit_id, units)
+            if draft:
+                issues = [i for i in issues if i.path in spec.changes]
+            if issues:
+                return StartResult(issues=issues, cleaned=cleaned)
+            versions.remember(s, spec)
+            app = Application(
+                workflow_key=spec.key, version=spec.version, form_key=form.key, record_id=record_id,
+                subject=_subject(form, record), applicant_id=principal.user_id, applicant_name=principal.display_name,
+                status="draft", step="", step_title="", round=1, revision=1, data={}, changes=changes,
+                units=_snapshot(record.unit_path, chosen_unit_id, principal, units), chosen_unit_id=chosen_unit_id,
+            )
+            s.add(app)
+            s.flush()
+            application_id = app.id
+            app.data = self._store(s, spec, application_id, principal, cleaned.values, {})
+            s.flush()
+            outcome = None
+            if draft:
+                self._log(s, app, "draft", principal)
+            else:
+                ctx = self._context(app, spec, record.values)
+                outcome = routing.submit(spec, ctx)
+                self._apply(s, definitions, spec, app, outcome, principal, "submit")
+            s.commit()
+            return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
+
+    def startable_record(self, s: DbSession | None, spec: WorkflowSpec, form: FormSpec, principal: Principal,
+                         record_id: int, units: list[Unit]) -> StoredRecord | None:
+        """The record if one of the user's start roles reaches it and the start condition holds for it."""
+        roles = tuple(r for r in principal.roles if r.key in spec.start_roles)
+        if not roles:
+            return None
+        starter = Principal(principal.user_id, principal.username, principal.display_name, roles,
+                            principal.unit_paths, principal.anchors)
+        record = self.records.get(form, record_id, starter, "read", session=s)
+        if record is None:
+            return None
+        ctx = Context({}, record.values, {"record_unit": _levels(record.unit_path, units)}, principal.user_id)
+        return record if routing.start_allowed(spec, Actor.of(principal), ctx) else None
+
+    def validate(self, spec: WorkflowSpec, form: FormSpec, record: StoredRecord, raw: Mapping[str, Any],
+                 chosen_unit_id: int | None, units: list[Unit]) -> tuple[CleanResult, list[Issue], dict[str, Any]]:
+        """The application through the one validator; proposed values also through the target form's rules."""
+        cleaned = clean_record(spec.application, raw)
+        issues = list(cleaned.issues)
+        if spec.unit_choice is not None:
+            allowed = {u.id for u in unit_options(spec, record.unit_path, units)}
+            if chosen_unit_id is None:
+                issues.append(Issue("wf_unit_required", {"label": spec.unit_choice.label}, path="_unit"))
+            elif chosen_unit_id not in allowed:
+                issues.append(Issue("wf_unit_invalid", {"label": spec.unit_choice.label}, path="_unit"))
+        changes: dict[str, Any] = {}
+        if spec.changes:
+            proposed = {k: cleaned.values.get(k) for k in spec.changes}
+            merged = clean_record(form, {**record.values, **proposed})
+            issues += [i for i in merged.issues if i.path.split(".")[0] in spec.changes and i not in issues]
+            for key in spec.changes:
+                kind = form.fields[key].kind
+                old = None if record.values.get(key) is None else kind.to_json(record.values[key])
+                new = None if proposed[key] is None else kind.to_json(proposed[key])
+                if old != new:
+                    changes[key] = [old, new]
+            if not changes and not any(i.path in spec.changes for i in issues):
+                labels = "、".join(form.fields[k].label for k in spec.changes)
+                issues.append(Issue("wf_no_change", {"fields": labels}, path=spec.changes[0]))
+        return cleaned, issues, changes
+
+    # --- deciding -------------------------------------------------------------------------------
+    def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
+               comment: str = "", upload: UploadedFile | None = None) -> Outcome:
+        if upload is not None and not upload.filename and not upload.data:
+            upload = None
+        if upload is not None:
+            _, problems = DECISION_FILE.clean(upload)
+            if problems:
+                raise AttachmentInvalid(detail=render(problems[0], "附件"))
+        with self.db.write() as s:
+            app = self._locked(s, application_id)
+            spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
+            state = Bundle(app, self._tasks(s, app.id), []).state()
+            ctx = self._context(app, spec, self._record_values(s, definitions, app))
+            outcome = routing.decide(spec, ctx, state, task_id, action, Actor.of(principal), comment, upload is not None)
+            attachment = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), app.id, "_decision", upload,
+                                          principal.user_id) if upload is not None else None
+            self._apply(s, definitions, spec, app, outcome, principal, action, comment.strip(), task_id, attachment)
+            s.commit()
+            return outcome
+
+    def withdraw(self, definitions: Definitions, principal: Principal, application_id: int) -> Outcome:
+        with self.db.write() as s:
+            app = self._locked(s, application_id)
+            spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
+            outcome = routing.withdraw(Bundle(app, self._tasks(s, app.id), []).state(), Actor.of(principal), app.applicant_id)
+            self._apply(s, definitions, spec, app, outcome, principal, "withdraw")
+            s.commit()
+            return outcome
+
+    def resubmit(self, definitions: Definitions, principal: Principal, application_id: int, raw: Mapping[str, Any],
+                 chosen_unit_id: int | None = None) -> StartResult:
+        """The applicant's corrected application after 退回修改 (or a completed draft): a new round from step one."""
+        with self.db.write() as s:
+            app = self._locked(s, application_id)
+            spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
+            form = definitions.forms[spec.form]
+            record = self.records.get(form, app.record_id, system_principal(principal, form), "read", session=s)
+            if record is None:
+                raise RecordMissing()
+            routing.ensure_with_applicant(Bundle(app, [], []).state(), Actor.of(principal), app.applicant_id)
+            units = all_units(s)
+            values = {**self.values(spec, app), **raw}
+            cleaned, issues, changes = self.validate(spec, form, record, values, chosen_unit_id, units)
+            if issues:
+                return StartResult(issues=issues, cleaned=cleaned)
+            action = "submit" if app.status == "draft" else "resubmit"
+            application_id = app.id
+            app.data = self._store(s, spec, app.id, principal, cleaned.values, app.data)
+            app.changes = changes
+            app.units = _snapshot(record.unit_path, chosen_unit_id, principal, units, app.units.get("applicant_unit"))
+            app.chosen_unit_id = chosen_unit_id
+            app.round += 1
+            s.flush()
+            outcome = routing.submit(spec, self._context(app, spec, record.values))
+            self._apply(s, definitions, spec, app, outcome, principal, action)
+            s.commit()
+            return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
+
+    # --- persistence ----------------------------------------------------------------------------
+    def _apply(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application, outcome: Outcome,
+               principal: Principal, action: str, comment: str = "", task_id: int | None = None,
+               attachment: dict[str, Any] | None = None) -> None:
+        """Persist one transition; every UPDATE names what it read, so a lost race raises instead of overwriting."""
+        now = utcnow()
+        step = spec.step(outcome.step)
+        acted_step = spec.step(app.step)
+        read_revision = app.revision
+        changed = s.execute(
+            update(Application).where(Application.id == app.id, Application.revision == read_revision)
+            .values(status=outcome.status, step=outcome.step, step_title=step.title if step else "",
+                    revision=read_revision + 1, updated_at=now, finished_at=now if outcome.finished else None,
+                    data=app.data, changes=app.changes, units=app.units, chosen_unit_id=app.chosen_unit_id,
+                    round=app.round)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed != 1:
+            raise Stale()
+        for closed_id, status in outcome.closed.items():
+            values: dict[str, Any] = {"status": status}
+            if status != "cancelled":
+                values.update(acted_by=principal.user_id, acted_name=principal.display_name, acted_at=now)
+            done = s.execute(update(ApplicationTask).where(ApplicationTask.id == closed_id, ApplicationTask.status == "open")
+                             .values(**values).execution_options(synchronize_session=False)).rowcount
+            if done != 1:
+                raise Stale()
+        for slot in outcome.opened:
+            s.add(_new_task(spec, app, slot))
+        s.add(ApplicationAction(
+            application_id=app.id, round=app.round, step=acted_step.key if acted_step and task_id else "",
+            step_title=acted_step.title if acted_step and task_id else "", task_id=task_id, action=action,
+            user_id=principal.user_id, username=principal.username, display_name=principal.display_name,
+            comment=comment, attachment=attachment, at=now,
+        ))
+        if outcome.effects:
+            note = self._effects(s, definitions, spec, app, principal)
+            self._log(s, app, "effects", principal, note)
+        s.flush()
+
+    def _effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application,
+                 principal: Principal) -> str:
+        """Write `on_approve` (and a change request's new values) through RecordService, in this transaction."""
+        form = definitions.forms[spec.form]
+        submitted: dict[str, Any] = dict(spec.effects.set)
+        for key, (_old, new) in (app.changes or {}).items():
+            if key in form.fields:
+                submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
+        target = _writable(form, submitted)
+        system = system_principal(principal, target)
+        _lock(s, select(Record.id).where(Record.id == app.record_id))
+        current = self.records.get(target, app.record_id, system, "update", session=s)
+        if current is None:
+            raise RecordMissing()
+        unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
+        result = self.records.update(target, system, app.record_id, submitted, current.revision, unit_id=unit_id,
+                                     session=s, note=f"{spec.title}申请 #{app.id} 审批通过后生效")
+        if not result.ok:
+            problems = result.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
+            raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
+        # Sensitive values stay out of the timeline: it is shown to every viewer of the application.
+        notes = [f"{form.fields[k].label}已更新" if form.fields[k].sensitive else
+                 f"{form.fields[k].label}：{form.fields[k].kind.to_text(current.values.get(k)) or '（空）'} → "
+                 f"{form.fields[k].kind.to_text(v) or '（空）'}"
+                 for k, v in submitted.items() if current.values.get(k) != v]
+        if unit_id is not None and unit_id != current.unit_id:
+            notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
+        return "；".join(notes)
+
+    def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
+               values: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
+        """Application values in stored form; uploads become attachment references (kept if not replaced)."""
+        document = dict(previous)
+        for key, spec_field in spec.application.fields.items():
+            value = values.get(key)
+            if isinstance(value, UploadedFile):
+                document[key] = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), application_id, key, value,
+                                                 principal.user_id)
+            else:
+                document[key] = None if value is None else spec_field.kind.to_json(value)
+        return document
+
+    def _log(self, s: DbSession, app: Application, action: str, principal: Principal, comment: str = "") -> None:
+        s.add(ApplicationAction(application_id=app.id, round=app.round, action=action, user_id=principal.user_id,
+                                username=principal.username, display_name=principal.display_name, comment=comment))
+
+    def _locked(self, s: DbSession, application_id: int) -> Application:
+        app = s.scalars(select(Application).where(Application.id == application_id).with_for_update()).first()
+        if app is None:
+            raise LookupError(application_id)
+        return app
+
+    def _tasks(self, s: DbSession, application_id: int) -> list[ApplicationTask]:
+        return list(s.scalars(select(ApplicationTask).where(ApplicationTask.application_id == application_id)
+                              .order_by(ApplicationTask.id)))
+
+    def _record_values(self, s: DbSession, definitions: Definitions, app: Application) -> dict[str, Any]:
+        form = definitions.forms.get(app.form_key)
+        data = s.scalar(select(Record.data).where(Record.id == app.record_id))
+        return read_values(form, data or {}) if form is not None else {}
+
+    def _context(self, app: Application, spec: WorkflowSpec, record_values: Mapping[str, Any]) -> Context:
+        return Context(self.values(spec, app), record_values, _units_of(app.units), app.applicant_id)
+
+    @staticmethod
+    def values(spec: WorkflowSpec, app: Application) -> dict[str, Any]:
+        """Python values of the application (stored attachment references stay references)."""
+        return read_values(spec.application, app.data or {})
+
+    # --- reading --------------------------------------------------------------------------------
+    def load(self, application_id: int) -> Bundle | None:
+        with self.db.read() as s:
+            app = s.get(Application, application_id)
+            if app is None:
+                return None
+            actions = list(s.scalars(select(ApplicationAction).where(ApplicationAction.application_id == app.id)
+                                     .order_by(ApplicationAction.id)))
+            return Bundle(app, self._tasks(s, app.id), actions)
+
+    def spec_of(self, definitions: Definitions, app: Application) -> WorkflowSpec:
+        with self.db.read() as s:
+            return versions.spec_for(s, definitions, app.workflow_key, app.version)
+
+    def can_view(self, definitions: Definitions, principal: Principal, bundle: Bundle) -> bool:
+        """Applicant, anyone who acted or may act on it, and anyone whose read scope reaches the record."""
+        app, actor = bundle.application, Actor.of(principal)
+        if principal.is_admin or app.applicant_id == principal.user_id:
+            return True
+        if any(a.user_id == principal.user_id for a in bundle.actions):
+            return True
+        if any(routing.is_member(_task(t), actor) for t in bundle.tasks):
+            return True
+        form = definitions.forms.get(app.form_key)
+        return form is not None and self.records.get(form, app.record_id, principal, "read") is not None
+
+    def for_record(self, form_key: str, record_id: int) -> list[Application]:
+        with self.db.read() as s:
+            return list(s.scalars(select(Application).where(Application.form_key == form_key,
+                                                            Application.record_id == record_id)
+                                  .order_by(Application.id.desc())))
+
+    def count_inbox(self, principal: Principal) -> int:
+        with self.db.read() as s:
+            return s.scalar(select(func.count(func.distinct(ApplicationTask.application_id))).where(_inbox(principal))) or 0
+
+    def inbox(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+        ids = select(ApplicationTask.application_id).where(_inbox(principal))
+        return self._listing(Application.id.in_(ids), workflow, status, page)
+
+    def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+        ids = select(ApplicationAction.application_id).where(
+            ApplicationAction.user_id == principal.user_id, ApplicationAction.action.in_(routing.DECISIONS))
+        return self._listing(Application.id.in_(ids), workflow, status, page)
+
+    def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page)
+
+    def _listing(self, condition: Any, workflow: str, status: str, page: int) -> Listing:
+        stmt = select(Application).where(condition)
+        if workflow:
+            stmt = stmt.where(Application.workflow_key == workflow)
+        if status:
+            stmt = stmt.where(Application.status == status)
+        page = max(1, page)
+        with self.db.read() as s:
+            total = s.scalar(select(func.count()).select_from(stmt.with_only_columns(Application.id).subquery())) or 0
+            rows = list(s.scalars(stmt.order_by(Application.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
+        return Listing([_row(a) for a in rows], total, page)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit]) -> list[Unit]:
+    """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit."""
+    choice = spec.unit_choice
+    if choice is None:
+        return []
+    units = list(units)
+    own = next((u.path for u in units if u.level == choice.outside and record_path.startswith(u.path)), None) \
+        if choice.outside else None
+    return [u for u in units if u.level == choice.level and not (own and u.path.startswith(own))]
+
+
+def _inbox(principal: Principal) -> Any:
+    actor = Actor.of(principal)
+    return and_(
+        ApplicationTask.status == "open",
+        ApplicationTask.role_key.in_(sorted(actor.roles)),
+        ApplicationTask.unit_path.in_(sorted(actor.paths)),
+        or_(ApplicationTask.excluded_user_id.is_(None), ApplicationTask.excluded_user_id != principal.user_id),
+    )
+
+
+def _lock(s: DbSession, stmt: Any) -> None:
+    """A row lock on PostgreSQL; SQLite ignores FOR UPDATE, its BEGIN IMMEDIATE already holds the write lock."""
+    s.execute(stmt.with_for_update())
+
+
+def _task(row: ApplicationTask) -> Task:
+    return Task(row.id, row.step, row.slot, row.role_key, row.unit_path, row.status, row.round, row.acted_by,
+                row.acted_name, row.acted_at)
+
+
+def _new_task(spec: WorkflowSpec, app: Application, slot: Slot) -> ApplicationTask:
+    step = spec.step(slot.step)
+    excluded = None if step is not None and step.allow_self_approval else app.applicant_id
+    return ApplicationTask(application_id=app.id, round=app.round, step=slot.step, step_title=step.title if step else "",
+                           slot=slot.index, label=slot.label, role_key=slot.role, unit_id=slot.unit.id,
+                           unit_path=slot.unit.path, unit_name=slot.unit.name, excluded_user_id=excluded, status="open")
+
+
+def _row(app: Application) -> dict[str, Any]:
+    return {"id": app.id, "workflow": app.workflow_key, "subject": app.subject, "applicant": app.applicant_name,
+            "status": app.status, "step_title": app.step_title, "created_at": app.created_at, "updated_at": app.updated_at}
+
+
+def _subject(form: FormSpec, record: StoredRecord) -> str:
+    spec = form.fields.get(form.title_field)
+    value = record.values.get(form.title_field) if spec is not None else None
+    return (spec.kind.to_text(value) if spec is not None and value is not None else "") or f"#{record.id}"
+
+
+def _levels(path: str, units: Iterable[Unit]) -> dict[str, UnitInfo]:
+    """The unit at `path` and every unit above it, by org level."""
+    return {u.level: UnitInfo(u.id, u.path, u.name) for u in units if path.startswith(u.path)}
+
+
+def _snapshot(record_path: str, chosen_unit_id: int | None, principal: Principal, units: list[Unit],
+              applicant: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Units of each side by level, fixed at submission so routing does not change under a running application."""
+    by_id = {u.id: u for u in units}
+    chosen = by_id.get(chosen_unit_id) if chosen_unit_id is not None else None
+    sides = {"record_unit": _levels(record_path, units), "chosen_unit": _levels(chosen.path, units) if chosen else {}}
+    if applicant is not None:
+        result = {side: {level: [u.id, u.path, u.name] for level, u in found.items()} for side, found in sides.items()}
+        result["applicant_unit"] = dict(applicant)
+        return result
+    mine: dict[str, UnitInfo] = {}
+    for level, paths in principal.anchors.items():
+        # Several units at one level: prefer the one the record belongs to.
+        best = sorted(paths, key=lambda p: (not record_path.startswith(p), p))[0]
+        unit = next((u for u in units if u.path == best), None)
+        if unit is not None:
+            mine[level] = UnitInfo(unit.id, unit.path, unit.name)
+    sides["applicant_unit"] = mine
+    return {side: {level: [u.id, u.path, u.name] for level, u in found.items()} for side, found in sides.items()}
+
+
+def _units_of(snapshot: Mapping[str, Any] | None) -> dict[str, dict[str, UnitInfo]]:
+    return {side: {level: UnitInfo(*triple) for level, triple in (snapshot or {}).get(side, {}).items()}
+            for side in UNIT_SIDES}
+
+
+def _writable(form: FormSpec, keys: Iterable[str]) -> FormSpec:
+    """The target form with the effect's fields writable: `readonly` keeps people out, not the approved workflow."""
+    keys = set(keys)
+    fields = {k: replace(f, readonly=False) if k in keys and f.readonly else f for k, f in form.fields.items()}
+    return replace(form, fields=MappingProxyType(fields))
+
+
+def system_principal(principal: Principal, form: FormSpec) -> Principal:
+    """The approver acting for the workflow: may update this form anywhere, sees everything (audit keeps their name)."""
+    role = RoleSpec(key="_workflow", name="审批流程", scope="all",
+                    forms=MappingProxyType({form.key: FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)}))
+    return Principal(principal.user_id, principal.username, principal.display_name, (role,))
+
+
+def _full_name(s: DbSession, unit_id: int) -> str:
+    unit = s.get(OrgUnit, unit_id)
+    if unit is None:
+        return str(unit_id)
+    names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ancestor_ids(unit.path)))).tuples().all())
+    return "/".join(names.get(i, "?") for i in ancestor_ids(unit.path))
+
+
+def _issue_text(form: FormSpec, issue: Issue) -> str:
+    spec: FieldSpec | None = form.fields.get(issue.path.split(".")[0])
+    return render(issue, spec.label if spec else "", spec.messages if spec else None)
+
+
+def beijing(moment: dt.datetime | None) -> str:
+    return (moment + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M") if moment else ""

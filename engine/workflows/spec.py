@@ -1,0 +1,111 @@
+"""The compiled, frozen workflow model: what `definitions/workflows/*.yaml` says, checked and resolved."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from engine.spec import Expression, FormSpec, Origin
+
+# Names an expression or a scope may use besides the application's own fields.
+RECORD = "record"  # the target record's current values: record.status
+UNIT_SIDES = ("record_unit", "chosen_unit", "applicant_unit")  # unit anchors by org level: chosen_unit.district
+SIDE_LABELS = {"record_unit": "档案所在单位", "chosen_unit": "申请中选择的单位", "applicant_unit": "申请人所在单位"}
+END = "end"  # `next: end` finishes the workflow after that step
+
+ACTION_LABELS = {
+    "submit": "提交申请", "resubmit": "重新提交", "approve": "同意", "reject": "驳回", "return": "退回修改",
+    "withdraw": "撤回", "effects": "生效", "draft": "保存草稿",
+}
+STATUS_LABELS = {
+    "draft": "待提交", "pending": "审批中", "returned": "已退回", "approved": "已通过", "rejected": "已驳回",
+    "withdrawn": "已撤回",
+}
+OPEN_STATUSES = ("draft", "pending", "returned")  # the application is still in flight
+WITH_APPLICANT = ("draft", "returned")  # waiting for the applicant to (re)submit
+
+
+@dataclass(frozen=True)
+class UnitRef:
+    """A scope expression such as `chosen_unit.school`: the unit at `level` above (or at) one side's unit."""
+
+    side: str
+    level: str
+    source: str
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class AssigneeSpec:
+    """One group of approvers: everyone holding `role` in `unit` (or below it); any one of them acts for the group."""
+
+    role: str
+    unit: UnitRef
+    label: str
+    when: Expression | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    key: str
+    title: str
+    assignees: tuple[AssigneeSpec, ...]
+    mode: str = "all"  # "all": every group must approve; "any": the first approval completes the step
+    when: Expression | None = None  # skipped when false
+    next: str = ""  # "" = the following step; END = finish after this step
+    require_comment: bool = False  # an approval needs a comment too (reject and return always do)
+    require_attachment: bool = False  # an approval needs an uploaded document
+    allow_return: bool = True
+    allow_self_approval: bool = False
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class UnitChoiceSpec:
+    """A unit the applicant picks (e.g. the receiving class): at `level`, outside the record's own `outside` unit."""
+
+    label: str
+    level: str
+    outside: str = ""
+    help: str = ""
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class EffectSpec:
+    """What final approval does to the target record, in the approving transaction."""
+
+    set: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # field -> Python value
+    move_to_chosen_unit: bool = False
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    key: str
+    title: str
+    form: str  # the target form's key
+    start_roles: tuple[str, ...]
+    start_label: str
+    application: FormSpec  # the applicant's form; for `changes` it also holds copies of the protected fields
+    steps: tuple[StepSpec, ...]
+    effects: EffectSpec
+    version: str  # digest of the definition; applications keep the version they started with
+    source: str  # the YAML text of that version
+    path: str
+    description: str = ""
+    start_when: Expression | None = None
+    unit_choice: UnitChoiceSpec | None = None
+    changes: tuple[str, ...] = ()  # protected fields: edits become change requests reviewed here
+    summary: tuple[str, ...] = ()  # target fields shown on the application page
+    allow_self_approval: bool = False
+    origin: Origin | None = field(default=None, compare=False)
+
+    def step(self, key: str) -> StepSpec | None:
+        return next((s for s in self.steps if s.key == key), None)
+
+    @property
+    def own_fields(self) -> tuple[str, ...]:
+        """Application fields the applicant fills, without the proposed values of protected fields."""
+        return tuple(k for k in self.application.fields if k not in self.changes)

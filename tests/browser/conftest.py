@@ -1,0 +1,119 @@
+"""Browser-test fixtures: the real `dangan serve` as a subprocess, and Debian's Chromium via Playwright.
+
+Never `playwright install`: the browser is /usr/bin/chromium (scripts/setup --browser installs it).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import DEFINITIONS, REPO
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+DANGAN = REPO / ".venv" / "bin" / "dangan"
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+
+
+@dataclass
+class Server:
+    base_url: str
+    env: dict[str, str]
+    var_dir: Path
+    process: subprocess.Popen
+
+    @property
+    def initial_password(self) -> str:
+        text = (self.var_dir / "initial-admin.txt").read_text(encoding="utf-8")
+        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("初始密码"))
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """Run `dangan <args>` against the same database and definitions as the server."""
+        done = subprocess.run([str(DANGAN), *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"dangan serve exited with {process.returncode}:\n{log.read_text(errors='replace')}", pytrace=False)
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"dangan serve did not answer /healthz in {timeout:.0f}s:\n{log.read_text(errors='replace')}", pytrace=False)
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
+    """start_server(db_url) → a running `dangan serve` on a free loopback port; stopped at teardown."""
+    started: list[Server] = []
+
+    def start(db_url: str) -> Server:
+        var_dir = tmp_path / f"var{len(started)}"
+        var_dir.mkdir()
+        env = {**os.environ, "DANGAN_DATABASE_URL": db_url, "DANGAN_VAR": str(var_dir),
+               "DANGAN_DEFINITIONS": str(DEFINITIONS), "PYTHONUNBUFFERED": "1"}
+        port = _free_port()
+        log = var_dir / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([str(DANGAN), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                       env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        server = Server(f"http://127.0.0.1:{port}", env, var_dir, process)
+        started.append(server)
+        _wait_healthy(server.base_url, process, log)
+        return server
+
+    yield start
+    for server in started:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} missing: run `bash scripts/setup --browser` (Debian chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 — only browser tests need it
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def shot() -> Callable[[object, str], Path]:
+    """shot(page, name) saves a full-page PNG under test-artifacts/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page: object, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        return path
+    return take
