@@ -18,7 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from engine.fields.files import UploadedFile
@@ -126,7 +126,7 @@ class WorkflowController(Controller):
                     page_query=lambda number: urlencode({"q": params.get("q", ""), "page": number}))
 
     @get("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:new")
-    async def new(self, request: Request, key: FromPath[str], record: int) -> Template:
+    async def new(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Template:
         state, principal = app_state(request), current_principal(request)
         spec = state.definitions.workflows[key]
         form = state.definitions.forms[spec.form]
@@ -136,7 +136,7 @@ class WorkflowController(Controller):
         return _form_page(request, spec, form, principal, target, values=values)
 
     @post("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:start")
-    async def start(self, request: Request, key: FromPath[str], record: int) -> Response:
+    async def start(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Response:
         state, principal = app_state(request), current_principal(request)
         spec = state.definitions.workflows[key]
         form = state.definitions.forms[spec.form]

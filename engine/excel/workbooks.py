@@ -190,7 +190,7 @@ def _instructions(workbook: Workbook, form: FormSpec, columns: list[Column], uni
 def _instruction_row(form: FormSpec, column: Column, unit_names: list[str]) -> list[str]:
     if column.spec is None:
         example = unit_names[0] if unit_names else ""
-        return [column.label, "必填" if column.required else "选填", "组织单位",
+        return [column.header, "必填" if column.required else "选填", "组织单位",
                 "填写完整路径或唯一的名称，可从下拉列表选择，例如：" + example, example, "",
                 "新增记录时必填；更新时留空表示不改变"]
     spec = column.spec

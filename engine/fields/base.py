@@ -86,10 +86,12 @@ class FieldType:
         return "" if value is None else str(value)
 
     def mask(self, text: str) -> str:
-        """Masked display for roles that may not see a sensitive value."""
+        """Masked display for roles that may not see a sensitive value: a short head and tail stay
+        recognisable (张**, G11010*********0018), the middle never shows."""
         if not text:
             return ""
-        return text[0] + "*" * (len(text) - 1)
+        head, tail = max(1, min(6, len(text) // 3)), min(4, len(text) // 4)
+        return text[:head] + "*" * (len(text) - head - tail) + text[len(text) - tail:]
 
     def widget_context(self) -> dict[str, Any]:
         """Extra, type-specific values for the widget template (options, accept, ...)."""

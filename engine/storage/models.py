@@ -84,6 +84,8 @@ class Record(Base):
     __table_args__ = (
         Index("ix_records_form_unit", "form_key", "unit_id"),
         Index("ix_records_form_created", "form_key", "created_by"),
+        # Never reuse a deleted record's id: its history and links must not attach to a newcomer.
+        {"sqlite_autoincrement": True},
     )
 
 
@@ -101,7 +103,7 @@ class AuditEntry(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     note: Mapped[str] = mapped_column(Text, default="")
 
-    __table_args__ = (Index("ix_audit_record", "form_key", "record_id", "id"),)
+    __table_args__ = (Index("ix_audit_record", "form_key", "record_id", "id"), {"sqlite_autoincrement": True})
 
 
 class Sequence(Base):

@@ -495,7 +495,7 @@ def _full_name(s: DbSession, unit_id: int) -> str:
     unit = s.get(OrgUnit, unit_id)
     if unit is None:
         return str(unit_id)
-    names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ancestor_ids(unit.path)))).tuples().all())
+    names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ancestor_ids(unit.path)))).all())
     return "/".join(names.get(i, "?") for i in ancestor_ids(unit.path))
 
 

@@ -140,6 +140,26 @@ def test_student_flow_with_htmx(browser: Browser, start_server, shot, fresh_db_u
         assert border_color(page, "#in-id_card") == RED  # the box turns red with its message
         shot(page, f"{backend}-02-form-inline-error")
 
+        # 3b. two fields left in quick succession: each keeps its own inline message (a check sent while
+        # another is in flight must not be dropped)
+        page.evaluate("""() => {
+            for (const [id, value] of [["in-name", "王1"], ["in-enrol_year", "1999"]]) {
+                const input = document.getElementById(id);
+                input.value = value;
+                input.dispatchEvent(new Event("change", {bubbles: true}));
+            }
+        }""")
+        expect(page.locator("#err-name .error")).to_have_text(STUDENT.fields["name"].messages["pattern"])
+        year = STUDENT.fields["enrol_year"]
+        expect(page.locator("#err-enrol_year .error")).to_have_text(
+            MESSAGES["min_value"].format(label=year.label, limit=year.constraints["min"]))
+        page.fill("#in-name", "王小明")
+        page.fill("#in-enrol_year", "2023")
+        page.press("#in-enrol_year", "Tab")
+        expect(page.locator("#err-name .error")).to_have_count(0)
+        expect(page.locator("#err-enrol_year .error")).to_have_count(0)
+        htmx_settled(page)
+
         # 4. 健康状况 = 残疾 brings up the note as required (visible_if / required_if), and back
         note = page.locator("#f-disability_note")
         expect(note).to_be_hidden()

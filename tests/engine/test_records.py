@@ -230,11 +230,7 @@ def test_create_with_generated_field__refused(shared: World) -> None:
     assert Issue("readonly", path="school_no") in result.issues and result.record_id is None
 
 
-def test_deleted_record_id__not_reused(shared: World, request: pytest.FixtureRequest) -> None:
-    if shared.state.db.dialect == "sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: records.id is INTEGER PRIMARY KEY without AUTOINCREMENT on SQLite, so deleting the newest record "
-            "frees its id for the next one, whose history then shows the deleted record's audit entries")))
+def test_deleted_record_id__not_reused(shared: World) -> None:
     deleted = saved(shared.create(student_values(131)))
     assert shared.service.delete(shared.form, shared.registrar, deleted)
     created = saved(shared.create(student_values(133)))

@@ -417,9 +417,6 @@ def test_masked_id_card__never_shown_as_itself(world: World, username: str) -> N
     assert not leaks, leaks
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "FINDING: 学籍号 (student.student_no, generated \"G{id_card}\", and award.student_no, typed) is neither sensitive "
-    "nor masked, so bureau and teacher read the full 身份证号 inside it on list, view, history pages and /api"))
 @pytest.mark.parametrize("username", ["bureau", "teacher"])
 def test_masked_id_card__not_derivable_from_any_response(world: World, username: str) -> None:
     leaks = [where for where, body in _bodies(world, username) for number in world.secrets["id_card"] if number in body]

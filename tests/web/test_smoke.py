@@ -27,10 +27,10 @@ def test_create_view_update__ok(app_state) -> None:
         assert "保存成功" in page.text
         assert "G110105200805120018" in page.text
         updated = client.post(created.headers["location"] + "/edit",
-                              data={"_csrf": csrf, "_revision": "1", **valid_student(name="李四")}, follow_redirects=False)
+                              data={"_csrf": csrf, "_revision": "1", **valid_student(address="北京市东城区一号")}, follow_redirects=False)
         assert updated.status_code == 303
         stale = client.post(created.headers["location"] + "/edit",
-                            data={"_csrf": csrf, "_revision": "1", **valid_student(name="王五")}, follow_redirects=False)
+                            data={"_csrf": csrf, "_revision": "1", **valid_student(address="北京市西城区二号")}, follow_redirects=False)
         assert stale.status_code == 409
-        assert "李四" in stale.text  # the change made meanwhile is shown
-        assert "王五" in stale.text  # and what this user typed is kept
+        assert "北京市东城区一号" in stale.text  # the change made meanwhile is shown
+        assert "北京市西城区二号" in stale.text  # and what this user typed is kept

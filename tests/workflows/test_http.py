@@ -252,7 +252,7 @@ def test_lists__filter_and_paginate(world) -> None:
     data = {"reason": "因病", "reason_detail": "住院", "start_date": "2026-03-01", "end_date": "2026-09-01"}
     apps = []
     for index in range(21):
-        first17 = f"11010520080512{index:03d}"
+        first17 = f"11010520080512{index:02d}1"  # odd 17th digit: 男
         student = w.student(f"学生{'甲乙丙丁戊己庚辛壬癸'[index % 10]}{'一二三'[index // 10]}", _valid_id(first17))
         apps.append(application_id(reg.start("suspend", student, data, proof())))
     assert f">{21}</span>" in bureau.get("/").text
