@@ -78,6 +78,7 @@ MESSAGES: Mapping[str, str] = {
     "import_unit_unknown": "{label}“{value}”不存在，或不在您可以导入的范围内",
     "import_unit_ambiguous": "{label}“{value}”对应多个单位，请填写完整路径，如“{example}”",
     "import_conflict": "保存时这条记录正被他人修改，未导入；请重新导入这一行",
+    "import_row_failed": "数据库拒绝保存这一行（{detail}），未导入；请检查后重新导入",
     # Excel and CSV import: the whole file
     "import_file_empty": "上传的文件是空的",
     "import_file_too_large": "文件过大：最大 {limit}，当前 {size}",

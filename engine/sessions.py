@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from engine.storage.models import Session, User, utcnow
@@ -37,16 +37,24 @@ def find_session(s: DbSession, token: str | None) -> Session | None:
     return row
 
 
-def find_session_user(s: DbSession, token: str | None) -> tuple[Session, User | None] | None:
-    """The live session and its user in one query (the per-request hot path)."""
+SESSION_USER = (
+    Session.csrf_token, Session.user_id, Session.flash, Session.expires_at,
+    User.id, User.username, User.display_name, User.must_change_password, User.is_active,
+    User.auth_version, User.created_at,
+)
+
+
+def find_session_user(s: DbSession, token: str | None) -> Row | None:
+    """The live session and its user's columns in one Core query: the per-request hot path, so no
+    ORM identity-map work. The row carries `id`, `username`, ... and serves where a User is read."""
     if not token:
         return None
     row = s.execute(
-        select(Session, User).outerjoin(User, User.id == Session.user_id).where(Session.id == token_digest(token))
+        select(*SESSION_USER).outerjoin(User, User.id == Session.user_id).where(Session.id == token_digest(token))
     ).first()
-    if row is None or row[0].expires_at < utcnow():
+    if row is None or row.expires_at < utcnow():
         return None
-    return row[0], row[1]
+    return row
 
 
 def close_session(s: DbSession, token: str | None) -> None:

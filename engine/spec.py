@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -116,7 +117,16 @@ class FormSpec:
 
     def dependents(self, key: str) -> tuple[str, ...]:
         """Fields whose visibility or requiredness reads `key`, in form order."""
-        return tuple(k for k, f in self.fields.items() if key in f.depends_on)
+        return self._dependents.get(key, ())
+
+    @cached_property
+    def _dependents(self) -> Mapping[str, tuple[str, ...]]:
+        # Computed once per compiled form; every widget asks whether it has dependents.
+        found: dict[str, list[str]] = {}
+        for name, spec in self.fields.items():
+            for source in spec.depends_on:
+                found.setdefault(source, []).append(name)
+        return MappingProxyType({k: tuple(v) for k, v in found.items()})
 
 
 @dataclass(frozen=True)

@@ -86,12 +86,11 @@ _principals = PrincipalCache()
 
 def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Principal | None]:
     with state.db.read() as s:
-        found = find_session_user(s, token)
-        if found is None:
+        user = find_session_user(s, token)
+        if user is None:
             return None, None
-        row, user = found
-        info = SessionInfo(token=token or "", csrf=row.csrf_token, user_id=row.user_id, flash=row.flash)
-        if user is None or not user.is_active:
+        info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, flash=user.flash)
+        if user.id is None or not user.is_active:
             return info, None
         # The database and the row's creation time are part of the key: user ids are only unique within one
         # database (several apps in one process, a restored backup), and SQLite may reuse a freed id.

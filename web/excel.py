@@ -15,8 +15,8 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 from sqlalchemy import select
 
-from engine.excel.jobs import (ACTIVE, ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
-                               error_workbook, load_job, queue_commit, run_job)
+from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
+                               error_workbook, interrupted, load_job, queue_commit, run_job)
 from engine.excel.layout import export_columns, template_columns
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.safety import inspect_upload
@@ -133,10 +133,9 @@ def _shown_errors(request: Request, job: ImportJob) -> list[dict[str, Any]]:
 
 
 def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, Any]:
-    worker = worker_of(request)
-    interrupted = job.status in ACTIVE and not worker.is_active(job.id)
+    stopped = interrupted(job) and not worker_of(request).is_active(job.id)
     return {"form": form, "job": job, "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
-            "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": interrupted,
+            "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": stopped,
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
 
 
@@ -257,7 +256,7 @@ class ExcelController(Controller):
     async def resume(self, request: Request, job_id: FromPath[int]) -> Redirect:
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
-        if job.status in ACTIVE:
+        if interrupted(job):
             worker_of(request).submit(job.id)
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 

@@ -9,7 +9,7 @@ from engine.permissions import can
 from web.auth import app_state
 
 
-def form_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def form_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     """`opt={"action": "read"}` on a route under /f/{form_key}: unknown form is 404, no right is 403."""
     form = app_state(connection).definitions.forms.get(connection.path_params.get("form_key", ""))
     if form is None:
@@ -20,7 +20,7 @@ def form_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise PermissionDeniedException(f"您没有{ACTION_NAMES.get(actions if isinstance(actions, str) else actions[0], '')}“{form.title}”的权限")
 
 
-def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
+async def admin_guard(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
     if not connection.state.principal.is_admin:
         raise PermissionDeniedException("只有系统管理员可以进行此操作")
 

@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from markupsafe import Markup
+
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import Unit, all_units
@@ -36,6 +38,8 @@ class AppState:
         self.records = RecordService(db)
         self._lock = threading.Lock()
         self._units: tuple[float, list[Unit]] | None = None
+        # Rendered blank forms by (definitions version, form, policy); a reload changes the version.
+        self.blank_forms: dict[tuple, Markup] = {}
 
     def units(self) -> list[Unit]:
         """The org tree, cached: it changes rarely and every form page needs it.

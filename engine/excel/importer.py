@@ -541,7 +541,7 @@ class ImportPass:
         if new:
             documents = [write_document(form, p.values, None) for p in new]
             ids = self._allocate_ids(s, len(new))
-            connection.execute(Record.__table__.insert(), [
+            connection.execute(self._insert(Record.__table__), [
                 {"id": i, "form_key": form.key, "unit_id": p.unit_id, "data": d, "def_version": form.version, "revision": 1,
                  "created_by": user.user_id, "updated_by": user.user_id, "created_at": now, "updated_at": now}
                 for i, p, d in zip(ids, new, documents)
@@ -571,7 +571,13 @@ class ImportPass:
             )
             if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
                 raise _Fallback()
-        connection.execute(AuditEntry.__table__.insert(), audits)
+        connection.execute(self._insert(AuditEntry.__table__), audits)
+
+    def _insert(self, table: Any) -> Any:
+        """psycopg's executemany sends one INSERT per row; with RETURNING, SQLAlchemy packs the batch into
+        multi-row INSERT … VALUES statements instead. SQLite's executemany is already one C loop."""
+        statement = table.insert()
+        return statement.returning(table.c.id) if self.dialect == "postgresql" else statement
 
     def _allocate_ids(self, s: DbSession, count: int) -> list[int]:
         """Record ids for a batch up front, so the rows go in with one executemany (no per-row RETURNING).
@@ -637,6 +643,10 @@ class ImportPass:
             except LookupError:
                 savepoint.rollback()
                 self._invalidate(plan, Issue("import_out_of_scope", {"value": plan.row.key_text}, path=self.form.natural_key[0]))
+                continue
+            except IntegrityError as exc:  # not a unique value (those come back as issues): e.g. a unit just deleted
+                savepoint.rollback()
+                self._invalidate(plan, Issue("import_row_failed", {"detail": str(exc.orig).splitlines()[0][:200]}))
                 continue
             except Exception:
                 savepoint.rollback()

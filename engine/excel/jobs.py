@@ -8,9 +8,11 @@ restart continues after its last committed row when it is run again.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -34,13 +36,14 @@ from engine.permissions import Principal, can
 from engine.records import RecordService
 from engine.spec import Definitions, FormSpec
 from engine.storage.db import Database
-from engine.storage.models import ImportJob, ImportRowError, User, utcnow
+from engine.storage.models import ImportFile, ImportJob, ImportRowError, User, utcnow
 
 log = logging.getLogger("dangan")
 ACTIVE = ("queued", "previewing", "validating", "importing")
 FINAL = ("previewed", "done", "rejected", "failed")
 STATUS_NAMES = {"queued": "排队中", "previewing": "正在预览", "previewed": "预览完成，待确认", "validating": "正在校验",
                 "importing": "正在导入", "done": "已完成", "rejected": "文件被拒绝", "failed": "失败"}
+UPLOAD, ERRORS = "upload", "errors"
 MODE_NAMES = {"insert": "仅新增", "update": "仅更新", "upsert": "新增或更新"}
 ERROR_MODE_NAMES = {"all_or_nothing": "全部正确才导入", "skip_invalid": "跳过错误行，导入其余行"}
 Progress = Callable[[str, int, int], None]  # (status, rows done, rows in the file)
@@ -52,10 +55,11 @@ def create_job(db: Database, form: FormSpec, principal: Principal, filename: str
         job_id = s.execute(insert(ImportJob).values(
             form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
             file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
-            count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, message="",
-            details={}, upload=data, upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
+            details={}, upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
             created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
+        s.execute(insert(ImportFile).values(job_id=job_id, name=UPLOAD, data=data))
         s.commit()
     return job_id
 
@@ -69,7 +73,8 @@ def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
     """确认导入: only a previewed job moves on, once (a double click queues nothing twice)."""
     with db.write() as s:
         moved = s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "previewed").values(
-            phase="commit", status="queued", error_mode=error_mode, updated_at=utcnow(), error_workbook=None))
+            phase="commit", status="queued", error_mode=error_mode, updated_at=utcnow()))
+        s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
         s.commit()
     return moved.rowcount == 1
 
@@ -78,7 +83,7 @@ def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
 def upload_file(db: Database, job: ImportJob) -> Iterator[Path]:
     """The stored upload as a private temporary file (readers want a path)."""
     with db.read() as s:
-        data = s.scalar(select(ImportJob.upload).where(ImportJob.id == job.id)) or b""
+        data = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job.id, ImportFile.name == UPLOAD)) or b""
     handle, name = tempfile.mkstemp(prefix="dangan-import-", suffix=extension(job.filename) or ".bin")
     try:
         with os.fdopen(handle, "wb") as out:
@@ -154,6 +159,8 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
     if form is None or principal is None:
         _set(db, job_id, status="failed", message=render(Issue("import_user_gone")), finished_at=utcnow())
         return load_job(db, job_id)
+    if not _claim(db, job):
+        return job  # another live process is running it
     resuming = job.status != "queued"
     try:
         with upload_file(db, job) as path:
@@ -172,7 +179,53 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
     except Exception:  # noqa: BLE001 — the job records the failure; the worker thread carries on
         log.exception("import job %s failed", job_id)
         _set(db, job_id, status="failed", message=render(Issue("import_failed")), finished_at=utcnow())
+    finally:
+        _release(db, job_id)
     return load_job(db, job_id)
+
+
+# --- who runs a job ---------------------------------------------------------------------------------
+RUNNER = f"{socket.gethostname()[:60]}:{os.getpid()}"
+STALE = dt.timedelta(seconds=120)
+
+
+def runner_alive(job: ImportJob) -> bool:
+    """Whether the process named in `runner` still runs the job (same host: is the pid alive)."""
+    if not job.runner:
+        return False
+    host, _, pid = job.runner.rpartition(":")
+    if host == RUNNER.rpartition(":")[0] and pid.isdigit():
+        if int(pid) == os.getpid():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return job.updated_at is not None and utcnow() - job.updated_at < STALE
+
+
+def interrupted(job: ImportJob) -> bool:
+    return job.status in ACTIVE and job.status != "queued" and not runner_alive(job)
+
+
+def _claim(db: Database, job: ImportJob) -> bool:
+    """Take the job unless a live process has it; compare-and-set, so two starters cannot both win."""
+    if job.runner and job.runner != RUNNER and runner_alive(job):
+        return False
+    with db.write() as s:
+        taken = s.execute(update(ImportJob).where(ImportJob.id == job.id, ImportJob.runner == job.runner)
+                          .values(runner=RUNNER, updated_at=utcnow()))
+        s.commit()
+    return taken.rowcount == 1
+
+
+def _release(db: Database, job_id: int) -> None:
+    with db.write() as s:
+        s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.runner == RUNNER).values(runner=""))
+        s.commit()
 
 
 def _run_pass(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any], *, phase: str, write: bool,
@@ -198,7 +251,10 @@ def _run_pass(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], A
 
 
 def _reset(db: Database, job_id: int, **extra: Any) -> None:
-    _set(db, job_id, done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, error_workbook=None, **extra)
+    _set(db, job_id, done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, **extra)
+    with db.write() as s:
+        s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
+        s.commit()
 
 
 def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any], should_stop: Callable[[], bool],
@@ -258,7 +314,7 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
     if job is None or job.status not in ("previewed", "done") or not job.count_invalid:
         return None
     with db.read() as s:
-        cached = s.scalar(select(ImportJob.error_workbook).where(ImportJob.id == job_id))
+        cached = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
     if cached:
         return cached
     form = definitions.forms.get(job.form_key)
@@ -284,7 +340,10 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
                     yield number, cells, by_column, other
 
             data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys)
-    _set(db, job_id, error_workbook=data)
+    with db.write() as s:
+        s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
+        s.execute(insert(ImportFile).values(job_id=job_id, name=ERRORS, data=data))
+        s.commit()
     return data
 
 

@@ -7,7 +7,6 @@ import pickle
 import subprocess
 import sys
 import tempfile
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,68 +62,60 @@ def open_table(path: Path, inspection: Inspection, form_title: str, limits: Limi
 
 
 class _ChildReader:
-    """Talks to reader_child.py: starts it, waits (with a deadline) for the sheet, streams its frames."""
+    """Runs reader_child.py to the end (with a deadline), then streams the rows it spooled to a file."""
 
     def __init__(self, path: Path, sheet: str, keys_sheet: str, limits: Limits) -> None:
-        self.args = [sys.executable, "-I", str(CHILD), str(path), sheet, keys_sheet, str(limits.reader_memory)]
-        self.limits = limits
+        self.path, self.sheet, self.keys_sheet, self.limits = path, sheet, keys_sheet, limits
         self.keys: list[list[Any]] = []
         self.stats: dict[str, int] = {}
         self.first_column = 0
         self.last_row = 0
 
     def __enter__(self) -> "_ChildReader":
-        self.stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr)
-        watchdog = threading.Timer(self.limits.reader_start_timeout, self.process.kill)
-        watchdog.daemon = True
-        watchdog.start()
+        self.spool = tempfile.TemporaryFile()
+        args = [sys.executable, "-I", str(CHILD), str(self.path), self.sheet, self.keys_sheet,
+                str(self.limits.reader_memory), f"/dev/fd/{self.spool.fileno()}"]
         try:
-            frame = self._next()
+            code = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  pass_fds=(self.spool.fileno(),), timeout=self.limits.reader_start_timeout).returncode
+        except subprocess.TimeoutExpired:
+            self.spool.close()
+            raise FileRejected("import_file_unreadable") from None
+        self.spool.seek(0)
+        try:
+            frame = self._next(code)
             if frame[0] == "keys":
                 self.keys = [list(row) for row in frame[1]]
-                frame = self._next()
+                frame = self._next(code)
             if frame[0] != "sheet":
-                raise self._failure()
+                raise FileRejected("import_file_corrupt")
             _tag, self.first_column, self.last_row = frame
         except BaseException:
-            watchdog.cancel()
-            self.__exit__()
+            self.spool.close()
             raise
-        watchdog.cancel()
+        self.code = code
         return self
 
-    def _next(self) -> tuple:
-        assert self.process.stdout is not None
+    def _next(self, code: int) -> tuple:
         try:
-            frame = pickle.load(self.process.stdout)
+            frame = pickle.load(self.spool)
         except (EOFError, pickle.UnpicklingError, OSError):
-            raise self._failure() from None
+            # A negative code is a signal: SIGABRT when calamine's allocation hit the memory cap.
+            raise FileRejected("import_file_unreadable" if code < 0 or code == 3 else "import_file_corrupt") from None
         if frame[0] == "error":
             raise FileRejected("import_file_unreadable" if frame[1] == "memory" else "import_file_corrupt")
         return frame
 
-    def _failure(self) -> FileRejected:
-        code = self.process.wait()
-        # A negative code is a signal: SIGABRT when calamine's allocation hit the memory cap, SIGKILL
-        # from the start-up deadline. Both mean a file we will not read.
-        return FileRejected("import_file_unreadable" if code < 0 or code == 3 else "import_file_corrupt")
-
     def rows(self) -> Iterator[Row]:
         while True:
-            frame = self._next()
+            frame = self._next(self.code)
             if frame[0] == "end":
-                self.stats["merged"] = frame[2]
+                self.stats["merged"], self.stats["reader_peak_kb"] = frame[2], frame[3]
                 return
             yield from frame[1]
 
     def __exit__(self, *_exc: Any) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self.process.wait()
-        self.stderr.close()
+        self.spool.close()
 
 
 @contextmanager

@@ -1,13 +1,14 @@
 """Reads one sheet with python-calamine in its own memory-capped process and streams the rows back.
 
-Started by `engine.excel.reader` as `python -I reader_child.py PATH SHEET KEYS_SHEET MEMORY_BYTES`.
+Started by `engine.excel.reader` as `python -I reader_child.py PATH SHEET KEYS_SHEET MEMORY_BYTES SPOOL`.
 calamine builds a sheet as one dense grid in native memory and aborts the process when an
 allocation fails, so it must never run inside the server. This script imports nothing from the
-engine. Frames written to stdout are pickled tuples:
+engine. It writes the rows to the SPOOL file as fast as it can and exits, so the grid's memory is
+given back before the import's slow part (validating and writing) begins. Frames are pickled tuples:
   ("keys", rows)                      the hidden `_keys` sheet, when asked for
   ("sheet", first_column, last_row)   0-based first column of every row list; last 1-based row number
   ("rows", [(row_number, cells), ...])
-  ("end", rows_sent, merged_cells_filled)
+  ("end", rows_sent, merged_cells_filled, peak_rss_kb)
   ("error", "corrupt" | "memory", detail)
 """
 from __future__ import annotations
@@ -61,10 +62,26 @@ def stream(sheet, out) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     return sent, filled
 
 
+def peak_kb() -> int:
+    """VmHWM: this process's own peak (ru_maxrss would include what the parent had before exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main(argv: list[str]) -> int:
-    path, sheet_name, keys_name, memory = argv[1], argv[2], argv[3], int(argv[4])
+    path, sheet_name, keys_name, memory, spool = argv[1], argv[2], argv[3], int(argv[4]), argv[5]
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    out = sys.stdout.buffer
+    with open(spool, "wb") as out:
+        return read(path, sheet_name, keys_name, out)
+
+
+def read(path: str, sheet_name: str, keys_name: str, out) -> int:  # type: ignore[no-untyped-def]
     try:
         from python_calamine import CalamineWorkbook
 
@@ -81,7 +98,7 @@ def main(argv: list[str]) -> int:
         return 2
     if sheet.start is None or sheet.end is None:
         send(out, ("sheet", 0, 0))
-        send(out, ("end", 0, 0))
+        send(out, ("end", 0, 0, peak_kb()))
         return 0
     send(out, ("sheet", sheet.start[1], sheet.end[0] + 1))
     try:
@@ -89,13 +106,9 @@ def main(argv: list[str]) -> int:
     except MemoryError:
         send(out, ("error", "memory", ""))
         return 3
-    send(out, ("end", sent, filled))
-    out.flush()
+    send(out, ("end", sent, filled, peak_kb()))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except BrokenPipeError:
-        sys.exit(0)  # the importer stopped reading: a rejected file or an interrupted job
+    sys.exit(main(sys.argv))

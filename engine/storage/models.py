@@ -247,11 +247,12 @@ class ImportJob(Base):
     count_unchanged: Mapped[int] = mapped_column(Integer, default=0)
     count_invalid: Mapped[int] = mapped_column(Integer, default=0)
     last_row: Mapped[int] = mapped_column(Integer, default=0)  # last row of the last committed batch
+    # "host:pid" of the process running the job; with updated_at (touched every batch) it tells a live
+    # run from one a stopped or killed process left behind.
+    runner: Mapped[str] = mapped_column(String(80), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)  # warnings, duplicates, header row
-    upload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     upload_sha256: Mapped[str] = mapped_column(String(64))
-    error_workbook: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     def_version: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -261,6 +262,18 @@ class ImportJob(Base):
         Index("ix_import_jobs_form", "form_key", "id"),
         Index("ix_import_jobs_status", "status"),
     )
+
+
+class ImportFile(Base):
+    """The stored upload ("upload") and the built error workbook ("errors") of a job.
+
+    Kept out of `import_jobs`: SQLite rewrites a whole row on UPDATE, and the job row is updated after
+    every batch."""
+
+    __tablename__ = "import_files"
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ImportRowError(Base):

@@ -233,13 +233,12 @@ def decide(spec: WorkflowSpec, ctx: Context, state: State, task_id: int, action:
     task = next((t for t in state.tasks if t.id == task_id), None)
     if task is None or not is_member(task, actor):
         raise NotAssignee()
-    if state.status != "pending":
-        raise NotInProgress(status=STATUS_LABELS.get(state.status, state.status))
-    if task.status != "open":
-        raise _closed(state, task)
     step = spec.step(task.step)
-    if step is None or task.step != state.step or task.round != state.round:
-        raise _closed(state, task)
+    if step is None or state.status != "pending" or task.status != "open" or (task.step, task.round) != (state.step, state.round):
+        decider = _decider(state, task)
+        if decider is None:
+            raise NotInProgress(status=STATUS_LABELS.get(state.status, state.status))
+        raise _closed(decider)
     if self_blocked(spec, task, actor, ctx.applicant_id):
         raise SelfApprovalForbidden()
     if action not in DECISIONS or (action == "return" and not step.allow_return):
@@ -272,13 +271,15 @@ def withdraw(state: State, actor: Actor, applicant_id: int) -> Outcome:
     return Outcome("withdrawn", closed={t.id: "cancelled" for t in state.current if t.status == "open"})
 
 
-def _closed(state: State, task: Task) -> TaskClosed:
-    """Name whoever decided first: this task's actor, or for a cancelled task the decision that closed it."""
-    decider = task if task.acted_by is not None else max(
-        (t for t in state.tasks if t.step == task.step and t.round == task.round and t.acted_at is not None),
-        key=lambda t: t.acted_at, default=None)  # type: ignore[arg-type, return-value]
-    if decider is None:
-        return TaskClosed(who="其他审批人", when="刚才", action="已处理")
+def _decider(state: State, task: Task) -> Task | None:
+    """Whoever decided this task first: its own actor, or for a cancelled task the decision that closed it."""
+    if task.acted_by is not None:
+        return task
+    decided = [t for t in state.tasks if t.step == task.step and t.round == task.round and t.acted_at is not None]
+    return max(decided, key=lambda t: t.acted_at) if decided else None  # type: ignore[arg-type, return-value]
+
+
+def _closed(decider: Task) -> TaskClosed:
     when = (decider.acted_at + dt.timedelta(hours=8)).strftime("%m-%d %H:%M:%S") if decider.acted_at else "刚才"
     label = {v: ACTION_LABELS[k] for k, v in DECIDED.items()}.get(decider.status, decider.status)
     return TaskClosed(who=decider.acted_name or "其他审批人", when=when, action=label)

@@ -34,6 +34,7 @@ PEOPLE = {
     "bureau_in": ("bureau", "滨江区教育局"),
     "head": ("head_teacher", CLASS_1),
     "teacher": ("teacher", CLASS_1),
+    "admin2": ("sysadmin", "示范区教育局"),
 }
 
 

@@ -258,13 +258,13 @@ def test_lists__filter_and_paginate(world) -> None:
     assert f">{21}</span>" in bureau.get("/").text
     todo = bureau.get("/wf/todo").text
     assert "共 21 条" in todo and "第 1 / 2 页" in todo and todo.count('<tr>\n      <td><a href="/wf/a/') == 20
-    assert bureau.get("/wf/todo?page=2").text.count('<td><a href="/wf/a/') == 1
+    assert bureau.get("/wf/todo?page=2").text.count('<tr>\n      <td><a href="/wf/a/') == 1
     bureau.decide(apps[0], "approve")
     bureau.decide(apps[1], "reject", comment="材料不全")
     assert "共 2 条" in bureau.get("/wf/done").text
     assert "共 1 条" in bureau.get("/wf/done?status=rejected").text
     assert "共 0 条" in bureau.get("/wf/done?workflow=transfer").text
-    assert "共 20 条" in bureau.get("/wf/todo").text
+    assert "共 19 条" in bureau.get("/wf/todo").text
     mine = reg.get("/wf/mine?status=pending").text
     assert "共 19 条" in mine and "教育局审批" in mine
     assert "共 21 条" in reg.get("/wf/mine?workflow=suspend").text

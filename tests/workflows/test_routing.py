@@ -274,8 +274,17 @@ def test_return__needs_comment_then_back_to_applicant() -> None:
     with pytest.raises(CommentRequired):
         run.decide(RECEIVING_REGISTRAR, "return", comment="")
     assert run.decide(RECEIVING_REGISTRAR, "return", comment="请补充证明").status == "returned"
-    with pytest.raises(NotInProgress):
+    with pytest.raises(TaskClosed):
         run.decide(RECEIVING_REGISTRAR, task=run.tasks[0])
+
+
+def test_decide_after_withdrawal__not_in_progress() -> None:
+    run = Run(TRANSFER, context())
+    task = run.tasks[0]
+    run.withdraw(APPLICANT)
+    with pytest.raises(NotInProgress) as caught:
+        run.decide(RECEIVING_REGISTRAR, task=task)
+    assert caught.value.message == "该申请已撤回，不能再进行此操作"
 
 
 def test_resubmit__starts_over_in_a_new_round() -> None:

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from litestar.params import FromPath
 from litestar import Controller, Request, get, post
+from markupsafe import Markup
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
@@ -239,6 +240,30 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
                record: StoredRecord | None, unit: Any = None, unit_error: str = "", status: int = 200,
                revision: Any = None, conflict: Any = None) -> Template:
     found = policy(principal, form)
+    blank = record is None and not raw and not issues
+    cache_key = (app_state(request).definitions.version, form.key, found)
+    sections_html = app_state(request).blank_forms.get(cache_key) if blank else None
+    sections = [] if sections_html is None else None
+    if sections is not None:
+        sections = _sections(form, found, values, raw, issues)
+    if blank and sections_html is None:
+        # A blank form depends only on the definition and the user's policy: render its fields once.
+        environment = request.app.template_engine.engine
+        sections_html = Markup(environment.get_template("records/sections.html").render(form=form, sections=sections, record=None))
+        app_state(request).blank_forms[cache_key] = sections_html
+    units = units_for(request, principal, form, "create") if record is None else []
+    summary = [issue_text(form, i) for i in issues]
+    if unit_error:
+        summary.insert(0, unit_error)
+    template = page(request, "records/form.html", form=form, sections=sections, sections_html=sections_html,
+                    record=record, units=units, chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary,
+                    conflict=conflict, revision=revision if revision is not None else (record.revision if record else ""),
+                    title=form.title)
+    template.status_code = status
+    return template
+
+
+def _sections(form: FormSpec, found: Any, values: dict, raw: dict, issues: list) -> list:
     merged = dict(values)
     merged.update({k: v for k, v in raw.items() if k in form.fields})
     cleaned = clean_record(form, merged)
@@ -255,16 +280,7 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
                                     issues=by_field.get(key, []), visible=key not in cleaned.hidden,
                                     required=key in cleaned.required))
         sections.append((section, views))
-    units = units_for(request, principal, form, "create") if record is None else []
-    summary = [issue_text(form, i) for i in issues]
-    if unit_error:
-        summary.insert(0, unit_error)
-    template = page(request, "records/form.html", form=form, sections=sections, record=record, units=units,
-                    chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary, conflict=conflict,
-                    revision=revision if revision is not None else (record.revision if record else ""),
-                    title=form.title)
-    template.status_code = status
-    return template
+    return sections
 
 
 def _failed_update(request: Request, form: FormSpec, principal: Principal, record_id: int, record: StoredRecord,

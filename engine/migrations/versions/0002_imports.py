@@ -35,11 +35,10 @@ def upgrade() -> None:
     sa.Column('count_unchanged', sa.Integer(), nullable=False),
     sa.Column('count_invalid', sa.Integer(), nullable=False),
     sa.Column('last_row', sa.Integer(), nullable=False),
+    sa.Column('runner', sa.String(length=80), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),
     sa.Column('details', JSON_DOC, nullable=False),
-    sa.Column('upload', sa.LargeBinary(), nullable=False),
     sa.Column('upload_sha256', sa.String(length=64), nullable=False),
-    sa.Column('error_workbook', sa.LargeBinary(), nullable=True),
     sa.Column('def_version', sa.String(length=40), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
@@ -50,6 +49,13 @@ def upgrade() -> None:
         batch_op.create_index('ix_import_jobs_form', ['form_key', 'id'], unique=False)
         batch_op.create_index('ix_import_jobs_status', ['status'], unique=False)
 
+    op.create_table('import_files',
+    sa.Column('job_id', BIG_ID, nullable=False),
+    sa.Column('name', sa.String(length=20), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['job_id'], ['import_jobs.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('job_id', 'name')
+    )
     op.create_table('import_errors',
     sa.Column('id', BIG_ID, nullable=False),
     sa.Column('job_id', BIG_ID, nullable=False),
@@ -67,6 +73,7 @@ def downgrade() -> None:
     with op.batch_alter_table('import_errors', schema=None) as batch_op:
         batch_op.drop_index('ix_import_errors_job')
     op.drop_table('import_errors')
+    op.drop_table('import_files')
     with op.batch_alter_table('import_jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_import_jobs_status')
         batch_op.drop_index('ix_import_jobs_form')

@@ -1,0 +1,152 @@
+"""Jobs on both databases: batches commit with their progress, an interrupted import resumes, the CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from engine.excel.importer import ImportPass
+from engine.excel.jobs import run_job
+from engine.excel.limits import Limits
+from engine.storage.models import AuditEntry, Record, User, UserRole, utcnow
+from tests.excel.helpers import commit, errors_of, new_student, preview, record_by_id_card, xlsx
+from web.cli import main
+from web.state import AppState
+
+
+def counts(state: AppState, numbers: list[str]) -> tuple[int, int]:
+    found = [record_by_id_card(state, n) for n in numbers]
+    ids = [r.id for r in found if r is not None]
+    with state.db.read() as s:
+        audits = s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.record_id.in_(ids))) if ids else 0
+    return len(ids), audits or 0
+
+
+def test_interrupted_after_a_batch__resumes_after_the_last_committed_row(shared: AppState) -> None:
+    rows = [new_student() for _ in range(7)]
+    numbers = [r["身份证号"] for r in rows]
+    limits = Limits(batch_size=3)
+    job = preview(shared, "reg", xlsx(rows), limits=limits)
+    batches = iter(range(100))
+    stopped = commit(shared, job, "skip_invalid", limits=limits, should_stop=lambda: next(batches) >= 1)
+    assert stopped.status == "importing" and stopped.runner == ""
+    assert (stopped.last_row, stopped.count_new, stopped.done) == (4, 3, 3)  # rows 2-4 committed, with progress
+    assert counts(shared, numbers) == (3, 3)
+    done = run_job(shared.db, shared.definitions, job.id, limits, shared.records)
+    assert done is not None and done.status == "done"
+    assert (done.count_new, done.count_unchanged, done.done, done.last_row) == (7, 0, 7, 8)
+    assert counts(shared, numbers) == (7, 7)  # each record once, each with one audit entry
+
+
+def test_resume_is_idempotent_even_from_an_earlier_row(shared: AppState) -> None:
+    """Had the progress write been lost, rows already saved come back as unchanged, never twice."""
+    rows = [new_student() for _ in range(4)]
+    limits = Limits(batch_size=2)
+    job = preview(shared, "reg", xlsx(rows), limits=limits)
+    done = commit(shared, job, "skip_invalid", limits=limits)
+    assert done.count_new == 4
+    again = preview(shared, "reg", xlsx(rows), limits=limits)
+    assert (again.count_new, again.count_unchanged) == (0, 4)
+
+
+def test_invalid_rows_of_each_batch__kept_with_the_batch(shared: AppState) -> None:
+    rows = [new_student(), new_student(民族="火星族"), new_student(), new_student(姓名="")]
+    limits = Limits(batch_size=2)
+    job = commit(shared, preview(shared, "reg", xlsx(rows), limits=limits), "skip_invalid", limits=limits)
+    assert (job.count_new, job.count_invalid) == (2, 2)
+    assert sorted(errors_of(shared, job)) == [3, 5]
+
+
+def test_unique_value_taken_meanwhile__row_reported_others_saved(shared: AppState) -> None:
+    """Between preview and 确认导入 someone saves the same ID number: that row fails alone."""
+    rows = [new_student(), new_student(), new_student()]
+    job = preview(shared, "reg", xlsx(rows))
+    assert job.count_new == 3
+    commit(shared, preview(shared, "reg", xlsx([rows[1]])), "skip_invalid")
+    done = commit(shared, job, "skip_invalid")
+    assert (done.count_new, done.count_unchanged, done.count_invalid) == (2, 1, 0)
+
+
+def test_database_refuses_a_batch__rows_saved_one_by_one_the_taken_one_reported(shared: AppState,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ID number saved by someone else after the rows were checked: the batch INSERT hits the unique
+    index, the batch is redone row by row, and each row is saved whole (record, numbers, audit) or not at all."""
+    rows = [new_student(), new_student(), new_student()]
+    taken = rows[1]["身份证号"]
+    write = ImportPass._write
+
+    def someone_saves_first(self: ImportPass, s, plans):  # type: ignore[no-untyped-def]
+        if self.write and record_by_id_card(shared, taken) is None:
+            s.execute(Record.__table__.insert().values(
+                form_key="student", unit_id=plans[0].unit_id, def_version="x", revision=1, created_at=utcnow(),
+                updated_at=utcnow(), data={"id_card": taken, "student_no": "X" + taken, "name": "别人"}))
+        return write(self, s, plans)
+
+    monkeypatch.setattr(ImportPass, "_write", someone_saves_first)
+    done = commit(shared, preview(shared, "reg", xlsx(rows)), "skip_invalid")
+    assert (done.count_new, done.count_invalid) == (2, 1), errors_of(shared, done)
+    assert errors_of(shared, done) == {3: [f"身份证号“{taken}”已被另一条记录使用"]}
+    assert counts(shared, [rows[0]["身份证号"], rows[2]["身份证号"]]) == (2, 2)
+    assert record_by_id_card(shared, taken).data["name"] == "别人"  # type: ignore[union-attr]
+
+
+def test_insert_mode__existing_record_not_changed(shared: AppState) -> None:
+    row = new_student()
+    commit(shared, preview(shared, "reg", xlsx([row])), "skip_invalid")
+    same = preview(shared, "reg", xlsx([row]), mode="insert")
+    assert (same.count_unchanged, same.count_invalid) == (1, 0)
+    changed = preview(shared, "reg", xlsx([dict(row, 姓名="新名字")]), mode="insert")
+    assert changed.count_invalid == 1
+    assert "已存在" in errors_of(shared, changed)[2][0]
+
+
+def test_update_mode__unknown_record_reported(shared: AppState) -> None:
+    job = preview(shared, "reg", xlsx([new_student()]), mode="update")
+    assert job.count_invalid == 1
+    assert errors_of(shared, job)[2][0].startswith("找不到身份证号为")
+
+
+def test_rights_removed_before_the_job_runs__job_fails(shared: AppState) -> None:
+    job = preview(shared, "reg_b", xlsx([new_student(所属班级="一年级(1)班", 年级="一年级")]))
+    assert job.status == "previewed"
+    with shared.db.write() as s:
+        user_id = s.scalar(select(User.id).where(User.username == "reg_b"))
+        s.execute(UserRole.__table__.update().where(UserRole.user_id == user_id).values(role_key="teacher"))
+        s.commit()
+    try:
+        done = commit(shared, job, "skip_invalid")
+        assert done.status == "failed"
+    finally:
+        with shared.db.write() as s:
+            s.execute(UserRole.__table__.update().where(UserRole.user_id == user_id).values(role_key="registrar"))
+            s.commit()
+
+
+def test_cli__dry_run_then_import(shared: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DANGAN_DATABASE_URL", shared.db.url)
+    monkeypatch.setenv("DANGAN_DEFINITIONS", str(shared.settings.definitions))
+    monkeypatch.chdir(tmp_path)
+    rows = [new_student(), new_student(), new_student(民族="火星族")]
+    path = tmp_path / "新生.xlsx"
+    path.write_bytes(xlsx(rows))
+    assert main(["import", "student", str(path), "--user", "reg", "--dry-run"]) == 2
+    out = capsys.readouterr()
+    assert "预览" in out.out and "新增 2" in out.out and "错误 1" in out.out
+    assert "[" in out.err and "行" in out.err  # the progress bar
+    assert record_by_id_card(shared, rows[0]["身份证号"]) is None
+    assert main(["import", "student", str(path), "--user", "reg", "--skip-invalid"]) == 2
+    assert "导入" in capsys.readouterr().out
+    assert record_by_id_card(shared, rows[0]["身份证号"]) is not None
+    assert (tmp_path / "新生-错误报告.xlsx").is_file()
+
+
+def test_cli__user_without_import_right(shared: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DANGAN_DATABASE_URL", shared.db.url)
+    monkeypatch.setenv("DANGAN_DEFINITIONS", str(shared.settings.definitions))
+    path = tmp_path / "a.xlsx"
+    path.write_bytes(xlsx([new_student()]))
+    assert main(["import", "student", str(path), "--user", "nobody"]) == 1
+    assert "没有导入" in capsys.readouterr().err
