@@ -70,10 +70,15 @@ class Page:
     total: int
     page: int
     per_page: int
+    capped: bool = False  # more than `total` records match; the exact number was not counted
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages or (self.capped and len(self.records) == self.per_page)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ class ListQuery:
     page: int = 1
     per_page: int = PER_PAGE
     incomplete: bool = False
+    # Count at most this many matches (0 = exact): counting every JSON document of a large school
+    # costs more than the page itself, and "1000+ 条" tells a person as much.
+    count_limit: int = 0
 
 
 class RecordService:
@@ -135,14 +143,19 @@ class RecordService:
             stmt = stmt.where(or_(*(value_expr(dialect, f).like(term) for f in searchable)) if searchable else false())
         if query.incomplete:
             stmt = stmt.where(self._incomplete_clause(form))
-        total_stmt = select(func.count()).select_from(stmt.with_only_columns(Record.id).subquery())
+        counted = stmt.with_only_columns(Record.id)
+        if query.count_limit:
+            counted = counted.limit(query.count_limit + 1)
+        total_stmt = select(func.count()).select_from(counted.subquery())
         stmt = stmt.order_by(*self._ordering(form, found, query.sort))
         page = max(1, query.page)
         stmt = stmt.limit(query.per_page).offset((page - 1) * query.per_page)
         with self.db.read() as s:
             total = s.execute(total_stmt).scalar_one()
             rows = s.execute(stmt).all()
-        return Page([_stored(form, row) for row in rows], total, page, query.per_page)
+        capped = bool(query.count_limit) and total > query.count_limit
+        return Page([_stored(form, row) for row in rows], min(total, query.count_limit) if capped else total,
+                    page, query.per_page, capped)
 
     def _ordering(self, form: FormSpec, found: FormPolicy | None, sort: str) -> list[ColumnElement]:
         sort = sort or form.list.default_sort

@@ -467,3 +467,20 @@ def test_new_required_field__old_record_incomplete(pupils) -> None:
     assert [r.id for r in incomplete.records] == [old_id] and incomplete.total == 1
     old = state.records.get(form, old_id, admin)
     assert clean_record(form, old.values).issues == [Issue("required", path="phone")]
+
+
+def test_list_count_limit__capped_total_still_pages_on(shared: World) -> None:
+    for number in range(171, 175):
+        saved(shared.create(student_values(number)))
+    exact = shared.service.list(shared.form, shared.registrar, ListQuery(per_page=2))
+    assert exact.total > 3
+    capped = shared.service.list(shared.form, shared.registrar, ListQuery(per_page=2, count_limit=3))
+    assert (capped.total, capped.capped, capped.has_next) == (3, True, True)
+    assert [r.id for r in capped.records] == [r.id for r in exact.records]
+
+
+def test_list_count_limit__exact_when_under_the_limit(shared: World) -> None:
+    saved(shared.create(student_values(175)))
+    exact = shared.service.list(shared.form, shared.registrar, ListQuery())
+    counted = shared.service.list(shared.form, shared.registrar, ListQuery(count_limit=exact.total + 10))
+    assert (counted.total, counted.capped) == (exact.total, False)

@@ -21,6 +21,9 @@ from web.pages import flash, page, units_for
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 
 
+LIST_COUNT_LIMIT = 1000
+
+
 def _form(request: Request) -> FormSpec:
     return app_state(request).definitions.forms[request.path_params["form_key"]]
 
@@ -40,7 +43,7 @@ class RecordController(Controller):
         except ValueError:
             page_no = 1
         query = ListQuery(filters=filters, search=params.get("q", ""), sort=params.get("sort", ""),
-                          page=page_no, incomplete=params.get("incomplete") == "1")
+                          page=page_no, incomplete=params.get("incomplete") == "1", count_limit=LIST_COUNT_LIMIT)
         result = app_state(request).records.list(form, principal, query)
         columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
         rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
