@@ -42,6 +42,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 WORKER = "excel_worker"
 EXPORT_PAGE = 1000
 SHOWN_ERRORS = 200
+CLI_MAX_MB = 200
 
 
 def limits_for(settings: Settings) -> Limits:
@@ -347,7 +348,9 @@ def command_import(args: Any, out: Any, err: Any) -> int:
     if args.mode not in modes_for(principal, form):
         print(f"用户“{args.user}”不能以“{MODE_NAMES[args.mode]}”方式导入；可用：{'、'.join(MODE_NAMES[m] for m in modes_for(principal, form))}", file=err)
         return 1
-    path, limits = Path(args.file), replace(limits_for(settings), max_file_bytes=10**12 if args.no_size_limit else limits_for(settings).max_file_bytes)
+    # No HTTP request here, so no request size limit: DANGAN_IMPORT_MAX_MB or 200 MB, or none at all.
+    file_mb = int(os.environ.get("DANGAN_IMPORT_MAX_MB") or CLI_MAX_MB)
+    path, limits = Path(args.file), replace(limits_for(settings), max_file_bytes=10**13 if args.no_size_limit else file_mb * MB)
     try:
         kind = inspect_upload(path, path.name, limits).kind
     except FileRejected as exc:

@@ -10,13 +10,16 @@ Every route declares `opt={"workflow": ...}`, read by `workflow_guard`:
 """
 from __future__ import annotations
 
-from typing import Any
+import time
+from functools import partial
+from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
+from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
@@ -31,9 +34,9 @@ from engine.storage.models import Application, Attachment
 from engine.validation import clean_record
 from engine.workflows import routing
 from engine.workflows.compiler import CHANGES_SECTION
-from engine.workflows.errors import StartNotAllowed, WorkflowError
+from engine.workflows.errors import ActionNotAllowed, StartNotAllowed, VersionBroken, WorkflowError
 from engine.workflows.routing import Actor, Context
-from engine.workflows.service import Bundle, WorkflowService, system_principal, unit_options
+from engine.workflows.service import Bundle, WorkflowService, as_task, system_principal, unit_options
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
 from web.auth import app_state, current_principal
 from web.features import Action, Feature, HeldUpdate
@@ -47,6 +50,39 @@ DONE_MESSAGES = {"approve": "已同意", "reject": "已驳回", "return": "已�
 LISTS = {"todo": "待办", "done": "已办", "mine": "我的申请"}
 
 
+class InboxCounts:
+    """The 待办 badge is on every page: counted at most once per TTL per user, and afresh after any workflow
+    write in this process (another process's writes show within TTL)."""
+
+    def __init__(self, ttl: float = 10.0, size: int = 4096) -> None:
+        self.ttl, self.size = ttl, size
+        self.generation = 0
+        self.entries: dict[tuple[Any, ...], tuple[int, float, int]] = {}
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], int]) -> int:
+        found = self.entries.get(key)
+        now = time.monotonic()
+        if found is not None and found[0] == self.generation and now - found[1] < self.ttl:
+            return found[2]
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        value = compute()
+        self.entries[key] = (self.generation, now, value)
+        return value
+
+    def changed(self) -> None:
+        self.generation += 1
+
+
+_counts = InboxCounts()
+
+
+def _inbox_count(state: AppState, principal: Principal) -> int:
+    actor = Actor.of(principal)
+    return _counts.get((state.db.url, principal.user_id, actor.roles, actor.paths),
+                       lambda: WorkflowService(state.db, state.records).count_inbox(principal))
+
+
 def service(connection: ASGIConnection) -> WorkflowService:
     state = app_state(connection)
     return WorkflowService(state.db, state.records)
@@ -54,7 +90,8 @@ def service(connection: ASGIConnection) -> WorkflowService:
 
 # --- the guard ----------------------------------------------------------------------------------
 
-def workflow_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def workflow_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    # async: a sync guard costs a thread-pool round trip per request; its queries are as short as a handler's.
     need = handler.opt["workflow"]
     state, principal = app_state(connection), connection.state.principal
     if need == "inbox":
@@ -68,20 +105,17 @@ def workflow_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> Non
         return
     if need == "file":
         return  # the handler finds the attachment's application and applies the "view" rule
-    bundle = service(connection).load(connection.path_params["application_id"])
+    # Deciding and the applicant's actions need no timeline; the page loads it.
+    bundle = service(connection).load(connection.path_params["application_id"], timeline=need == "view")
     if bundle is None:
         raise NotFoundException("申请不存在")
     connection.state.wf_bundle = bundle
     if need == "view" and not service(connection).can_view(state.definitions, principal, bundle):
         raise NotFoundException("申请不存在或不在您的权限范围内")
-    if need == "decide" and not any(routing.is_member(routing_task(t), Actor.of(principal)) for t in bundle.tasks):
+    if need == "decide" and not any(routing.is_member(as_task(t), Actor.of(principal)) for t in bundle.tasks):
         raise PermissionDeniedException(render(Issue("wf_not_assignee")))
     if need == "applicant" and bundle.application.applicant_id != principal.user_id:
         raise PermissionDeniedException(render(Issue("wf_not_applicant")))
-
-
-def routing_task(row: Any) -> routing.Task:
-    return routing.Task(row.id, row.step, row.slot, row.role_key, row.unit_path, row.status, row.round)
 
 
 # --- the controller -----------------------------------------------------------------------------
@@ -156,6 +190,7 @@ class WorkflowController(Controller):
         if not result.ok:
             return _form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               issues=result.issues, status=422)
+        _counts.changed()
         flash(request, _submitted_message(result.outcome, spec))
         return Redirect(f"/wf/a/{result.application_id}", status_code=303)
 
@@ -172,10 +207,18 @@ class WorkflowController(Controller):
         comment = data.get("comment") if isinstance(data.get("comment"), str) else ""
         upload = await _upload(data.get("attachment"))
         try:
-            service(request).decide(state.definitions, principal, application_id, task or 0, decision, comment, upload)
+            if decision not in routing.DECISIONS:
+                raise ActionNotAllowed(action=ACTION_LABELS.get(decision, decision or "（未选择）"))
+            decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
+                             comment, upload)
+            if state.db.dialect == "sqlite":
+                decide()  # SQLite takes one writer at a time, and a waiting writer thread retries by sleeping
+            else:
+                await run_sync(decide)  # PostgreSQL: a thread waits on its row lock and the server, not the event loop
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status,
                                      comment=comment)
+        _counts.changed()
         flash(request, DONE_MESSAGES.get(decision, "已处理"))
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
@@ -186,15 +229,16 @@ class WorkflowController(Controller):
             service(request).withdraw(state.definitions, principal, application_id)
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status)
+        _counts.changed()
         flash(request, "申请已撤回")
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
     @get("/a/{application_id:int}/edit", opt={"workflow": "applicant"}, name="wf:edit")
     async def edit(self, request: Request, application_id: FromPath[int]) -> Response:
         bundle: Bundle = request.state.wf_bundle
+        if bundle.application.status not in WITH_APPLICANT:
+            return _not_editable(request, bundle)
         spec, form, target = _edit_context(request, bundle)
-        if isinstance(spec, Template):
-            return spec
         values = WorkflowService.values(spec, bundle.application)
         return _form_page(request, spec, form, current_principal(request), target, values=values, bundle=bundle,
                           chosen=bundle.application.chosen_unit_id)
@@ -203,9 +247,9 @@ class WorkflowController(Controller):
     async def resubmit(self, request: Request, application_id: FromPath[int]) -> Response:
         state, principal = app_state(request), current_principal(request)
         bundle: Bundle = request.state.wf_bundle
+        if bundle.application.status not in WITH_APPLICANT:
+            return _not_editable(request, bundle)
         spec, form, target = _edit_context(request, bundle)
-        if isinstance(spec, Template):
-            return spec
         data = await request.form()
         submitted = await _submission(spec, form, principal, data)
         chosen = _chosen(data.get("_unit"))
@@ -220,6 +264,7 @@ class WorkflowController(Controller):
         if not result.ok:
             return _form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               bundle=bundle, issues=result.issues, status=422)
+        _counts.changed()
         flash(request, _submitted_message(result.outcome, spec))
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
@@ -246,7 +291,12 @@ def _list_page(request: Request, kind: str) -> Template:
     params = request.query_params
     workflow, status = params.get("workflow", ""), params.get("status", "")
     page_no = int(params["page"]) if params.get("page", "").isdigit() else 1
-    listing = getattr(service(request), {"todo": "inbox"}.get(kind, kind))(principal, workflow, status, page_no)
+    workflows = service(request)
+    if kind == "todo":
+        total = None if workflow or status else _inbox_count(state, principal)
+        listing = workflows.inbox(principal, workflow, status, page_no, total)
+    else:
+        listing = getattr(workflows, kind)(principal, workflow, status, page_no)
     titles = {k: w.title for k, w in state.definitions.workflows.items()}
     return page(request, "workflows/list.html", kind=kind, kinds=LISTS, listing=listing, titles=titles,
                 workflow=workflow, status=status, statuses=STATUS_LABELS, title=LISTS[kind],
@@ -259,7 +309,7 @@ def _application_page(request: Request, bundle: Bundle | None, error: str = "", 
         raise NotFoundException("申请不存在")
     state, principal = app_state(request), current_principal(request)
     app = bundle.application
-    spec = service(request).spec_of(state.definitions, app)
+    spec = _spec(request, app)
     form = state.definitions.forms[spec.form]
     record = state.records.get(form, app.record_id, _reader(principal, form), "read")
     found = policy(principal, form) or _masked_all(form)
@@ -276,7 +326,8 @@ def _application_page(request: Request, bundle: Bundle | None, error: str = "", 
     template = page(
         request, "workflows/application.html", app=app, spec=spec, form=form, record=record, summary=summary,
         sections=sections, diff=_diff(form, found, app), timeline=_timeline(bundle), steps=_progress(spec, bundle),
-        chosen=_chosen_name(state, app), tasks=[(t, routing.actions_for(spec, t), spec.step(t.step)) for t in mine],
+        chosen=_unit_name(state, app.chosen_unit_id), record_unit=_unit_name(state, record.unit_id) if record else "",
+        tasks=[(t, routing.actions_for(spec, t), spec.step(t.step)) for t in mine],
         action_labels=ACTION_LABELS, status_labels=STATUS_LABELS, error=error, comment=comment,
         can_withdraw=routing.can_withdraw(state_, actor, app.applicant_id),
         can_edit=app.applicant_id == principal.user_id and app.status in WITH_APPLICANT,
@@ -315,6 +366,7 @@ def _form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: 
     options = unit_options(spec, target.unit_path, state.units()) if spec.unit_choice else []
     action = f"/wf/a/{bundle.application.id}/edit" if bundle else f"/wf/new/{spec.key}/start?record={target.id}"
     template = page(request, "workflows/form.html", spec=spec, form=form, target=target, summary=summary, sections=sections,
+                    target_unit=_unit_name(state, target.unit_id) or target.unit_name,
                     current=current, changes_section=CHANGES_SECTION, options=options, chosen=str(chosen or ""),
                     unit_error=next((issue_text(spec.application, i) for i in issues if i.path == "_unit"), ""),
                     summary_errors=(errors or []) + [issue_text(spec.application, i) for i in issues],
@@ -323,15 +375,18 @@ def _form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: 
     return template
 
 
-def _edit_context(request: Request, bundle: Bundle) -> tuple[Any, Any, Any]:
-    """The spec, target form and record for the applicant's edit page; or the application page with an error."""
+def _not_editable(request: Request, bundle: Bundle) -> Template:
+    app = bundle.application
+    message = render(Issue("wf_not_in_progress", {"status": STATUS_LABELS.get(app.status, app.status)}))
+    return _application_page(request, service(request).load(app.id), error=message, status=409)
+
+
+def _edit_context(request: Request, bundle: Bundle) -> tuple[WorkflowSpec, FormSpec, StoredRecord]:
+    """The spec (of the application's version), target form and record for the applicant's edit page."""
     state, principal = app_state(request), current_principal(request)
     app = bundle.application
-    spec = service(request).spec_of(state.definitions, app)
+    spec = _spec(request, app)
     form = state.definitions.forms[spec.form]
-    if app.status not in WITH_APPLICANT:
-        message = render(Issue("wf_not_in_progress", {"status": STATUS_LABELS.get(app.status, app.status)}))
-        return _application_page(request, bundle, error=message, status=409), None, None
     target = state.records.get(form, app.record_id, _reader(principal, form), "read")
     if target is None:
         raise NotFoundException("申请所针对的记录已不存在")
@@ -339,6 +394,14 @@ def _edit_context(request: Request, bundle: Bundle) -> tuple[Any, Any, Any]:
 
 
 # --- view helpers -------------------------------------------------------------------------------
+
+def _spec(request: Request, app: Application) -> WorkflowSpec:
+    """The workflow version the application runs on; one that no longer compiles is a 409 with the reason."""
+    try:
+        return service(request).spec_of(app_state(request).definitions, app)
+    except VersionBroken as exc:
+        raise HTTPException(status_code=409, detail=exc.message) from exc
+
 
 def _diff(form: FormSpec, found: FormPolicy, app: Application) -> list[dict[str, str]]:
     """A change request's old → new values, each shown as this viewer may see it."""
@@ -389,8 +452,8 @@ def _step_lines(state: AppState, spec: WorkflowSpec) -> list[str]:
     return lines
 
 
-def _chosen_name(state: AppState, app: Application) -> str:
-    unit = next((u for u in state.units() if u.id == app.chosen_unit_id), None)
+def _unit_name(state: AppState, unit_id: int | None) -> str:
+    unit = next((u for u in state.units() if u.id == unit_id), None)
     return unit.full_name if unit else ""
 
 
@@ -542,6 +605,7 @@ def _hold_update(request: Request, form: FormSpec, principal: Principal, record:
             return f"受保护信息的修改未提交：{exc.message}", ""
         if not result.ok:
             return "受保护信息的修改未提交：" + "；".join(issue_text(spec.application, i) for i in result.issues), ""
+        _counts.changed()
         labels = "、".join(form.fields[k].label for k in changed)
         return (f"{labels}的修改须经审核，未直接保存；已生成{spec.title}申请，请填写申请信息后提交审核",
                 f"/wf/a/{result.application_id}/edit")
@@ -563,7 +627,8 @@ def workflows_feature() -> Feature:
         def starter(principal: Principal) -> bool:
             return bool(_startable(state, principal))
 
-        count = WorkflowService(state.db, state.records).count_inbox
+        def count(principal: Principal) -> int:
+            return _inbox_count(state, principal)
         return [
             NavItem("wf_todo", "/wf/todo", "待办", "等待我审批的申请", visible=assignee, count=count),
             NavItem("wf_done", "/wf/done", "已办", "我审批过的申请", visible=assignee),

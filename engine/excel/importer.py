@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from sqlalchemy import bindparam, func, select, text, tuple_
+from sqlalchemy import JSON, Text, bindparam, func, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import read_values, stored_changes, write_document
-from engine.excel.layout import UNIT_KEY, ColumnMap, KeySheet, header_score, key_lookup, map_header, read_key_sheet
+from engine.excel.layout import UNIT_KEY, KeySheet, header_score, key_lookup, map_header, read_key_sheet
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.reader import Row, Table
 from engine.excel.units import UnitChoices, unit_choices
@@ -215,14 +216,15 @@ class ImportPass:
         batch: list[Row] = []
         data_rows = 0
         for row in _chain(rest, table.rows):
-            if not _filled(row[1]):
-                self.result.empty_rows += 1
-                self.result.processed += 1
-                continue
-            data_rows += 1
+            filled = _filled(row[1])
+            data_rows += filled
             if data_rows > self.ctx.limits.max_rows:
                 raise FileRejected("import_file_rows", limit=self.ctx.limits.max_rows, count=f"{data_rows}+")
             if row[0] <= self.start_after:
+                continue  # committed before the interruption; its progress was saved with it
+            if not filled:
+                self.result.empty_rows += 1
+                self.result.processed += 1
                 continue
             batch.append(row)
             if len(batch) >= self.ctx.limits.batch_size:
@@ -259,8 +261,8 @@ class ImportPass:
             self.result.counts[plan.action] += 1
             if plan.action == "invalid":
                 errors[plan.row.number] = self.cell_errors(plan.row, plan.issues)
-            else:
-                self._count_normalised(plan)
+            elif not self.write:
+                self._count_normalised(plan)  # a note for the preview; the import itself has no page to show it
         self.result.processed += len(plans)
         self.result.last_row = last_row
         self.sink.batch(s, plans, errors, self.result)
@@ -406,6 +408,24 @@ class ImportPass:
         return Plan(row, action, issues=issues, existing=existing)
 
     # --- batch lookups ---------------------------------------------------------------------------
+    def _matching(self, s: DbSession, spec: Any, stored: Iterable[Any]) -> list[tuple[str, int]]:
+        """(value as text, record id) of this form's records whose unique field (or natural key) holds one
+        of `stored` (JSON values), answered from the unique expression index.
+
+        SQLite: one IN list. PostgreSQL keeps no statistics for a partial expression index, guesses that
+        `= ANY(500 values)` matches most rows and scans the table (tens of ms per batch, growing with it);
+        one equality per value in a LATERAL join makes it probe the index instead."""
+        expr = value_expr(self.dialect, spec)
+        values = [sql_value(self.dialect, v) for v in stored]
+        if not values:
+            return []
+        if self.dialect != "postgresql":
+            return [(str(v), i) for i, v in s.execute(select(Record.id, expr).where(form_is(self.form.key), expr.in_(values)))]
+        wanted = func.unnest(bindparam("wanted", values, type_=ARRAY(Text))).table_valued("x").render_derived(name="v")
+        # LIMIT 1 keeps the planner from turning the LATERAL back into a merge join over the whole index.
+        match = select(Record.id).where(form_is(self.form.key), expr == wanted.c.x).limit(1).lateral("m")
+        return list(s.execute(select(wanted.c.x, match.c.id).select_from(wanted).join(match, true())).tuples())
+
     def _lookup(self, s: DbSession, rows: list[RowInput]) -> dict[str, Existing]:
         """Records whose natural key matches, with one IN query per batch, from every scope."""
         if not rows or not self.form.natural_key:
@@ -414,7 +434,10 @@ class ImportPass:
         wanted = {row.key: json.loads(row.key) for row in rows if row.key}
         exprs = [value_expr(self.dialect, spec) for spec in specs]
         if len(exprs) == 1:
-            condition = exprs[0].in_([sql_value(self.dialect, parts[0]) for parts in wanted.values()])
+            ids = {i for _v, i in self._matching(s, specs[0], {parts[0] for parts in wanted.values()})}
+            if not ids:
+                return {}
+            condition = Record.id.in_(ids)
         else:
             condition = tuple_(*exprs).in_([tuple(sql_value(self.dialect, p) for p in parts) for parts in wanted.values()])
         query = (select(Record.id, Record.data, Record.revision, Record.unit_id, Record.created_by, OrgUnit.path)
@@ -490,15 +513,15 @@ class ImportPass:
         """Unique fields against other records (one IN query per field and batch), as create/update do."""
         for key in self.ctx.unique_checked:
             spec = self.form.fields[key]
+            if self.write and not spec.kind.user_input:
+                continue  # a generated number: the unique index decides at INSERT (then row by row, same message)
             candidates = [p for p in plans if p.action in ("new", "updated") and self._unique_candidate(p, key) is not None]
             if not candidates:
                 continue
             values = {spec.kind.to_json(self._unique_candidate(p, key)) for p in candidates}
-            expr = value_expr(self.dialect, spec)
             taken: dict[Any, set[int]] = {}
-            query = select(Record.id, expr).where(form_is(self.form.key), expr.in_([sql_value(self.dialect, v) for v in values]))
-            for rec_id, stored in s.execute(query):
-                taken.setdefault(str(stored), set()).add(rec_id)
+            for stored, rec_id in self._matching(s, spec, values):
+                taken.setdefault(stored, set()).add(rec_id)
             for plan in candidates:
                 value = self._unique_candidate(plan, key)
                 others = taken.get(str(sql_value(self.dialect, spec.kind.to_json(value))), set()) - {plan.existing.id if plan.existing else -1}
@@ -533,7 +556,7 @@ class ImportPass:
     def _write_fast(self, s: DbSession, plans: list[Plan]) -> None:
         form, user = self.form, self.ctx.principal
         self._generate(s, plans)
-        self._check_generated(s, plans)
+        self._check_generated(plans)
         now = utcnow()
         connection = s.connection()
         audits: list[dict[str, Any]] = []
@@ -541,7 +564,7 @@ class ImportPass:
         if new:
             documents = [write_document(form, p.values, None) for p in new]
             ids = self._allocate_ids(s, len(new))
-            connection.execute(self._insert(Record.__table__), [
+            self._insert(connection, Record.__table__, [
                 {"id": i, "form_key": form.key, "unit_id": p.unit_id, "data": d, "def_version": form.version, "revision": 1,
                  "created_by": user.user_id, "updated_by": user.user_id, "created_at": now, "updated_at": now}
                 for i, p, d in zip(ids, new, documents)
@@ -571,25 +594,45 @@ class ImportPass:
             )
             if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
                 raise _Fallback()
-        connection.execute(self._insert(AuditEntry.__table__), audits)
+        self._insert(connection, AuditEntry.__table__, [dict(a, id=i) for a, i in zip(audits, self._next_ids(s, "audit_log", len(audits)))]
+                     if self.dialect == "postgresql" else audits)
 
-    def _insert(self, table: Any) -> Any:
-        """psycopg's executemany sends one INSERT per row; with RETURNING, SQLAlchemy packs the batch into
-        multi-row INSERT … VALUES statements instead. SQLite's executemany is already one C loop."""
-        statement = table.insert()
-        return statement.returning(table.c.id) if self.dialect == "postgresql" else statement
+    def _insert(self, connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Many rows at once. SQLite: executemany, one C loop. PostgreSQL: COPY — psycopg's executemany
+        sends a statement per row, and a multi-row VALUES statement is costly to build and parse."""
+        if not rows:
+            return
+        if self.dialect != "postgresql":
+            connection.execute(table.insert(), rows)
+            return
+        names = list(rows[0])
+        json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+        cursor = connection.connection.driver_connection.cursor()
+        try:
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([json.dumps(row[n], ensure_ascii=False) if n in json_columns and row[n] is not None
+                                    else row[n] for n in names])
+        except connection.dialect.dbapi.IntegrityError as exc:  # raw driver error: SQLAlchemy did not run this
+            raise _Fallback() from exc
 
     def _allocate_ids(self, s: DbSession, count: int) -> list[int]:
-        """Record ids for a batch up front, so the rows go in with one executemany (no per-row RETURNING).
+        """Record ids for a batch up front, so the rows go in at once (no per-row RETURNING).
 
-        SQLite: the batch holds the database's write lock (BEGIN IMMEDIATE), so max(id) stays ours.
+        SQLite: the batch holds the database's write lock (BEGIN IMMEDIATE), so the block stays ours; it
+        starts above the AUTOINCREMENT high-water mark, so a deleted record's id is never handed out again.
         PostgreSQL: the column's own sequence hands out the block.
         """
         if self.dialect == "postgresql":
-            return list(s.execute(text("SELECT nextval(pg_get_serial_sequence('records', 'id')) FROM generate_series(1, :n)"),
-                                  {"n": count}).scalars())
-        start = s.execute(select(func.coalesce(func.max(Record.id), 0))).scalar_one() + 1
-        return list(range(start, start + count))
+            return self._next_ids(s, "records", count)
+        used = s.execute(text("SELECT coalesce(max(id), 0) FROM records")).scalar_one()
+        if s.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
+            used = max(used, s.execute(text("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'records'")).scalar_one())
+        return list(range(used + 1, used + 1 + count))
+
+    def _next_ids(self, s: DbSession, table: str, count: int) -> list[int]:
+        return list(s.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+                              {"n": count}).scalars())
 
     def _audit_row(self, record_id: int, action: str, revision: int, changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         return {"form_key": self.form.key, "record_id": record_id, "action": action, "user_id": self.ctx.principal.user_id,
@@ -614,7 +657,7 @@ class ImportPass:
                     number = last - len(members) + 1 + offset
                     plan.values[key] = kind.render(plan.values, lambda _prefix, n=number: n)
 
-    def _check_generated(self, s: DbSession, plans: list[Plan]) -> None:
+    def _check_generated(self, plans: list[Plan]) -> None:
         for key in self.ctx.generated:
             spec = self.form.fields[key]
             if not spec.unique:
@@ -622,10 +665,8 @@ class ImportPass:
             values = [spec.kind.to_json(p.values[key]) for p in plans if p.existing is None or p.existing.data.get(key) is None]
             if not values:
                 continue
+            # Taken by another record: the unique index refuses the INSERT and the batch goes row by row.
             if len(set(values)) != len(values):
-                raise _Fallback()
-            expr = value_expr(self.dialect, spec)
-            if s.execute(select(Record.id).where(form_is(self.form.key), expr.in_([sql_value(self.dialect, v) for v in values])).limit(1)).first():
                 raise _Fallback()
 
     def _write_slow(self, s: DbSession, plans: list[Plan]) -> None:

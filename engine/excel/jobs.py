@@ -23,8 +23,7 @@ from typing import Any, Callable, Iterator
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
-from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text, find_header
-from engine.excel.layout import read_key_sheet
+from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.reader import open_table
 from engine.excel.safety import extension, inspect_upload
@@ -387,7 +386,3 @@ class ImportWorker:
     def shutdown(self) -> None:
         self.stopping.set()
         self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-__all__ = ["ACTIVE", "ERROR_MODE_NAMES", "FINAL", "ImportWorker", "MODE_NAMES", "STATUS_NAMES", "create_job",
-           "error_workbook", "find_header", "load_job", "queue_commit", "read_key_sheet", "run_job"]

@@ -42,24 +42,32 @@ def required_column(spec: FieldSpec) -> bool:
     return spec.required and spec.kind.user_input
 
 
+def writable(found: FormPolicy, form: FormSpec) -> frozenset[str]:
+    """Fields a file may set: none for a role that can neither create nor update (it only exports)."""
+    if not found.actions & {"create", "update"}:
+        return frozenset()
+    return writable_keys(found, form)
+
+
 def unit_column(form: FormSpec, required: bool) -> Column:
     return Column(UNIT_KEY, form.unit_label, None, required=required)
 
 
 def template_columns(form: FormSpec, found: FormPolicy, unit_required: bool) -> list[Column]:
     """Fields this role may write, in the form's order, after the unit column."""
-    writable = writable_keys(found, form)
+    keys = writable(found, form)
     return [unit_column(form, unit_required)] + [
         Column(key, spec.label, spec, required=required_column(spec))
-        for key, spec in form.fields.items() if key in writable and importable(spec)
+        for key, spec in form.fields.items() if key in keys and importable(spec)
     ]
 
 
 def export_columns(form: FormSpec, found: FormPolicy, unit_required: bool) -> list[Column]:
     """Fields this role may read, in the same layout; read-only ones are ignored when imported back."""
-    writable = writable_keys(found, form)
-    return [unit_column(form, unit_required)] + [
-        Column(key, spec.label, spec, required=key in writable and required_column(spec), writable=key in writable)
+    keys = writable(found, form)
+    unit = unit_column(form, unit_required and bool(keys))
+    return [unit if keys else Column(UNIT_KEY, form.unit_label, None, writable=False)] + [
+        Column(key, spec.label, spec, required=key in keys and required_column(spec), writable=key in keys)
         for key, spec in form.fields.items() if key not in found.hidden and importable(spec)
     ]
 
@@ -138,7 +146,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
                mode: str, unit_required: bool) -> ColumnMap:
     """Fields by column; unknown and read-only columns become warnings, missing required ones reject the file."""
     names = key_lookup(form)
-    writable = writable_keys(found, form)
+    keys_writable = writable(found, form)
     mapped = ColumnMap(header_row=header_row)
     seen: dict[str, list[int]] = {}
     for index, cell in enumerate(cells):
@@ -158,7 +166,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
         spec = form.fields[key]
         if not importable(spec):
             mapped.warnings.append(Issue("import_column_not_importable", {"label": label, "type": spec.kind.title}))
-        elif key in writable:
+        elif key in keys_writable:
             mapped.fields[key] = index
         elif key in form.natural_key and key not in found.hidden and not is_masked(found, spec):
             mapped.match_only[key] = index
@@ -169,7 +177,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
         if len(indexes) > 1:
             label = form.unit_label if key == UNIT_KEY else form.fields[key].label
             raise FileRejected("import_duplicate_column", label=label, columns="、".join(str(i + 1) for i in indexes))
-    missing = _missing(form, writable, mapped, mode, unit_required)
+    missing = _missing(form, keys_writable, mapped, mode, unit_required)
     if missing:
         raise FileRejected("import_missing_columns", columns="、".join(missing))
     return mapped

@@ -54,13 +54,14 @@ def form_is(form_key: str) -> ColumnElement:
 
 def index_name(prefix: str, form: str, field: FieldSpec) -> str:
     # The expression's keys are part of the name, so a new `renamed_from` replaces the old index; so is
-    # "partial" for unique indexes, which replaces the earlier ones that spanned the rows of every form.
-    shape = hashlib.sha1(("|".join(field.stored_keys) + ("|partial" if prefix == "ux" else "")).encode()).hexdigest()[:6]
+    # the unique indexes' shape ("partial-value"), which replaces the earlier (form_key, value) ones.
+    shape = hashlib.sha1(("|".join(field.stored_keys) + ("|partial-value" if prefix == "ux" else "")).encode()).hexdigest()[:6]
     return f"{prefix}_{form[:24]}_{field.key[:24]}_{shape}"
 
 
 def wanted_indexes(dialect: str, form: FormSpec) -> list[tuple[Index, FieldSpec]]:
-    """Unique fields get a unique (form_key, value) index; filters and sort keys an ordinary one.
+    """Unique fields get a unique index of the value over the form's rows; filters and sort keys a
+    (form_key, value) one.
 
     A unique index covers its own form's rows only: another form may use the same field key freely
     (every 奖惩记录 of one student carries that student's 学籍号).
@@ -69,7 +70,9 @@ def wanted_indexes(dialect: str, form: FormSpec) -> list[tuple[Index, FieldSpec]
     for key, field in form.fields.items():
         if field.unique:
             own_rows = form_is(form.key)
-            index = Index(index_name("ux", form.key, field), Record.form_key, value_expr(dialect, field), unique=True,
+            # The value alone: with form_key as a leading column that the WHERE makes constant,
+            # PostgreSQL drops that condition and walks the whole index for every lookup by value.
+            index = Index(index_name("ux", form.key, field), value_expr(dialect, field), unique=True,
                           sqlite_where=own_rows, postgresql_where=own_rows)
         elif key in form.list.filters or key == form.list.default_sort.lstrip("-"):
             index = Index(index_name("dx", form.key, field), Record.form_key, value_expr(dialect, field))

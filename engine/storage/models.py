@@ -197,7 +197,8 @@ class ApplicationTask(Base):
     acted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_wf_tasks_inbox", "status", "role_key", "unit_path"),)
+    # Covers the inbox, its count and its page of ids, newest first: read from the index, not the table.
+    __table_args__ = (Index("ix_wf_tasks_inbox", "status", "role_key", "unit_path", "application_id", "excluded_user_id"),)
 
 
 class ApplicationAction(Base):

@@ -33,7 +33,7 @@ from engine.workflows.errors import (
     AlreadyOpen, AttachmentInvalid, EffectFailed, RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import OPEN_STATUSES, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -61,7 +61,7 @@ class Bundle:
     actions: list[ApplicationAction]
 
     def state(self) -> State:
-        return State(self.application.status, self.application.step, tuple(_task(t) for t in self.tasks),
+        return State(self.application.status, self.application.step, tuple(as_task(t) for t in self.tasks),
                      self.application.round)
 
 
@@ -178,7 +178,8 @@ class WorkflowService:
             app = self._locked(s, application_id)
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
             state = Bundle(app, self._tasks(s, app.id), []).state()
-            ctx = self._context(app, spec, self._record_values(s, definitions, app))
+            record_values = self._record_values(s, definitions, app) if _reads_record(spec) else {}
+            ctx = self._context(app, spec, record_values)
             outcome = routing.decide(spec, ctx, state, task_id, action, Actor.of(principal), comment, upload is not None)
             attachment = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), app.id, "_decision", upload,
                                           principal.user_id) if upload is not None else None
@@ -233,12 +234,11 @@ class WorkflowService:
         step = spec.step(outcome.step)
         acted_step = spec.step(app.step)
         read_revision = app.revision
+        s.flush()  # a resubmission's new data goes out with the ORM object, before this guarded UPDATE
         changed = s.execute(
             update(Application).where(Application.id == app.id, Application.revision == read_revision)
             .values(status=outcome.status, step=outcome.step, step_title=step.title if step else "",
-                    revision=read_revision + 1, updated_at=now, finished_at=now if outcome.finished else None,
-                    data=app.data, changes=app.changes, units=app.units, chosen_unit_id=app.chosen_unit_id,
-                    round=app.round)
+                    revision=read_revision + 1, updated_at=now, finished_at=now if outcome.finished else None)
             .execution_options(synchronize_session=False)
         ).rowcount
         if changed != 1:
@@ -274,23 +274,25 @@ class WorkflowService:
                 submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
         target = _writable(form, submitted)
         system = system_principal(principal, target)
-        _lock(s, select(Record.id).where(Record.id == app.record_id))
-        current = self.records.get(target, app.record_id, system, "update", session=s)
-        if current is None:
+        # Locked (PostgreSQL) and read in one statement: the revision this update starts from cannot move.
+        row = s.execute(select(Record.revision, Record.unit_id, Record.data).where(Record.id == app.record_id)
+                        .with_for_update()).first()
+        if row is None:
             raise RecordMissing()
+        revision, current_unit, before = row.revision, row.unit_id, read_values(form, row.data or {})
         unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
-        result = self.records.update(target, system, app.record_id, submitted, current.revision, unit_id=unit_id,
+        result = self.records.update(target, system, app.record_id, submitted, revision, unit_id=unit_id,
                                      session=s, note=f"{spec.title}申请 #{app.id} 审批通过后生效")
         if not result.ok:
             problems = result.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
             raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
         # Sensitive values stay out of the timeline: it is shown to every viewer of the application.
         notes = [f"{form.fields[k].label}已更新" if form.fields[k].sensitive else
-                 f"{form.fields[k].label}：{form.fields[k].kind.to_text(current.values.get(k)) or '（空）'} → "
+                 f"{form.fields[k].label}：{form.fields[k].kind.to_text(before.get(k)) or '（空）'} → "
                  f"{form.fields[k].kind.to_text(v) or '（空）'}"
-                 for k, v in submitted.items() if current.values.get(k) != v]
-        if unit_id is not None and unit_id != current.unit_id:
-            notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
+                 for k, v in submitted.items() if before.get(k) != v]
+        if unit_id is not None and unit_id != current_unit:
+            notes.append(f"{form.unit_label}：{_full_name(s, current_unit)} → {_full_name(s, unit_id)}")
         return "；".join(notes)
 
     def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
@@ -334,13 +336,13 @@ class WorkflowService:
         return read_values(spec.application, app.data or {})
 
     # --- reading --------------------------------------------------------------------------------
-    def load(self, application_id: int) -> Bundle | None:
+    def load(self, application_id: int, timeline: bool = True) -> Bundle | None:
         with self.db.read() as s:
             app = s.get(Application, application_id)
             if app is None:
                 return None
             actions = list(s.scalars(select(ApplicationAction).where(ApplicationAction.application_id == app.id)
-                                     .order_by(ApplicationAction.id)))
+                                     .order_by(ApplicationAction.id))) if timeline else []
             return Bundle(app, self._tasks(s, app.id), actions)
 
     def spec_of(self, definitions: Definitions, app: Application) -> WorkflowSpec:
@@ -354,7 +356,7 @@ class WorkflowService:
             return True
         if any(a.user_id == principal.user_id for a in bundle.actions):
             return True
-        if any(routing.is_member(_task(t), actor) for t in bundle.tasks):
+        if any(routing.is_member(as_task(t), actor) for t in bundle.tasks):
             return True
         form = definitions.forms.get(app.form_key)
         return form is not None and self.records.get(form, app.record_id, principal, "read") is not None
@@ -369,9 +371,21 @@ class WorkflowService:
         with self.db.read() as s:
             return s.scalar(select(func.count(func.distinct(ApplicationTask.application_id))).where(_inbox(principal))) or 0
 
-    def inbox(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+    def inbox(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1,
+              total: int | None = None) -> Listing:
+        """Open tasks' applications, newest first; `total` may be passed in (the 待办 badge has just counted it)."""
         ids = select(ApplicationTask.application_id).where(_inbox(principal))
-        return self._listing(Application.id.in_(ids), workflow, status, page)
+        if workflow or status:
+            return self._listing(Application.id.in_(ids), workflow, status, page)
+        page = max(1, page)
+        with self.db.read() as s:
+            if total is None:
+                total = s.scalar(select(func.count(func.distinct(ApplicationTask.application_id))).where(_inbox(principal))) or 0
+            # The page of ids straight from the inbox index, newest first, before touching the applications.
+            chosen = list(s.scalars(ids.distinct().order_by(ApplicationTask.application_id.desc())
+                                    .limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
+            rows = s.execute(select(*LIST_COLUMNS).where(Application.id.in_(chosen)).order_by(Application.id.desc())).all()
+        return Listing([dict(row._mapping) for row in rows], total, page)
 
     def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
         ids = select(ApplicationAction.application_id).where(
@@ -381,17 +395,18 @@ class WorkflowService:
     def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
         return self._listing(Application.applicant_id == principal.user_id, workflow, status, page)
 
-    def _listing(self, condition: Any, workflow: str, status: str, page: int) -> Listing:
-        stmt = select(Application).where(condition)
+    def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None) -> Listing:
+        stmt = select(*LIST_COLUMNS).where(condition)
         if workflow:
             stmt = stmt.where(Application.workflow_key == workflow)
         if status:
             stmt = stmt.where(Application.status == status)
         page = max(1, page)
         with self.db.read() as s:
-            total = s.scalar(select(func.count()).select_from(stmt.with_only_columns(Application.id).subquery())) or 0
-            rows = list(s.scalars(stmt.order_by(Application.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)))
-        return Listing([_row(a) for a in rows], total, page)
+            if total is None:
+                total = s.scalar(select(func.count()).select_from(stmt.with_only_columns(Application.id).subquery())) or 0
+            rows = s.execute(stmt.order_by(Application.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+        return Listing([dict(row._mapping) for row in rows], total, page)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -418,11 +433,18 @@ def _inbox(principal: Principal) -> Any:
 
 
 def _lock(s: DbSession, stmt: Any) -> None:
-    """A row lock on PostgreSQL; SQLite ignores FOR UPDATE, its BEGIN IMMEDIATE already holds the write lock."""
-    s.execute(stmt.with_for_update())
+    """A row lock on PostgreSQL; on SQLite the write transaction's BEGIN IMMEDIATE already holds the database."""
+    if s.get_bind().dialect.name != "sqlite":
+        s.execute(stmt.with_for_update())
 
 
-def _task(row: ApplicationTask) -> Task:
+def _reads_record(spec: WorkflowSpec) -> bool:
+    """Whether any step's condition reads the target record (else routing needs no record query)."""
+    conditions = [c for step in spec.steps for c in (step.when, *(a.when for a in step.assignees)) if c is not None]
+    return any(RECORD in c.names for c in conditions)
+
+
+def as_task(row: ApplicationTask) -> Task:
     return Task(row.id, row.step, row.slot, row.role_key, row.unit_path, row.status, row.round, row.acted_by,
                 row.acted_name, row.acted_at)
 
@@ -435,9 +457,11 @@ def _new_task(spec: WorkflowSpec, app: Application, slot: Slot) -> ApplicationTa
                            unit_path=slot.unit.path, unit_name=slot.unit.name, excluded_user_id=excluded, status="open")
 
 
-def _row(app: Application) -> dict[str, Any]:
-    return {"id": app.id, "workflow": app.workflow_key, "subject": app.subject, "applicant": app.applicant_name,
-            "status": app.status, "step_title": app.step_title, "created_at": app.created_at, "updated_at": app.updated_at}
+LIST_COLUMNS = (  # what a list row shows: no JSON documents to decode
+    Application.id, Application.workflow_key.label("workflow"), Application.subject,
+    Application.applicant_name.label("applicant"), Application.status, Application.step_title, Application.created_at,
+    Application.updated_at,
+)
 
 
 def _subject(form: FormSpec, record: StoredRecord) -> str:

@@ -15,7 +15,7 @@ END = "end"  # `next: end` finishes the workflow after that step
 
 ACTION_LABELS = {
     "submit": "提交申请", "resubmit": "重新提交", "approve": "同意", "reject": "驳回", "return": "退回修改",
-    "withdraw": "撤回", "effects": "生效", "draft": "保存草稿",
+    "withdraw": "撤回", "effects": "生效", "draft": "创建草稿",
 }
 STATUS_LABELS = {
     "draft": "待提交", "pending": "审批中", "returned": "已退回", "approved": "已通过", "rejected": "已驳回",

@@ -150,3 +150,16 @@ def test_cli__user_without_import_right(shared: AppState, tmp_path: Path, monkey
     path.write_bytes(xlsx([new_student()]))
     assert main(["import", "student", str(path), "--user", "nobody"]) == 1
     assert "没有导入" in capsys.readouterr().err
+
+
+def test_ids_of_deleted_records__never_handed_out_again(shared: AppState) -> None:
+    first = new_student()
+    commit(shared, preview(shared, "reg", xlsx([first])), "skip_invalid")
+    gone = record_by_id_card(shared, first["身份证号"])
+    assert gone is not None
+    with shared.db.write() as s:
+        s.execute(Record.__table__.delete().where(Record.id == gone.id))
+        s.commit()
+    second = new_student()
+    commit(shared, preview(shared, "reg", xlsx([second])), "skip_invalid")
+    assert record_by_id_card(shared, second["身份证号"]).id > gone.id  # type: ignore[union-attr]

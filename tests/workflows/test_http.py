@@ -182,6 +182,15 @@ def test_non_assignee__no_buttons_and_403(world) -> None:
     assert statuses(w, app) == ("pending", "receiving_school")
 
 
+def test_decide__unknown_or_missing_decision__422(world) -> None:
+    w = world("reg", "reg_in")
+    reg, reg_in = w.login("reg"), w.login("reg_in")
+    app = application_id(reg.start("transfer", w.student(), transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS)), proof()))
+    assert reg_in.post(f"/wf/a/{app}/decide").status_code == 422
+    assert reg_in.decide(app, "delete").status_code == 422
+    assert statuses(w, app) == ("pending", "receiving_school")
+
+
 def test_bureau_of_the_first_step_cannot_act_early(world) -> None:
     """A later step's assignee is a member of no task yet: 403, and no buttons."""
     w = world("reg", "reg_in", "bureau")

@@ -38,3 +38,25 @@ def test_in_flight_application_keeps_its_version(world, tmp_path: Path) -> None:
     assert w.application(old).status == "approved" and w.record(w.application(old).record_id).unit_id == target
     with w.state.db.read() as s:
         assert s.scalar(select(func.count()).select_from(WorkflowVersion)) == 2
+
+
+def test_version_that_no_longer_compiles__409_with_the_reason(world, tmp_path: Path) -> None:
+    root = shutil.copytree(DEFINITIONS, tmp_path / "definitions")
+    w = world("reg", "bureau", definitions=root)
+    reg, bureau = w.login("reg"), w.login("bureau")
+    app = application_id(reg.start("suspend", w.student(), {"reason": "因病", "reason_detail": "住院", "start_date": "2026-03-01",
+                                                            "end_date": "2026-09-01"}, proof()))
+    # 休学 is no longer a 学籍状态, and the current suspend.yaml is changed to match; the stored version is not.
+    options = root / "options" / "student_status.yaml"
+    options.write_text(options.read_text(encoding="utf-8").replace("  - 休学\n", ""), encoding="utf-8")
+    suspend = root / "workflows" / "suspend.yaml"
+    suspend.write_text(suspend.read_text(encoding="utf-8").replace("set: {status: 休学}", "set: {status: 退学}"), encoding="utf-8")
+    resume = root / "workflows" / "resume.yaml"
+    resume.write_text(resume.read_text(encoding="utf-8").replace("record.status == '休学'", "record.status == '退学'"),
+                      encoding="utf-8")
+    outcome = w.state.reload()
+    assert outcome.ok, outcome.errors
+    page = bureau.get(f"/wf/a/{app}")
+    assert page.status_code == 409 and "该申请使用的流程版本已无法按当前定义加载" in page.text and "休学" in page.text
+    assert bureau.decide(app, "approve", task=w.open_tasks(app)[0].id).status_code == 409
+    assert w.application(app).status == "pending"

@@ -75,7 +75,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_wf_tasks_application_id', 'wf_tasks', ['application_id'], unique=False)
-    op.create_index('ix_wf_tasks_inbox', 'wf_tasks', ['status', 'role_key', 'unit_path'], unique=False)
+    op.create_index('ix_wf_tasks_inbox', 'wf_tasks', ['status', 'role_key', 'unit_path', 'application_id', 'excluded_user_id'], unique=False)
     op.create_table('wf_actions',
     sa.Column('id', BIG_ID, nullable=False),
     sa.Column('application_id', BIG_ID, nullable=False),
