@@ -20,7 +20,7 @@ from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
-from engine.permissions import Principal, scope
+from engine.permissions import Principal
 from engine.records import RecordService, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database

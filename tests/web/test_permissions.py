@@ -34,6 +34,7 @@ from tests.engine.helpers import BACKENDS, add_member, database_url, png_bytes, 
 from tests.support import CLASS_1, CLASS_2, DISTRICT, OTHER_DISTRICT_CLASS, SCHOOL, build, unit_id
 from web.auth import session_guard
 from web.guards import admin_guard, form_guard
+from web.workflows import workflow_guard
 from web.state import AppState
 
 # One user per demo role, at the unit the brief names.
@@ -232,6 +233,13 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
         for form_key in world.state.definitions.forms:
             policy = policy_of(role, form_key)
             allowed = policy is not None and any(a in policy.actions for a in actions)
+            if "job_id" in params:
+                if params != {"form_key", "job_id"}:
+                    raise Unclassified(f"import job route with path parameters {sorted(params)}")
+                # The form's right is checked first; a job that does not exist (or is another user's) is a 404.
+                cases.append(Case(method, _path(route.path, {"form_key": form_key, "job_id": MISSING_ID}), dict(base),
+                                  {404} if allowed else {403}, f"import job of {form_key}: " + ("missing job" if allowed else "not granted")))
+                continue
             if params - {"form_key", "record_id"}:
                 raise Unclassified(f"form route with path parameters {sorted(params - {'form_key', 'record_id'})}")
             if "record_id" not in params:
@@ -264,6 +272,9 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
             case.prepare = _spare_unit(world, case)  # renaming or deleting: a unit of its own each time
         return [case]
 
+    if workflow_guard in guards:
+        return _workflow_cases(world, role, route, handler, method, base)
+
     if guards - {session_guard}:
         raise Unclassified(f"guards {sorted(getattr(g, '__name__', str(g)) for g in guards)} the matrix does not know")
 
@@ -284,6 +295,46 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
         raise Unclassified(f"route with path parameters {sorted(params)} and no rule that explains them")
     # Session only: the user's own pages (home, password, logout) are for every signed-in user.
     return [Case(method, route.path, base, {200, 303, 422} if post else {200}, "any signed-in user")]
+
+
+MISSING_ID = 987654321
+
+
+def _workflow_cases(world: World, role: RoleSpec, route: HTTPRoute, handler: Any, method: str, base: dict) -> list[Case]:
+    """Workflow routes, from the workflow YAML: lists are every user's own; a workflow's start pages are for its
+    `start.roles`; an application or file that does not exist (or is not the user's to see) is a 404 for all.
+
+    Decisions on real applications, per role and per step, are walked in tests/workflows/test_http.py."""
+    need, params, post = handler.opt["workflow"], set(route.path_parameters), method == "POST"
+    if need == "inbox":
+        if params:
+            raise Unclassified(f"workflow list route with path parameters {sorted(params)}")
+        return [Case(method, route.path, base, {200}, "any signed-in user's own workflow lists")]
+    if need == "start":
+        if params != {"key"}:
+            raise Unclassified(f"workflow start route with path parameters {sorted(params)}")
+        cases = []
+        for key, spec in world.state.definitions.workflows.items():
+            may = role.key in spec.start_roles
+            # Without ?record= a start page has nothing to start on (400); the workflow's own page lists records.
+            granted = ({400, 422} if post else {200, 400}) if may else {403}
+            cases.append(Case(method, _path(route.path, {"key": key}), dict(base), granted,
+                              f"{'may' if may else 'may not'} start {key}"))
+        cases.append(Case(method, _path(route.path, {"key": "no_such_workflow"}), dict(base), {404}, "unknown workflow"))
+        return cases
+    if need in ("view", "decide", "applicant"):
+        if params != {"application_id"}:
+            raise Unclassified(f"workflow application route with path parameters {sorted(params)}")
+        return [Case(method, _path(route.path, {"application_id": MISSING_ID}), base, {404}, "no such application")]
+    if need == "file":
+        if params != {"attachment_id"}:
+            raise Unclassified(f"workflow file route with path parameters {sorted(params)}")
+        cases = [Case(method, _path(route.path, {"attachment_id": "0" * 32}), base, {404}, "no such attachment")]
+        # A record's attachment is never served through the workflow file route.
+        cases += [Case(method, _path(route.path, {"attachment_id": attachment}), base, {404}, "record attachment via /wf")
+                  for attachment in world.attachments]
+        return cases
+    raise Unclassified(f"workflow route kind {need!r} the matrix does not know")
 
 
 # A route that needs a query parameter to do its work gets it here (by handler name).

@@ -51,9 +51,9 @@ def seed_student(db_url: str, username: str) -> int:
         db.dispose()
 
 
-def signed_in(browser: Browser, base: str, username: str) -> tuple[BrowserContext, Page]:
+def signed_in(chromium: Browser, base: str, username: str) -> tuple[BrowserContext, Page]:
     """A browser of its own for one user: log in, then the forced password change."""
-    context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.goto(base + "/login")

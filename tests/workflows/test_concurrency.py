@@ -88,8 +88,8 @@ def test_many_racers__service_level(world) -> None:
         app = application_id(reg.start("suspend", student, data, proof()))
         task = w.open_tasks(app)[0].id
         revision = w.record(student).revision
-        results = at_once(*(lambda p=p, i=i: service.decide(w.state.definitions, p, app, task,
-                                                            "approve" if i % 2 else "reject", f"意见{i}")
+        results = at_once(*(lambda p=p, i=i, app=app, task=task: service.decide(
+                                w.state.definitions, p, app, task, "approve" if i % 2 else "reject", f"意见{i}")
                             for i, p in enumerate(deciders)))
         winners = [r for r in results if not isinstance(r, Exception)]
         losers = [r for r in results if isinstance(r, Exception)]
