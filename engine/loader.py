@@ -10,48 +10,18 @@ from typing import Any
 from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role, digest
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
-from engine.metaschema import FORM, OPTIONS, ORG, ROLE, check_shape
+from engine.metaschema import FORM, OPTIONS, ORG, ROLE
 from engine.spec import Definitions, OrgLevel, Origin
+from engine.definition_files import display_path, read_definition_files
 from engine.workflows.compiler import compile_workflows
-from engine.yaml_source import LocatedDict, key_origin, load_yaml
+from engine.yaml_source import key_origin, load_yaml
 
 DEFAULT_LEVELS = (OrgLevel("unit", "单位"),)
 
 
-def _display_path(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
 def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems,
               rejected: list[Any] | None = None) -> list[tuple[str, Any]]:
-    """Parse and shape-check every file matching `pattern`; return those that passed (the rest go to `rejected`)."""
-    good = []
-    for file in sorted(directory.glob(pattern)):
-        shown = _display_path(file)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            problems.add(Origin(shown, 1, 1), "文件不是 UTF-8 编码", "用 UTF-8 编码保存该文件")
-            continue
-        data, found = load_yaml(text, shown)
-        problems.extend(found)
-        if data is None and not found:
-            problems.add(Origin(shown, 1, 1), "文件是空的")
-            continue
-        if not isinstance(data, LocatedDict):
-            if data is not None:
-                problems.add(Origin(shown, 1, 1), "文件的顶层应为键值映射（key: value）")
-            continue
-        shape = check_shape(data, schema, shown)
-        problems.extend(shape)
-        if not shape:
-            good.append((shown, data))
-        elif rejected is not None:
-            rejected.append(data)
-    return good
+    return [(f.shown, f.data) for f in read_definition_files(directory, pattern, schema, problems, rejected)]
 
 
 def _unique_keys(items: list[tuple[str, Any]], what: str, problems: Problems) -> dict[str, Any]:
@@ -92,7 +62,7 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     # A form whose file failed its shape check is still declared: roles naming it get no second error.
     declared.update({data["key"]: set() for data in rejected if isinstance(data.get("key"), str) and data["key"] not in declared})
     if not forms and not problems:
-        problems.add(Origin(_display_path(root / "forms"), 1, 1), "没有任何表单定义", "在 forms/ 下添加至少一个 .yaml 文件")
+        problems.add(Origin(display_path(root / "forms"), 1, 1), "没有任何表单定义", "在 forms/ 下添加至少一个 .yaml 文件")
 
     roles = {}
     for key, data in _unique_keys(_read_all(root, "roles/*.yaml", ROLE, problems), "角色", problems).items():

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, text, true, update
+from sqlalchemy import ColumnElement, false, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 

@@ -6,7 +6,6 @@ import datetime as dt
 import logging
 import signal
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Litestar

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors

@@ -1,7 +1,6 @@
 """Compiles workflow files (after the forms and roles they refer to) into frozen `WorkflowSpec`s."""
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Collection, Mapping
 from jinja2 import TemplateSyntaxError, nodes
 
 from engine.compiler import FormCompiler, Problems, digest
+from engine.definition_files import read_definition_files
 from engine.errors import DefinitionErrors, did_you_mean
 from engine.expressions import ExpressionCompiler, ExpressionProblem
 from engine.metaschema import check_shape
@@ -57,33 +57,8 @@ def compile_source(text: str, path: str, definitions: Definitions) -> WorkflowSp
 
 
 def _read_files(root: Path, problems: Problems) -> list[tuple[str, str, LocatedDict]]:
-    # Not the loader's reader: a workflow keeps its source text, the snapshot in-flight applications run on.
-    good = []
-    for file in sorted((root / "workflows").glob("*.yaml")):
-        shown = _display_path(file)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            problems.add(Origin(shown, 1, 1), "文件不是 UTF-8 编码", "用 UTF-8 编码保存该文件")
-            continue
-        data, found = load_yaml(text, shown)
-        problems.extend(found)
-        if not isinstance(data, LocatedDict):
-            if not found:
-                problems.add(Origin(shown, 1, 1), "文件是空的" if data is None else "文件的顶层应为键值映射（key: value）")
-            continue
-        shape = check_shape(data, WORKFLOW, shown)
-        problems.extend(shape)
-        if not shape:
-            good.append((shown, text, data))
-    return good
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    # The source text comes along: a workflow keeps it as the snapshot in-flight applications run on.
+    return [(f.shown, f.text, f.data) for f in read_definition_files(root, "workflows/*.yaml", WORKFLOW, problems)]
 
 
 class WorkflowCompiler:

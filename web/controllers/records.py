@@ -14,7 +14,7 @@ from engine.permissions import Principal, can, is_masked, policy, scope, writabl
 from engine.records import ListQuery, SaveResult, StoredRecord
 from engine.spec import FormSpec
 from engine.validation import clean_record
-from web.auth import app_state, current_principal, is_htmx
+from web.auth import app_state, current_principal
 from web.formdata import read_submission, table_action
 from web.guards import form_guard
 from web.pages import flash, page, units_for
