@@ -333,7 +333,7 @@ def sanity(bases: dict[str, str], targets: list[Target], message: str, person: P
         elif t.expect == "303":
             ok = status == 303 and re.fullmatch(r"/f/student/\d+", headers.get("location", "")) is not None
         elif t.path == LIST_PATH:
-            found = re.search(r"共 (\d+) 条", text)
+            found = re.search(r"共 (\d+)\+? 条", text)
             ok = status == 200 and found is not None and int(found[1]) > 0
         else:
             ok = status == 200 and 'id="in-id_card"' in text
