@@ -37,7 +37,7 @@ MESSAGES: Mapping[str, str] = {
     "table_rows_min": "{label}至少需要{limit}行",
     "table_rows_max": "{label}最多{limit}行",
     "table_row": "{label}的数据格式不正确",
-    "table_not_importable": "{label}是多行表格，不能在此列导入，请在“{label}”工作表中填写",
+    "table_not_importable": "{label}是多行表格，不能通过 Excel 导入，请在网页上填写",
     "unique": "{label}“{value}”已被另一条记录使用",
     "readonly": "{label}不可修改",
     "unknown_field": "表单中没有字段“{name}”",

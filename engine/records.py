@@ -22,6 +22,7 @@ from engine.storage.models import Attachment, AuditEntry, OrgUnit, Record, utcno
 from engine.validation import CleanResult, clean_record
 
 PER_PAGE = 20
+MAX_SEQUENCE_SKIPS = 10_000
 SEQUENCE_SQL = text(
     "INSERT INTO sequences (scope, last_value) VALUES (:scope, 1) "
     "ON CONFLICT (scope) DO UPDATE SET last_value = sequences.last_value + 1 RETURNING last_value"
@@ -291,7 +292,18 @@ class RecordService:
                 continue
             counter = lambda prefix, k=key: s.execute(SEQUENCE_SQL, {"scope": f"{form.key}:{k}:{prefix}"}).scalar_one()  # noqa: E731
             values[key] = spec.kind.render(values, counter)
+            # A number already held (data restored or imported with its numbers) is skipped, not fought over:
+            # otherwise the rollback of the failed save would hand the same number to every later save.
+            for _ in range(MAX_SEQUENCE_SKIPS):
+                if not (spec.unique and spec.kind.has_sequence and self._taken(s, form, spec, values[key])):
+                    break
+                values[key] = spec.kind.render(values, counter)
         return issues
+
+    def _taken(self, s: DbSession, form: FormSpec, spec: FieldSpec, value: Any) -> bool:
+        dialect = self.db.dialect
+        stmt = select(Record.id).where(form_is(form.key), value_expr(dialect, spec) == sql_value(dialect, spec.kind.to_json(value)))
+        return s.execute(stmt.limit(1)).first() is not None
 
     def _unique_issues(self, s: DbSession, form: FormSpec, values: Mapping[str, Any], exclude: int | None) -> list[Issue]:
         """A friendly early check; the unique index remains the guarantee under concurrency."""

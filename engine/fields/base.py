@@ -38,6 +38,8 @@ class FieldType:
     orderable: ClassVar[bool] = False
     # False for values the system makes (generated numbers): never typed, never "required" of a user.
     user_input: ClassVar[bool] = True
+    # True where a generated value draws a number from a database sequence.
+    has_sequence: ClassVar[bool] = False
 
     @classmethod
     def build(cls, params: Mapping[str, Any], options: Mapping[str, tuple] | None = None) -> "FieldType":

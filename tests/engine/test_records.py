@@ -16,7 +16,7 @@ from engine.permissions import Principal
 from engine.records import ListQuery, RecordService, SaveResult
 from engine.spec import FormSpec
 from engine.storage.fieldsql import index_name, sql_value
-from engine.storage.models import Attachment, Record
+from engine.storage.models import Attachment, Record, Sequence
 from engine.validation import clean_record
 from tests.engine.helpers import (
     BACKENDS, ORG, add_member, database_url, png_bytes, principal_of, remove_field, student_values, write_definitions,
@@ -484,3 +484,14 @@ def test_list_count_limit__exact_when_under_the_limit(shared: World) -> None:
     exact = shared.service.list(shared.form, shared.registrar, ListQuery())
     counted = shared.service.list(shared.form, shared.registrar, ListQuery(count_limit=exact.total + 10))
     assert (counted.total, counted.capped) == (exact.total, False)
+
+
+def test_sequence_number_already_held__skipped_not_failed(fresh: World) -> None:
+    first = saved(fresh.create(student_values(181, enrol_year="2023")))
+    with fresh.state.db.write() as s:
+        # As after restoring an older backup of the sequences table: the next number is already in use.
+        s.execute(Sequence.__table__.update().values(last_value=0))
+        s.commit()
+    second = saved(fresh.create(student_values(183, enrol_year="2023")))
+    numbers = {fresh.service.get(fresh.form, r, fresh.registrar).values["school_no"] for r in (first, second)}
+    assert numbers == {"202300001", "202300002"}
