@@ -119,3 +119,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or "pg_url" in getattr(item, "fixturenames", ())
         ):
             item.add_marker(pytest.mark.pg)
+
+
+# One definition of the browser fixtures for every test folder: a module that imported them itself would start a
+# second session-scoped Playwright in the same worker, which Playwright's sync API refuses.
+from tests.browser_fixtures import browser, shot, start_server  # noqa: E402,F401

@@ -11,7 +11,6 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from engine.messages import MESSAGES
-from tests.browser.conftest import browser, start_server  # noqa: F401 — the browser tests' fixtures
 from tests.excel.helpers import id_number
 
 pytestmark = pytest.mark.browser

@@ -21,7 +21,6 @@ from engine.org import build_principal, unit_by_path
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import User
-from tests.browser.conftest import browser, shot, start_server  # noqa: F401 — the browser tests' fixtures
 from tests.support import CLASS_1, DEFINITIONS, DISTRICT, OTHER_DISTRICT, SCHOOL, valid_student
 
 pytestmark = pytest.mark.browser

@@ -1,6 +1,6 @@
 """Browser-test fixtures: the real `dangan serve` as a subprocess, and Debian's Chromium via Playwright.
 
-Never `playwright install`: the browser is /usr/bin/chromium (scripts/setup --browser installs it).
+Registered once in tests/conftest.py for every folder. Never `playwright install`: the browser is /usr/bin/chromium.
 """
 from __future__ import annotations
 
