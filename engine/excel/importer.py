@@ -424,7 +424,7 @@ class ImportPass:
         wanted = func.unnest(bindparam("wanted", values, type_=ARRAY(Text))).table_valued("x").render_derived(name="v")
         # LIMIT 1 keeps the planner from turning the LATERAL back into a merge join over the whole index.
         match = select(Record.id).where(form_is(self.form.key), expr == wanted.c.x).limit(1).lateral("m")
-        return list(s.execute(select(wanted.c.x, match.c.id).select_from(wanted).join(match, true())).tuples())
+        return list(s.execute(select(wanted.c.x, match.c.id).select_from(wanted).join(match, true())).all())
 
     def _lookup(self, s: DbSession, rows: list[RowInput]) -> dict[str, Existing]:
         """Records whose natural key matches, with one IN query per batch, from every scope."""
