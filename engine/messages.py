@@ -45,6 +45,7 @@ MESSAGES: Mapping[str, str] = {
     "conflict": "保存失败：在您编辑期间，{who}于{when}修改了这条记录。请查看下方变更后重新修改。",
     "generated": "{label}由系统生成，不能填写",
     "generated_source": "{label}需要先填写“{source}”才能生成",
+    "protected_by_review": "{label}的修改须经信息变更审核，不能通过 Excel 导入修改；请在学生页面发起信息变更",
     # workflows (engine/workflows)
     "wf_not_in_progress": "该申请{status}，不能再进行此操作",
     "wf_task_closed": "该步骤已由{who}于{when}处理（{action}），您的操作未生效",

@@ -123,6 +123,8 @@ class Context:
     mode: str
     limits: Limits
     note: str = ""
+    # Fields whose changes must pass a change-registration review (workflow `changes:`); an import may not edit them.
+    protected: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.found = policy(self.principal, self.form)
@@ -383,7 +385,12 @@ class ImportPass:
         values = dict(cleaned.values)
         pending = any(not values.get(k) for k in self.ctx.generated)
         document = write_document(self.form, values, found.data)
-        changed = bool(stored_changes(self.form, found.data, document)) or pending
+        changes = stored_changes(self.form, found.data, document)
+        held = [Issue("protected_by_review", path=k) for k in self.form.fields
+                if k in changes and k in self.ctx.protected and self.ctx.mode != "insert"]
+        if held:
+            return self._finish(row, "invalid", held, existing=found)
+        changed = bool(changes) or pending
         moved = unit_id is not None and unit_id != found.unit_id
         action = "updated" if changed or moved else "unchanged"
         return Plan(row, action, values=values, existing=found, unit_id=unit_id if moved else None)

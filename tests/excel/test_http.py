@@ -274,7 +274,7 @@ def test_round_trip__export_edit_import_updates(web) -> None:  # type: ignore[no
         sheet = book["学生档案"]
         header = [c.value for c in sheet[1]]
         target = next(r for r in range(2, 5) if sheet.cell(row=r, column=header.index("身份证号*") + 1).value == seeded[0]["身份证号"])
-        sheet.cell(row=target, column=header.index("姓名*") + 1).value = "改过的名字"
+        sheet.cell(row=target, column=header.index("家庭住址") + 1).value = "改过的地址"
         buffer = io.BytesIO()
         book.save(buffer)
         location = upload(client, csrf, buffer.getvalue(), mode="update")
@@ -285,8 +285,24 @@ def test_round_trip__export_edit_import_updates(web) -> None:  # type: ignore[no
         job = wait_job(state, job_id_of(location), ("done",))
     assert job.count_updated == 1
     record = record_by_id_card(state, seeded[0]["身份证号"])
-    assert record is not None and record.data["name"] == "改过的名字" and record.revision == 2
+    assert record is not None and record.data["address"] == "改过的地址" and record.revision == 2
     assert records(state) == 3
+
+
+def test_update__protected_field_refused_needs_change_registration(web) -> None:  # type: ignore[no-untyped-def]
+    """姓名 is declared in the 信息变更 workflow's `changes:`; only that review may change it, never an import."""
+    app, state = web
+    seeded = _seed(state, 1)
+    change = dict(seeded[0], 姓名="绕过审核")
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, xlsx([change]), mode="update", error_mode="skip_invalid")
+        preview = wait_job(state, job_id_of(location))
+        assert (preview.count_updated, preview.count_invalid) == (0, 1)
+        assert MESSAGES["protected_by_review"].format(label="姓名") in text_of(client.get(location).text)
+        confirm(client, csrf, location)
+        wait_job(state, job_id_of(location), ("done",))
+    record = record_by_id_card(state, change["身份证号"])
+    assert record is not None and record.data["name"] == seeded[0]["姓名"] and record.revision == 1
 
 
 def test_scope__other_schools_registrar_cannot_update_by_import(web) -> None:  # type: ignore[no-untyped-def]
