@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import Row, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from engine.storage.models import Session, User, utcnow
@@ -44,14 +44,16 @@ SESSION_USER = (
 )
 
 
-def find_session_user(s: DbSession, token: str | None) -> Row | None:
+# Built once: constructing the statement anew cost more than running it.
+_SESSION_USER_QUERY = select(*SESSION_USER).outerjoin(User, User.id == Session.user_id).where(Session.id == bindparam("digest"))
+
+
+def find_session_user(s: DbSession | Connection, token: str | None) -> Row | None:
     """The live session and its user's columns in one Core query: the per-request hot path, so no
     ORM identity-map work. The row carries `id`, `username`, ... and serves where a User is read."""
     if not token:
         return None
-    row = s.execute(
-        select(*SESSION_USER).outerjoin(User, User.id == Session.user_id).where(Session.id == token_digest(token))
-    ).first()
+    row = s.execute(_SESSION_USER_QUERY, {"digest": token_digest(token)}).first()
     if row is None or row.expires_at < utcnow():
         return None
     return row

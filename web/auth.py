@@ -85,23 +85,25 @@ _principals = PrincipalCache()
 
 
 def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Principal | None]:
-    with state.db.read() as s:
-        user = find_session_user(s, token)
-        if user is None:
-            return None, None
-        info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, flash=user.flash)
-        if user.id is None or not user.is_active:
-            return info, None
-        # The database and the row's creation time are part of the key: user ids are only unique within one
-        # database (several apps in one process, a restored backup), and SQLite may reuse a freed id.
-        key = (state.db.url, user.id, user.created_at, user.auth_version, state.definitions.version)
-        principal = _principals.get(key)
-        if principal is None:
+    # A plain connection for the per-request lookup; an ORM session only when the principal must be built.
+    with state.db.engine.connect() as connection:
+        user = find_session_user(connection, token)
+    if user is None:
+        return None, None
+    info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, flash=user.flash)
+    if user.id is None or not user.is_active:
+        return info, None
+    # The database and the row's creation time are part of the key: user ids are only unique within one
+    # database (several apps in one process, a restored backup), and SQLite may reuse a freed id.
+    key = (state.db.url, user.id, user.created_at, user.auth_version, state.definitions.version)
+    principal = _principals.get(key)
+    if principal is None:
+        with state.db.read() as s:
             principal = build_principal(s, user, state.definitions)
-            _principals.put(key, principal)
-        if principal.must_change_password != user.must_change_password:
-            principal = replace(principal, must_change_password=user.must_change_password)
-        return info, principal
+        _principals.put(key, principal)
+    if principal.must_change_password != user.must_change_password:
+        principal = replace(principal, must_change_password=user.must_change_password)
+    return info, principal
 
 
 async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
