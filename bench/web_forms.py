@@ -34,7 +34,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,9 @@ from dataclasses import dataclass, field, replace
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/x.py`
+from harness import cpu_seconds, free_port, http, start, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -164,58 +166,7 @@ def seed(db_url: str, var_dir: Path, students: int, rng: random.Random) -> Seede
 
 
 # --- 2. servers ------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.1)
-    raise SystemExit(f"server did not answer {url} within {timeout}s")
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path, probe: str) -> subprocess.Popen:
-    with log.open("wb") as out:
-        process = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    wait_for(probe, process, log)
-    return process
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 # --- 3. session and requests -----------------------------------------------------------------------------
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None
-
-
-def http(base: str, path: str, cookie: str = "", data: bytes | None = None, headers: dict[str, str] | None = None
-         ) -> tuple[int, dict[str, str], str]:
-    request = urllib.request.Request(base + path, data=data, headers={**(headers or {}), **({"Cookie": cookie} if cookie else {})})
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(request, timeout=30) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode()
-
-
 def cookie_of(headers: dict[str, str]) -> str:
     jar = SimpleCookie()
     jar.load(headers.get("set-cookie", ""))
@@ -363,12 +314,6 @@ class Result:
     @property
     def server_cores(self) -> float:
         return self.server_cpu_s / self.seconds if self.seconds else 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 LUA = r"""

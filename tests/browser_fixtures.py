@@ -5,6 +5,7 @@ Registered once in tests/conftest.py for every folder. Never `playwright install
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Page, expect
 
 from tests.support import DEFINITIONS, REPO
 
@@ -117,3 +119,24 @@ def shot() -> Callable[[object, str], Path]:
         page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
         return path
     return take
+
+
+def log_in(page: Page, base: str, username: str, password: str) -> None:
+    page.goto(base + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("form[action='/login'] button[type=submit]")
+
+
+def change_password(page: Page, current: str, new: str) -> None:
+    """The forced change at first login: explained, then done, then home with 密码已修改."""
+    expect(page).to_have_url(re.compile(r"/password$"))
+    expect(page.locator(".notice")).to_be_visible()
+    page.fill("#current", current)
+    page.fill("#new", new)
+    page.fill("#confirm", new)
+    with page.expect_navigation():
+        page.click("form[action='/password'] button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page.locator(".flash")).to_have_text("密码已修改")

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from engine.loader import load_definitions
 from engine.messages import MESSAGES
+from tests.browser_fixtures import change_password, log_in
 from tests.support import DEFINITIONS
 
 pytestmark = pytest.mark.browser
@@ -44,26 +45,6 @@ def id_pair(first17: str) -> tuple[str, str]:
 def check_message(valid: str) -> str:
     """The inline message as the catalogue words it for the form's 身份证号 label."""
     return MESSAGES["id_card_check"].format(label=STUDENT.fields["id_card"].label, expected=valid[-1])
-
-
-def log_in(page: Page, base: str, username: str, password: str) -> None:
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("form[action='/login'] button[type=submit]")
-
-
-def change_password(page: Page, current: str, new: str) -> None:
-    expect(page).to_have_url(re.compile(r"/password$"))
-    expect(page.locator(".notice")).to_be_visible()  # the "first login" explanation
-    page.fill("#current", current)
-    page.fill("#new", new)
-    page.fill("#confirm", new)
-    with page.expect_navigation():
-        page.click("form[action='/password'] button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/$"))
-    expect(page.locator(".flash")).to_have_text("密码已修改")
 
 
 def choose_unit(page: Page, class_name: str) -> None:

@@ -3,7 +3,6 @@ fill it in Excel (openpyxl here), upload, read the preview, 确认导入, watch 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import openpyxl
@@ -11,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from engine.messages import MESSAGES
+from tests.browser_fixtures import change_password, log_in
 from tests.excel.helpers import id_number
 
 pytestmark = pytest.mark.browser
@@ -20,18 +20,8 @@ CLASS = "示范区教育局/示范区第一中学/高一/高一(1)班"
 
 
 def sign_in_first_time(page: Page, base: str, password: str) -> None:
-    page.goto(base + "/login")
-    page.fill("#username", "admin")
-    page.fill("#password", password)
-    with page.expect_navigation():
-        page.click("form[action='/login'] button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/password$"))
-    page.fill("#current", password)
-    page.fill("#new", NEW_PASSWORD)
-    page.fill("#confirm", NEW_PASSWORD)
-    with page.expect_navigation():
-        page.click("form[action='/password'] button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/$"))
+    log_in(page, base, "admin", password)
+    change_password(page, password, NEW_PASSWORD)
 
 
 def fill_template(template: Path, target: Path) -> list[str]:

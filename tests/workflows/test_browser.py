@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from engine.org import build_principal, unit_by_path
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import User
+from tests.browser_fixtures import change_password, log_in
 from tests.support import CLASS_1, DEFINITIONS, DISTRICT, OTHER_DISTRICT, SCHOOL, valid_student
 
 pytestmark = pytest.mark.browser
@@ -55,18 +55,8 @@ def signed_in(chromium: Browser, base: str, username: str) -> tuple[BrowserConte
     context = chromium.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
-    page.goto(base + "/login")
-    page.fill("#username", username)
-    page.fill("#password", FIRST)
-    with page.expect_navigation():
-        page.click("form[action='/login'] button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/password$"))
-    page.fill("#current", FIRST)
-    page.fill("#new", SECOND)
-    page.fill("#confirm", SECOND)
-    with page.expect_navigation():
-        page.click("form[action='/password'] button[type=submit]")
-    expect(page.locator(".flash")).to_have_text("密码已修改")
+    log_in(page, base, username, FIRST)
+    change_password(page, FIRST, SECOND)
     return context, page
 
 
