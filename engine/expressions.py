@@ -8,6 +8,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from engine.expression_lowering import Unsupported, lower
+
 from engine.errors import did_you_mean
 from engine.fields import id_card_birth, id_card_gender
 from engine.spec import Expression, Origin
@@ -73,15 +75,28 @@ class ExpressionCompiler:
             raise ExpressionProblem("表达式不能访问以下划线开头的内部属性", "只比较字段的值，例如 gender == '女'")
         if any(isinstance(n, (nodes.Filter, nodes.Test)) and n.name not in _ALLOWED_FILTERS for n in tree.find_all((nodes.Filter, nodes.Test))):
             raise ExpressionProblem("表达式中使用了不支持的过滤器或测试", f"可用：{'、'.join(sorted(_ALLOWED_FILTERS))}")
-        compiled = self.env.compile_expression(text, undefined_to_none=False)
         field_names = frozenset(names & known)
+        evaluate = self._lowered(tree, field_names) or self._jinja(text, field_names)
+
+        self._prove_boolean(text, evaluate, field_names, samples)
+        return Expression(source=text, names=field_names, evaluate=evaluate, origin=origin)
+
+    def _lowered(self, tree: nodes.Template, field_names: frozenset[str]) -> Callable[[Mapping[str, Any]], Any] | None:
+        """The expression as Python closures over the same sandbox (see expression_lowering), or None
+        when it uses a construct only Jinja's own code generator handles."""
+        try:
+            return lower(_expression_of(tree), self.env, field_names, self.functions)
+        except Unsupported:
+            return None
+
+    def _jinja(self, text: str, field_names: frozenset[str]) -> Callable[[Mapping[str, Any]], Any]:
+        compiled = self.env.compile_expression(text, undefined_to_none=False)
 
         def evaluate(values: Mapping[str, Any]) -> Any:
             context = {name: values.get(name) for name in field_names}
             return compiled(**context)
 
-        self._prove_boolean(text, evaluate, field_names, samples)
-        return Expression(source=text, names=field_names, evaluate=evaluate, origin=origin)
+        return evaluate
 
     @staticmethod
     def _prove_boolean(text: str, evaluate: Callable, names: frozenset[str], samples: Mapping[str, Any]) -> None:
@@ -94,6 +109,13 @@ class ExpressionCompiler:
                 f"表达式的结果应为“是/否”，实际得到 {type(result).__name__}",
                 "用比较运算得到真假，例如 x != none 或 x == '是'",
             )
+
+
+def _expression_of(tree: nodes.Template) -> nodes.Expr:
+    """The expression inside the `{{ (…) }}` that compile() parsed."""
+    output = tree.body[0]
+    assert isinstance(output, nodes.Output) and len(output.nodes) == 1
+    return output.nodes[0]
 
 
 def _private(node: nodes.Getattr | nodes.Getitem) -> bool:

@@ -115,6 +115,11 @@ class FormSpec:
     unit_label: str = "所属单位"
     origin: Origin | None = field(default=None, compare=False)
 
+    @cached_property
+    def derived(self) -> dict[str, Any]:
+        """What other modules build once from this compiled form (e.g. the validator's plan), by name."""
+        return {}
+
     def dependents(self, key: str) -> tuple[str, ...]:
         """Fields whose visibility or requiredness reads `key`, in form order."""
         return self._dependents.get(key, ())

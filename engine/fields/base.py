@@ -40,6 +40,9 @@ class FieldType:
     user_input: ClassVar[bool] = True
     # True where a generated value draws a number from a database sequence.
     has_sequence: ClassVar[bool] = False
+    # True where typed values come from a small set (选项, 是/否, years, dates) and `clean` returns an immutable
+    # value that depends on the raw input alone: the validator then remembers recent answers per field.
+    repeats: ClassVar[bool] = False
 
     @classmethod
     def build(cls, params: Mapping[str, Any], options: Mapping[str, tuple] | None = None) -> "FieldType":

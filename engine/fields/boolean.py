@@ -19,6 +19,7 @@ class BooleanField(FieldType):
     title = "是/否"
     widget = "boolean"
     input_type = "checkbox"
+    repeats = True
 
     def to_python(self, raw: Any) -> bool | None:
         if is_empty(raw):

@@ -56,6 +56,7 @@ class ChoiceField(FieldType):
     title = "单选"
     widget = "select"
     params_schema = {"options": _OPTIONS_SCHEMA}
+    repeats = True
 
     options: tuple[Option, ...] = ()
     # Typed text (value or label, normalised) -> stored value.
@@ -83,7 +84,9 @@ class ChoiceField(FieldType):
         object.__setattr__(self, "_lookup", lookup)
 
     def resolve(self, text: str) -> str | None:
-        return self._lookup.get(_key(text))
+        # Most text is already a lookup key ("汉族", "是"); _key is idempotent, so this is the same answer.
+        found = self._lookup.get(text)
+        return found if found is not None else self._lookup.get(_key(text))
 
     def label_of(self, value: str) -> str:
         for option in self.options:
@@ -128,6 +131,7 @@ class MultiChoiceField(ChoiceField):
     name = "multi_choice"
     title = "多选"
     widget = "checkboxes"
+    repeats = False  # a list: callers may change it
 
     def __post_init__(self) -> None:
         super().__post_init__()

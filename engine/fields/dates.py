@@ -44,6 +44,7 @@ class DateField(FieldType):
     excel_format = "yyyy-mm-dd"
     constraints = frozenset({"min", "max"})
     orderable = True
+    repeats = True
 
     def to_python(self, raw: Any) -> datetime.date | None:
         if is_empty(raw):

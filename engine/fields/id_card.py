@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator
 
 from engine.fields.base import FieldType, is_empty
@@ -21,7 +22,7 @@ _EARLIEST_BIRTH = datetime.date(1900, 1, 1)
 
 
 def check_digit(first17: str) -> str:
-    return _CHECK_CHARS[sum(int(c) * w for c, w in zip(first17, _WEIGHTS)) % 11]
+    return _CHECK_CHARS[sum(map(int.__mul__, map(int, first17), _WEIGHTS)) % 11]
 
 
 def normalise_id_card(raw: str) -> str:
@@ -36,24 +37,36 @@ def birth_date(number: str) -> datetime.date | None:
 
 
 def id_card_issues(number: str, today: datetime.date | None = None) -> Iterator[Issue]:
-    """Problems with a well-shaped number, most basic first."""
+    """Problems with a well-shaped number, most basic first (only the first: a check digit computed
+    from a mistyped birth date misleads)."""
+    problem = _first_problem(number, today or datetime.date.today())
+    if problem is not None:
+        yield problem
+
+
+# A number is checked several times per record (its field, the natural key, the rules that read its
+# birth date and sex); the answer depends only on the number and the day. Issues are immutable.
+@lru_cache(maxsize=4096)
+def _first_problem(number: str, today: datetime.date) -> Issue | None:
     if int(number[:2]) not in _PROVINCES:
-        yield Issue("id_card_region")
-        return
+        return Issue("id_card_region")
     born = birth_date(number)
-    if born is None or not _EARLIEST_BIRTH <= born <= (today or datetime.date.today()):
-        yield Issue("id_card_birth")
-        return
+    if born is None or not _EARLIEST_BIRTH <= born <= today:
+        return Issue("id_card_birth")
     expected = check_digit(number[:17])
     if number[17] != expected:
-        yield Issue("id_card_check", {"expected": expected})
+        return Issue("id_card_check", {"expected": expected})
+    return None
 
 
 def _valid(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
+    return _valid_text(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _valid_text(value: str) -> str | None:
     number = normalise_id_card(value)
-    if not _SHAPE.fullmatch(number) or next(id_card_issues(number), None) is not None:
+    if not _SHAPE.fullmatch(number) or _first_problem(number, datetime.date.today()) is not None:
         return None
     return number
 
@@ -88,7 +101,6 @@ class IdCardField(FieldType):
         return number
 
     def validate(self, value: str) -> Iterator[Issue]:
-        # Only the first problem: a check digit computed from a mistyped birth date misleads.
         return id_card_issues(value)
 
     def mask(self, text: str) -> str:

@@ -23,6 +23,7 @@ class IntegerField(FieldType):
     excel_format = "0"
     constraints = frozenset({"min", "max"})
     orderable = True
+    repeats = True
 
     def to_python(self, raw: Any) -> int | None:
         if is_empty(raw):
@@ -61,6 +62,7 @@ class DecimalField(FieldType):
     params_schema = {"places": {"type": "integer", "minimum": 0, "maximum": 10}}
     constraints = frozenset({"min", "max"})
     orderable = True
+    repeats = True
 
     places: int | None = None
 

@@ -246,3 +246,43 @@ def test_student__disability_note_hidden_otherwise(student) -> None:
     result = clean_record(student, student_raw(student, health="健康或良好", disability_note="视力残疾"))
     assert result.ok
     assert "disability_note" in result.hidden and result.values["disability_note"] is None
+
+
+# --- remembered answers for types whose values repeat (FieldType.repeats) ----------------------------
+
+REPEATS_FORM = """
+key: r
+title: 重复值
+sections:
+  - key: main
+    title: 主要
+    fields:
+      - {key: count, label: 人数, type: integer, max: 10}
+      - {key: flag, label: 是否, type: boolean}
+      - {key: kind, label: 类别, type: choice, options: [普通, 其他]}
+      - {key: tags, label: 标签, type: multi_choice, options: [甲, 乙]}
+"""
+
+
+def test_repeated_values__same_answers_as_first_time(tmp_path) -> None:
+    form = compile_form(tmp_path, REPEATS_FORM)
+    first = [clean_record(form, {"count": v, "flag": v, "kind": "普通"}) for v in (1, True, 1.0, "1", 11)]
+    again = [clean_record(form, {"count": v, "flag": v, "kind": "普通"}) for v in (1, True, 1.0, "1", 11)]
+    # 1, 1.0 and True are one dict key; they are not one input: an integer field refuses True.
+    assert [r.values["count"] for r in first] == [1, None, 1, 1, 11]
+    assert [[i.code for i in r.issues] for r in first] == [[], ["integer"], [], [], ["max_value", "boolean"]]
+    assert [(r.values, r.issues) for r in again] == [(r.values, r.issues) for r in first]
+
+
+def test_remembered_issues__callers_may_change_their_lists(tmp_path) -> None:
+    form = compile_form(tmp_path, REPEATS_FORM)
+    clean_record(form, {"kind": "别的"}).issues.append(Issue("x"))
+    assert [i.code for i in clean_record(form, {"kind": "别的"}).issues] == ["choice"]
+
+
+def test_unhashable_input__cleaned_without_memory(tmp_path) -> None:
+    form = compile_form(tmp_path, REPEATS_FORM)
+    assert [i.code for i in clean_record(form, {"kind": ["普通"]}).issues] == ["choice"]
+    result = clean_record(form, {"tags": ["甲"]})
+    result.values["tags"].append("乙")
+    assert clean_record(form, {"tags": ["甲"]}).values["tags"] == ["甲"]
