@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 from engine.documents import read_values, stored_changes, write_document
 from engine.excel.layout import UNIT_KEY, KeySheet, header_score, key_lookup, map_header, read_key_sheet
 from engine.excel.limits import FileRejected, Limits
+from engine.excel.parallel import helper_possible, prepared_batches
 from engine.excel.reader import Row, Table
 from engine.excel.units import UnitChoices, unit_choices
 from engine.excel.workbooks import FORMULA_PREFIXES
@@ -35,7 +36,7 @@ from engine.spec import FormSpec
 from engine.storage.db import Database
 from engine.storage.fieldsql import form_is, sql_value, value_expr
 from engine.storage.models import AuditEntry, OrgUnit, Record, utcnow
-from engine.validation import clean_field, clean_record
+from engine.validation import CleanResult, clean_field, clean_record
 
 OUTCOMES = ("new", "updated", "unchanged", "invalid")
 ERROR_MODES = ("all_or_nothing", "skip_invalid")
@@ -73,6 +74,14 @@ class RowInput:
     key_text: str = ""
     unit_text: str = ""
     issues: list[Issue] = field(default_factory=list)  # cells their field type could not read
+    formulas: int = 0  # text cells that look like formulas, kept as inert text
+    # clean_record of the row as a new record (defaults + the row), made while rows are prepared;
+    # a row that turns out to update a stored record is cleaned again with the stored values.
+    as_new: CleanResult | None = None
+
+
+# What `ImportPass.prepare` learns of a row, without its cells (a helper process sends it back).
+Prepared = tuple[dict[str, Any], "str | None", str, str, list[Issue], int, "CleanResult | None"]
 
 
 @dataclass
@@ -215,9 +224,17 @@ class ImportPass:
         self.result.warnings = list(self.columns.warnings)
         self._readers = [(key, index, self.form.fields[key].kind.from_cell) for key, index in self.columns.fields.items()]
         self._normal: dict[tuple[str, str], str | None] = {}
+        helper = 0 < self.ctx.limits.helper_rows <= table.last_row and helper_possible()
+        with prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
+            for rows, prepared in batches:
+                self._batch(rows, prepared)
+        self.result.warnings += self._closing_warnings(table)
+        return self.result
+
+    def _batches(self, first: list[Row], rest: Iterator[Row]) -> Iterator[list[Row]]:
         batch: list[Row] = []
         data_rows = 0
-        for row in _chain(rest, table.rows):
+        for row in _chain(first, rest):
             filled = _filled(row[1])
             data_rows += filled
             if data_rows > self.ctx.limits.max_rows:
@@ -230,17 +247,27 @@ class ImportPass:
                 continue
             batch.append(row)
             if len(batch) >= self.ctx.limits.batch_size:
-                self._batch(batch)
+                yield batch
                 batch = []
         if batch:
-            self._batch(batch)
-        self.result.warnings += self._closing_warnings(table)
-        return self.result
+            yield batch
 
-    def _batch(self, rows: list[Row]) -> None:
+    def prepare(self, rows: list[Row]) -> list[Prepared]:
+        """Cells read and each row validated as a new record: the part that needs no database, so it
+        may run in a helper process (engine/excel/parallel.py) while this one writes."""
+        prepared = []
+        for number, cells in rows:
+            row = self.convert(number, cells)
+            if self.ctx.mode != "update":
+                row.as_new = clean_record(self.form, self._new_raw(row))
+            prepared.append((row.submitted, row.key, row.key_text, row.unit_text, row.issues, row.formulas, row.as_new))
+        return prepared
+
+    def _batch(self, rows: list[Row], prepared: list[Prepared]) -> None:
         if self.should_stop():
             raise Interrupted()
-        inputs = [self.convert(number, cells) for number, cells in rows]
+        inputs = [RowInput(number, cells, *found) for (number, cells), found in zip(rows, prepared)]
+        self.result.formula_text += sum(row.formulas for row in inputs)
         if self.write:
             with self.ctx.db.write() as s:
                 plans = self.plan(s, inputs)
@@ -279,7 +306,7 @@ class ImportPass:
                 row.submitted[key] = None
                 continue
             if isinstance(cell, str) and cell.lstrip().startswith(FORMULA_PREFIXES[:4]):
-                self.result.formula_text += 1
+                row.formulas += 1
             try:
                 row.submitted[key] = from_cell(cell)
             except FieldError as exc:
@@ -352,10 +379,13 @@ class ImportPass:
                 issues += clean_field(self.form.fields[key], row.submitted[key])[1]
         return issues
 
-    def _plan_new(self, row: RowInput, issues: list[Issue]) -> Plan:
+    def _new_raw(self, row: RowInput) -> dict[str, Any]:
         raw = dict(self.ctx.defaults)
         raw.update({k: v for k, v in row.submitted.items() if v is not None})
-        cleaned = clean_record(self.form, raw)
+        return raw
+
+    def _plan_new(self, row: RowInput, issues: list[Issue]) -> Plan:
+        cleaned = row.as_new or clean_record(self.form, self._new_raw(row))
         unit_id, unit_issue = self.ctx.create_units.resolve(row.unit_text, self.form.unit_label)
         if unit_issue is not None:
             issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))

@@ -25,6 +25,9 @@ class Limits:
     reader_start_timeout: float = 300.0  # seconds until the reader has loaded the sheet
     header_scan_rows: int = 30
     batch_size: int = 500  # rows per write transaction
+    # Files with at least this many rows are read and validated in a helper process while this one
+    # writes (engine/excel/parallel.py); 0 = never.
+    helper_rows: int = 2000
 
 
 class FileRejected(Exception):

@@ -163,3 +163,65 @@ def test_ids_of_deleted_records__never_handed_out_again(shared: AppState) -> Non
     second = new_student()
     commit(shared, preview(shared, "reg", xlsx([second])), "skip_invalid")
     assert record_by_id_card(shared, second["身份证号"]).id > gone.id  # type: ignore[union-attr]
+
+
+# --- rows prepared in a forked helper process (engine/excel/parallel.py) -----------------------------
+
+def _mixed_rows() -> list[dict]:
+    twin = new_student()
+    return [new_student(), twin, new_student(民族="火星族"), new_student(姓名=""), dict(twin), new_student(),
+            new_student(出生日期="2008-02-30"), new_student()]
+
+
+def _outcome(state: AppState, job) -> tuple:  # type: ignore[no-untyped-def]
+    return ((job.status, job.count_new, job.count_updated, job.count_unchanged, job.count_invalid),
+            sorted((n, sorted(m)) for n, m in errors_of(state, job).items()))
+
+
+def _preparing_pids(monkeypatch: pytest.MonkeyPatch, log: Path, die_in_helper: bool = False) -> None:
+    """Every process that prepares a batch writes its pid to `log` (the helper inherits the patch by fork)."""
+    import os
+
+    prepare, parent = ImportPass.prepare, os.getpid()
+
+    def logged(self: ImportPass, rows):  # type: ignore[no-untyped-def]
+        with log.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        if die_in_helper and os.getpid() != parent:
+            os._exit(1)
+        return prepare(self, rows)
+
+    monkeypatch.setattr(ImportPass, "prepare", logged)
+
+
+def test_helper_process__same_preview_and_import_as_in_process(shared: AppState, monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    import os
+
+    rows = _mixed_rows()
+    alone = preview(shared, "reg", xlsx(rows), limits=Limits(batch_size=2, helper_rows=0))
+    _preparing_pids(monkeypatch, tmp_path / "pids")
+    helped_limits = Limits(batch_size=2, helper_rows=1)
+    helped = preview(shared, "reg", xlsx(rows), limits=helped_limits)
+    assert _outcome(shared, helped) == _outcome(shared, alone)
+    assert _outcome(shared, alone)[0] == ("previewed", 3, 0, 0, 5)  # 3 bad rows, and both rows of the repeated ID
+    pids = {int(p) for p in (tmp_path / "pids").read_text().split()}
+    assert pids and os.getpid() not in pids  # every batch was prepared by the helper
+    done = commit(shared, helped, "skip_invalid", limits=helped_limits)
+    assert (done.status, done.count_new, done.count_invalid) == ("done", 3, 5)
+    saved = [r for r in rows if r is not rows[1] and r is not rows[4] and r.get("民族") != "火星族" and r.get("姓名")
+             and r.get("出生日期") != "2008-02-30"]
+    assert counts(shared, [r["身份证号"] for r in saved]) == (3, 3)
+
+
+def test_helper_process_dies__the_rest_prepared_here_same_result(shared: AppState, monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import os
+
+    rows = _mixed_rows()
+    alone = preview(shared, "reg", xlsx(rows), limits=Limits(batch_size=2, helper_rows=0))
+    _preparing_pids(monkeypatch, tmp_path / "pids", die_in_helper=True)
+    helped = preview(shared, "reg", xlsx(rows), limits=Limits(batch_size=2, helper_rows=1))
+    assert _outcome(shared, helped) == _outcome(shared, alone)
+    pids = {int(p) for p in (tmp_path / "pids").read_text().split()}
+    assert os.getpid() in pids and len(pids) == 2  # the helper started, died, and this process took over
