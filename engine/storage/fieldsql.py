@@ -54,8 +54,8 @@ def form_is(form_key: str) -> ColumnElement:
 
 def index_name(prefix: str, form: str, field: FieldSpec) -> str:
     # The expression's keys are part of the name, so a new `renamed_from` replaces the old index; so is
-    # the unique indexes' shape ("partial-value"), which replaces the earlier (form_key, value) ones.
-    shape = hashlib.sha1(("|".join(field.stored_keys) + ("|partial-value" if prefix == "ux" else "")).encode()).hexdigest()[:6]
+    # the indexes' shape ("partial-value", "partial"), which replaces the earlier whole-table ones.
+    shape = hashlib.sha1(("|".join(field.stored_keys) + ("|partial-value" if prefix == "ux" else "|partial")).encode()).hexdigest()[:6]
     return f"{prefix}_{form[:24]}_{field.key[:24]}_{shape}"
 
 
@@ -77,7 +77,11 @@ def wanted_indexes(dialect: str, form: FormSpec) -> list[tuple[Index, FieldSpec]
             index = Index(index_name("ux", form.key, field), *columns, unique=True,
                           sqlite_where=own_rows, postgresql_where=own_rows)
         elif key in form.list.filters or key == form.list.default_sort.lstrip("-"):
-            index = Index(index_name("dx", form.key, field), Record.form_key, value_expr(dialect, field))
+            # Partial too: saving a record then computes only its own form's index values (each one a
+            # json_extract over the whole document), not every form's.
+            own_rows = form_is(form.key)
+            index = Index(index_name("dx", form.key, field), Record.form_key, value_expr(dialect, field),
+                          sqlite_where=own_rows, postgresql_where=own_rows)
         else:
             continue
         indexes.append((index, field))

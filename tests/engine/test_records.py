@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -304,6 +305,10 @@ def test_expression_indexes__exist_after_start(shared: World) -> None:
                 assert "UNIQUE" in existing[index_name("ux", form.key, spec)].upper()
             elif key in form.list.filters:
                 assert index_name("dx", form.key, spec) in existing, key
+            if spec.unique or key in form.list.filters:
+                # Over the form's own rows only: saving a record computes no other form's index values.
+                sql = existing[index_name("ux" if spec.unique else "dx", form.key, spec)]
+                assert re.search(rf"WHERE \(*form_key\)?(::text)? = '{form.key}'", sql), sql
 
 
 def test_filtered_list__uses_expression_index_on_sqlite(shared: World) -> None:
