@@ -22,7 +22,7 @@ class Limits:
     # Address space of the xlsx reader process: python-calamine builds the whole sheet as one dense
     # grid, so a 1 KB file naming cell XFD1048576 would otherwise allocate hundreds of gigabytes.
     reader_memory: int = 3 * GB
-    reader_start_timeout: float = 300.0  # seconds until the reader has loaded the sheet
+    reader_start_timeout: float = 300.0  # seconds the reader process may take to read the whole sheet
     header_scan_rows: int = 30
     batch_size: int = 500  # rows per write transaction
     # Files with at least this many rows are read and validated in a helper process while this one

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,7 @@ CHILD = Path(__file__).resolve().with_name("reader_child.py")
 KEYS_SHEET = "_keys"
 INSTRUCTIONS_SHEET = "填写说明"
 Row = tuple[int, list[Any]]  # (1-based row number as Excel shows it, cell values)
+_FRAME_HEADER = struct.Struct("<Q")  # each frame of the reader child: its length, then the pickle
 
 
 @dataclass
@@ -62,7 +66,11 @@ def open_table(path: Path, inspection: Inspection, form_title: str, limits: Limi
 
 
 class _ChildReader:
-    """Runs reader_child.py to the end (with a deadline), then streams the rows it spooled to a file."""
+    """Runs reader_child.py and streams the rows it spools to a file, while it is still writing them.
+
+    The child writes length-prefixed pickled frames to an unlinked temporary file and exits as soon as
+    the sheet is written, so calamine's grid is given back early whatever the import does next; the
+    rows it has written are read meanwhile, so validating and writing overlap with its work."""
 
     def __init__(self, path: Path, sheet: str, keys_sheet: str, limits: Limits) -> None:
         self.path, self.sheet, self.keys_sheet, self.limits = path, sheet, keys_sheet, limits
@@ -75,46 +83,76 @@ class _ChildReader:
         self.spool = tempfile.TemporaryFile()
         args = [sys.executable, "-I", str(CHILD), str(self.path), self.sheet, self.keys_sheet,
                 str(self.limits.reader_memory), f"/dev/fd/{self.spool.fileno()}"]
+        self.deadline = time.monotonic() + self.limits.reader_start_timeout
         try:
-            code = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  pass_fds=(self.spool.fileno(),), timeout=self.limits.reader_start_timeout).returncode
-        except subprocess.TimeoutExpired:
+            self.child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, pass_fds=(self.spool.fileno(),))
+        except BaseException:
             self.spool.close()
-            raise FileRejected("import_file_unreadable") from None
-        self.spool.seek(0)
+            raise
+        self.source = os.fdopen(os.dup(self.spool.fileno()), "rb", buffering=0)
+        self.source.seek(0)
         try:
-            frame = self._next(code)
+            frame = self._next()
             if frame[0] == "keys":
                 self.keys = [list(row) for row in frame[1]]
-                frame = self._next(code)
+                frame = self._next()
             if frame[0] != "sheet":
                 raise FileRejected("import_file_corrupt")
             _tag, self.first_column, self.last_row = frame
         except BaseException:
-            self.spool.close()
+            self.__exit__()
             raise
-        self.code = code
         return self
 
-    def _next(self, code: int) -> tuple:
+    def _read(self, size: int) -> bytes:
+        """`size` bytes of the spool, waiting while the child is still writing them; b"" if it never will."""
+        data = b""
+        while len(data) < size:
+            chunk = self.source.read(size - len(data))
+            if chunk:
+                data += chunk
+                continue
+            if self.child.poll() is not None:
+                chunk = self.source.read(size - len(data))  # written just before it exited
+                if not chunk:
+                    return b""
+                data += chunk
+                continue
+            if time.monotonic() > self.deadline:
+                self.child.kill()
+                raise FileRejected("import_file_unreadable")
+            time.sleep(0.002)
+        return data
+
+    def _next(self) -> tuple:
+        header = self._read(_FRAME_HEADER.size)
+        body = self._read(_FRAME_HEADER.unpack(header)[0]) if len(header) == _FRAME_HEADER.size else b""
         try:
-            frame = pickle.load(self.spool)
-        except (EOFError, pickle.UnpicklingError, OSError):
+            frame = pickle.loads(body) if body else None
+        except (pickle.UnpicklingError, EOFError, ValueError):
+            frame = None
+        if frame is None:
+            code = self.child.wait()
             # A negative code is a signal: SIGABRT when calamine's allocation hit the memory cap.
-            raise FileRejected("import_file_unreadable" if code < 0 or code == 3 else "import_file_corrupt") from None
+            raise FileRejected("import_file_unreadable" if code < 0 or code == 3 else "import_file_corrupt")
         if frame[0] == "error":
             raise FileRejected("import_file_unreadable" if frame[1] == "memory" else "import_file_corrupt")
         return frame
 
     def rows(self) -> Iterator[Row]:
         while True:
-            frame = self._next(self.code)
+            frame = self._next()
             if frame[0] == "end":
                 self.stats["merged"], self.stats["reader_peak_kb"] = frame[2], frame[3]
                 return
             yield from frame[1]
 
     def __exit__(self, *_exc: Any) -> None:
+        if self.child.poll() is None:
+            self.child.kill()
+        self.child.wait()
+        self.source.close()
         self.spool.close()
 
 

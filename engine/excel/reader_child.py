@@ -4,7 +4,8 @@ Started by `engine.excel.reader` as `python -I reader_child.py PATH SHEET KEYS_S
 calamine builds a sheet as one dense grid in native memory and aborts the process when an
 allocation fails, so it must never run inside the server. This script imports nothing from the
 engine. It writes the rows to the SPOOL file as fast as it can and exits, so the grid's memory is
-given back before the import's slow part (validating and writing) begins. Frames are pickled tuples:
+given back early; the parent reads the frames as they arrive. Frames are pickled tuples, each
+preceded by its length (8 bytes, little-endian):
   ("keys", rows)                      the hidden `_keys` sheet, when asked for
   ("sheet", first_column, last_row)   0-based first column of every row list; last 1-based row number
   ("rows", [(row_number, cells), ...])
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import pickle
 import resource
+import struct
 import sys
 
 BATCH = 1000
@@ -22,7 +24,10 @@ KEYS_LIMIT = 2000
 
 
 def send(out, frame) -> None:  # type: ignore[no-untyped-def]
-    pickle.dump(frame, out, protocol=pickle.HIGHEST_PROTOCOL)
+    # Length first: the parent reads the frames while this process is still writing them.
+    body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(struct.pack("<Q", len(body)) + body)
+    out.flush()
 
 
 def merge_starts(merged, first_column):  # type: ignore[no-untyped-def]
