@@ -26,6 +26,7 @@ from engine.excel.parallel import helper_possible, prepared_batches
 from engine.excel.reader import Row, Table
 from engine.excel.units import UnitChoices, unit_choices
 from engine.excel.workbooks import FORMULA_PREFIXES
+from engine.fields.base import FieldType
 from engine.fields.generated import GeneratedField
 from engine.fields.normalise import integral_text
 from engine.issues import FieldError, Issue
@@ -178,6 +179,12 @@ def _filled(cells: list[Any]) -> bool:
 
 
 _ZERO_WIDTH = "\u200b\u200c\u200d\u2060\ufeff"
+_FORMULA_STARTS = FORMULA_PREFIXES[:4]  # "=", "+", "-", "@"; tab and CR are stripped away before the test
+
+
+def _cell_reader(kind: Any) -> Callable[[Any], Any] | None:
+    """The type's `from_cell`, or None where it is the base one, which returns the cell unchanged."""
+    return None if type(kind).from_cell is FieldType.from_cell else kind.from_cell
 
 
 def _blank(cell: Any) -> bool:
@@ -222,7 +229,7 @@ class ImportPass:
         self.columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
         self.result.header_row = header_row
         self.result.warnings = list(self.columns.warnings)
-        self._readers = [(key, index, self.form.fields[key].kind.from_cell) for key, index in self.columns.fields.items()]
+        self._readers = [(key, index, _cell_reader(self.form.fields[key].kind)) for key, index in self.columns.fields.items()]
         self._normal: dict[tuple[str, str], str | None] = {}
         helper = 0 < self.ctx.limits.helper_rows <= table.last_row and helper_possible()
         with prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
@@ -300,15 +307,25 @@ class ImportPass:
     def convert(self, number: int, cells: list[Any]) -> RowInput:
         row = RowInput(number, cells)
         width = len(cells)
+        submitted = row.submitted
         for key, index, from_cell in self._readers:
             cell = cells[index] if index < width else None
-            if _blank(cell):
-                row.submitted[key] = None
+            if isinstance(cell, str):
+                text = cell.strip()
+                # The full blank test only for text that starts or ends with something strip() keeps.
+                if not text or ((text[0] in _ZERO_WIDTH or text[-1] in _ZERO_WIDTH) and _blank(text)):
+                    submitted[key] = None
+                    continue
+                if text.startswith(_FORMULA_STARTS):
+                    row.formulas += 1
+            elif cell is None:
+                submitted[key] = None
                 continue
-            if isinstance(cell, str) and cell.lstrip().startswith(FORMULA_PREFIXES[:4]):
-                row.formulas += 1
+            if from_cell is None:  # the type takes cells as they are
+                submitted[key] = cell
+                continue
             try:
-                row.submitted[key] = from_cell(cell)
+                submitted[key] = from_cell(cell)
             except FieldError as exc:
                 row.issues.append(exc.issue.at(key))
         if self.columns.unit is not None and self.columns.unit < width:
