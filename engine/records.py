@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, false, func, insert, or_, select, text, true, update
+from sqlalchemy import ColumnElement, bindparam, false, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -27,6 +27,24 @@ SEQUENCE_SQL = text(
     "INSERT INTO sequences (scope, last_value) VALUES (:scope, 1) "
     "ON CONFLICT (scope) DO UPDATE SET last_value = sequences.last_value + 1 RETURNING last_value"
 )
+# What a StoredRecord is read from: plain columns, so a read builds no ORM entity.
+RECORD_COLUMNS = (
+    Record.id, Record.form_key, Record.unit_id, Record.data, Record.revision, Record.created_by, Record.created_at,
+    Record.updated_at, Record.def_version, OrgUnit.path.label("unit_path"), OrgUnit.name.label("unit_name"),
+)
+# The write path's statements, built once (building a statement costs more than running it). Bind names
+# differ from column names: SQLAlchemy reserves those for the SET clause.
+_RECORD = Record.__table__
+_UPDATE_RECORD = (
+    update(_RECORD)
+    .where(_RECORD.c.id == bindparam("b_id"), _RECORD.c.revision == bindparam("b_revision"))
+    .values(data=bindparam("b_data", type_=_RECORD.c.data.type), revision=_RECORD.c.revision + 1,
+            def_version=bindparam("b_version"), updated_by=bindparam("b_user"),
+            updated_at=bindparam("b_now", type_=_RECORD.c.updated_at.type))
+)
+# Only a move names unit_id: SQLite rewrites the entries of every index over a column the SET names.
+_MOVE_RECORD = _UPDATE_RECORD.values(unit_id=bindparam("b_unit"))
+_INSERT_AUDIT = insert(AuditEntry.__table__)
 
 
 @dataclass
@@ -98,6 +116,7 @@ class ListQuery:
 class RecordService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._unscoped: dict[tuple[str, bool], Any] = {}
 
     # --- reading ---------------------------------------------------------------------------------
     def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
@@ -113,21 +132,41 @@ class RecordService:
 
     def _base(self, form: FormSpec, principal: Principal, action: str) -> Any:
         return (
-            select(Record, OrgUnit.path, OrgUnit.name)
+            select(*RECORD_COLUMNS)
             .join(OrgUnit, OrgUnit.id == Record.unit_id)
             .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal))
         )
 
     def get(self, form: FormSpec, record_id: int, principal: Principal, action: str = "read",
-            session: DbSession | None = None) -> StoredRecord | None:
-        """The record if it exists AND the user's scope for `action` reaches it; otherwise None (a 404)."""
-        query = self._base(form, principal, action).where(Record.id == record_id)
-        if session is not None:
-            row = session.execute(query).first()
+            session: DbSession | None = None, lock: bool = False) -> StoredRecord | None:
+        """The record if it exists AND the user's scope for `action` reaches it; otherwise None (a 404).
+
+        `lock` (in a write `session`): the record's row is locked until the transaction ends (PostgreSQL;
+        SQLite's write transaction holds the database already)."""
+        if scope(principal, action, form).everything:
+            query, params = self._get_any(form.key, lock), {"b_id": record_id}
         else:
-            with self.db.read() as s:
-                row = s.execute(query).first()
+            query, params = self._base(form, principal, action).where(Record.id == record_id), {}
+            if lock:
+                query = query.with_for_update(of=Record)
+        # Core execution on the session's connection: the columns need no ORM loading.
+        if session is not None:
+            row = session.connection().execute(query, params).first()
+        else:
+            with self.db.engine.connect() as connection:
+                row = connection.execute(query, params).first()
         return _stored(form, row) if row else None
+
+    def _get_any(self, form_key: str, lock: bool) -> Any:
+        """`get` for a scope that reaches everywhere (the workflow's effects, admins), built once per form."""
+        query = self._unscoped.get((form_key, lock))
+        if query is None:
+            query = (select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                     .where(form_is(form_key), Record.id == bindparam("b_id")))
+            if lock:
+                query = query.with_for_update(of=Record)
+            self._unscoped[(form_key, lock)] = query
+        return query
 
     def list(self, form: FormSpec, principal: Principal, query: ListQuery) -> Page:
         found = policy(principal, form)
@@ -153,7 +192,7 @@ class RecordService:
         stmt = stmt.limit(query.per_page).offset((page - 1) * query.per_page)
         with self.db.read() as s:
             total = s.execute(total_stmt).scalar_one()
-            rows = s.execute(stmt).all()
+            rows = s.connection().execute(stmt).all()
         capped = bool(query.count_limit) and total > query.count_limit
         return Page([_stored(form, row) for row in rows], min(total, query.count_limit) if capped else total,
                     page, query.per_page, capped)
@@ -219,12 +258,16 @@ class RecordService:
 
     def update(self, form: FormSpec, principal: Principal, record_id: int, submitted: Mapping[str, Any],
                base_revision: int, unit_id: int | None = None, session: DbSession | None = None,
-               note: str = "") -> SaveResult:
-        """Validate and save changes made from `base_revision`; a newer revision means a conflict."""
+               note: str = "", current: StoredRecord | None = None) -> SaveResult:
+        """Validate and save changes made from `base_revision`; a newer revision means a conflict.
+
+        `current`: the record as the caller has just read it with `get(..., "update", session=session)` for
+        this principal (a workflow's effect reads and locks it first); it is not read a second time."""
         found = policy(principal, form)
         issues = _foreign_keys(form, found, submitted)
         with _transaction(self.db, session) as s:
-            current = self.get(form, record_id, principal, "update", session=s)
+            if current is None or session is None:
+                current = self.get(form, record_id, principal, "update", session=s)
             if current is None:
                 raise LookupError(record_id)
             raw = dict(current.values)
@@ -236,7 +279,7 @@ class RecordService:
                 return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
             try:
                 values = dict(cleaned.values)
-                unique = self._generate(s, form, values) + self._unique_issues(s, form, values, record_id)
+                unique = self._generate(s, form, values) + self._unique_issues(s, form, values, record_id, current.data)
                 if unique:
                     _abandon(s, session)
                     return SaveResult(cleaned=cleaned, issues=unique)
@@ -246,13 +289,11 @@ class RecordService:
                 changed_unit = unit_id is not None and unit_id != current.unit_id
                 if not changes and not changed_unit:
                     return SaveResult(record_id=record_id, cleaned=cleaned)
-                updated = s.execute(
-                    update(Record)
-                    .where(Record.id == record_id, Record.revision == base_revision)
-                    .values(data=document, revision=Record.revision + 1, def_version=form.version,
-                            updated_by=principal.user_id, updated_at=utcnow(),
-                            unit_id=unit_id if changed_unit else current.unit_id)
-                )
+                params = {"b_id": record_id, "b_revision": base_revision, "b_data": document, "b_version": form.version,
+                          "b_user": principal.user_id, "b_now": utcnow()}
+                if changed_unit:
+                    params["b_unit"] = unit_id
+                updated = s.connection().execute(_MOVE_RECORD if changed_unit else _UPDATE_RECORD, params)
                 if updated.rowcount != 1:
                     _abandon(s, session)
                     return SaveResult(cleaned=cleaned, conflict=self._conflict(s, form, record_id, base_revision, base_revision + 1))
@@ -305,14 +346,20 @@ class RecordService:
         stmt = select(Record.id).where(form_is(form.key), value_expr(dialect, spec) == sql_value(dialect, spec.kind.to_json(value)))
         return s.execute(stmt.limit(1)).first() is not None
 
-    def _unique_issues(self, s: DbSession, form: FormSpec, values: Mapping[str, Any], exclude: int | None) -> list[Issue]:
-        """A friendly early check; the unique index remains the guarantee under concurrency."""
+    def _unique_issues(self, s: DbSession, form: FormSpec, values: Mapping[str, Any], exclude: int | None,
+                       previous: Mapping[str, Any] | None = None) -> list[Issue]:
+        """A friendly early check; the unique index remains the guarantee under concurrency.
+
+        A value the record (`exclude`, stored as `previous`) already holds is not looked up: the unique index
+        already keeps every other record from holding it."""
         issues = []
         dialect = self.db.dialect
         for key, spec in form.fields.items():
             if not spec.unique or values.get(key) is None:
                 continue
             stored = spec.kind.to_json(values[key])
+            if previous is not None and stored == next((previous[k] for k in spec.stored_keys if k in previous), None):
+                continue
             stmt = select(Record.id).where(form_is(form.key), value_expr(dialect, spec) == sql_value(dialect, stored))
             if exclude is not None:
                 stmt = stmt.where(Record.id != exclude)
@@ -342,8 +389,9 @@ class RecordService:
 
     def _audit(self, s: DbSession, form: FormSpec, record_id: int, action: str, principal: Principal,
                revision: int, changes: dict[str, Any], note: str = "") -> None:
-        s.add(AuditEntry(form_key=form.key, record_id=record_id, action=action, user_id=principal.user_id,
-                         username=principal.username, revision=revision, changes=changes, note=note))
+        s.connection().execute(_INSERT_AUDIT, {
+            "form_key": form.key, "record_id": record_id, "action": action, "user_id": principal.user_id,
+            "username": principal.username, "revision": revision, "changes": changes, "note": note, "at": utcnow()})
 
     def _conflict(self, s: DbSession, form: FormSpec, record_id: int, base: int, current: int) -> Conflict:
         entries = list(s.scalars(
@@ -392,12 +440,12 @@ def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[s
 
 
 def _stored(form: FormSpec, row: Any) -> StoredRecord:
-    record, path, name = row
+    """A row of RECORD_COLUMNS as a StoredRecord."""
     return StoredRecord(
-        id=record.id, form_key=record.form_key, unit_id=record.unit_id, unit_path=path, unit_name=name,
-        data=dict(record.data or {}), values=read_values(form, record.data or {}), revision=record.revision,
-        created_by=record.created_by, created_at=record.created_at, updated_at=record.updated_at,
-        def_version=record.def_version,
+        id=row.id, form_key=row.form_key, unit_id=row.unit_id, unit_path=row.unit_path, unit_name=row.unit_name,
+        data=dict(row.data or {}), values=read_values(form, row.data or {}), revision=row.revision,
+        created_by=row.created_by, created_at=row.created_at, updated_at=row.updated_at,
+        def_version=row.def_version,
     )
 
 

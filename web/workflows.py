@@ -4,7 +4,8 @@ Every route declares `opt={"workflow": ...}`, read by `workflow_guard`:
   "inbox"     any signed-in user (lists and the start hub show only what concerns them)
   "start"     the workflow exists (else 404) and the user holds one of its start roles (else 403)
   "view"      the application exists and the user may see it (else 404)
-  "decide"    the application exists (else 404) and the user belongs to one of its assignee groups (else 403)
+  "decide"    the application exists (else 404) and the user belongs to one of its assignee groups (else 403);
+              checked by the decision itself, first thing under the application's lock (one read, not two)
   "applicant" the application exists (else 404) and the user is its applicant (else 403)
   "file"      the attachment belongs to an application the user may see (else 404)
 """
@@ -29,16 +30,20 @@ from engine.issues import Issue
 from engine.messages import render
 from engine.permissions import Principal, is_editable, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, StoredRecord
+from engine.sessions import set_flash
 from engine.spec import FormPolicy, FormSpec
 from engine.storage.models import Application, Attachment
 from engine.validation import clean_record
 from engine.workflows import routing
 from engine.workflows.compiler import CHANGES_SECTION
-from engine.workflows.errors import ActionNotAllowed, StartNotAllowed, VersionBroken, WorkflowError
+from engine.workflows.errors import (
+    ApplicationNotFound, NoAssigneeGroup, StartNotAllowed, VersionBroken, WorkflowError,
+)
 from engine.workflows.routing import Actor, Context
-from engine.workflows.service import Bundle, WorkflowService, as_task, system_principal, unit_options
+from engine.workflows.service import Bundle, WorkflowService, system_principal, unit_options
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
-from web.auth import app_state, current_principal
+from web.auth import COOKIE, app_state, current_principal
+from web.controllers.records import check_context
 from web.features import Action, Feature, HeldUpdate
 from web.formdata import read_submission, table_action
 from web.pages import NavItem, flash, page
@@ -105,15 +110,15 @@ async def workflow_guard(connection: ASGIConnection, handler: BaseRouteHandler) 
         return
     if need == "file":
         return  # the handler finds the attachment's application and applies the "view" rule
-    # Deciding and the applicant's actions need no timeline; the page loads it.
+    if need == "decide":
+        return  # WorkflowService.decide refuses (404 / 403) before it reads or shows anything else
+    # The applicant's actions need no timeline; the page loads it.
     bundle = service(connection).load(connection.path_params["application_id"], timeline=need == "view")
     if bundle is None:
         raise NotFoundException("申请不存在")
     connection.state.wf_bundle = bundle
     if need == "view" and not service(connection).can_view(state.definitions, principal, bundle):
         raise NotFoundException("申请不存在或不在您的权限范围内")
-    if need == "decide" and not any(routing.is_member(as_task(t), Actor.of(principal)) for t in bundle.tasks):
-        raise PermissionDeniedException(render(Issue("wf_not_assignee")))
     if need == "applicant" and bundle.application.applicant_id != principal.user_id:
         raise PermissionDeniedException(render(Issue("wf_not_applicant")))
 
@@ -165,9 +170,17 @@ class WorkflowController(Controller):
         spec = state.definitions.workflows[key]
         form = state.definitions.forms[spec.form]
         target = _start_record(request, spec, form, principal, record)
-        values = {k: f.default for k, f in spec.application.fields.items()}
-        values.update({k: target.values.get(k) for k in spec.changes})
-        return _form_page(request, spec, form, principal, target, values=values)
+        return _form_page(request, spec, form, principal, target, values=_start_values(spec, target))
+
+    @post("/new/{key:str}/check", opt={"workflow": "start"}, name="wf:check")
+    async def check_new(self, request: Request, key: FromPath[str], record: FromQuery[int],
+                        field: FromQuery[str]) -> Template:
+        """htmx: one field of a new application, checked as it is typed (see `_check`)."""
+        state, principal = app_state(request), current_principal(request)
+        spec = state.definitions.workflows[key]
+        form = state.definitions.forms[spec.form]
+        target = _start_record(request, spec, form, principal, record)
+        return await _check(request, spec, form, principal, target, _start_values(spec, target), field)
 
     @post("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:start")
     async def start(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Response:
@@ -178,8 +191,7 @@ class WorkflowController(Controller):
         data = await request.form()
         submitted = await _submission(spec, form, principal, data)
         chosen = _chosen(data.get("_unit"))
-        values = {k: f.default for k, f in spec.application.fields.items()}
-        values.update({k: target.values.get(k) for k in spec.changes})
+        values = _start_values(spec, target)
         if table_action(data, submitted):
             return _form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen)
         try:
@@ -207,30 +219,33 @@ class WorkflowController(Controller):
         comment = data.get("comment") if isinstance(data.get("comment"), str) else ""
         upload = await _upload(data.get("attachment"))
         try:
-            if decision not in routing.DECISIONS:
-                raise ActionNotAllowed(action=ACTION_LABELS.get(decision, decision or "（未选择）"))
+            # The flash message is written in the decision's own transaction, not in a second one.
+            note = partial(set_flash, token=request.cookies.get(COOKIE), message=DONE_MESSAGES.get(decision, "已处理"))
             decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
-                             comment, upload)
+                             comment, upload, also=note)
             if state.db.dialect == "sqlite":
                 decide()  # SQLite takes one writer at a time, and a waiting writer thread retries by sleeping
             else:
                 await run_sync(decide)  # PostgreSQL: a thread waits on its row lock and the server, not the event loop
+        except ApplicationNotFound as exc:
+            raise NotFoundException("申请不存在") from exc
+        except NoAssigneeGroup as exc:
+            raise PermissionDeniedException(exc.message) from exc
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status,
                                      comment=comment)
         _counts.changed()
-        flash(request, DONE_MESSAGES.get(decision, "已处理"))
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
     @post("/a/{application_id:int}/withdraw", opt={"workflow": "applicant"}, name="wf:withdraw")
     async def withdraw(self, request: Request, application_id: FromPath[int]) -> Response:
         state, principal = app_state(request), current_principal(request)
         try:
-            service(request).withdraw(state.definitions, principal, application_id)
+            service(request).withdraw(state.definitions, principal, application_id,
+                                      also=partial(set_flash, token=request.cookies.get(COOKIE), message="申请已撤回"))
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status)
         _counts.changed()
-        flash(request, "申请已撤回")
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
     @get("/a/{application_id:int}/edit", opt={"workflow": "applicant"}, name="wf:edit")
@@ -242,6 +257,18 @@ class WorkflowController(Controller):
         values = WorkflowService.values(spec, bundle.application)
         return _form_page(request, spec, form, current_principal(request), target, values=values, bundle=bundle,
                           chosen=bundle.application.chosen_unit_id)
+
+    @post("/a/{application_id:int}/check", opt={"workflow": "applicant"}, name="wf:check_edit")
+    async def check_edit(self, request: Request, application_id: FromPath[int], field: FromQuery[str]) -> Template:
+        """htmx: one field of the applicant's edit page (after 退回修改, or a draft), checked as it is typed."""
+        bundle: Bundle = request.state.wf_bundle
+        status = bundle.application.status
+        if status not in WITH_APPLICANT:
+            issue = Issue("wf_not_in_progress", {"status": STATUS_LABELS.get(status, status)})
+            raise HTTPException(status_code=409, detail=render(issue))
+        spec, form, target = _edit_context(request, bundle)
+        values = WorkflowService.values(spec, bundle.application)
+        return await _check(request, spec, form, current_principal(request), target, values, field, bundle)
 
     @post("/a/{application_id:int}/edit", opt={"workflow": "applicant"}, name="wf:resubmit")
     async def resubmit(self, request: Request, application_id: FromPath[int]) -> Response:
@@ -360,19 +387,60 @@ def _form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: 
                                           issues=by_field.get(key, []), visible=key not in cleaned.hidden,
                                           required=key in cleaned.required)))
         sections.append((section, views))
-    current = {k: display_text(form.fields[k], target.values.get(k), is_masked(found, form.fields[k])) for k in spec.changes}
+    current = _current(spec, form, found, target)
     summary = [field_view(form, form.fields[k], found, target.values.get(k)) for k in spec.summary
                if k in form.fields and k not in found.hidden]
     options = unit_options(spec, target.unit_path, state.units()) if spec.unit_choice else []
     action = f"/wf/a/{bundle.application.id}/edit" if bundle else f"/wf/new/{spec.key}/start?record={target.id}"
     template = page(request, "workflows/form.html", spec=spec, form=form, target=target, summary=summary, sections=sections,
                     target_unit=_unit_name(state, target.unit_id) or target.unit_name,
-                    current=current, changes_section=CHANGES_SECTION, options=options, chosen=str(chosen or ""),
+                    current=current, check_url=_check_url(spec, target, bundle), options=options,
+                    chosen=str(chosen or ""),
                     unit_error=next((issue_text(spec.application, i) for i in issues if i.path == "_unit"), ""),
                     summary_errors=(errors or []) + [issue_text(spec.application, i) for i in issues],
                     action=action, bundle=bundle, title=spec.title)
     template.status_code = status
     return template
+
+
+async def _check(request: Request, spec: WorkflowSpec, form: FormSpec, principal: Principal, target: StoredRecord,
+                 values: dict[str, Any], key: str, bundle: Bundle | None = None) -> Template:
+    """The record form's inline check (`check_context`) on the application form: what is typed so far, on top of
+    the values the application starts from, through the same validation as submitting (`WorkflowService.validate`:
+    the one validator on the application, proposed values also under the target form's rules)."""
+    if key not in spec.application.fields:
+        raise NotFoundException("没有这个字段")
+    state = app_state(request)
+    found = policy(principal, form) or _masked_all(form)
+    data = await request.form()
+    submitted = await _submission(spec, form, principal, data)
+    chosen = _chosen(data.get("_unit"))
+    cleaned, issues, _ = service(request).validate(spec, form, target, {**values, **submitted}, chosen, state.units())
+    context = check_context(spec.application, _application_policy(spec, form, found), key, submitted, cleaned, issues)
+    context["dependents"] = [_link(view) for view in context["dependents"]]
+    return Template(template_name="workflows/check.html",
+                    context={**context, "current": _current(spec, form, found, target),
+                             "check_url": _check_url(spec, target, bundle)})
+
+
+def _check_url(spec: WorkflowSpec, target: StoredRecord, bundle: Bundle | None) -> str:
+    """Where a field of this application form is checked; the field's key is appended."""
+    if bundle is not None:
+        return f"/wf/a/{bundle.application.id}/check?field="
+    return f"/wf/new/{spec.key}/check?record={target.id}&field="
+
+
+def _current(spec: WorkflowSpec, form: FormSpec, found: FormPolicy, target: StoredRecord) -> dict[str, str]:
+    """A change request's fields as the record holds them now, shown as this user may see them."""
+    return {k: display_text(form.fields[k], target.values.get(k), is_masked(found, form.fields[k]))
+            for k in spec.changes}
+
+
+def _start_values(spec: WorkflowSpec, target: StoredRecord) -> dict[str, Any]:
+    """What a new application starts from: its fields' defaults, and a change request's fields as the record has them."""
+    values = {k: f.default for k, f in spec.application.fields.items()}
+    values.update({k: target.values.get(k) for k in spec.changes})
+    return values
 
 
 def _not_editable(request: Request, bundle: Bundle) -> Template:

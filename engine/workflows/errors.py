@@ -22,6 +22,10 @@ class WorkflowError(Exception):
         return render(Issue(self.code, self.params))
 
 
+class ApplicationNotFound(LookupError):
+    """No application with this id (a 404, not a refusal with a message)."""
+
+
 class NotInProgress(WorkflowError):
     code = "wf_not_in_progress"
 
@@ -34,6 +38,10 @@ class TaskClosed(WorkflowError):
 
 class NotAssignee(WorkflowError):
     code, status = "wf_not_assignee", 403
+
+
+class NoAssigneeGroup(NotAssignee):
+    """The user holds none of the application's assignee groups: refused before anything of it is shown."""
 
 
 class SelfApprovalForbidden(WorkflowError):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import read_values
@@ -24,20 +24,41 @@ from engine.permissions import Principal
 from engine.records import RecordService, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database
-from engine.storage.models import (
-    Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow,
-)
+from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
 from engine.workflows.errors import (
-    AlreadyOpen, AttachmentInvalid, EffectFailed, RecordMissing, Stale, StartNotAllowed,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, NoAssigneeGroup,
+    RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
 DECISION_FILE = FileField()  # what an approver may attach to a decision (批复文件)
+
+# A decision's statements, built once: building a statement cost more than running it. Core tables, so the
+# rows are plain rows (no ORM identity map); bind names differ from column names (reserved for SET clauses).
+_APP, _TASK, _ACTION = Application.__table__, ApplicationTask.__table__, ApplicationAction.__table__
+# FOR UPDATE on PostgreSQL; SQLite does not render it (its write transaction began with BEGIN IMMEDIATE).
+_LOCK_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id")).with_for_update()
+# Read after the lock, in a statement of its own: a waiter that got the lock must see the tasks as the
+# decision before it left them (PostgreSQL re-reads only the locked row of a joined SELECT ... FOR UPDATE).
+_TASKS = select(_TASK).where(_TASK.c.application_id == bindparam("b_app")).order_by(_TASK.c.id)
+_ADVANCE = (
+    update(_APP).where(_APP.c.id == bindparam("b_id"), _APP.c.revision == bindparam("b_revision"))
+    .values(status=bindparam("b_status"), step=bindparam("b_step"), step_title=bindparam("b_title"),
+            revision=_APP.c.revision + 1, updated_at=bindparam("b_now", type_=_APP.c.updated_at.type),
+            finished_at=bindparam("b_finished", type_=_APP.c.finished_at.type))
+)
+_CLOSE_TASK = (
+    update(_TASK).where(_TASK.c.id == bindparam("b_id"), _TASK.c.status == "open")
+    .values(status=bindparam("b_status"), acted_by=bindparam("b_user"), acted_name=bindparam("b_name"),
+            acted_at=bindparam("b_at", type_=_TASK.c.acted_at.type))
+)
+_CANCEL_TASK = update(_TASK).where(_TASK.c.id == bindparam("b_id"), _TASK.c.status == "open").values(status="cancelled")
+_INSERT_TASKS, _INSERT_ACTIONS = insert(_TASK), insert(_ACTION)
 
 
 @dataclass
@@ -167,32 +188,49 @@ class WorkflowService:
 
     # --- deciding -------------------------------------------------------------------------------
     def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
-               comment: str = "", upload: UploadedFile | None = None) -> Outcome:
+               comment: str = "", upload: UploadedFile | None = None,
+               also: Callable[[Connection], None] | None = None) -> Outcome:
+        """One decision, locked, routed and committed with its effects; `also` runs last in the same
+        transaction (the web layer stores its flash message there instead of in a second write).
+
+        Refused first, before anything else is looked at: no such application (ApplicationNotFound), a user in none
+        of its assignee groups (NoAssigneeGroup), an unknown action."""
         if upload is not None and not upload.filename and not upload.data:
             upload = None
-        if upload is not None:
-            _, problems = DECISION_FILE.clean(upload)
-            if problems:
-                raise AttachmentInvalid(detail=render(problems[0], "附件"))
+        actor = Actor.of(principal)
         with self.db.write() as s:
-            app = self._locked(s, application_id)
+            connection = s.connection()
+            app, state = self._locked_row(connection, application_id)
+            if not any(routing.is_member(t, actor) for t in state.tasks):
+                raise NoAssigneeGroup()
+            if action not in routing.DECISIONS:
+                raise ActionNotAllowed(action=ACTION_LABELS.get(action, action or "（未选择）"))
+            if upload is not None:
+                _, problems = DECISION_FILE.clean(upload)
+                if problems:
+                    raise AttachmentInvalid(detail=render(problems[0], "附件"))
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
-            state = Bundle(app, self._tasks(s, app.id), []).state()
-            record_values = self._record_values(s, definitions, app) if _reads_record(spec) else {}
+            record_values = self._record_values(s, definitions, app) if spec.reads_record else {}
             ctx = self._context(app, spec, record_values)
-            outcome = routing.decide(spec, ctx, state, task_id, action, Actor.of(principal), comment, upload is not None)
+            outcome = routing.decide(spec, ctx, state, task_id, action, actor, comment, upload is not None)
             attachment = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), app.id, "_decision", upload,
                                           principal.user_id) if upload is not None else None
             self._apply(s, definitions, spec, app, outcome, principal, action, comment.strip(), task_id, attachment)
+            if also is not None:
+                also(connection)
             s.commit()
             return outcome
 
-    def withdraw(self, definitions: Definitions, principal: Principal, application_id: int) -> Outcome:
+    def withdraw(self, definitions: Definitions, principal: Principal, application_id: int,
+                 also: Callable[[Connection], None] | None = None) -> Outcome:
         with self.db.write() as s:
-            app = self._locked(s, application_id)
+            connection = s.connection()
+            app, state = self._locked_row(connection, application_id)
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
-            outcome = routing.withdraw(Bundle(app, self._tasks(s, app.id), []).state(), Actor.of(principal), app.applicant_id)
+            outcome = routing.withdraw(state, Actor.of(principal), app.applicant_id)
             self._apply(s, definitions, spec, app, outcome, principal, "withdraw")
+            if also is not None:
+                also(connection)
             s.commit()
             return outcome
 
@@ -226,7 +264,8 @@ class WorkflowService:
             return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
 
     # --- persistence ----------------------------------------------------------------------------
-    def _apply(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application, outcome: Outcome,
+    def _apply(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+               outcome: Outcome,
                principal: Principal, action: str, comment: str = "", task_id: int | None = None,
                attachment: dict[str, Any] | None = None) -> None:
         """Persist one transition; every UPDATE names what it read, so a lost race raises instead of overwriting."""
@@ -234,37 +273,33 @@ class WorkflowService:
         step = spec.step(outcome.step)
         acted_step = spec.step(app.step)
         read_revision = app.revision
-        s.flush()  # a resubmission's new data goes out with the ORM object, before this guarded UPDATE
-        changed = s.execute(
-            update(Application).where(Application.id == app.id, Application.revision == read_revision)
-            .values(status=outcome.status, step=outcome.step, step_title=step.title if step else "",
-                    revision=read_revision + 1, updated_at=now, finished_at=now if outcome.finished else None)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        s.flush()  # a new or resubmitted application goes out with its ORM object, before these statements
+        connection = s.connection()
+        changed = connection.execute(_ADVANCE, {
+            "b_id": app.id, "b_revision": read_revision, "b_status": outcome.status, "b_step": outcome.step,
+            "b_title": step.title if step else "", "b_now": now, "b_finished": now if outcome.finished else None,
+        }).rowcount
         if changed != 1:
             raise Stale()
         for closed_id, status in outcome.closed.items():
-            values: dict[str, Any] = {"status": status}
-            if status != "cancelled":
-                values.update(acted_by=principal.user_id, acted_name=principal.display_name, acted_at=now)
-            done = s.execute(update(ApplicationTask).where(ApplicationTask.id == closed_id, ApplicationTask.status == "open")
-                             .values(**values).execution_options(synchronize_session=False)).rowcount
+            if status == "cancelled":
+                done = connection.execute(_CANCEL_TASK, {"b_id": closed_id}).rowcount
+            else:
+                done = connection.execute(_CLOSE_TASK, {"b_id": closed_id, "b_status": status, "b_at": now,
+                                                        "b_user": principal.user_id, "b_name": principal.display_name}).rowcount
             if done != 1:
                 raise Stale()
-        for slot in outcome.opened:
-            s.add(_new_task(spec, app, slot))
-        s.add(ApplicationAction(
-            application_id=app.id, round=app.round, step=acted_step.key if acted_step and task_id else "",
-            step_title=acted_step.title if acted_step and task_id else "", task_id=task_id, action=action,
-            user_id=principal.user_id, username=principal.username, display_name=principal.display_name,
-            comment=comment, attachment=attachment, at=now,
-        ))
+        if outcome.opened:
+            connection.execute(_INSERT_TASKS, [_new_task(spec, app, slot, now) for slot in outcome.opened])
+        decided = acted_step is not None and bool(task_id)
+        actions = [_action(app, principal, action, now, comment, step=acted_step.key if decided else "",
+                           step_title=acted_step.title if decided else "", task_id=task_id, attachment=attachment)]
         if outcome.effects:
             note = self._effects(s, definitions, spec, app, principal)
-            self._log(s, app, "effects", principal, note)
-        s.flush()
+            actions.append(_action(app, principal, "effects", now, note))
+        connection.execute(_INSERT_ACTIONS, actions)
 
-    def _effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application,
+    def _effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                  principal: Principal) -> str:
         """Write `on_approve` (and a change request's new values) through RecordService, in this transaction."""
         form = definitions.forms[spec.form]
@@ -274,15 +309,14 @@ class WorkflowService:
                 submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
         target = _writable(form, submitted)
         system = system_principal(principal, target)
-        # Locked (PostgreSQL) and read in one statement: the revision this update starts from cannot move.
-        row = s.execute(select(Record.revision, Record.unit_id, Record.data).where(Record.id == app.record_id)
-                        .with_for_update()).first()
-        if row is None:
+        # Locked (PostgreSQL) and read once: the revision this update starts from cannot move.
+        current = self.records.get(target, app.record_id, system, "update", session=s, lock=True)
+        if current is None:
             raise RecordMissing()
-        revision, current_unit, before = row.revision, row.unit_id, read_values(form, row.data or {})
+        revision, current_unit, before = current.revision, current.unit_id, current.values
         unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
         result = self.records.update(target, system, app.record_id, submitted, revision, unit_id=unit_id,
-                                     session=s, note=f"{spec.title}申请 #{app.id} 审批通过后生效")
+                                     session=s, note=f"{spec.title}申请 #{app.id} 审批通过后生效", current=current)
         if not result.ok:
             problems = result.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
             raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
@@ -308,30 +342,40 @@ class WorkflowService:
                 document[key] = None if value is None else spec_field.kind.to_json(value)
         return document
 
-    def _log(self, s: DbSession, app: Application, action: str, principal: Principal, comment: str = "") -> None:
-        s.add(ApplicationAction(application_id=app.id, round=app.round, action=action, user_id=principal.user_id,
-                                username=principal.username, display_name=principal.display_name, comment=comment))
+    def _log(self, s: DbSession, app: Application | Row, action: str, principal: Principal, comment: str = "") -> None:
+        s.connection().execute(_INSERT_ACTIONS, [_action(app, principal, action, utcnow(), comment)])
 
     def _locked(self, s: DbSession, application_id: int) -> Application:
+        """The application as an ORM object (resubmit changes its data), locked."""
         app = s.scalars(select(Application).where(Application.id == application_id).with_for_update()).first()
         if app is None:
-            raise LookupError(application_id)
+            raise ApplicationNotFound(application_id)
         return app
+
+    @staticmethod
+    def _locked_row(connection: Connection, application_id: int) -> tuple[Row, State]:
+        """The application as a plain row, locked, then its state with every task: what a decision or
+        withdrawal reads."""
+        app = connection.execute(_LOCK_APPLICATION, {"b_id": application_id}).first()
+        if app is None:
+            raise ApplicationNotFound(application_id)
+        tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))
+        return app, State(app.status, app.step, tasks, app.round)
 
     def _tasks(self, s: DbSession, application_id: int) -> list[ApplicationTask]:
         return list(s.scalars(select(ApplicationTask).where(ApplicationTask.application_id == application_id)
                               .order_by(ApplicationTask.id)))
 
-    def _record_values(self, s: DbSession, definitions: Definitions, app: Application) -> dict[str, Any]:
+    def _record_values(self, s: DbSession, definitions: Definitions, app: Application | Row) -> dict[str, Any]:
         form = definitions.forms.get(app.form_key)
         data = s.scalar(select(Record.data).where(Record.id == app.record_id))
         return read_values(form, data or {}) if form is not None else {}
 
-    def _context(self, app: Application, spec: WorkflowSpec, record_values: Mapping[str, Any]) -> Context:
+    def _context(self, app: Application | Row, spec: WorkflowSpec, record_values: Mapping[str, Any]) -> Context:
         return Context(self.values(spec, app), record_values, _units_of(app.units), app.applicant_id)
 
     @staticmethod
-    def values(spec: WorkflowSpec, app: Application) -> dict[str, Any]:
+    def values(spec: WorkflowSpec, app: Application | Row) -> dict[str, Any]:
         """Python values of the application (stored attachment references stay references)."""
         return read_values(spec.application, app.data or {})
 
@@ -438,23 +482,28 @@ def _lock(s: DbSession, stmt: Any) -> None:
         s.execute(stmt.with_for_update())
 
 
-def _reads_record(spec: WorkflowSpec) -> bool:
-    """Whether any step's condition reads the target record (else routing needs no record query)."""
-    conditions = [c for step in spec.steps for c in (step.when, *(a.when for a in step.assignees)) if c is not None]
-    return any(RECORD in c.names for c in conditions)
-
-
-def as_task(row: ApplicationTask) -> Task:
+def as_task(row: ApplicationTask | Row) -> Task:
     return Task(row.id, row.step, row.slot, row.role_key, row.unit_path, row.status, row.round, row.acted_by,
                 row.acted_name, row.acted_at)
 
 
-def _new_task(spec: WorkflowSpec, app: Application, slot: Slot) -> ApplicationTask:
+def _new_task(spec: WorkflowSpec, app: Application | Row, slot: Slot, now: dt.datetime) -> dict[str, Any]:
+    """A wf_tasks row (for one multi-row INSERT)."""
     step = spec.step(slot.step)
     excluded = None if step is not None and step.allow_self_approval else app.applicant_id
-    return ApplicationTask(application_id=app.id, round=app.round, step=slot.step, step_title=step.title if step else "",
-                           slot=slot.index, label=slot.label, role_key=slot.role, unit_id=slot.unit.id,
-                           unit_path=slot.unit.path, unit_name=slot.unit.name, excluded_user_id=excluded, status="open")
+    return {"application_id": app.id, "round": app.round, "step": slot.step, "step_title": step.title if step else "",
+            "slot": slot.index, "label": slot.label, "role_key": slot.role, "unit_id": slot.unit.id,
+            "unit_path": slot.unit.path, "unit_name": slot.unit.name, "excluded_user_id": excluded, "status": "open",
+            "acted_by": None, "acted_name": "", "acted_at": None, "created_at": now}
+
+
+def _action(app: Application | Row, principal: Principal, action: str, now: dt.datetime, comment: str = "",
+            step: str = "", step_title: str = "", task_id: int | None = None,
+            attachment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A wf_actions row: one entry of the timeline."""
+    return {"application_id": app.id, "round": app.round, "step": step, "step_title": step_title, "task_id": task_id,
+            "action": action, "user_id": principal.user_id, "username": principal.username,
+            "display_name": principal.display_name, "comment": comment, "attachment": attachment, "at": now}
 
 
 LIST_COLUMNS = (  # what a list row shows: no JSON documents to decode
@@ -501,17 +550,35 @@ def _units_of(snapshot: Mapping[str, Any] | None) -> dict[str, dict[str, UnitInf
             for side in UNIT_SIDES}
 
 
+# Derived forms and roles, made once per form object: a new FormSpec per decision would also recompute
+# everything the validator caches on it. The entry keeps its form alive, so an id is never reused meanwhile.
+_writable_forms: dict[tuple[int, frozenset[str]], tuple[FormSpec, FormSpec]] = {}
+_system_roles: dict[str, RoleSpec] = {}
+
+
 def _writable(form: FormSpec, keys: Iterable[str]) -> FormSpec:
     """The target form with the effect's fields writable: `readonly` keeps people out, not the approved workflow."""
-    keys = set(keys)
-    fields = {k: replace(f, readonly=False) if k in keys and f.readonly else f for k, f in form.fields.items()}
-    return replace(form, fields=MappingProxyType(fields))
+    readonly = frozenset(k for k in keys if k in form.fields and form.fields[k].readonly)
+    if not readonly:
+        return form
+    found = _writable_forms.get((id(form), readonly))
+    if found is not None and found[0] is form:
+        return found[1]
+    fields = {k: replace(f, readonly=False) if k in readonly else f for k, f in form.fields.items()}
+    writable = replace(form, fields=MappingProxyType(fields))
+    if len(_writable_forms) >= 256:
+        _writable_forms.clear()
+    _writable_forms[(id(form), readonly)] = (form, writable)
+    return writable
 
 
 def system_principal(principal: Principal, form: FormSpec) -> Principal:
     """The approver acting for the workflow: may update this form anywhere, sees everything (audit keeps their name)."""
-    role = RoleSpec(key="_workflow", name="审批流程", scope="all",
-                    forms=MappingProxyType({form.key: FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)}))
+    role = _system_roles.get(form.key)
+    if role is None:
+        role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType(
+            {form.key: FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)}))
+        _system_roles[form.key] = role
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -104,6 +105,12 @@ class WorkflowSpec:
 
     def step(self, key: str) -> StepSpec | None:
         return next((s for s in self.steps if s.key == key), None)
+
+    @cached_property
+    def reads_record(self) -> bool:
+        """Whether any step's condition reads the target record (else routing needs no record query)."""
+        conditions = [c for step in self.steps for c in (step.when, *(a.when for a in step.assignees)) if c is not None]
+        return any(RECORD in c.names for c in conditions)
 
     @property
     def own_fields(self) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """Generated pages for every form: list, create, view, edit, delete, history, inline checks."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
 from litestar.params import FromPath
@@ -10,10 +10,11 @@ from markupsafe import Markup
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
+from engine.issues import Issue
 from engine.permissions import Principal, can, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, SaveResult, StoredRecord
-from engine.spec import FormSpec
-from engine.validation import clean_record
+from engine.spec import FormPolicy, FormSpec
+from engine.validation import CleanResult, clean_record
 from web.auth import app_state, current_principal
 from web.formdata import read_submission, table_action
 from web.guards import form_guard
@@ -93,18 +94,8 @@ class RecordController(Controller):
         stored = _stored_for_check(request, form, principal)
         raw = dict(stored.values) if stored else {k: f.default for k, f in form.fields.items()}
         raw.update({k: v for k, v in submitted.items() if k in form.fields})
-        cleaned = clean_record(form, raw)
-        by_field = issues_by_field(cleaned.issues)
-        partners = {t for rule in form.rules if key in rule.fields or key in rule.check.names for t in rule.fields}
-        shown = {key} | {p for p in partners if cleaned.values.get(p) is not None}
-        errors = {k: [issue_text(form, i) for i in by_field.get(k, [])] for k in shown}
-        dependents = [
-            field_view(form, form.fields[d], found, value=cleaned.values.get(d) if d not in submitted else None,
-                       raw=submitted.get(d), visible=d not in cleaned.hidden, required=d in cleaned.required)
-            for d in form.dependents(key) if d not in found.hidden
-        ]
-        return Template(template_name="records/check.html",
-                        context={"errors": errors, "dependents": dependents, "form": form, "key": key, "record": stored})
+        context = check_context(form, found, key, submitted, clean_record(form, raw))
+        return Template(template_name="records/check.html", context={**context, "record": stored})
 
     @get("/{record_id:int}", opt={"action": "read"}, name="records:view")
     async def view_record(self, request: Request, record_id: FromPath[int]) -> Template:
@@ -183,6 +174,23 @@ class RecordController(Controller):
         entries = app_state(request).records.history(form, record_id)
         return page(request, "records/history.html", form=form, record=record, entries=_history_rows(form, found, entries),
                     title_text=_title(form, record, found), title=form.title)
+
+
+def check_context(form: FormSpec, found: FormPolicy, key: str, submitted: Mapping[str, Any], cleaned: CleanResult,
+                  issues: Iterable[Issue] | None = None) -> dict[str, Any]:
+    """What an inline check shows, from the one validator's result (`issues`: its issues, or more checks' on top):
+    the messages of the field and of its rule partners that hold a value, and the fields whose visibility or
+    requiredness depends on it, re-rendered. Record forms and workflow application forms both answer with it."""
+    by_field = issues_by_field(cleaned.issues if issues is None else issues)
+    partners = {t for rule in form.rules if key in rule.fields or key in rule.check.names for t in rule.fields}
+    shown = {key} | {p for p in partners if cleaned.values.get(p) is not None}
+    errors = {k: [issue_text(form, i) for i in by_field.get(k, [])] for k in shown}
+    dependents = [
+        field_view(form, form.fields[d], found, value=cleaned.values.get(d) if d not in submitted else None,
+                   raw=submitted.get(d), visible=d not in cleaned.hidden, required=d in cleaned.required)
+        for d in form.dependents(key) if d not in found.hidden
+    ]
+    return {"errors": errors, "dependents": dependents, "form": form, "key": key}
 
 
 def _query_string(request: Request, **changes: str) -> str:
