@@ -34,12 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # run as `python bench/x.py`
+from harness import drop_schema, pg_schema  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SCHOOL = "示范区教育局/示范区第一中学"
@@ -265,28 +266,6 @@ def run_stage(*args: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def pg_schema(admin_url: str) -> tuple[str, str]:
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
-
-
-def drop_schema(admin_url: str, schema: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(admin_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -328,7 +307,7 @@ def main() -> int:
         results["sqlite"] = run_stage("import", str(book), f"sqlite:///{sqlite_dir / 'bench.db'}", str(sqlite_dir), "1" if args.profile else "0")
         print(f"SQLite import: {results['sqlite']['seconds']:.1f} s", flush=True)
         if not args.skip_pg:
-            url, schema = pg_schema(args.pg_url)
+            url, schema = pg_schema(args.pg_url, "bench")
             try:
                 pg_dir = work / "pg"
                 pg_dir.mkdir()

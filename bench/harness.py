@@ -1,13 +1,20 @@
-"""What the benchmark scripts share: free ports, the server subprocess, plain HTTP calls, CPU time from /proc."""
+"""What the benchmark scripts share: free ports, the server subprocess, plain HTTP calls and logging in, CPU time from
+/proc, running a wrk script, and a PostgreSQL schema of their own."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
+from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +74,76 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads) from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cookie_of(headers: dict[str, str]) -> str:
+    jar = SimpleCookie()
+    jar.load(headers.get("set-cookie", ""))
+    return f"dangan_session={jar['dangan_session'].value}"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="_csrf" value="([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match[1]
+
+
+def log_in(base: str, username: str, password: str, landing: str) -> tuple[str, str]:
+    """Through the real login form; (session cookie, CSRF token of the `landing` page)."""
+    _status, headers, html = http(base, "/login")
+    body = urllib.parse.urlencode({"_csrf": csrf_of(html), "username": username, "password": password, "next": "/"}).encode()
+    status, headers, _ = http(base, "/login", cookie_of(headers), body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 303 and headers["location"] == "/", (status, headers)
+    cookie = cookie_of(headers)
+    status, _, html = http(base, landing, cookie)
+    assert status == 200, status
+    return cookie, csrf_of(html)
+
+
+def lua_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+# The `done` hook every wrk script ends with (written for %-formatting, hence %%): one line of JSON to parse.
+WRK_REPORT_LUA = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "bad": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def run_wrk(base: str, script: Path, seconds: float, connections: int, threads: int = 1) -> dict[str, Any]:
+    """Runs wrk with a script that ends with WRK_REPORT_LUA; its figures (requests, duration_us, p50_us, p99_us, bad).
+    wrk counts 3xx as success; a script's own status check counts the rest as "bad"."""
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
+                          "-s", str(script), base + "/"], capture_output=True, text=True, timeout=seconds + 60)
+    match = re.search(r"WRKJSON (\{.*\})", out.stdout)
+    if not match:
+        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(match[1])
+
+
+def pg_schema(admin_url: str, prefix: str) -> tuple[str, str]:
+    """A new schema in the database at `admin_url`: (a URL whose search_path is that schema, its name)."""
+    import sqlalchemy as sa  # noqa: PLC0415 — only the PostgreSQL runs need it
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(admin_url, poolclass=sa.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+def drop_schema(admin_url: str, schema: str) -> None:
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    engine = sa.create_engine(admin_url, poolclass=sa.NullPool)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()

@@ -43,12 +43,11 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/x.py`
-from harness import cpu_seconds, free_port, http, start, stop  # noqa: E402
+from harness import WRK_REPORT_LUA, cpu_seconds, free_port, http, log_in, lua_string, run_wrk as wrk_figures, start, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -167,30 +166,6 @@ def seed(db_url: str, var_dir: Path, students: int, rng: random.Random) -> Seede
 
 # --- 2. servers ------------------------------------------------------------------------------------------
 # --- 3. session and requests -----------------------------------------------------------------------------
-def cookie_of(headers: dict[str, str]) -> str:
-    jar = SimpleCookie()
-    jar.load(headers.get("set-cookie", ""))
-    return f"dangan_session={jar['dangan_session'].value}"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="_csrf" value="([^"]+)"', html)
-    assert match, "no CSRF token on the page"
-    return match[1]
-
-
-def log_in(base: str) -> tuple[str, str]:
-    status, headers, html = http(base, "/login")
-    anonymous = cookie_of(headers)
-    body = urllib.parse.urlencode({"_csrf": csrf_of(html), "username": BENCH_USER, "password": BENCH_PASSWORD, "next": "/"}).encode()
-    status, headers, _ = http(base, "/login", anonymous, body, {"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 303 and headers["location"] == "/", (status, headers)
-    cookie = cookie_of(headers)
-    status, _, html = http(base, "/f/student/new", cookie)
-    assert status == 200, status
-    return cookie, csrf_of(html)
-
-
 def form_fields(writable: frozenset[str]) -> list[tuple[str, str]]:
     """(key, widget) of what a browser posts from the student form, in page order."""
     from engine.loader import load_definitions  # noqa: PLC0415
@@ -341,13 +316,7 @@ function request()
   local b = body:gsub("@ID@", id):gsub("@BIRTH@", birth):gsub("@GENDER@", gender)
   return wrk.format(method, path, headers, b)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "bad": %%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
+"""  + WRK_REPORT_LUA
 
 
 def lua_table(headers: dict[str, str]) -> str:
@@ -365,17 +334,11 @@ def run_wrk(base: str, target: Target, seconds: float, connections: int, workdir
         pool_file = str(workdir / f"{slug}.{len(pool)}.pool")
         Path(pool_file).write_text("".join(f"{p.id_card},{p.birth},{p.gender}\n" for p in pool), encoding="utf-8")
     script = workdir / f"{slug}.lua"
-    quote = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731 — a Lua string literal for these values
-    script.write_text(LUA % {"method": quote(target.method), "path": quote(target.path), "body": quote(body_file),
-                             "pool": quote(pool_file), "threads": threads, "headers": lua_table(target.headers)},
+    script.write_text(LUA % {"method": lua_string(target.method), "path": lua_string(target.path), "body": lua_string(body_file),
+                             "pool": lua_string(pool_file), "threads": threads, "headers": lua_table(target.headers)},
                       encoding="utf-8")
-    # wrk counts 3xx as success; the save's 303 is the success case, a 422 counts as "bad".
-    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-                          "-s", str(script), base + "/"], capture_output=True, text=True, timeout=seconds + 60)
-    match = re.search(r"WRKJSON (\{.*\})", out.stdout)
-    if not match:
-        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
-    data = json.loads(match[1])
+    # The save's 303 is the success case, a 422 counts as "bad".
+    data = wrk_figures(base, script, seconds, connections, threads)
     return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000, data["bad"], "wrk")
 
 
@@ -648,7 +611,7 @@ def main() -> int:
                              workdir / "dangan.log", bases["dangan"] + "/healthz"))
         servers.append(start([str(PYTHON), str(ROOT / "bench" / "minimal_app.py"), "--port", str(baseline_port)], env,
                              workdir / "baseline.log", bases["baseline"] + "/"))
-        cookie, csrf = log_in(bases["dangan"])
+        cookie, csrf = log_in(bases["dangan"], BENCH_USER, BENCH_PASSWORD, "/f/student/new")
         from engine.loader import load_definitions  # noqa: PLC0415
         from engine.messages import MESSAGES  # noqa: PLC0415
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
@@ -42,11 +41,10 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, replace
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/x.py`
-from harness import cpu_seconds, free_port, http, start, stop  # noqa: E402
+from harness import WRK_REPORT_LUA, cpu_seconds, drop_schema, free_port, http, log_in, lua_string, pg_schema, run_wrk as wrk_figures, start, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,22 +142,6 @@ def approve_pool(db_url: str) -> list[tuple[int, int]]:
 
 
 # --- 2. servers and requests ----------------------------------------------------------------------------
-def log_in(base: str) -> tuple[str, str]:
-    status, headers, html = http(base, "/login")
-    jar = SimpleCookie()
-    jar.load(headers.get("set-cookie", ""))
-    anonymous = f"dangan_session={jar['dangan_session'].value}"
-    csrf = re.search(r'name="_csrf" value="([^"]+)"', html)[1]  # type: ignore[index]
-    body = urllib.parse.urlencode({"_csrf": csrf, "username": BENCH_USER, "password": BENCH_PASSWORD, "next": "/"}).encode()
-    status, headers, _ = http(base, "/login", anonymous, body, {"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 303, status
-    jar = SimpleCookie()
-    jar.load(headers["set-cookie"])
-    cookie = f"dangan_session={jar['dangan_session'].value}"
-    _, _, html = http(base, "/wf/todo", cookie)
-    return cookie, re.search(r'name="_csrf" value="([^"]+)"', html)[1]  # type: ignore[index]
-
-
 @dataclass
 class Target:
     name: str
@@ -201,13 +183,7 @@ function request()
   local body = template_body:gsub("@TASK@", task)
   return wrk.format(method, path, headers, body)
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "bad": %%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
+"""  + WRK_REPORT_LUA
 
 
 def run_wrk(base: str, target: Target, seconds: float, connections: int, workdir: Path, pool: list[tuple[int, int]]) -> Result:
@@ -215,17 +191,12 @@ def run_wrk(base: str, target: Target, seconds: float, connections: int, workdir
     if pool:
         pool_file = str(workdir / f"pool-{uuid.uuid4().hex[:8]}.txt")
         Path(pool_file).write_text("".join(f"{a},{t}\n" for a, t in pool))
-    lua = lambda text: json.dumps(text, ensure_ascii=False)  # noqa: E731 — a Lua string literal
+    lua = lua_string
     script = workdir / f"{re.sub(r'[^a-z]+', '_', target.name.lower())[:30]}.lua"
     script.write_text(LUA % {"method": lua(target.method), "path": lua(target.path), "body": lua(target.body), "pool": lua(pool_file),
                              "headers": "{" + ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in target.headers.items()) + "}"},
                       encoding="utf-8")
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
-                          "-s", str(script), base + "/"], capture_output=True, text=True, timeout=seconds + 60)
-    found = re.search(r"WRKJSON (\{.*\})", out.stdout)
-    if not found:
-        raise SystemExit(f"wrk failed:\n{out.stdout}\n{out.stderr}")
-    data = json.loads(found[1])
+    data = wrk_figures(base, script, seconds, connections)
     return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000, data["bad"])
 
 
@@ -299,7 +270,7 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
     }
     results = []
     try:
-        cookie, csrf = log_in(bases["dangan"])
+        cookie, csrf = log_in(bases["dangan"], BENCH_USER, BENCH_PASSWORD, "/wf/todo")
         post = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
         targets = [
             Target("baseline: minimal Litestar GET /", "baseline", "GET", "/", {}),
@@ -347,30 +318,6 @@ def sanity(base: str, cookie: str, approve: Target, item: tuple[int, int], inbox
         raise SystemExit("approve sanity check: the application is not approved or the status did not change")
 
 
-def pg_schema_url() -> tuple[str, str, str]:
-    """(url using a fresh schema, admin url, schema) on $DANGAN_TEST_PG_URL."""
-    import sqlalchemy as sa  # noqa: PLC0415
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    admin = os.environ.get("DANGAN_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    schema = f"bench_wf_{uuid.uuid4().hex[:8]}"
-    engine = sa.create_engine(admin, poolclass=sa.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    engine.dispose()
-    url = make_url(admin).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    return url, admin, schema
-
-
-def drop_schema(admin: str, schema: str) -> None:
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    engine = sa.create_engine(admin, poolclass=sa.NullPool)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "pg", "both"), default="both")
@@ -395,7 +342,8 @@ def main() -> int:
                 leftover.unlink()
             all_results["SQLite"] = bench_database("sqlite", f"sqlite:///{workdir / 'bench.db'}", args, kind, workdir)
         if args.db in ("pg", "both"):
-            url, admin, schema = pg_schema_url()
+            admin = os.environ.get("DANGAN_TEST_PG_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+            url, schema = pg_schema(admin, "bench_wf")
             try:
                 all_results["PostgreSQL"] = bench_database("pg", url, args, kind, workdir)
             finally:

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from engine.spec import FormSpec
+from engine.spec import FieldSpec, FormSpec
+
+
+def stored_value(field: FieldSpec, data: Mapping[str, Any]) -> Any:
+    """The field's value as stored in `data`, under its current key or, not yet rewritten, an old one."""
+    return next((data[k] for k in field.stored_keys if k in data), None)
 
 
 def read_values(form: FormSpec, data: Mapping[str, Any]) -> dict[str, Any]:
     """Python values of the current fields; a renamed field falls back to its old keys."""
     values = {}
     for key, field in form.fields.items():
-        stored = next((data[k] for k in field.stored_keys if k in data), None)
+        stored = stored_value(field, data)
         try:
             values[key] = None if stored is None else field.kind.from_json(stored)
         except (ValueError, TypeError, KeyError):
@@ -38,7 +43,7 @@ def stored_changes(form: FormSpec, before: Mapping[str, Any], after: Mapping[str
     """{field: [old, new]} in stored form, for the audit log."""
     changes = {}
     for key, field in form.fields.items():
-        old = next((before[k] for k in field.stored_keys if k in before), None)
+        old = stored_value(field, before)
         new = after.get(key)
         if old != new:
             changes[key] = [old, new]

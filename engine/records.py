@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, bindparam, false, func, insert, or_, selec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
-from engine.documents import read_values, stored_changes, write_document
+from engine.documents import read_values, stored_changes, stored_value, write_document
 from engine.fields.files import UploadedFile
 from engine.issues import Issue
 from engine.permissions import Principal, Scope, is_editable, policy, scope
@@ -358,7 +358,7 @@ class RecordService:
             if not spec.unique or values.get(key) is None:
                 continue
             stored = spec.kind.to_json(values[key])
-            if previous is not None and stored == next((previous[k] for k in spec.stored_keys if k in previous), None):
+            if previous is not None and stored == stored_value(spec, previous):
                 continue
             stmt = select(Record.id).where(form_is(form.key), value_expr(dialect, spec) == sql_value(dialect, stored))
             if exclude is not None:

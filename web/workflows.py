@@ -166,28 +166,20 @@ class WorkflowController(Controller):
 
     @get("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:new")
     async def new(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Template:
-        state, principal = app_state(request), current_principal(request)
-        spec = state.definitions.workflows[key]
-        form = state.definitions.forms[spec.form]
-        target = _start_record(request, spec, form, principal, record)
+        spec, form, principal, target = _starting(request, key, record)
         return _form_page(request, spec, form, principal, target, values=_start_values(spec, target))
 
     @post("/new/{key:str}/check", opt={"workflow": "start"}, name="wf:check")
     async def check_new(self, request: Request, key: FromPath[str], record: FromQuery[int],
                         field: FromQuery[str]) -> Template:
         """htmx: one field of a new application, checked as it is typed (see `_check`)."""
-        state, principal = app_state(request), current_principal(request)
-        spec = state.definitions.workflows[key]
-        form = state.definitions.forms[spec.form]
-        target = _start_record(request, spec, form, principal, record)
+        spec, form, principal, target = _starting(request, key, record)
         return await _check(request, spec, form, principal, target, _start_values(spec, target), field)
 
     @post("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:start")
     async def start(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Response:
-        state, principal = app_state(request), current_principal(request)
-        spec = state.definitions.workflows[key]
-        form = state.definitions.forms[spec.form]
-        target = _start_record(request, spec, form, principal, record)
+        state = app_state(request)
+        spec, form, principal, target = _starting(request, key, record)
         data = await request.form()
         submitted = await _submission(spec, form, principal, data)
         chosen = _chosen(data.get("_unit"))
@@ -561,6 +553,14 @@ def _starter(principal: Principal, spec: WorkflowSpec) -> Principal:
 def _may_start(spec: WorkflowSpec, principal: Principal, record: StoredRecord, units: list[Any]) -> bool:
     levels = {u.level: routing.UnitInfo(u.id, u.path, u.name) for u in units if record.unit_path.startswith(u.path)}
     return routing.start_allowed(spec, Actor.of(principal), Context({}, record.values, {"record_unit": levels}, principal.user_id))
+
+
+def _starting(request: Request, key: str, record_id: int) -> tuple[WorkflowSpec, FormSpec, Principal, StoredRecord]:
+    """The workflow, its form, the user and the record a new application would be about (404/403 otherwise)."""
+    principal = current_principal(request)
+    spec = app_state(request).definitions.workflows[key]
+    form = app_state(request).definitions.forms[spec.form]
+    return spec, form, principal, _start_record(request, spec, form, principal, record_id)
 
 
 def _start_record(request: Request, spec: WorkflowSpec, form: FormSpec, principal: Principal, record_id: int) -> StoredRecord:

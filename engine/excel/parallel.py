@@ -14,7 +14,6 @@ to start or die, the remaining batches are prepared in this process: the same co
 """
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 from collections import deque
@@ -24,7 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:
-    from engine.excel.importer import ImportPass, Prepared
+    from engine.excel.importer import ImportPass, RowInput
     from engine.excel.reader import Row
 
 Batch = list["Row"]
@@ -38,24 +37,23 @@ def helper_possible() -> bool:
 
 
 @contextmanager
-def prepared_batches(pass_: "ImportPass", batches: Iterable[Batch], helper: bool) -> Iterator[Iterator[tuple[Batch, list["Prepared"]]]]:
+def prepared_batches(pass_: "ImportPass", batches: Iterable[Batch], helper: bool) -> Iterator[Iterator[tuple[Batch, list["RowInput"]]]]:
     """Each batch with what `pass_.prepare` made of it, in order."""
-    with _fewer_collections():
-        if not helper:
-            yield ((rows, pass_.prepare(rows)) for rows in batches)
-            return
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(pass_,))
-        try:
-            yield _Pipeline(pass_, pool).run(batches)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    if not helper:
+        yield ((rows, pass_.prepare(rows)) for rows in batches)
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(pass_,))
+    try:
+        yield _Pipeline(pass_, pool).run(batches)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Pipeline:
     def __init__(self, pass_: "ImportPass", pool: ProcessPoolExecutor) -> None:
         self.pass_, self.pool, self.broken = pass_, pool, False
 
-    def run(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list["Prepared"]]]:
+    def run(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list["RowInput"]]]:
         pending: deque[tuple[Batch, Future | None]] = deque()
         for rows in batches:
             pending.append((rows, self._submit(rows)))
@@ -73,7 +71,7 @@ class _Pipeline:
             self.broken = True
             return None
 
-    def _collect(self, rows: Batch, future: Future | None) -> tuple[Batch, list["Prepared"]]:
+    def _collect(self, rows: Batch, future: Future | None) -> tuple[Batch, list["RowInput"]]:
         if future is not None:
             try:
                 return rows, future.result()
@@ -88,19 +86,7 @@ def _adopt(pass_: "ImportPass") -> None:
     pass_.ctx.db.engine.dispose(close=False)
 
 
-def _prepare(rows: Batch) -> list["Prepared"]:
+def _prepare(rows: Batch) -> list["RowInput"]:
     assert _adopted is not None
     return _adopted.prepare(rows)
 
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """An import allocates millions of short-lived objects and keeps few of them; with the default
-    threshold (a young-generation collection every 700 allocations) about a tenth of its time goes
-    to the garbage collector scanning them. Process-wide, and harmless to other requests meanwhile."""
-    before = gc.get_threshold()
-    gc.set_threshold(max(before[0], 50_000), *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)

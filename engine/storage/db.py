@@ -83,15 +83,23 @@ class Checkpointer:
         self.thread.start()
 
     def _run(self) -> None:
+        wal, copied = Path(self.path + "-wal"), None
         while not self.stopping.wait(self.interval):
-            if not Path(self.path + "-wal").exists():
+            try:
+                seen = wal.stat()
+            except OSError:  # no WAL (yet, or the database is gone)
+                continue
+            # A passive checkpoint leaves the WAL file as it is; unchanged since, there is nothing to copy.
+            if (seen.st_mtime_ns, seen.st_size) == copied:
                 continue
             try:
                 connection = sqlite3.connect(self.path, timeout=0.1)
                 try:
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 finally:
                     connection.close()
+                if done == frames:  # all of it; otherwise try again next time
+                    copied = (seen.st_mtime_ns, seen.st_size)
             except sqlite3.Error as exc:  # busy or gone: the next tick, or the connections' own autocheckpoint
                 log.debug("sqlite checkpoint skipped: %s", exc)
 
