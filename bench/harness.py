@@ -108,9 +108,10 @@ def lua_string(text: str) -> str:
 WRK_REPORT_LUA = r"""
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, "bad": %%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.status + e.timeout))
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, "p99_us": %%d, '
+    .. '"p999_us": %%d, "max_us": %%d, "bad": %%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, e.connect + e.read + e.write + e.status + e.timeout))
 end
 """
 

@@ -84,16 +84,10 @@ class PrincipalCache:
 _principals = PrincipalCache()
 
 
-# One statement needs no transaction around it: on PostgreSQL, autocommit saves the BEGIN and ROLLBACK round
-# trips of every request. (SQLite connections keep the transaction handling engine/storage/db.py gives them.)
-_SINGLE_READ = {"postgresql": {"isolation_level": "AUTOCOMMIT"}}
-
-
 def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Principal | None]:
     # A plain connection for the per-request lookup; an ORM session only when the principal must be built.
-    with state.db.engine.connect() as connection:
-        options = _SINGLE_READ.get(state.db.dialect)
-        user = find_session_user(connection.execution_options(**options) if options else connection, token)
+    with state.db.single() as connection:
+        user = find_session_user(connection, token)
     if user is None:
         return None, None
     info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, flash=user.flash)

@@ -32,9 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415 — only `serve` needs the server
-
-    from web.app import create_app, prepare  # noqa: PLC0415 — keeps `check` free of web start-up cost
+    from web.app import prepare  # noqa: PLC0415 — keeps `check` free of web start-up cost
+    from web.serving import default_workers, serve  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
@@ -55,10 +54,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         note.chmod(0o600)
         print(f"\n已创建第一个管理员账号：用户名 {admin.username}，初始密码 {admin.password}"
               f"\n（也保存在 {note}；首次登录后须修改密码）\n", flush=True)
+    workers = args.workers or default_workers(state.db.dialect)
+    if workers > 1 and state.db.dialect != "postgresql":
+        print("SQLite 同一时间只允许一个进程写入，--workers 大于 1 需要 PostgreSQL（DANGAN_DATABASE_URL）。", file=sys.stderr)
+        return 2
     (settings.var_dir / "dangan.pid").write_text(str(os.getpid()))
-    print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}）", flush=True)
-    uvicorn.run(create_app(settings, state), host=args.host, port=args.port, log_level="warning",
-                workers=1, access_log=False)
+    print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}，"
+          f"{workers} 个工作进程）", flush=True)
+    serve(state, args.host, args.port, workers)
     return 0
 
 
@@ -125,6 +128,8 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="启动网页服务")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("DANGAN_WORKERS", "0")),
+                       help="工作进程数（默认：SQLite 为 1；PostgreSQL 为 CPU 核数，最多 4）")
     serve.set_defaults(func=cmd_serve)
     user = sub.add_parser("create-user", help="创建用户")
     user.add_argument("--username", required=True)

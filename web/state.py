@@ -15,6 +15,7 @@ from engine.records import RecordService
 from engine.spec import Definitions
 from engine.storage.db import Database
 from engine.storage.fieldsql import IndexConflict, sync_indexes
+from web import generations
 from web.settings import Settings
 
 log = logging.getLogger("dangan")
@@ -37,25 +38,27 @@ class AppState:
         self.db = db
         self.records = RecordService(db)
         self._lock = threading.Lock()
-        self._units: tuple[float, list[Unit]] | None = None
+        self._units: tuple[int, float, list[Unit]] | None = None
         # Rendered blank forms by (definitions version, form, policy); a reload changes the version.
         self.blank_forms: dict[tuple, Markup] = {}
 
     def units(self) -> list[Unit]:
         """The org tree, cached: it changes rarely and every form page needs it.
 
-        The admin pages call `units_changed()`; another process's change shows within UNITS_TTL.
+        The admin pages call `units_changed()`, which every worker of this server sees at once (a shared counter);
+        a change by another server or command shows within UNITS_TTL.
         """
-        cached = self._units
-        if cached is not None and time.monotonic() - cached[0] < UNITS_TTL:
-            return cached[1]
+        cached, generation = self._units, generations.org_units.value
+        if cached is not None and cached[0] == generation and time.monotonic() - cached[1] < UNITS_TTL:
+            return cached[2]
         with self.db.read() as s:
             units = all_units(s)
-        self._units = (time.monotonic(), units)
+        self._units = (generation, time.monotonic(), units)
         return units
 
     def units_changed(self) -> None:
         self._units = None
+        generations.org_units.bump()
 
     def reload(self) -> ReloadOutcome:
         """Re-read the definitions; an invalid set is refused and the last good one stays live."""

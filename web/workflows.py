@@ -45,7 +45,9 @@ from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, 
 from web.auth import COOKIE, app_state, current_principal
 from web.controllers.records import check_context
 from web.features import Action, Feature, HeldUpdate
+from web import generations
 from web.formdata import read_submission, table_action
+from web.generations import Generation
 from web.pages import NavItem, flash, page
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 from web.state import AppState
@@ -57,26 +59,26 @@ LISTS = {"todo": "待办", "done": "已办", "mine": "我的申请"}
 
 class InboxCounts:
     """The 待办 badge is on every page: counted at most once per TTL per user, and afresh after any workflow
-    write in this process (another process's writes show within TTL)."""
+    write by any worker of this server (a shared counter); another server's or command's writes show within TTL."""
 
-    def __init__(self, ttl: float = 10.0, size: int = 4096) -> None:
+    def __init__(self, ttl: float = 10.0, size: int = 4096, generation: Generation = generations.workflows) -> None:
         self.ttl, self.size = ttl, size
-        self.generation = 0
+        self.generation = generation
         self.entries: dict[tuple[Any, ...], tuple[int, float, int]] = {}
 
     def get(self, key: tuple[Any, ...], compute: Callable[[], int]) -> int:
         found = self.entries.get(key)
-        now = time.monotonic()
-        if found is not None and found[0] == self.generation and now - found[1] < self.ttl:
+        now, generation = time.monotonic(), self.generation.value
+        if found is not None and found[0] == generation and now - found[1] < self.ttl:
             return found[2]
         if len(self.entries) >= self.size:
             self.entries.clear()
         value = compute()
-        self.entries[key] = (self.generation, now, value)
+        self.entries[key] = (generation, now, value)
         return value
 
     def changed(self) -> None:
-        self.generation += 1
+        self.generation.bump()
 
 
 _counts = InboxCounts()

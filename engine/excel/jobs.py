@@ -185,7 +185,10 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
 
 
 # --- who runs a job ---------------------------------------------------------------------------------
-RUNNER = f"{socket.gethostname()[:60]}:{os.getpid()}"
+def runner_name() -> str:
+    """This process as a job's runner. Computed per call: worker processes forked from one server each have
+    their own pid, and a name fixed at import time would be the parent's in every one of them."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}"
 STALE = dt.timedelta(seconds=120)
 
 
@@ -194,7 +197,7 @@ def runner_alive(job: ImportJob) -> bool:
     if not job.runner:
         return False
     host, _, pid = job.runner.rpartition(":")
-    if host == RUNNER.rpartition(":")[0] and pid.isdigit():
+    if host == runner_name().rpartition(":")[0] and pid.isdigit():
         if int(pid) == os.getpid():
             return True
         try:
@@ -213,18 +216,19 @@ def interrupted(job: ImportJob) -> bool:
 
 def _claim(db: Database, job: ImportJob) -> bool:
     """Take the job unless a live process has it; compare-and-set, so two starters cannot both win."""
-    if job.runner and job.runner != RUNNER and runner_alive(job):
+    me = runner_name()
+    if job.runner and job.runner != me and runner_alive(job):
         return False
     with db.write() as s:
         taken = s.execute(update(ImportJob).where(ImportJob.id == job.id, ImportJob.runner == job.runner)
-                          .values(runner=RUNNER, updated_at=utcnow()))
+                          .values(runner=me, updated_at=utcnow()))
         s.commit()
     return taken.rowcount == 1
 
 
 def _release(db: Database, job_id: int) -> None:
     with db.write() as s:
-        s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.runner == RUNNER).values(runner=""))
+        s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.runner == runner_name()).values(runner=""))
         s.commit()
 
 

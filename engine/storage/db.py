@@ -4,11 +4,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -16,6 +20,8 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # ~12 ms checkpoint into every ~40th save; the Checkpointer below does that work between requests, so this is only
 # the safety net for when it falls behind or is not running.
 AUTOCHECKPOINT_PAGES = 10_000
+# A pooled PostgreSQL connection idle for longer than this is pinged before use; see _ping_when_idle.
+PING_AFTER_IDLE_SECONDS = 5.0
 log = logging.getLogger("dangan")
 
 
@@ -27,7 +33,39 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+def make_autocommit_engine(url: str) -> Engine:
+    """PostgreSQL connections that run each statement on its own: a single read needs no BEGIN and ROLLBACK round
+    trips, and a pool of its own saves switching a shared connection's mode on every checkout and checkin."""
+    engine = create_engine(url, pool_size=5, max_overflow=20, isolation_level="AUTOCOMMIT")
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping costs a round trip on every checkout, i.e. twice per request. A connection that
+    was in use a moment ago is alive; only one that sat idle (the server restarted, a firewall dropped it) is
+    pinged, and a dead one is replaced before the request sees it. A connection lost in the middle of a busy
+    moment still fails that one statement, and the pool then replaces all its older connections."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record):  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
 def _tune_sqlite(engine: Engine) -> None:
@@ -121,6 +159,7 @@ class Database:
         self.engine = make_engine(url)
         self.read = sessionmaker(self.engine, expire_on_commit=False)
         self.write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self._autocommit = make_autocommit_engine(url) if self.dialect == "postgresql" else None
         path = sqlite_file(url)
         self.checkpointer = Checkpointer(path) if path else None
 
@@ -131,8 +170,16 @@ class Database:
     def upgrade(self) -> None:
         upgrade(self.engine)
 
+    @contextmanager
+    def single(self) -> Iterator[Connection]:
+        """A connection for one statement that needs no transaction around it (the per-request session lookup)."""
+        with (self._autocommit or self.engine).connect() as connection:
+            yield connection
+
     def dispose(self) -> None:
         if self.checkpointer is not None:
             self.checkpointer.stop()
             self.checkpointer = None
+        if self._autocommit is not None:
+            self._autocommit.dispose()
         self.engine.dispose()

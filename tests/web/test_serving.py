@@ -1,0 +1,194 @@
+"""`dangan serve --workers N`: the parent process, its forked workers, reload, restart, stop; and what the workers
+share (counters in shared memory, import-job runner names per process)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine.excel.jobs import runner_name
+from tests.browser_fixtures import DANGAN, DEFINITIONS, REPO, _free_port, _wait_healthy
+from web.generations import Generation
+from web.workflows import InboxCounts
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+def _wait_for(condition, timeout: float = 20.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _start(env: dict[str, str], var: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
+    port = _free_port()
+    log = var / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(DANGAN), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+                                   env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    _wait_healthy(base, process, log)
+    return process, base, log
+
+
+def _env(db_url: str, var: Path, definitions: Path) -> dict[str, str]:
+    return {**os.environ, "DANGAN_DATABASE_URL": db_url, "DANGAN_VAR": str(var), "DANGAN_DEFINITIONS": str(definitions),
+            "PYTHONUNBUFFERED": "1"}
+
+
+def test_workers_share_the_socket_reload_together_restart_and_stop(pg_url: str, tmp_path: Path) -> None:
+    definitions = tmp_path / "definitions"
+    shutil.copytree(DEFINITIONS, definitions)
+    var = tmp_path / "var"
+    var.mkdir()
+    env = _env(pg_url, var, definitions)
+    process, base, log = _start(env, var, "--workers", "2")
+    try:
+        _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
+        first = _children(process.pid)
+        # Every worker answers: fresh connections land on either one.
+        for _ in range(20):
+            with urllib.request.urlopen(base + "/login", timeout=10) as response:
+                assert response.status == 200 and "登录" in response.read().decode()
+
+        # A field added in YAML, then `dangan reload`: the parent checks it once, both workers load it.
+        student = definitions / "forms" / "student.yaml"
+        student.write_text(student.read_text(encoding="utf-8").replace(
+            "      - key: name\n", "      - key: nickname\n        label: 小名\n        type: text\n      - key: name\n", 1),
+            encoding="utf-8")
+        assert "nickname" in student.read_text(encoding="utf-8")
+        reload = subprocess.run([str(DANGAN), "reload"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert reload.returncode == 0, reload.stderr
+        _wait_for(lambda: len(re.findall(r"定义已重新加载", log.read_text(errors="replace"))) == 2,
+                  what="both workers to reload")
+
+        # A worker that dies is replaced; the server keeps answering meanwhile.
+        victim = sorted(first)[0]
+        os.kill(victim, signal.SIGKILL)
+        _wait_for(lambda: len(_children(process.pid)) == 2 and victim not in _children(process.pid),
+                  what="a replacement worker")
+        _wait_healthy(base, process, log)
+        assert "意外退出" in log.read_text(errors="replace")
+
+        # SIGTERM stops the workers and then the parent, cleanly.
+        workers = _children(process.pid)
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_reload_with_errors_reaches_no_worker(pg_url: str, tmp_path: Path) -> None:
+    definitions = tmp_path / "definitions"
+    shutil.copytree(DEFINITIONS, definitions)
+    var = tmp_path / "var"
+    var.mkdir()
+    env = _env(pg_url, var, definitions)
+    process, _base, log = _start(env, var, "--workers", "2")
+    try:
+        _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
+        student = definitions / "forms" / "student.yaml"
+        student.write_text(student.read_text(encoding="utf-8").replace("type: text", "type: no_such_type", 1),
+                           encoding="utf-8")
+        # Straight to the parent (as a deploy script might), skipping the command's own check.
+        os.kill(process.pid, signal.SIGHUP)
+        _wait_for(lambda: "定义有错误，未加载" in log.read_text(errors="replace"), what="the refusal in the log")
+        time.sleep(0.5)
+        assert "定义已重新加载" not in log.read_text(errors="replace")
+        assert process.poll() is None and len(_children(process.pid)) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_sqlite_refuses_more_than_one_worker(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    env = _env(f"sqlite:///{tmp_path / 'dangan.db'}", var, DEFINITIONS)
+    done = subprocess.run([str(DANGAN), "serve", "--port", str(_free_port()), "--workers", "2"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "SQLite" in done.stderr and "PostgreSQL" in done.stderr
+
+
+def _in_child(action) -> int:  # type: ignore[no-untyped-def]
+    """Run `action` in a forked child; its exit status is what it returns (0..255)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = int(action())
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_a_generation_bumped_in_a_forked_worker_is_seen_by_its_siblings() -> None:
+    generation = Generation()
+    counts = InboxCounts(ttl=3600, generation=generation)
+    computed: list[int] = []
+    key = ("db", 1)
+
+    def compute() -> int:
+        computed.append(1)
+        return len(computed)
+
+    assert counts.get(key, compute) == 1
+    assert counts.get(key, compute) == 1  # cached
+    assert _in_child(lambda: generation.bump() or 0) == 0  # another worker approves something
+    assert generation.value == 1
+    assert counts.get(key, compute) == 2  # counted afresh here, long before the TTL
+
+
+def test_concurrent_bumps_from_two_processes_all_count() -> None:
+    generation = Generation()
+
+    def many() -> int:
+        for _ in range(2000):
+            generation.bump()
+        return 0
+
+    pids = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(many())
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    assert generation.value == 4000
+
+
+def test_each_forked_worker_claims_import_jobs_under_its_own_name() -> None:
+    mine = runner_name()
+    assert mine.endswith(f":{os.getpid()}")
+    read, write = os.pipe()
+
+    def report() -> int:
+        os.write(write, runner_name().encode())
+        return 0
+
+    assert _in_child(report) == 0
+    os.close(write)
+    theirs = os.read(read, 200).decode()
+    os.close(read)
+    assert theirs != mine and theirs.rpartition(":")[0] == mine.rpartition(":")[0]

@@ -1,0 +1,135 @@
+"""Serving: one process, or on PostgreSQL a parent that forks worker processes sharing one listening socket.
+
+One Python process runs one request's Python at a time, so on a machine with several cores a single process leaves
+them idle while requests queue. With `--workers N` the parent does the start-up once (migrations, indexes, the first
+admin), binds the socket, and forks N workers, each with its own database connections and the app. The parent only
+supervises: it replaces a worker that dies, passes `dangan reload` (SIGHUP) on after checking the definitions
+itself, and stops the workers on SIGTERM / Ctrl-C.
+
+What the workers share lives in the database (sessions, records, import jobs, which a worker claims with a
+compare-and-set) or in web/generations.py (the counters that expire per-process caches).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+import uvicorn
+
+from web.app import create_app
+from web.state import AppState
+
+log = logging.getLogger("dangan")
+RESTART_PAUSE_SECONDS = 1.0
+
+
+def default_workers(dialect: str) -> int:
+    """SQLite takes one writer at a time, so more processes would only queue on its lock; PostgreSQL gets up to one
+    worker per core (at most 4: the database server needs cores too)."""
+    if dialect != "postgresql":
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def serve(state: AppState, host: str, port: int, workers: int) -> None:
+    if workers <= 1:
+        uvicorn.run(create_app(state.settings, state), host=host, port=port, log_level="warning", access_log=False)
+        return
+    listener = _bind(host, port)
+    state.db.dispose()  # no pooled connection may be shared by the forked workers
+    Supervisor(state, listener, workers).run()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+class Supervisor:
+    def __init__(self, state: AppState, listener: socket.socket, workers: int,
+                 run_worker: Callable[[AppState, socket.socket], None] | None = None) -> None:
+        self.state, self.listener, self.count = state, listener, workers
+        self.run_worker = run_worker or _run_worker
+        self.children: dict[int, int] = {}  # pid -> worker number
+        self.stopping = False
+
+    def run(self) -> None:
+        signal.signal(signal.SIGHUP, self._reload)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for number in range(self.count):
+            self._spawn(number)
+        while self.children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            number = self.children.pop(pid, None)
+            if number is None or self.stopping:
+                continue
+            log.error("工作进程 %s（pid %s）意外退出（状态 %s），%.0f 秒后重启", number, pid, status, RESTART_PAUSE_SECONDS)
+            time.sleep(RESTART_PAUSE_SECONDS)
+            if not self.stopping:
+                self._spawn(number)
+        self.listener.close()
+
+    def _spawn(self, number: int) -> None:
+        # SIGHUP is held back across the fork: a reload arriving then would otherwise kill the new worker before
+        # it has installed its own handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own reload handler is installed
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+                self.run_worker(self.state, self.listener)
+            except BaseException:  # noqa: BLE001 — a worker must never return into the parent's loop
+                log.exception("工作进程 %s 出错", number)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+        self.children[pid] = number
+
+    def _reload(self, _signum: int, _frame: object) -> None:
+        """Check the new definitions here once; only a valid set is passed on, so no worker is left behind on
+        the old version because its own copy failed."""
+        outcome = self.state.reload()
+        if not outcome.ok:
+            log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+            return
+        for pid in list(self.children):
+            os.kill(pid, signal.SIGHUP)
+
+    def _stop(self, _signum: int, _frame: object) -> None:
+        self.stopping = True
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _run_worker(parent: AppState, listener: socket.socket) -> None:
+    """One worker: its own Database (connections are never shared across a fork) and the parent's definitions."""
+    from engine.storage.db import Database  # noqa: PLC0415
+
+    state = AppState(parent.settings, parent.definitions, Database(parent.settings.database_url))
+    config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[listener])
+    state.db.dispose()
