@@ -71,9 +71,21 @@ def http(base: str, path: str, cookie: str = "", data: bytes | None = None, head
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) from /proc."""
+    """utime + stime of a process (all its threads) and of its live child processes (a server's forked
+    workers), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(child) for child in child_pids(pid))
+
+
+def child_pids(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:  # gone meanwhile
+        pass
+    return children
 
 
 def cookie_of(headers: dict[str, str]) -> str:

@@ -6,12 +6,14 @@ What it does (a script, not a test), for each database asked for (SQLite and/or 
      RecordService.create and one open 休学 application each through WorkflowService.start (the real code path,
      with a proof attachment): 80 % in 示范区 — the inbox of the bench user `bench` (教育局, 示范区教育局) — and 20 %
      in 滨江区 (someone else's inbox);
-  2. starts `.venv/bin/dangan serve` and bench/minimal_app.py (both: 1 process, 1 worker, log_level=warning, no
-     access log) and logs in as `bench` through the real login form;
+  2. starts `.venv/bin/dangan serve` with its default worker processes (SQLite: 1; PostgreSQL: one per core, at most
+     4; `--workers` overrides) and bench/minimal_app.py (1 process, log_level=warning, no access log), and logs in
+     as `bench` through the real login form;
   3. checks each target once, then per target a short warm-up and DURATION seconds at CONNECTIONS (16) keep-alive
      connections; prints requests/s, p50/p99 latency and the server's CPU per request:
        baseline   GET / of the minimal app
        healthz    GET /healthz of the same Dangan server (session guard, no work)
+  The server's CPU per request sums the server process and its workers.
        待办        GET /wf/todo (count badge + 8,000 open tasks in the inbox, page 1 of 20 rows)
        approve    POST /wf/a/{id}/decide decision=approve, a different application per request (a pool of
                   (application, task) pairs): the final approval, so the record's 学籍状态 becomes 休学 in the same
@@ -44,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/x.py`
-from harness import WRK_REPORT_LUA, cpu_seconds, drop_schema, free_port, http, log_in, lua_string, pg_schema, run_wrk as wrk_figures, start, stop  # noqa: E402
+from harness import WRK_REPORT_LUA, child_pids, cpu_seconds, drop_schema, free_port, http, log_in, lua_string, pg_schema, run_wrk as wrk_figures, start, stop  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -162,6 +164,8 @@ class Result:
     p99_ms: float
     bad: int
     server_cpu_s: float = 0.0
+    p90_ms: float = 0.0
+    max_ms: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -197,7 +201,8 @@ def run_wrk(base: str, target: Target, seconds: float, connections: int, workdir
                              "headers": "{" + ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in target.headers.items()) + "}"},
                       encoding="utf-8")
     data = wrk_figures(base, script, seconds, connections)
-    return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000, data["bad"])
+    return Result(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000, data["p99_us"] / 1000, data["bad"],
+                  p90_ms=data["p90_us"] / 1000, max_ms=data["max_us"] / 1000)
 
 
 async def _python_load(base: str, target: Target, seconds: float, connections: int, pool: list[tuple[int, int]]
@@ -263,7 +268,8 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
     ports = {"dangan": free_port(), "baseline": free_port()}
     bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     servers = {
-        "dangan": start([str(DANGAN), "serve", "--host", "127.0.0.1", "--port", str(ports["dangan"])], env,
+        "dangan": start([str(DANGAN), "serve", "--host", "127.0.0.1", "--port", str(ports["dangan"]),
+                         *(["--workers", str(args.workers)] if args.workers else [])], env,
                         workdir / f"dangan-{label}.log", bases["dangan"] + "/healthz"),
         "baseline": start([str(PYTHON), str(ROOT / "bench" / "minimal_app.py"), "--port", str(ports["baseline"])], env,
                           workdir / f"baseline-{label}.log", bases["baseline"] + "/"),
@@ -271,6 +277,7 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
     results = []
     try:
         cookie, csrf = log_in(bases["dangan"], BENCH_USER, BENCH_PASSWORD, "/wf/todo")
+        print(f"dangan serve: {max(1, len(child_pids(servers['dangan'].pid)))} worker process(es)")
         post = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
         targets = [
             Target("baseline: minimal Litestar GET /", "baseline", "GET", "/", {}),
@@ -293,7 +300,8 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
             if target.pooled and result.requests >= len(measured):
                 print("  WARNING: the pool ran out; use more --applications or a shorter --duration")
             results.append((target, result))
-            print(f"  {target.name:<40} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms"
+            print(f"  {target.name:<40} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  p90 {result.p90_ms:7.1f} ms"
+                  f"  p99 {result.p99_ms:7.1f} ms  max {result.max_ms:7.1f} ms"
                   f"  server CPU {1000 * result.server_cpu_s / max(1, result.requests):5.2f} ms/req  bad {result.bad}", flush=True)
         if "Traceback" in (workdir / f"dangan-{label}.log").read_text(errors="replace"):
             print(f"  WARNING: tracebacks in {workdir / f'dangan-{label}.log'}")
@@ -325,6 +333,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=0, help="dangan serve --workers (default: its own default)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temp dir, removed)")
     args = parser.parse_args()
@@ -351,12 +360,12 @@ def main() -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n| database | endpoint ({args.connections} connections, {args.duration:g} s, {kind}) | req/s | p50 ms | p99 ms"
-          " | server CPU ms/req | bad |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print(f"\n| database | endpoint ({args.connections} connections, {args.duration:g} s, {kind}) | req/s | p50 ms | p90 ms"
+          " | p99 ms | max ms | server CPU ms/req | bad |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, results in all_results.items():
         for target, r in results:
-            print(f"| {label} | {target.name} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f}"
+            print(f"| {label} | {target.name} | {r.rps:.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.max_ms:.1f}"
                   f" | {1000 * r.server_cpu_s / max(1, r.requests):.2f} | {r.bad} |")
     for label, results in all_results.items():
         approve = next(r for t, r in results if t.pooled)
