@@ -83,7 +83,7 @@ class _Pipeline:
 def _adopt(pass_: "ImportPass") -> None:
     global _adopted
     _adopted = pass_
-    pass_.ctx.db.engine.dispose(close=False)
+    pass_.ctx.db.detach_after_fork()
 
 
 def _prepare(rows: Batch) -> list["RowInput"]:
