@@ -57,7 +57,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 class Supervisor:
     def __init__(self, state: AppState, listener: socket.socket, workers: int,
-                 run_worker: Callable[[AppState, socket.socket], None] | None = None) -> None:
+                 run_worker: Callable[[AppState, socket.socket, int], None] | None = None) -> None:
         self.state, self.listener, self.count = state, listener, workers
         self.run_worker = run_worker or _run_worker
         self.children: dict[int, int] = {}  # pid -> worker number
@@ -95,7 +95,7 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own reload handler is installed
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-                self.run_worker(self.state, self.listener)
+                self.run_worker(self.state, self.listener, self.count)
             except BaseException:  # noqa: BLE001 — a worker must never return into the parent's loop
                 log.exception("工作进程 %s 出错", number)
                 code = 1
@@ -125,11 +125,12 @@ class Supervisor:
                 pass
 
 
-def _run_worker(parent: AppState, listener: socket.socket) -> None:
-    """One worker: its own Database (connections are never shared across a fork) and the parent's definitions."""
+def _run_worker(parent: AppState, listener: socket.socket, workers: int) -> None:
+    """One worker: its own Database (connections are never shared across a fork; the workers split the connection
+    budget) and the parent's definitions."""
     from engine.storage.db import Database  # noqa: PLC0415
 
-    state = AppState(parent.settings, parent.definitions, Database(parent.settings.database_url))
+    state = AppState(parent.settings, parent.definitions, Database(parent.settings.database_url, processes=workers))
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[listener])
     state.db.dispose()

@@ -26,8 +26,16 @@ PING_AFTER_IDLE_SECONDS = 5.0
 log = logging.getLogger("dangan")
 
 
-def make_engine(url: str, begin: str = "BEGIN") -> Engine:
-    """`begin`: how a SQLite transaction starts on this engine's connections (BEGIN, or BEGIN IMMEDIATE for writers)."""
+# PostgreSQL connections one process may hold: the transactions' pool (kept, plus overflow under load) and the small
+# autocommit pool of single reads. Several worker processes split CONNECTION_BUDGET between them, so that all of them
+# together stay well below PostgreSQL's default max_connections (100).
+POOL_SIZE, POOL_OVERFLOW = 10, 20
+CONNECTION_BUDGET = 70
+
+
+def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW)) -> Engine:
+    """`begin`: how a SQLite transaction starts on this engine's connections (BEGIN, or BEGIN IMMEDIATE for writers).
+    `pool`: PostgreSQL connections kept and the overflow allowed under load."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -35,15 +43,15 @@ def make_engine(url: str, begin: str = "BEGIN") -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _tune_sqlite(engine, begin)
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1])
     _ping_when_idle(engine)
     return engine
 
 
-def make_autocommit_engine(url: str) -> Engine:
+def make_autocommit_engine(url: str, pool: tuple[int, int] = (2, 3)) -> Engine:
     """PostgreSQL connections that run each statement on its own: a single read needs no BEGIN and ROLLBACK round
     trips, and a pool of its own saves switching a shared connection's mode on every checkout and checkin."""
-    engine = create_engine(url, pool_size=5, max_overflow=20, isolation_level="AUTOCOMMIT")
+    engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1], isolation_level="AUTOCOMMIT")
     _ping_when_idle(engine)
     return engine
 
@@ -152,6 +160,14 @@ class Checkpointer:
         self.thread.join(timeout=5)
 
 
+def _transaction_pool(processes: int) -> tuple[int, int]:
+    """One process keeps POOL_SIZE (+ POOL_OVERFLOW); several split the budget, minus each one's autocommit pool (5)."""
+    if processes <= 1:
+        return POOL_SIZE, POOL_OVERFLOW
+    most = max(6, CONNECTION_BUDGET // processes - 5)
+    return most // 2, most - most // 2
+
+
 class Database:
     """One engine, two session factories: `read` for queries, `write` for transactions that change data.
 
@@ -160,9 +176,10 @@ class Database:
     On PostgreSQL both are ordinary transactions and writers lock rows explicitly.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, processes: int = 1) -> None:
+        """`processes`: how many processes of one server open this database (PostgreSQL pools are sized to share)."""
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool=_transaction_pool(processes))
         self.read = sessionmaker(self.engine, expire_on_commit=False)
         path = sqlite_file(url)
         # SQLite writers start with BEGIN IMMEDIATE, so they get an engine (and a pool of connections) of their own.

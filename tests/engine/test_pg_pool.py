@@ -67,3 +67,22 @@ def test_a_connection_in_recent_use_is_not_pinged(pg_url: str, monkeypatch: pyte
             assert _backend(connection) != first
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("processes", range(2, 9))
+def test_worker_processes_share_a_connection_budget_below_postgresqls_default_limit(processes: int) -> None:
+    kept, overflow = db_module._transaction_pool(processes)
+    autocommit = 2 + 3  # make_autocommit_engine's pool
+    total = processes * (kept + overflow + autocommit)
+    assert total < 100  # PostgreSQL's default max_connections
+    if processes <= 4:  # the most `dangan serve` starts by default
+        assert total <= db_module.CONNECTION_BUDGET
+    assert kept >= 3 and overflow >= 3
+
+
+def test_a_worker_database_uses_its_share(pg_url: str) -> None:
+    db = Database(pg_url, processes=4)
+    try:
+        assert (db.engine.pool.size(), db.engine.pool._max_overflow) == db_module._transaction_pool(4)  # type: ignore[attr-defined]
+    finally:
+        db.dispose()
