@@ -153,7 +153,7 @@ class RecordService:
         if session is not None:
             row = session.connection().execute(query, params).first()
         else:
-            with self.db.engine.connect() as connection:
+            with self.db.single() as connection:
                 row = connection.execute(query, params).first()
         return _stored(form, row) if row else None
 

@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from sqlalchemy.engine import make_url
+
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
@@ -37,6 +39,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    dialect = make_url(settings.database_url).get_backend_name()
+    workers = args.workers or default_workers(dialect)
+    if workers > 1 and dialect != "postgresql":
+        print("SQLite 同一时间只允许一个进程写入，--workers 大于 1 需要 PostgreSQL（DANGAN_DATABASE_URL）。", file=sys.stderr)
+        return 2
     try:
         state, admin = prepare(settings)
     except DefinitionErrors as exc:
@@ -54,10 +61,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         note.chmod(0o600)
         print(f"\n已创建第一个管理员账号：用户名 {admin.username}，初始密码 {admin.password}"
               f"\n（也保存在 {note}；首次登录后须修改密码）\n", flush=True)
-    workers = args.workers or default_workers(state.db.dialect)
-    if workers > 1 and state.db.dialect != "postgresql":
-        print("SQLite 同一时间只允许一个进程写入，--workers 大于 1 需要 PostgreSQL（DANGAN_DATABASE_URL）。", file=sys.stderr)
-        return 2
     (settings.var_dir / "dangan.pid").write_text(str(os.getpid()))
     print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}，"
           f"{workers} 个工作进程）", flush=True)

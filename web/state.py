@@ -57,7 +57,6 @@ class AppState:
         return units
 
     def units_changed(self) -> None:
-        self._units = None
         generations.org_units.bump()
 
     def reload(self) -> ReloadOutcome:

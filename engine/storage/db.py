@@ -37,8 +37,8 @@ def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SI
     """`begin`: how a SQLite transaction starts on this engine's connections (BEGIN, or BEGIN IMMEDIATE for writers).
     `pool`: PostgreSQL connections kept and the overflow allowed under load."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _tune_sqlite(engine, begin)

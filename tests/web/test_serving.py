@@ -9,12 +9,14 @@ import signal
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from engine.excel.jobs import runner_name
-from tests.browser_fixtures import DANGAN, DEFINITIONS, REPO, _free_port, _wait_healthy
+from tests.browser_fixtures import DANGAN, DEFINITIONS, REPO, _free_port, _wait_healthy, stop_process
 from web.generations import Generation
 from web.workflows import InboxCounts
 
@@ -51,7 +53,18 @@ def _env(db_url: str, var: Path, definitions: Path) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def test_workers_share_the_socket_reload_together_restart_and_stop(pg_url: str, tmp_path: Path) -> None:
+@dataclass
+class TwoWorkers:
+    process: subprocess.Popen
+    base: str
+    log: Path
+    env: dict[str, str]
+    definitions: Path  # a copy the test may edit
+
+
+@pytest.fixture
+def two_workers(pg_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
+    """`dangan serve --workers 2` on its own copy of the definitions; stopped at teardown if still running."""
     definitions = tmp_path / "definitions"
     shutil.copytree(DEFINITIONS, definitions)
     var = tmp_path / "var"
@@ -60,64 +73,58 @@ def test_workers_share_the_socket_reload_together_restart_and_stop(pg_url: str, 
     process, base, log = _start(env, var, "--workers", "2")
     try:
         _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
-        first = _children(process.pid)
-        # Every worker answers: fresh connections land on either one.
-        for _ in range(20):
-            with urllib.request.urlopen(base + "/login", timeout=10) as response:
-                assert response.status == 200 and "登录" in response.read().decode()
-
-        # A field added in YAML, then `dangan reload`: the parent checks it once, both workers load it.
-        student = definitions / "forms" / "student.yaml"
-        student.write_text(student.read_text(encoding="utf-8").replace(
-            "      - key: name\n", "      - key: nickname\n        label: 小名\n        type: text\n      - key: name\n", 1),
-            encoding="utf-8")
-        assert "nickname" in student.read_text(encoding="utf-8")
-        reload = subprocess.run([str(DANGAN), "reload"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
-        assert reload.returncode == 0, reload.stderr
-        _wait_for(lambda: len(re.findall(r"定义已重新加载", log.read_text(errors="replace"))) == 2,
-                  what="both workers to reload")
-
-        # A worker that dies is replaced; the server keeps answering meanwhile.
-        victim = sorted(first)[0]
-        os.kill(victim, signal.SIGKILL)
-        _wait_for(lambda: len(_children(process.pid)) == 2 and victim not in _children(process.pid),
-                  what="a replacement worker")
-        _wait_healthy(base, process, log)
-        assert "意外退出" in log.read_text(errors="replace")
-
-        # SIGTERM stops the workers and then the parent, cleanly.
-        workers = _children(process.pid)
-        process.terminate()
-        assert process.wait(timeout=30) == 0
-        for pid in workers:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        yield TwoWorkers(process, base, log, env, definitions)
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+            stop_process(process, timeout=30)
 
 
-def test_reload_with_errors_reaches_no_worker(pg_url: str, tmp_path: Path) -> None:
-    definitions = tmp_path / "definitions"
-    shutil.copytree(DEFINITIONS, definitions)
-    var = tmp_path / "var"
-    var.mkdir()
-    env = _env(pg_url, var, definitions)
-    process, _base, log = _start(env, var, "--workers", "2")
-    try:
-        _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
-        student = definitions / "forms" / "student.yaml"
-        student.write_text(student.read_text(encoding="utf-8").replace("type: text", "type: no_such_type", 1),
-                           encoding="utf-8")
-        # Straight to the parent (as a deploy script might), skipping the command's own check.
-        os.kill(process.pid, signal.SIGHUP)
-        _wait_for(lambda: "定义有错误，未加载" in log.read_text(errors="replace"), what="the refusal in the log")
-        time.sleep(0.5)
-        assert "定义已重新加载" not in log.read_text(errors="replace")
-        assert process.poll() is None and len(_children(process.pid)) == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def test_workers_share_the_socket_reload_together_restart_and_stop(two_workers: TwoWorkers) -> None:
+    process, base, log = two_workers.process, two_workers.base, two_workers.log
+    first = _children(process.pid)
+    # Every worker answers: fresh connections land on either one.
+    for _ in range(20):
+        with urllib.request.urlopen(base + "/login", timeout=10) as response:
+            assert response.status == 200 and "登录" in response.read().decode()
+
+    # A field added in YAML, then `dangan reload`: the parent checks it once, both workers load it.
+    student = two_workers.definitions / "forms" / "student.yaml"
+    student.write_text(student.read_text(encoding="utf-8").replace(
+        "      - key: name\n", "      - key: nickname\n        label: 小名\n        type: text\n      - key: name\n", 1),
+        encoding="utf-8")
+    assert "nickname" in student.read_text(encoding="utf-8")
+    reload = subprocess.run([str(DANGAN), "reload"], env=two_workers.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert reload.returncode == 0, reload.stderr
+    _wait_for(lambda: len(re.findall(r"定义已重新加载", log.read_text(errors="replace"))) == 2,
+              what="both workers to reload")
+
+    # A worker that dies is replaced; the server keeps answering meanwhile.
+    victim = sorted(first)[0]
+    os.kill(victim, signal.SIGKILL)
+    _wait_for(lambda: len(_children(process.pid)) == 2 and victim not in _children(process.pid),
+              what="a replacement worker")
+    _wait_healthy(base, process, log)
+    assert "意外退出" in log.read_text(errors="replace")
+
+    # SIGTERM stops the workers and then the parent, cleanly.
+    workers = _children(process.pid)
+    process.terminate()
+    assert process.wait(timeout=30) == 0
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_reload_with_errors_reaches_no_worker(two_workers: TwoWorkers) -> None:
+    process, log = two_workers.process, two_workers.log
+    student = two_workers.definitions / "forms" / "student.yaml"
+    student.write_text(student.read_text(encoding="utf-8").replace("type: text", "type: no_such_type", 1),
+                       encoding="utf-8")
+    # Straight to the parent (as a deploy script might), skipping the command's own check.
+    os.kill(process.pid, signal.SIGHUP)
+    _wait_for(lambda: "定义有错误，未加载" in log.read_text(errors="replace"), what="the refusal in the log")
+    time.sleep(0.5)
+    assert "定义已重新加载" not in log.read_text(errors="replace")
+    assert process.poll() is None and len(_children(process.pid)) == 2
 
 
 def test_sqlite_refuses_more_than_one_worker(tmp_path: Path) -> None:

@@ -39,11 +39,16 @@ def recording(world, name: str) -> Iterator[list]:
             event.remove(engine, name, listener)
 
 
-def test_approve__one_transaction_with_effect_audit_and_flash(world) -> None:
+def _suspension_awaiting_bureau(world):  # type: ignore[no-untyped-def]
+    """A student with a 休学 application waiting for the bureau: (world, student, bureau client, application id)."""
     w = world("reg", "bureau")
     student = w.student()
     reg, bureau = w.login("reg"), w.login("bureau")
-    app = application_id(reg.start("suspend", student, SUSPEND, proof()))
+    return w, student, bureau, application_id(reg.start("suspend", student, SUSPEND, proof()))
+
+
+def test_approve__one_transaction_with_effect_audit_and_flash(world) -> None:
+    w, student, bureau, app = _suspension_awaiting_bureau(world)
     with recording(w, "commit") as commits:
         done = bureau.decide(app, "approve")
     assert done.status_code == 303
@@ -57,10 +62,7 @@ def test_approve__one_transaction_with_effect_audit_and_flash(world) -> None:
 
 
 def test_effect__unique_lookups_only_for_changed_values(world) -> None:
-    w = world("reg", "bureau")
-    student = w.student()
-    reg, bureau = w.login("reg"), w.login("bureau")
-    app = application_id(reg.start("suspend", student, SUSPEND, proof()))
+    w, _student, bureau, app = _suspension_awaiting_bureau(world)
     with recording(w, "before_cursor_execute") as statements:
         assert bureau.decide(app, "approve").status_code == 303
     # 学籍状态 changes; 身份证号, 学号, 学籍号 (unique) do not, and their unique indexes already vouch for them.
