@@ -51,6 +51,9 @@ from web.generations import Generation
 from web.pages import NavItem, flash, page
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 from web.state import AppState
+from web.turns import Turns
+
+_sqlite_writes = Turns()  # decisions on SQLite run on the event loop, one per pass
 
 TASK_LABELS = {"open": "待处理", "approved": "已同意", "rejected": "已驳回", "returned": "已退回", "cancelled": "无需处理"}
 DONE_MESSAGES = {"approve": "已同意", "reject": "已驳回", "return": "已退回申请人修改"}
@@ -218,7 +221,9 @@ class WorkflowController(Controller):
             decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
                              comment, upload, also=note)
             if state.db.dialect == "sqlite":
-                decide()  # SQLite takes one writer at a time, and a waiting writer thread retries by sleeping
+                # SQLite takes one writer at a time, and a waiting writer thread retries by sleeping.
+                async with _sqlite_writes.turn():
+                    decide()
             else:
                 await run_sync(decide)  # PostgreSQL: a thread waits on its row lock and the server, not the event loop
         except ApplicationNotFound as exc:
