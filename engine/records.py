@@ -16,7 +16,7 @@ from engine.fields.files import UploadedFile
 from engine.issues import Issue
 from engine.permissions import Principal, Scope, is_editable, policy, scope
 from engine.spec import FieldSpec, FormPolicy, FormSpec
-from engine.storage.db import Database
+from engine.storage.db import Database, lock_rows
 from engine.storage.fieldsql import form_is, index_name, sort_expr, sql_value, value_expr
 from engine.storage.models import Attachment, AuditEntry, OrgUnit, Record, utcnow
 from engine.validation import CleanResult, clean_record
@@ -145,10 +145,14 @@ class RecordService:
         SQLite's write transaction holds the database already)."""
         if scope(principal, action, form).everything:
             query, params = self._get_any(form.key, lock), {"b_id": record_id}
+            if lock and session is not None:
+                query = lock_rows(session, self._get_any(form.key, "nowait"), query)
         else:
             query, params = self._base(form, principal, action).where(Record.id == record_id), {}
             if lock:
                 query = query.with_for_update(of=Record)
+                if session is not None:
+                    query = lock_rows(session, query.with_for_update(of=Record, nowait=True), query)
         # Core execution on the session's connection: the columns need no ORM loading.
         if session is not None:
             row = session.connection().execute(query, params).first()
@@ -157,14 +161,15 @@ class RecordService:
                 row = connection.execute(query, params).first()
         return _stored(form, row) if row else None
 
-    def _get_any(self, form_key: str, lock: bool) -> Any:
-        """`get` for a scope that reaches everywhere (the workflow's effects, admins), built once per form."""
+    def _get_any(self, form_key: str, lock: bool | str) -> Any:
+        """`get` for a scope that reaches everywhere (the workflow's effects, admins), built once per form and
+        `lock`: False, True (FOR UPDATE) or "nowait" (FOR UPDATE NOWAIT)."""
         query = self._unscoped.get((form_key, lock))
         if query is None:
             query = (select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
                      .where(form_is(form_key), Record.id == bindparam("b_id")))
             if lock:
-                query = query.with_for_update(of=Record)
+                query = query.with_for_update(of=Record, nowait=lock == "nowait")
             self._unscoped[(form_key, lock)] = query
         return query
 

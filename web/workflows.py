@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
-from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import UploadFile
@@ -51,9 +50,7 @@ from web.generations import Generation
 from web.pages import NavItem, flash, page
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 from web.state import AppState
-from web.turns import Turns
-
-_sqlite_writes = Turns()  # decisions on SQLite run on the event loop, one per pass
+from web.writes import run_write
 
 TASK_LABELS = {"open": "待处理", "approved": "已同意", "rejected": "已驳回", "returned": "已退回", "cancelled": "无需处理"}
 DONE_MESSAGES = {"approve": "已同意", "reject": "已驳回", "return": "已退回申请人修改"}
@@ -220,12 +217,7 @@ class WorkflowController(Controller):
             note = partial(set_flash, token=request.cookies.get(COOKIE), message=DONE_MESSAGES.get(decision, "已处理"))
             decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
                              comment, upload, also=note)
-            if state.db.dialect == "sqlite":
-                # SQLite takes one writer at a time, and a waiting writer thread retries by sleeping.
-                async with _sqlite_writes.turn():
-                    decide()
-            else:
-                await run_sync(decide)  # PostgreSQL: a thread waits on its row lock and the server, not the event loop
+            await run_write(state.db, decide)
         except ApplicationNotFound as exc:
             raise NotFoundException("申请不存在") from exc
         except NoAssigneeGroup as exc:
@@ -240,8 +232,8 @@ class WorkflowController(Controller):
     async def withdraw(self, request: Request, application_id: FromPath[int]) -> Response:
         state, principal = app_state(request), current_principal(request)
         try:
-            service(request).withdraw(state.definitions, principal, application_id,
-                                      also=partial(set_flash, token=request.cookies.get(COOKIE), message="申请已撤回"))
+            await run_write(state.db, partial(service(request).withdraw, state.definitions, principal, application_id,
+                                              also=partial(set_flash, token=request.cookies.get(COOKIE), message="申请已撤回")))
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status)
         _counts.changed()

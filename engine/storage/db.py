@@ -12,9 +12,9 @@ from typing import Any, Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Pages in the WAL before a committing connection checkpoints it itself. SQLite's default is 1,000 (4 MB), which puts a
@@ -31,6 +31,33 @@ log = logging.getLogger("dangan")
 # together stay well below PostgreSQL's default max_connections (100).
 POOL_SIZE, POOL_OVERFLOW = 10, 20
 CONNECTION_BUDGET = 70
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to a NOWAIT row lock another transaction holds
+_NOWAIT = "dangan.lock_nowait"  # Session.info key read by lock_rows
+
+
+class LockBusy(Exception):
+    """Another transaction holds a row this one needs, and this one asked not to wait for it (PostgreSQL)."""
+
+
+@contextmanager
+def without_lock_waits(session: Session, enabled: bool = True) -> Iterator[None]:
+    """The row locks this session's transaction takes (`lock_rows`) refuse at once instead of waiting, and the refusal
+    is raised as LockBusy, so that a caller on the event loop can redo the work where waiting blocks nobody (a thread).
+    PostgreSQL only: SQLite's write transaction holds the whole database from its start."""
+    session.info[_NOWAIT] = enabled
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            raise LockBusy() from exc
+        raise
+    finally:
+        session.info.pop(_NOWAIT, None)
+
+
+def lock_rows(session: Session, nowait: Select[Any], waiting: Select[Any]) -> Select[Any]:
+    """Which of a locking query's two forms (…FOR UPDATE NOWAIT, …FOR UPDATE) this session's transaction uses."""
+    return nowait if session.info.get(_NOWAIT) else waiting
 
 
 def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW)) -> Engine:

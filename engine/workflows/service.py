@@ -23,7 +23,7 @@ from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal
 from engine.records import RecordService, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
-from engine.storage.db import Database
+from engine.storage.db import Database, lock_rows, without_lock_waits
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
@@ -43,6 +43,7 @@ DECISION_FILE = FileField()  # what an approver may attach to a decision (批复
 _APP, _TASK, _ACTION = Application.__table__, ApplicationTask.__table__, ApplicationAction.__table__
 # FOR UPDATE on PostgreSQL; SQLite does not render it (its write transaction began with BEGIN IMMEDIATE).
 _LOCK_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id")).with_for_update()
+_LOCK_APPLICATION_NOWAIT = _LOCK_APPLICATION.with_for_update(nowait=True)
 # Read after the lock, in a statement of its own: a waiter that got the lock must see the tasks as the
 # decision before it left them (PostgreSQL re-reads only the locked row of a joined SELECT ... FOR UPDATE).
 _TASKS = select(_TASK).where(_TASK.c.application_id == bindparam("b_app")).order_by(_TASK.c.id)
@@ -189,18 +190,19 @@ class WorkflowService:
     # --- deciding -------------------------------------------------------------------------------
     def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
                comment: str = "", upload: UploadedFile | None = None,
-               also: Callable[[Connection], None] | None = None) -> Outcome:
+               also: Callable[[Connection], None] | None = None, lock_wait: bool = True) -> Outcome:
         """One decision, locked, routed and committed with its effects; `also` runs last in the same
         transaction (the web layer stores its flash message there instead of in a second write).
+        `lock_wait=False`: raise LockBusy rather than wait long for a row another transaction holds.
 
         Refused first, before anything else is looked at: no such application (ApplicationNotFound), a user in none
         of its assignee groups (NoAssigneeGroup), an unknown action."""
         if upload is not None and not upload.filename and not upload.data:
             upload = None
         actor = Actor.of(principal)
-        with self.db.write() as s:
+        with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
             connection = s.connection()
-            app, state = self._locked_row(connection, application_id)
+            app, state = self._locked_row(s, application_id)
             if not any(routing.is_member(t, actor) for t in state.tasks):
                 raise NoAssigneeGroup()
             if action not in routing.DECISIONS:
@@ -222,10 +224,10 @@ class WorkflowService:
             return outcome
 
     def withdraw(self, definitions: Definitions, principal: Principal, application_id: int,
-                 also: Callable[[Connection], None] | None = None) -> Outcome:
-        with self.db.write() as s:
+                 also: Callable[[Connection], None] | None = None, lock_wait: bool = True) -> Outcome:
+        with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
             connection = s.connection()
-            app, state = self._locked_row(connection, application_id)
+            app, state = self._locked_row(s, application_id)
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
             outcome = routing.withdraw(state, Actor.of(principal), app.applicant_id)
             self._apply(s, definitions, spec, app, outcome, principal, "withdraw")
@@ -353,10 +355,11 @@ class WorkflowService:
         return app
 
     @staticmethod
-    def _locked_row(connection: Connection, application_id: int) -> tuple[Row, State]:
+    def _locked_row(s: DbSession, application_id: int) -> tuple[Row, State]:
         """The application as a plain row, locked, then its state with every task: what a decision or
         withdrawal reads."""
-        app = connection.execute(_LOCK_APPLICATION, {"b_id": application_id}).first()
+        connection = s.connection()
+        app = connection.execute(lock_rows(s, _LOCK_APPLICATION_NOWAIT, _LOCK_APPLICATION), {"b_id": application_id}).first()
         if app is None:
             raise ApplicationNotFound(application_id)
         tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))

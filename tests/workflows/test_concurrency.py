@@ -9,9 +9,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from anyio.from_thread import start_blocking_portal
 from sqlalchemy import func, select
 
-from engine.storage.models import ApplicationAction, ApplicationTask, AuditEntry
+from engine.storage.models import Application, ApplicationAction, ApplicationTask, AuditEntry
 from engine.workflows.errors import TaskClosed, WorkflowError
 from engine.workflows.service import WorkflowService
 from tests.support import OTHER_DISTRICT_CLASS, unit_id
@@ -105,3 +107,32 @@ def test_many_racers__service_level(world) -> None:
 def _valid_id(first17: str) -> str:
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     return first17 + "10X98765432"[sum(int(c) * wt for c, wt in zip(first17, weights)) % 11]
+
+
+@pytest.mark.parametrize("fresh_db_url", ["postgresql"], indirect=True)
+def test_a_decision_on_a_row_another_transaction_holds_waits_off_the_event_loop(world) -> None:
+    """PostgreSQL: a decision runs on the event loop with NOWAIT row locks; when another transaction holds the
+    application's row, the decision is redone in a thread that waits for it, and the loop goes on serving."""
+    w = world("reg", "reg_in")
+    reg, reg_in = w.login("reg"), w.login("reg_in")
+    app = application_id(reg.start("transfer", w.student(), transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS)), proof()))
+    task = w.open_tasks(app)[0].id
+    decided: list[Any] = []
+    # Every request of this client on one event loop, as in a server process (by default each request gets its own).
+    with start_blocking_portal(backend="asyncio") as portal, w.state.db.engine.connect() as holder:
+        reg_in.client.blocking_portal = portal
+        holder.execute(select(Application.id).where(Application.id == app).with_for_update())
+        decision = threading.Thread(target=lambda: decided.append(reg_in.decide(app, "approve", task=task)))
+        decision.start()
+        decision.join(timeout=1.0)
+        assert decision.is_alive() and not decided, f"the decision did not wait for the held row: {decided}"
+        answered: list[int] = []
+        other = threading.Thread(target=lambda: answered.append(reg_in.get("/healthz").status_code))
+        other.start()
+        other.join(timeout=5)
+        assert answered == [200], "the event loop was blocked by the waiting decision"
+        holder.rollback()
+        decision.join(timeout=30)
+        del reg_in.client.blocking_portal
+    assert [r.status_code for r in decided] == [303], decided and decided[0].text[:2000]
+    assert count(w, ApplicationAction, ApplicationAction.application_id == app, ApplicationAction.action == "approve") == 1
