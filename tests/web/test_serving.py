@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -112,6 +113,44 @@ def test_workers_share_the_socket_reload_together_restart_and_stop(two_workers: 
     assert process.wait(timeout=30) == 0
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def test_connections_opened_at_once_are_spread_over_the_workers(two_workers: TwoWorkers) -> None:
+    """Keep-alive connections opened together (a load generator, a school's browsers after a network outage) are
+    spread by the kernel over the workers' own sockets; on one shared socket the first worker awake could take
+    them all while the other idled."""
+    port = int(two_workers.base.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+    try:
+        for client in clients:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200"), "every connection is served"
+        # The server side of each connection: local port = the server's, inode = the accepting worker's socket.
+        server_sides = set()
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # 01: established
+                server_sides.add(fields[9])
+        held = {pid: len(_socket_inodes(pid) & server_sides) for pid in _children(two_workers.process.pid)}
+    finally:
+        for client in clients:
+            client.close()
+    assert sum(held.values()) == 32, held
+    # Spread by a hash: 32 connections split unevenly, but both workers get a share (fewer than 4: p < 3e-6).
+    assert min(held.values()) >= 4, held
 
 
 def test_reload_with_errors_reaches_no_worker(two_workers: TwoWorkers) -> None:
