@@ -216,6 +216,7 @@ def stage_import(path: str, url: str, work: str, profile: bool) -> dict[str, Any
         principal = build_principal(s, s.scalar(select(User).where(User.username == "bench")), state.definitions)
     form = state.definitions.forms["student"]
     limits = Limits(max_file_bytes=10**10)
+    snapshot = _snapshot_sqlite(url, Path(work) / "prepared.db")  # for the bare-write lower bound
     data = Path(path).read_bytes()
     job_id = create_job(state.db, form, principal, "bench.xlsx", data, "xlsx", "upsert", "skip_invalid")
     del data
@@ -255,8 +256,91 @@ def stage_import(path: str, url: str, work: str, profile: bool) -> dict[str, Any
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
+    if snapshot is not None:
+        result["sqlite_file"], result["prepared_file"], result["batch_size"] = sqlite_path(url), str(snapshot), limits.batch_size
     state.db.dispose()
     return result
+
+
+def sqlite_path(url: str) -> str:
+    return url.split("///", 1)[1]
+
+
+def _snapshot_sqlite(url: str, target: Path) -> Path | None:
+    """A copy of the database as the import found it (migrated, form indexes, units, the importing user), made
+    with SQLite's backup API so the WAL's pages are in it."""
+    if not url.startswith("sqlite"):
+        return None
+    import sqlite3
+
+    source, copy = sqlite3.connect(sqlite_path(url)), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return target
+
+
+RECORD_COLUMNS = ("id", "form_key", "unit_id", "data", "def_version", "revision", "created_by", "updated_by", "created_at", "updated_at")
+AUDIT_COLUMNS = ("form_key", "record_id", "action", "user_id", "username", "revision", "changes", "note", "at")  # id: AUTOINCREMENT, as the import
+
+
+def stage_bare_write(imported: str, prepared: str, target: str, encode: str) -> dict[str, Any]:
+    """The write alone, as a lower bound for the import: the records and audit entries the real import stored,
+    read back as stored (JSON as text), inserted again with raw sqlite3 executemany into a copy of the database the
+    import started from (same tables, indexes — the forms' JSON expression indexes too —, pragmas and background
+    checkpointer as engine.storage.db sets up), one transaction per batch the import committed (its rows share
+    `created_at`). Not timed: reading them back. Not done at all: validation, generated numbers' sequence rows,
+    the job's progress and error rows. encode=1 also times json.dumps of every document and change set (as the
+    import's bind processors do), from values decoded beforehand."""
+    import sqlite3
+    from itertools import groupby
+
+    from engine.storage.db import AUTOCHECKPOINT_PAGES, Checkpointer
+
+    source = sqlite3.connect(imported)
+    records = source.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE form_key = 'student' ORDER BY id").fetchall()
+    audits = source.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE form_key = 'student' AND action = 'create' "
+                            "ORDER BY id").fetchall()
+    source.close()
+    assert len(records) == len(audits), (len(records), len(audits))
+    batches: list[tuple[list[tuple], list[tuple]]] = []
+    position = 0
+    for at, group in groupby(records, key=lambda r: r[8]):
+        members = list(group)
+        batch_audits = audits[position:position + len(members)]
+        assert all(a[1] == r[0] and a[-1] == at for a, r in zip(batch_audits, members))  # the same transaction's entries
+        batches.append((members, batch_audits))
+        position += len(members)
+    if encode == "1":  # values as the import has them before its bind processors encode them
+        batches = [([r[:3] + (json.loads(r[3]),) + r[4:] for r in rs], [a[:6] + (json.loads(a[6]),) + a[7:] for a in aus])
+                   for rs, aus in batches]
+    shutil.copy(prepared, target)
+    connection = sqlite3.connect(target, timeout=30, check_same_thread=False, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000",
+                   f"wal_autocheckpoint={AUTOCHECKPOINT_PAGES}"):
+        connection.execute(f"PRAGMA {pragma}")
+    checkpointer = Checkpointer(target)
+    insert_record = f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' * len(RECORD_COLUMNS))})"
+    insert_audit = f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"
+    dumps = json.dumps
+    start = time.perf_counter()
+    for rows, audit_rows in batches:
+        if encode == "1":
+            rows = [r[:3] + (dumps(r[3]),) + r[4:] for r in rows]
+            audit_rows = [a[:6] + (dumps(a[6]),) + a[7:] for a in audit_rows]
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(insert_record, rows)
+        connection.executemany(insert_audit, audit_rows)
+        connection.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    checkpointer.stop()
+    stored = connection.execute("SELECT count(*) FROM records WHERE form_key = 'student'").fetchone()[0]
+    assert stored == len(records), (stored, len(records))
+    connection.close()
+    return {"seconds": seconds, "records": len(records), "audit_entries": len(audits), "transactions": len(batches),
+            "peak_mb": peak_mb()}
 
 
 def run_stage(*args: str) -> dict[str, Any]:
@@ -281,6 +365,8 @@ def main() -> int:
         stages = {"calamine": stage_calamine, "openpyxl": stage_openpyxl, "reader": stage_reader, "template": stage_template}
         if name == "import":
             result = stage_import(rest[0], rest[1], rest[2], rest[3] == "1")
+        elif name == "bare_write":
+            result = stage_bare_write(*rest)
         else:
             result = stages[name](*rest)
         print(json.dumps(result, ensure_ascii=False))
@@ -306,6 +392,11 @@ def main() -> int:
         sqlite_dir.mkdir()
         results["sqlite"] = run_stage("import", str(book), f"sqlite:///{sqlite_dir / 'bench.db'}", str(sqlite_dir), "1" if args.profile else "0")
         print(f"SQLite import: {results['sqlite']['seconds']:.1f} s", flush=True)
+        imported = results["sqlite"]
+        for label, encode in (("bare_write", "0"), ("bare_write_json", "1")):
+            results[label] = run_stage("bare_write", imported["sqlite_file"], imported["prepared_file"],
+                                       str(sqlite_dir / f"{label}.db"), encode)
+        print(f"SQLite bare write (the stored rows again, raw executemany): {results['bare_write']['seconds']:.2f} s", flush=True)
         if not args.skip_pg:
             url, schema = pg_schema(args.pg_url, "bench")
             try:
@@ -340,6 +431,11 @@ def report(rows: int, results: dict[str, Any]) -> None:
         r = results[db]
         line(f"{db}: full import (skip invalid rows)", r["seconds"], r["peak_mb"], f"+ reader process {reader['reader_peak_mb']:.0f} MB, exited before")
         line(f"{db}: preview (dry run)", r["preview_seconds"], r["peak_mb"])
+        if db == "sqlite" and "bare_write" in results:
+            bare, coded = results["bare_write"], results["bare_write_json"]
+            line("sqlite: bare write, lower bound", bare["seconds"], bare["peak_mb"],
+                 f"{bare['records']} records + {bare['audit_entries']} audit rows, {bare['transactions']} transactions")
+            line("sqlite: bare write + json.dumps", coded["seconds"], coded["peak_mb"])
         print(f"    counts {r['counts']}; records {r['records']}, audit entries {r['audit_entries']}; "
               f"error workbook {r['errors_seconds']:.2f} s ({r['error_workbook_bytes'] / 1e3:.0f} KB)")
         if "profile" in r:

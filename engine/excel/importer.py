@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from sqlalchemy import JSON, Text, bindparam, func, select, text, true, tuple_
@@ -38,6 +40,7 @@ from engine.records import RecordService
 from engine.spec import FormSpec
 from engine.storage.db import Database
 from engine.storage.fieldsql import form_is, sql_value, value_expr
+from engine.storage.jsontext import dumps as json_text
 from engine.storage.models import AuditEntry, OrgUnit, Record, utcnow
 from engine.validation import CleanResult, clean_field, clean_record
 
@@ -614,19 +617,18 @@ class ImportPass:
         self._check_generated(plans)
         now = utcnow()
         connection = s.connection()
-        audits: list[dict[str, Any]] = []
+        # Audit entries as (record_id, action, revision, changes); what every entry of the batch shares goes once.
+        audits: list[tuple[Any, ...]] = []
         new = [p for p in plans if p.action == "new"]
         if new:
-            documents = [write_document(form, p.values, None) for p in new]
+            documents = [self._new_document(p.values) for p in new]
             ids = self._allocate_ids(s, len(new))
-            self._insert(connection, Record.__table__, [
-                {"id": i, "form_key": form.key, "unit_id": p.unit_id, "data": d, "def_version": form.version, "revision": 1,
-                 "created_by": user.user_id, "updated_by": user.user_id, "created_at": now, "updated_at": now}
-                for i, p, d in zip(ids, new, documents)
-            ])
+            self._insert(connection, Record.__table__,
+                         {"form_key": form.key, "def_version": form.version, "revision": 1, "created_by": user.user_id,
+                          "updated_by": user.user_id, "created_at": now, "updated_at": now},
+                         ("id", "unit_id", "data"), [(i, p.unit_id, d) for i, p, d in zip(ids, new, documents)])
             # stored_changes(form, {}, d) for a new record: every filled field, from nothing.
-            audits += [self._audit_row(i, "create", 1, {k: [None, v] for k, v in d.items() if v is not None}, now)
-                       for i, d in zip(ids, documents)]
+            audits += [(i, "create", 1, {k: [None, v] for k, v in d.items() if v is not None}) for i, d in zip(ids, documents)]
         updated = [p for p in plans if p.action == "updated"]
         if updated:
             params = []
@@ -639,7 +641,7 @@ class ImportPass:
                     changes["_unit"] = [p.existing.unit_id, unit_id]
                 params.append({"b_id": p.existing.id, "b_rev": p.existing.revision, "b_new": p.existing.revision + 1,
                                "b_data": document, "b_unit": unit_id})
-                audits.append(self._audit_row(p.existing.id, "update", p.existing.revision + 1, changes, now))
+                audits.append((p.existing.id, "update", p.existing.revision + 1, changes))
             table = Record.__table__
             result = connection.execute(
                 table.update().where(table.c.id == bindparam("b_id"), table.c.revision == bindparam("b_rev"))
@@ -649,55 +651,87 @@ class ImportPass:
             )
             if connection.dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
                 raise _Fallback()
-        self._insert(connection, AuditEntry.__table__, [dict(a, id=i) for a, i in zip(audits, self._next_ids(s, "audit_log", len(audits)))]
-                     if self.dialect == "postgresql" else audits)
+        shared = {"form_key": form.key, "user_id": user.user_id, "username": user.username, "note": self.ctx.note, "at": now}
+        if self.dialect == "postgresql":
+            self._insert(connection, AuditEntry.__table__, shared, ("id", "record_id", "action", "revision", "changes"),
+                         [(i, *a) for i, a in zip(self._next_ids(s, "audit_log", len(audits)), audits)])
+        else:
+            self._insert(connection, AuditEntry.__table__, shared, ("record_id", "action", "revision", "changes"), audits)
 
-    def _insert(self, connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Many rows at once. SQLite: executemany, one C loop. PostgreSQL: COPY — psycopg's executemany
-        sends a statement per row, and a multi-row VALUES statement is costly to build and parse."""
+    def _new_document(self, values: dict[str, Any]) -> dict[str, Any]:
+        """write_document(form, values, None), with each field's to_json looked up once per pass. A form with
+        renamed fields takes write_document itself (it drops old keys as it goes)."""
+        steps = self._document_steps
+        if steps is None:
+            return write_document(self.form, values, None)
+        get = values.get
+        return {key: None if (value := get(key)) is None else (value if to_json is None else to_json(value)) for key, to_json in steps}
+
+    @cached_property
+    def _document_steps(self) -> list[tuple[str, Callable[[Any], Any] | None]] | None:
+        if any(spec.renamed_from for spec in self.form.fields.values()):
+            return None
+        return [(key, None if type(spec.kind).to_json is FieldType.to_json else spec.kind.to_json)
+                for key, spec in self.form.fields.items()]
+
+    def _insert(self, connection: Any, table: Any, shared: dict[str, Any], names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """Many rows at once: `shared` values are the same in every row, `rows` hold the `names` columns.
+        SQLite: executemany, one C loop. PostgreSQL: COPY — psycopg's executemany sends a statement per row,
+        and a multi-row VALUES statement is costly to build and parse."""
         if not rows:
             return
         if self.dialect != "postgresql":
-            self._insert_sqlite(connection, table, rows)
+            self._insert_sqlite(connection, table, shared, names, rows)
             return
-        names = list(rows[0])
+        columns = [*shared, *names]
         json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
+        encoded = [n in json_columns for n in columns]
+        head = list(shared.values())
         cursor = connection.connection.driver_connection.cursor()
         try:
-            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([json.dumps(row[n], ensure_ascii=False) if n in json_columns and row[n] is not None
-                                    else row[n] for n in names])
+                    copy.write_row([json.dumps(v, ensure_ascii=False) if e and v is not None else v
+                                    for v, e in zip([*head, *row], encoded)])
         except connection.dialect.dbapi.IntegrityError as exc:  # raw driver error: SQLAlchemy did not run this
             raise _Fallback() from exc
 
     @staticmethod
-    def _insert_sqlite(connection: Any, table: Any, rows: list[dict[str, Any]]) -> None:
-        """One prepared INSERT over tuples on the driver's cursor, in the session's transaction. Each value
-        goes through its column type's own bind processor, so the stored text is what SQLAlchemy would
-        write; a value shared by the whole batch (form, user, time) is processed once. SQLAlchemy's
-        executemany spends more on per-row parameter bookkeeping than SQLite spends inserting."""
-        names = list(rows[0])
+    def _insert_sqlite(connection: Any, table: Any, shared: dict[str, Any], names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        """One prepared INSERT over tuples on the driver's cursor, in the session's transaction. Each value is
+        stored as SQLAlchemy would store it: through its column type's bind processor, or, for a datetime (which
+        SQLAlchemy hands to sqlite3 as it is), sqlite3's own adapter; the shared values once per batch. A JSON
+        document is encoded by engine.storage.jsontext, the same text as the type's processor (json.dumps).
+        SQLAlchemy's executemany spends more on per-row parameter bookkeeping than SQLite spends inserting."""
         dialect = connection.dialect
-        shared: dict[str, Any] = {}
-        per_row: list[tuple[str, Any]] = []
-        for name in names:
-            process = table.c[name].type.bind_processor(dialect)
-            first = rows[0][name]
-            if all(row[name] is first for row in rows):
-                shared[name] = process(first) if process else first
+        head = tuple(_sqlite_bound(table.c[name], dialect, value) for name, value in shared.items())
+        steps: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(names):
+            column = table.c[name]
+            process = column.type.bind_processor(dialect)
+            if process is None:
+                continue
+            if isinstance(column.type, JSON) and dialect._json_serializer is None:  # its processor: json.dumps
+                steps.append((index, partial(_json_text, process)))
             else:
-                per_row.append((name, process))
-        order = [(name, name in shared) for name in names]
-        params = []
-        for row in rows:
-            processed = {name: process(row[name]) if process else row[name] for name, process in per_row}
-            params.append(tuple(shared[name] if is_shared else processed[name] for name, is_shared in order))
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                steps.append((index, process))
+        if not steps:
+            params = [head + row for row in rows]
+        elif len(steps) == 1 and steps[0][0] == len(names) - 1:  # the usual shape: the document last
+            process = steps[0][1]
+            params = [head + row[:-1] + (process(row[-1]),) for row in rows]
+        else:
+            params = []
+            for row in rows:
+                values = list(row)
+                for index, process in steps:
+                    values[index] = process(values[index])
+                params.append(head + tuple(values))
+        sql = f"INSERT INTO {table.name} ({', '.join([*shared, *names])}) VALUES ({', '.join('?' * (len(shared) + len(names)))})"
         cursor = connection.connection.driver_connection.cursor()
         try:
             cursor.executemany(sql, params)
-        except dialect.loaded_dbapi.IntegrityError as exc:  # raw driver error, as for COPY below
+        except dialect.loaded_dbapi.IntegrityError as exc:  # raw driver error, as for COPY above
             raise _Fallback() from exc
         finally:
             cursor.close()
@@ -719,10 +753,6 @@ class ImportPass:
     def _next_ids(self, s: DbSession, table: str, count: int) -> list[int]:
         return list(s.execute(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
                               {"n": count}).scalars())
-
-    def _audit_row(self, record_id: int, action: str, revision: int, changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-        return {"form_key": self.form.key, "record_id": record_id, "action": action, "user_id": self.ctx.principal.user_id,
-                "username": self.ctx.principal.username, "revision": revision, "changes": changes, "note": self.ctx.note, "at": now}
 
     def _generate(self, s: DbSession, plans: list[Plan]) -> None:
         """Numbers for a whole batch: one sequence UPDATE per scope reserves a block (same `sequences` rows
@@ -846,6 +876,21 @@ def fewer_collections() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*before)
+
+
+def _sqlite_bound(column: Any, dialect: Any, value: Any) -> Any:
+    """The value sqlite3 is given for `column` when SQLAlchemy binds `value`, and what sqlite3 makes of a date or
+    datetime (its registered adapter, which it would call itself)."""
+    process = column.type.bind_processor(dialect)
+    if process is not None:
+        return process(value)
+    adapt = sqlite3.adapters.get((type(value), sqlite3.PrepareProtocol)) if isinstance(value, (dt.date, dt.time)) else None
+    return value if adapt is None else adapt(value)
+
+
+def _json_text(process: Callable[[Any], Any], value: Any) -> Any:
+    """A JSON column's bound value: a document or list as json.dumps writes it, anything else by the type's processor."""
+    return json_text(value) if isinstance(value, (dict, list)) else process(value)
 
 
 def _number(entry: Plan | tuple[int, str]) -> int:

@@ -39,6 +39,8 @@ class UnitChoices:
 
     units: list[Unit]
     by_tail: dict[tuple[str, ...], list[Unit]] = field(default_factory=dict)
+    # Answers by cell text: a file names a few units many thousands of times.
+    _answers: dict[str, tuple[int | None, Issue | None]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for unit in self.units:
@@ -54,6 +56,14 @@ class UnitChoices:
         text = "" if raw is None else str(raw).strip()
         if not text:
             return None, None
+        answer = self._answers.get(text)
+        if answer is None:
+            if len(self._answers) >= 10_000:
+                self._answers.clear()
+            answer = self._answers[text] = self._resolve(text)
+        return answer
+
+    def _resolve(self, text: str) -> tuple[int | None, Issue | None]:
         found = self.by_tail.get(tuple(_parts(text)), [])
         if len(found) == 1:
             return found[0].id, None

@@ -85,14 +85,18 @@ class GeneratedField(FieldType):
     parts: tuple[Part, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "parts", parse_pattern(self.pattern))
+        parts = parse_pattern(self.pattern)
+        object.__setattr__(self, "parts", parts)
+        # Asked for every saved record (an import: every row), so worked out once; not dataclass fields.
+        object.__setattr__(self, "_referenced", tuple(dict.fromkeys(str(part.value) for part in parts if part.kind == "field")))
+        object.__setattr__(self, "_has_sequence", any(part.kind == "seq" for part in parts))
 
     def referenced_fields(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(str(part.value) for part in self.parts if part.kind == "field"))
+        return self._referenced  # type: ignore[attr-defined,no-any-return]
 
     @property
     def has_sequence(self) -> bool:
-        return any(part.kind == "seq" for part in self.parts)
+        return self._has_sequence  # type: ignore[attr-defined,no-any-return]
 
     def scope_key(self, values: Mapping[str, Any]) -> str:
         """The text before the sequence, so that numbering restarts for each, e.g., year."""

@@ -59,6 +59,18 @@ def _first_problem(number: str, today: datetime.date) -> Issue | None:
     return None
 
 
+# An import reads each number twice (its natural key, then the record); the answer depends on the text alone.
+@lru_cache(maxsize=4096)
+def _shaped(text: str) -> tuple[str, str]:
+    """The normalised number and "" when it has the shape of one, else the reason it has not."""
+    number = normalise_id_card(text)
+    if len(number) != 18:
+        return number, "id_card_length"
+    if not _SHAPE.fullmatch(number):
+        return number, "id_card_chars"
+    return number, ""
+
+
 def _valid(value: Any) -> str | None:
     return _valid_text(value) if isinstance(value, str) else None
 
@@ -93,11 +105,9 @@ class IdCardField(FieldType):
     def to_python(self, raw: Any) -> str | None:
         if is_empty(raw):
             return None
-        number = normalise_id_card(raw if isinstance(raw, str) else str(raw))
-        if len(number) != 18:
-            raise FieldError("id_card_length")
-        if not _SHAPE.fullmatch(number):
-            raise FieldError("id_card_chars")
+        number, problem = _shaped(raw if isinstance(raw, str) else str(raw))
+        if problem:
+            raise FieldError(problem)
         return number
 
     def validate(self, value: str) -> Iterator[Issue]:

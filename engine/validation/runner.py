@@ -33,8 +33,8 @@ def clean_field(field: FieldSpec, raw: Any) -> tuple[Any, list[Issue]]:
     return value, [i.at(field.key) for i in issues]
 
 
-def _convert(field: FieldSpec, raw: Any, clean: Callable[[Any], tuple[Any, list[Issue]]] | None = None) -> tuple[Any, list[Issue]]:
-    value, issues = (clean or field.kind.clean)(raw)
+def _convert(field: FieldSpec, raw: Any) -> tuple[Any, list[Issue]]:
+    value, issues = field.kind.clean(raw)
     if issues or value is None:
         return value, issues
     for key, limit in field.constraints.items():
@@ -49,7 +49,7 @@ class _Step:
     key: str
     spec: FieldSpec
     clean: Callable[[Any], tuple[Any, list[Issue]]]
-    constrained: bool
+    checks: tuple[tuple[Callable[[Any, Any], Any], Any], ...]  # the field's generic constraints: (rule, limit)
     visible_if: Expression | None
     required: bool
     required_if: Expression | None
@@ -93,7 +93,8 @@ def _plan(form: FormSpec) -> _Plan:
     if plan is None:
         steps = tuple(
             _Step(key, spec, _remembering(spec.kind.clean) if spec.kind.repeats else spec.kind.clean,
-                  bool(spec.constraints), spec.visible_if, spec.required, spec.required_if, spec.kind.user_input)
+                  tuple((RULES[name], limit) for name, limit in spec.constraints.items()),
+                  spec.visible_if, spec.required, spec.required_if, spec.kind.user_input)
             for key, spec in form.fields.items()
         )
         conditional = tuple(s for s in steps if s.visible_if is not None or s.required or s.required_if is not None)
@@ -108,8 +109,10 @@ def clean_record(form: FormSpec, raw: Mapping[str, Any]) -> CleanResult:
     values: dict[str, Any] = {}
     issues: dict[str, list[Issue]] = {}  # only fields that have some
     for step in plan.steps:
-        value, found = (_convert(step.spec, raw.get(step.key), step.clean) if step.constrained
-                        else step.clean(raw.get(step.key)))
+        value, found = step.clean(raw.get(step.key))
+        if step.checks and not found and value is not None:  # as _convert: constraints on a converted value
+            for check, limit in step.checks:
+                found.extend(check(limit, value))
         values[step.key] = value
         if found:
             issues[step.key] = [i.at(step.key) for i in found]

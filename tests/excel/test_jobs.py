@@ -1,16 +1,17 @@
 """Jobs on both databases: batches commit with their progress, an interrupted import resumes, the CLI."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.excel.importer import ImportPass
 from engine.excel.jobs import run_job
 from engine.excel.limits import Limits
 from engine.storage.models import AuditEntry, Record, User, UserRole, utcnow
-from tests.excel.helpers import commit, errors_of, new_student, preview, record_by_id_card, xlsx
+from tests.excel.helpers import HEADER, commit, errors_of, new_student, preview, record_by_id_card, xlsx
 from web.cli import main
 from web.state import AppState
 
@@ -225,3 +226,25 @@ def test_helper_process_dies__the_rest_prepared_here_same_result(shared: AppStat
     assert _outcome(shared, helped) == _outcome(shared, alone)
     pids = {int(p) for p in (tmp_path / "pids").read_text().split()}
     assert os.getpid() in pids and len(pids) == 2  # the helper started, died, and this process took over
+
+
+def test_imported_rows__stored_as_the_record_service_stores_them(shared: AppState) -> None:
+    """The batch INSERT binds values itself (engine/excel/importer.py _insert_sqlite): the stored text must be
+    what SQLAlchemy writes for a saved record — json.dumps of the document and changes, sqlite3's datetime text."""
+    if shared.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL stores jsonb and timestamps, not text")
+    row = new_student(备注="引号\"与\\反斜杠", 家长姓名="李\u00a0父")
+    commit(shared, preview(shared, "reg", xlsx([row], header=[*HEADER, "备注"])), "skip_invalid")
+    record = record_by_id_card(shared, row["身份证号"])
+    assert record is not None
+    with shared.db.read() as s:
+        data, created, updated = s.execute(text("SELECT data, created_at, updated_at FROM records WHERE id = :i"),
+                                           {"i": record.id}).one()
+        changes, at = s.execute(text("SELECT changes, at FROM audit_log WHERE record_id = :i AND action = 'create'"),
+                                {"i": record.id}).one()
+        orm = s.get(Record, record.id)
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.record_id == record.id)).one()
+        assert orm is not None
+        assert data == json.dumps(orm.data) and orm.data["remarks"] == "引号\"与\\反斜杠"
+        assert changes == json.dumps(entry.changes) == json.dumps({k: [None, v] for k, v in orm.data.items() if v is not None})
+        assert created == updated == orm.created_at.isoformat(" ") == at == entry.at.isoformat(" ")
