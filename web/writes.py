@@ -5,8 +5,8 @@ the loop taking the GIL from each other (PostgreSQL approve at 16 connections: a
 threads against under 3 on the loop). SQLite takes one writer at a time anyway, and a writer thread that finds the
 database busy retries by sleeping. So writes run on the loop, one per loop pass (web/turns.py). What must not run
 there is a wait: on PostgreSQL a row another transaction holds (another worker deciding the same application, an
-import batch holding the record) would stop every request of this worker, so the job is asked to give up after a
-few milliseconds (LockBusy), and is then redone in a thread, where waiting blocks nobody.
+import batch holding the record) would stop every request of this worker, so the job takes its row locks with
+NOWAIT and gives up at once when one is held (LockBusy); it is then redone in a thread, where waiting blocks nobody.
 """
 from __future__ import annotations
 
