@@ -202,6 +202,7 @@ def stage_import(path: str, url: str, work: str, profile: bool) -> dict[str, Any
     from engine.excel.jobs import create_job, error_workbook, queue_commit, run_job
     from engine.excel.limits import Limits
     from engine.org import build_principal, unit_by_path
+    from engine.storage.db import sqlite_file
     from engine.storage.models import AuditEntry, Record, User
     from web.app import prepare
     from web.settings import Settings
@@ -257,23 +258,22 @@ def stage_import(path: str, url: str, work: str, profile: bool) -> dict[str, Any
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
         result["profile"] = out.getvalue()
     if snapshot is not None:
-        result["sqlite_file"], result["prepared_file"], result["batch_size"] = sqlite_path(url), str(snapshot), limits.batch_size
+        result["sqlite_file"], result["prepared_file"], result["batch_size"] = sqlite_file(url), str(snapshot), limits.batch_size
     state.db.dispose()
     return result
-
-
-def sqlite_path(url: str) -> str:
-    return url.split("///", 1)[1]
 
 
 def _snapshot_sqlite(url: str, target: Path) -> Path | None:
     """A copy of the database as the import found it (migrated, form indexes, units, the importing user), made
     with SQLite's backup API so the WAL's pages are in it."""
-    if not url.startswith("sqlite"):
-        return None
     import sqlite3
 
-    source, copy = sqlite3.connect(sqlite_path(url)), sqlite3.connect(target)
+    from engine.storage.db import sqlite_file
+
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    source, copy = sqlite3.connect(path), sqlite3.connect(target)
     try:
         source.backup(copy)
     finally:
@@ -297,7 +297,7 @@ def stage_bare_write(imported: str, prepared: str, target: str, encode: str) -> 
     import sqlite3
     from itertools import groupby
 
-    from engine.storage.db import AUTOCHECKPOINT_PAGES, Checkpointer
+    from engine.storage.db import Checkpointer, tune_sqlite_connection
 
     source = sqlite3.connect(imported)
     records = source.execute(f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE form_key = 'student' ORDER BY id").fetchall()
@@ -317,10 +317,8 @@ def stage_bare_write(imported: str, prepared: str, target: str, encode: str) -> 
         batches = [([r[:3] + (json.loads(r[3]),) + r[4:] for r in rs], [a[:6] + (json.loads(a[6]),) + a[7:] for a in aus])
                    for rs, aus in batches]
     shutil.copy(prepared, target)
-    connection = sqlite3.connect(target, timeout=30, check_same_thread=False, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000",
-                   f"wal_autocheckpoint={AUTOCHECKPOINT_PAGES}"):
-        connection.execute(f"PRAGMA {pragma}")
+    connection = sqlite3.connect(target, timeout=30, check_same_thread=False)
+    tune_sqlite_connection(connection)
     checkpointer = Checkpointer(target)
     insert_record = f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES ({', '.join('?' * len(RECORD_COLUMNS))})"
     insert_audit = f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})"

@@ -108,21 +108,26 @@ def _ping_when_idle(engine: Engine) -> None:
 def _tune_sqlite(engine: Engine, begin: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-        # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (below) so that
-        # writers take the lock up front and concurrent saves serialise instead of failing late.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-        cursor.close()
+        tune_sqlite_connection(dbapi_connection)
 
     # The dialect's own hook (a no-op for pysqlite), set on this engine's dialect instance, rather than SQLAlchemy's
     # "begin" connection event: any connection event makes every statement on the engine run the event dispatch
     # (about 7 % of a workflow approval's CPU on SQLite).
     engine.dialect.do_begin = partial(_begin, begin)  # type: ignore[method-assign]
+
+
+def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
+    """What every SQLite connection of ours is set to (also used by bench/excel_import.py's bare write)."""
+    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (_begin) so that
+    # writers take the lock up front and concurrent saves serialise instead of failing late.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+    cursor.close()
 
 
 def _begin(statement: str, dbapi_connection: Any) -> None:
