@@ -2,11 +2,13 @@
 
 A thread per write cost more than the write itself under load: handing the job over and back, and the threads and
 the loop taking the GIL from each other (PostgreSQL approve at 16 connections: about 4 ms of CPU per request in
-threads against under 3 on the loop). SQLite takes one writer at a time anyway, and a writer thread that finds the
-database busy retries by sleeping. So writes run on the loop, one per loop pass (web/turns.py). What must not run
-there is a wait: on PostgreSQL a row another transaction holds (another worker deciding the same application, an
-import batch holding the record) would stop every request of this worker, so the job takes its row locks with
-NOWAIT and gives up at once when one is held (LockBusy); it is then redone in a thread, where waiting blocks nobody.
+threads against under 3 on the loop). SQLite takes one writer at a time anyway. So writes run on the loop, one per
+loop pass (web/turns.py). What must not run there is a wait, which would stop every request of this worker: on
+PostgreSQL for a row another transaction holds (another worker deciding the same application, an import batch
+holding the record), on SQLite for the write lock another process (an import, a command) or the checkpointer's
+restart holds, where SQLite's busy handler would sleep. So the job asks not to wait (row locks with NOWAIT, a zero
+busy timeout) and gives up at once when something is held (LockBusy); it is then redone in a thread, where waiting
+blocks nobody.
 """
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ _turns = Turns()
 
 
 async def run_write(db: Database, job: Callable[..., T]) -> T:
-    """`job(lock_wait=...)` runs one write transaction; it raises LockBusy when lock_wait is False and a row is held."""
+    """`job(lock_wait=...)` runs one write transaction; it raises LockBusy when lock_wait is False and a lock is held."""
     if db.dialect == "sqlite":
+        # SQLite's lock is the whole database: the writes behind this one could not go first, and if they tried
+        # on every turn while this one slept in SQLite's busy handler, it would wait for seconds. So it keeps its
+        # turn while it waits.
         async with _turns.turn():
-            return job()
+            try:
+                return job(lock_wait=False)
+            except LockBusy:
+                return await run_sync(job)
     try:
         async with _turns.turn():
             return job(lock_wait=False)
-    except LockBusy:
+    except LockBusy:  # one row is held: other writes of this worker need not wait for it
         return await run_sync(job)

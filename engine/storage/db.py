@@ -6,6 +6,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,7 +21,13 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Pages in the WAL before a committing connection checkpoints it itself. SQLite's default is 1,000 (4 MB), which puts a
 # ~12 ms checkpoint into every ~40th save; the Checkpointer below does that work between requests, so this is only
 # the safety net for when it falls behind or is not running.
-AUTOCHECKPOINT_PAGES = 10_000
+AUTOCHECKPOINT_PAGES = 40_000
+# WAL frames (a 4 KB page each) at which the Checkpointer starts the WAL again (see Checkpointer), below
+# AUTOCHECKPOINT_PAGES so that it comes first, and how long it may wait for the write lock to do so. A workflow
+# approval writes ~20 pages, so at full load (~350/s here) that is one short wait every 5 s; at 8,192 it was more
+# than once a second, as often as the stalls it replaced. The WAL file keeps that size (~128 MB) once grown.
+RESTART_FRAMES = 32_768
+RESTART_WAIT_SECONDS = 1.0
 # A pooled PostgreSQL connection idle for longer than this is pinged before use; see _ping_when_idle.
 PING_AFTER_IDLE_SECONDS = 5.0
 log = logging.getLogger("dangan")
@@ -33,26 +40,41 @@ POOL_SIZE, POOL_OVERFLOW = 10, 20
 CONNECTION_BUDGET = 70
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to a NOWAIT row lock another transaction holds
 _NOWAIT = "dangan.lock_nowait"  # Session.info key read by lock_rows
+# How long a SQLite writer's BEGIN IMMEDIATE waits for another connection's write transaction (SQLite's busy handler
+# sleeps meanwhile). 0 inside without_lock_waits: a writer on the event loop must not sleep there.
+BUSY_TIMEOUT_MS = 30_000
+_sqlite_waits: ContextVar[bool] = ContextVar("dangan_sqlite_waits", default=True)
+_BUSY_TIMEOUT = {True: f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", False: "PRAGMA busy_timeout=0"}
 
 
 class LockBusy(Exception):
-    """Another transaction holds a row this one needs, and this one asked not to wait for it (PostgreSQL)."""
+    """Another transaction holds what this one needs (a PostgreSQL row, SQLite's write lock), and this one asked not
+    to wait for it."""
 
 
 @contextmanager
 def without_lock_waits(session: Session, enabled: bool = True) -> Iterator[None]:
-    """The row locks this session's transaction takes (`lock_rows`) refuse at once instead of waiting, and the refusal
-    is raised as LockBusy, so that a caller on the event loop can redo the work where waiting blocks nobody (a thread).
-    PostgreSQL only: SQLite's write transaction holds the whole database from its start."""
+    """The locks this session's transaction takes refuse at once instead of waiting, and the refusal is raised as
+    LockBusy, so that a caller on the event loop can redo the work where waiting blocks nobody (a thread).
+    PostgreSQL: its row locks (`lock_rows`). SQLite: the write lock its BEGIN IMMEDIATE takes, which another process
+    (an import, a command) or the checkpointer may hold; the transaction must begin inside this block."""
     session.info[_NOWAIT] = enabled
+    token = _sqlite_waits.set(not enabled)
     try:
         yield
     except OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+        if enabled and _lock_refused(exc.orig):
             raise LockBusy() from exc
         raise
     finally:
+        _sqlite_waits.reset(token)
         session.info.pop(_NOWAIT, None)
+
+
+def _lock_refused(error: BaseException | None) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        return (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+    return getattr(error, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
 def lock_rows(session: Session, nowait: Select[Any], waiting: Select[Any]) -> Select[Any]:
@@ -113,7 +135,7 @@ def _tune_sqlite(engine: Engine, begin: str) -> None:
     # The dialect's own hook (a no-op for pysqlite), set on this engine's dialect instance, rather than SQLAlchemy's
     # "begin" connection event: any connection event makes every statement on the engine run the event dispatch
     # (about 7 % of a workflow approval's CPU on SQLite).
-    engine.dialect.do_begin = partial(_begin, begin)  # type: ignore[method-assign]
+    engine.dialect.do_begin = partial(_begin if begin == "BEGIN" else _begin_writing, begin)  # type: ignore[method-assign]
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
@@ -125,12 +147,18 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
 
 
 def _begin(statement: str, dbapi_connection: Any) -> None:
+    dbapi_connection.execute(statement)
+
+
+def _begin_writing(statement: str, dbapi_connection: Any) -> None:
+    """A writer's BEGIN IMMEDIATE, waiting for the write lock as long as this transaction may (without_lock_waits)."""
+    dbapi_connection.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
     dbapi_connection.execute(statement)
 
 
@@ -158,10 +186,17 @@ def sqlite_file(url: str) -> str | None:
 class Checkpointer:
     """Copies a SQLite database's write-ahead log back into the database file from a thread of its own,
     every `interval` seconds, so that no request pays for it (a PASSIVE checkpoint: it never waits for
-    readers or writers, it copies what it can)."""
+    readers or writers, it copies what it can).
 
-    def __init__(self, path: str, interval: float = 0.2) -> None:
-        self.path, self.interval = path, interval
+    Under a steady stream of writes a passive checkpoint never catches up with the last frame, and only a writer that
+    starts with every frame copied begins the WAL again from its start. So the WAL grew to the writers' autocheckpoint
+    size and stayed there, and from then on commits checkpointed themselves, with two fsyncs each time: 25-45 ms
+    stalls of the event loop, several per 10 s at full load (bench/RESULTS.md, fifth session). Once the WAL holds
+    `restart_frames`, this thread takes a RESTART checkpoint instead: it holds the write lock while it copies the last
+    frames, so the next writer begins the WAL anew. Writers on the event loop do not wait for it (LockBusy)."""
+
+    def __init__(self, path: str, interval: float = 0.2, restart_frames: int = RESTART_FRAMES) -> None:
+        self.path, self.interval, self.restart_frames = path, interval, restart_frames
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="dangan-sqlite-checkpoint", daemon=True)
         self.thread.start()
@@ -177,9 +212,12 @@ class Checkpointer:
             if (seen.st_mtime_ns, seen.st_size) == copied:
                 continue
             try:
-                connection = sqlite3.connect(self.path, timeout=0.1)
+                # The timeout is how long a RESTART may wait for the write lock and for readers; PASSIVE never waits.
+                connection = sqlite3.connect(self.path, timeout=RESTART_WAIT_SECONDS)
                 try:
                     _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames >= self.restart_frames:
+                        _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                 finally:
                     connection.close()
                 if done == frames:  # all of it; otherwise try again next time

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import sqlite3
+import struct
+import threading
 import time
 from pathlib import Path
 
 from sqlalchemy import text
 
-from engine.storage.db import AUTOCHECKPOINT_PAGES, Database
+from engine.storage.db import AUTOCHECKPOINT_PAGES, RESTART_FRAMES, Checkpointer, Database, tune_sqlite_connection
 
 
 def _in_main_file(path: Path, value: str) -> bool:
@@ -40,6 +42,45 @@ def test_committed_rows__reach_the_database_file_without_a_request_checkpointing
     finally:
         db.dispose()
     assert db.checkpointer is None
+
+
+def _wal_restarts(path: Path) -> int:
+    """The WAL header's checkpoint sequence number: SQLite adds one each time a writer begins the WAL anew."""
+    with open(f"{path}-wal", "rb") as wal:
+        return struct.unpack(">I", wal.read(16)[12:16])[0]
+
+
+def test_under_writes_without_a_pause__the_wal_still_begins_anew(tmp_path: Path) -> None:
+    """A passive checkpoint never catches up with a writer that does not pause, so the WAL would only grow until
+    the commits checkpointed themselves; once it holds restart_frames, the checkpointer restarts it."""
+    assert RESTART_FRAMES < AUTOCHECKPOINT_PAGES
+    path = tmp_path / "busy.db"
+    writer = sqlite3.connect(path, check_same_thread=False)
+    tune_sqlite_connection(writer)  # as the app's connections: autocheckpoint far above what this test writes
+    writer.execute("CREATE TABLE t (v BLOB)")
+    written, stop = [0], threading.Event()
+
+    def write() -> None:
+        while not stop.is_set() and written[0] < 2_000:  # a few thousand frames in all, below the autocheckpoint
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("INSERT INTO t VALUES (randomblob(3000))")
+            writer.execute("COMMIT")
+            written[0] += 1
+            time.sleep(0.0002)  # as the event loop's writes leave the lock free between turns; never long enough
+
+    checkpointer = Checkpointer(str(path), interval=0.01, restart_frames=200)
+    thread = threading.Thread(target=write)
+    try:
+        thread.start()
+        thread.join(timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+        checkpointer.stop()
+    assert written[0] == 2_000
+    assert _wal_restarts(path) >= 5  # without the restart: 0 (a passive checkpoint never copies the last frame)
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 2_000
+    writer.close()
 
 
 def test_postgresql_url__no_checkpointer() -> None:

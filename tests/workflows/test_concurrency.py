@@ -5,14 +5,17 @@ when its last approval arrives; effects are never applied twice.
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
 from sqlalchemy import func, select
 
+from engine.storage.db import sqlite_file
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, AuditEntry
 from engine.workflows.errors import TaskClosed, WorkflowError
 from engine.workflows.service import WorkflowService
@@ -109,29 +112,46 @@ def _valid_id(first17: str) -> str:
     return first17 + "10X98765432"[sum(int(c) * wt for c, wt in zip(first17, weights)) % 11]
 
 
-@pytest.mark.parametrize("fresh_db_url", ["postgresql"], indirect=True)
-def test_a_decision_on_a_row_another_transaction_holds_waits_off_the_event_loop(world) -> None:
-    """PostgreSQL: a decision runs on the event loop with NOWAIT row locks; when another transaction holds the
-    application's row, the decision is redone in a thread that waits for it, and the loop goes on serving."""
+@contextmanager
+def holding(w, application: int) -> Iterator[Callable[[], None]]:
+    """Another transaction holds what a decision on `application` needs: on PostgreSQL the application's row, on
+    SQLite the write lock (another process's import, say). Yields the function that lets go."""
+    if w.state.db.dialect == "sqlite":
+        other = sqlite3.connect(sqlite_file(w.state.db.url), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda: other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return
+    with w.state.db.engine.connect() as holder:
+        holder.execute(select(Application.id).where(Application.id == application).with_for_update())
+        yield holder.rollback
+
+
+@pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_decision_on_a_lock_another_transaction_holds_waits_off_the_event_loop(world) -> None:
+    """A decision runs on the event loop and does not wait there for a lock (PostgreSQL: NOWAIT row locks; SQLite:
+    no busy timeout): when another transaction holds it, the decision is redone in a thread that waits for it, and
+    the loop goes on serving."""
     w = world("reg", "reg_in")
     reg, reg_in = w.login("reg"), w.login("reg_in")
     app = application_id(reg.start("transfer", w.student(), transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS)), proof()))
     task = w.open_tasks(app)[0].id
     decided: list[Any] = []
     # Every request of this client on one event loop, as in a server process (by default each request gets its own).
-    with start_blocking_portal(backend="asyncio") as portal, w.state.db.engine.connect() as holder:
+    with start_blocking_portal(backend="asyncio") as portal, holding(w, app) as let_go:
         reg_in.client.blocking_portal = portal
-        holder.execute(select(Application.id).where(Application.id == app).with_for_update())
         decision = threading.Thread(target=lambda: decided.append(reg_in.decide(app, "approve", task=task)))
         decision.start()
         decision.join(timeout=1.0)
-        assert decision.is_alive() and not decided, f"the decision did not wait for the held row: {decided}"
+        assert decision.is_alive() and not decided, f"the decision did not wait for the held lock: {decided}"
         answered: list[int] = []
         other = threading.Thread(target=lambda: answered.append(reg_in.get("/healthz").status_code))
         other.start()
         other.join(timeout=5)
         assert answered == [200], "the event loop was blocked by the waiting decision"
-        holder.rollback()
+        let_go()
         decision.join(timeout=30)
         del reg_in.client.blocking_portal
     assert [r.status_code for r in decided] == [303], decided and decided[0].text[:2000]
