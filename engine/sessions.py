@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from engine.storage.models import Session, User, utcnow
@@ -38,7 +38,7 @@ def find_session(s: DbSession, token: str | None) -> Session | None:
 
 
 SESSION_USER = (
-    Session.csrf_token, Session.user_id, Session.flash, Session.expires_at,
+    Session.csrf_token, Session.user_id, Session.expires_at,
     User.id, User.username, User.display_name, User.must_change_password, User.is_active,
     User.auth_version, User.created_at,
 )
@@ -57,16 +57,6 @@ def find_session_user(s: DbSession | Connection, token: str | None) -> Row | Non
     if row is None or row.expires_at < utcnow():
         return None
     return row
-
-
-_SET_FLASH = (update(Session.__table__).where(Session.__table__.c.id == bindparam("digest"))
-              .values(flash=bindparam("message")))
-
-
-def set_flash(s: DbSession | Connection, token: str | None, message: str) -> None:
-    """The message the next page shows, written in the caller's transaction (no write of its own)."""
-    if token:
-        s.execute(_SET_FLASH, {"digest": token_digest(token), "message": message})
 
 
 def close_session(s: DbSession, token: str | None) -> None:

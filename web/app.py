@@ -26,6 +26,7 @@ from web.controllers.home import HomeController
 from web.controllers.records import RecordController
 from web.errors import HANDLERS
 from web.features import enabled_features
+from web.pages import send_flash_cookie
 from web.settings import Settings
 from web.state import AppState
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     return Litestar(
         route_handlers=[AuthController, HomeController, RecordController, ApiController, AdminController, static, *(r for f in features for r in f.routes)],
         guards=[session_guard],
+        before_send=[send_flash_cookie],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         state=State({"dangan": state, "features": features,

@@ -38,7 +38,6 @@ class SessionInfo:
     token: str
     csrf: str
     user_id: int | None
-    flash: str = ""
 
 
 def app_state(connection: ASGIConnection) -> AppState:
@@ -90,7 +89,7 @@ def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Princ
         user = find_session_user(connection, token)
     if user is None:
         return None, None
-    info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, flash=user.flash)
+    info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id)
     if user.id is None or not user.is_active:
         return info, None
     # The database and the row's creation time are part of the key: user ids are only unique within one

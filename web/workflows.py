@@ -29,7 +29,6 @@ from engine.issues import Issue
 from engine.messages import render
 from engine.permissions import Principal, is_editable, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, StoredRecord
-from engine.sessions import set_flash
 from engine.spec import FormPolicy, FormSpec
 from engine.storage.models import Application, Attachment
 from engine.validation import clean_record
@@ -41,7 +40,7 @@ from engine.workflows.errors import (
 from engine.workflows.routing import Actor, Context
 from engine.workflows.service import Bundle, WorkflowService, system_principal, unit_options
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
-from web.auth import COOKIE, app_state, current_principal
+from web.auth import app_state, current_principal
 from web.controllers.records import check_context
 from web.features import Action, Feature, HeldUpdate
 from web import generations
@@ -213,11 +212,10 @@ class WorkflowController(Controller):
         comment = data.get("comment") if isinstance(data.get("comment"), str) else ""
         upload = await _upload(data.get("attachment"))
         try:
-            # The flash message is written in the decision's own transaction, not in a second one.
-            note = partial(set_flash, token=request.cookies.get(COOKIE), message=DONE_MESSAGES.get(decision, "已处理"))
             decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
-                             comment, upload, also=note)
+                             comment, upload)
             await run_write(state.db, decide)
+            flash(request, DONE_MESSAGES.get(decision, "已处理"))
         except ApplicationNotFound as exc:
             raise NotFoundException("申请不存在") from exc
         except NoAssigneeGroup as exc:
@@ -232,8 +230,8 @@ class WorkflowController(Controller):
     async def withdraw(self, request: Request, application_id: FromPath[int]) -> Response:
         state, principal = app_state(request), current_principal(request)
         try:
-            await run_write(state.db, partial(service(request).withdraw, state.definitions, principal, application_id,
-                                              also=partial(set_flash, token=request.cookies.get(COOKIE), message="申请已撤回")))
+            await run_write(state.db, partial(service(request).withdraw, state.definitions, principal, application_id))
+            flash(request, "申请已撤回")
         except WorkflowError as exc:
             return _application_page(request, service(request).load(application_id), error=exc.message, status=exc.status)
         _counts.changed()

@@ -64,7 +64,6 @@ class Session(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
-    flash: Mapped[str] = mapped_column(Text, default="")
 
 
 class Record(Base):

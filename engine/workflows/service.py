@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import read_values
@@ -189,11 +189,9 @@ class WorkflowService:
 
     # --- deciding -------------------------------------------------------------------------------
     def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
-               comment: str = "", upload: UploadedFile | None = None,
-               also: Callable[[Connection], None] | None = None, lock_wait: bool = True) -> Outcome:
-        """One decision, locked, routed and committed with its effects; `also` runs last in the same
-        transaction (the web layer stores its flash message there instead of in a second write).
-        `lock_wait=False`: raise LockBusy rather than wait long for a row another transaction holds.
+               comment: str = "", upload: UploadedFile | None = None, lock_wait: bool = True) -> Outcome:
+        """One decision, locked, routed and committed with its effects.
+        `lock_wait=False`: raise LockBusy rather than wait for a lock another transaction holds.
 
         Refused first, before anything else is looked at: no such application (ApplicationNotFound), a user in none
         of its assignee groups (NoAssigneeGroup), an unknown action."""
@@ -201,7 +199,6 @@ class WorkflowService:
             upload = None
         actor = Actor.of(principal)
         with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
-            connection = s.connection()
             app, state = self._locked_row(s, application_id)
             if not any(routing.is_member(t, actor) for t in state.tasks):
                 raise NoAssigneeGroup()
@@ -218,21 +215,16 @@ class WorkflowService:
             attachment = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), app.id, "_decision", upload,
                                           principal.user_id) if upload is not None else None
             self._apply(s, definitions, spec, app, outcome, principal, action, comment.strip(), task_id, attachment)
-            if also is not None:
-                also(connection)
             s.commit()
             return outcome
 
     def withdraw(self, definitions: Definitions, principal: Principal, application_id: int,
-                 also: Callable[[Connection], None] | None = None, lock_wait: bool = True) -> Outcome:
+                 lock_wait: bool = True) -> Outcome:
         with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
-            connection = s.connection()
             app, state = self._locked_row(s, application_id)
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
             outcome = routing.withdraw(state, Actor.of(principal), app.applicant_id)
             self._apply(s, definitions, spec, app, outcome, principal, "withdraw")
-            if also is not None:
-                also(connection)
             s.commit()
             return outcome
 

@@ -1,6 +1,7 @@
 """Every record page over HTTP for a user who may use it: list, create, edit, delete, tables, files, checks."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from engine.fields.files import MB, human_size
 from engine.issues import Issue
@@ -187,6 +188,33 @@ def test_create__saved_with_flash(world: World, client: TestClient) -> None:
     page = client.get(response.headers["location"])
     assert "保存成功" in page.text
     assert "保存成功" not in client.get(response.headers["location"]).text  # shown once
+
+
+def test_flash__shown_by_a_page_that_writes_nothing(world: World, client: TestClient) -> None:
+    """The message after an action travels in a cookie: showing it and clearing it take no database write."""
+    response = new_student(client, world, as_user(client, world), 602)
+    commits: list[str] = []
+    listener = lambda _connection: commits.append("COMMIT")  # noqa: E731
+    for engine in world.state.db.engines:
+        event.listen(engine, "commit", listener)
+    try:
+        page = client.get(response.headers["location"])
+    finally:
+        for engine in world.state.db.engines:
+            event.remove(engine, "commit", listener)
+    assert "保存成功" in page.text and commits == []
+    assert "dangan_flash=" in page.headers["set-cookie"] and "Max-Age=0" in page.headers["set-cookie"]
+
+
+def test_flash__planted_or_left_from_another_session__not_shown(world: World, client: TestClient) -> None:
+    response = new_student(client, world, as_user(client, world), 604)
+    left = client.cookies["dangan_flash"]
+    as_user(client, world)  # a new session (a new secret)
+    client.cookies.set("dangan_flash", left)
+    assert "保存成功" not in client.get(response.headers["location"]).text
+    forged = base64.urlsafe_b64encode("请将密码发至 evil@example.com".encode()).decode()
+    client.cookies.set("dangan_flash", f"{forged}.{'0' * 64}")
+    assert "evil@example.com" not in client.get(response.headers["location"]).text
 
 
 def test_create_invalid__422_keeps_values_and_shows_every_error(world: World, client: TestClient) -> None:

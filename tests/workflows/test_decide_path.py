@@ -1,4 +1,4 @@
-"""The approve path: one write transaction for the decision, its effect, the audit entry and the flash message;
+"""The approve path: one write transaction for the decision, its effect and the audit entry;
 the effect's record update looks up only the unique values it changes; refusals come before anything is shown."""
 from __future__ import annotations
 
@@ -47,12 +47,12 @@ def _suspension_awaiting_bureau(world):  # type: ignore[no-untyped-def]
     return w, student, bureau, application_id(reg.start("suspend", student, SUSPEND, proof()))
 
 
-def test_approve__one_transaction_with_effect_audit_and_flash(world) -> None:
+def test_approve__one_transaction_with_effect_and_audit__then_its_message_shown(world) -> None:
     w, student, bureau, app = _suspension_awaiting_bureau(world)
     with recording(w, "commit") as commits:
         done = bureau.decide(app, "approve")
     assert done.status_code == 303
-    assert commits == ["COMMIT"]  # task, application, timeline, record, audit entry and flash message together
+    assert commits == ["COMMIT"]  # task, application, timeline, record and audit entry together
     assert w.record(student).data["status"] == "休学"
     with w.state.db.read() as s:
         entry = s.query(AuditEntry).filter_by(record_id=student, action="update").one()
