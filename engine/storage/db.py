@@ -23,11 +23,13 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # the safety net for when it falls behind or is not running.
 AUTOCHECKPOINT_PAGES = 40_000
 # WAL frames (a 4 KB page each) at which the Checkpointer starts the WAL again (see Checkpointer), below
-# AUTOCHECKPOINT_PAGES so that it comes first, and how long it may wait for the write lock to do so. A workflow
+# AUTOCHECKPOINT_PAGES so that it comes first; how long it may wait for the write lock and readers (writers wait
+# meanwhile), and how long it leaves the WAL alone after a reader made it give up. A workflow
 # approval writes ~20 pages, so at full load (~350/s here) that is one short wait every 5 s; at 8,192 it was more
 # than once a second, as often as the stalls it replaced. The WAL file keeps that size (~128 MB) once grown.
 RESTART_FRAMES = 32_768
-RESTART_WAIT_SECONDS = 1.0
+RESTART_WAIT_SECONDS = 0.1
+RESTART_BACKOFF_SECONDS = 5.0
 # A pooled PostgreSQL connection idle for longer than this is pinged before use; see _ping_when_idle.
 PING_AFTER_IDLE_SECONDS = 5.0
 log = logging.getLogger("dangan")
@@ -197,6 +199,7 @@ class Checkpointer:
 
     def __init__(self, path: str, interval: float = 0.2, restart_frames: int = RESTART_FRAMES) -> None:
         self.path, self.interval, self.restart_frames = path, interval, restart_frames
+        self.restart_after = 0.0  # time.monotonic() before which no RESTART is tried
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="dangan-sqlite-checkpoint", daemon=True)
         self.thread.start()
@@ -212,18 +215,29 @@ class Checkpointer:
             if (seen.st_mtime_ns, seen.st_size) == copied:
                 continue
             try:
-                # The timeout is how long a RESTART may wait for the write lock and for readers; PASSIVE never waits.
-                connection = sqlite3.connect(self.path, timeout=RESTART_WAIT_SECONDS)
-                try:
-                    _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if frames >= self.restart_frames:
-                        _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-                finally:
-                    connection.close()
+                frames, done = self._checkpoint()
                 if done == frames:  # all of it; otherwise try again next time
                     copied = (seen.st_mtime_ns, seen.st_size)
             except sqlite3.Error as exc:  # busy or gone: the next tick, or the connections' own autocheckpoint
                 log.debug("sqlite checkpoint skipped: %s", exc)
+
+    def _checkpoint(self) -> tuple[int, int]:
+        """One checkpoint: (frames in the WAL, frames copied into the database file)."""
+        connection = sqlite3.connect(self.path, timeout=RESTART_WAIT_SECONDS)  # PASSIVE never waits
+        try:
+            _busy, frames, done = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames < self.restart_frames or time.monotonic() < self.restart_after:
+                return frames, done
+            # A RESTART holds the write lock while it waits for readers. One that a long reader (an export, say)
+            # kept from finishing is not tried again for a while, so that writers are held up at most
+            # RESTART_WAIT_SECONDS every RESTART_BACKOFF_SECONDS; the autocheckpoint covers the meantime.
+            self.restart_after = time.monotonic() + RESTART_BACKOFF_SECONDS
+            busy, frames, done = connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if not busy:
+                self.restart_after = 0.0
+            return frames, done
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from engine.storage import db as db_module
 from engine.storage.db import AUTOCHECKPOINT_PAGES, RESTART_FRAMES, Checkpointer, Database, tune_sqlite_connection
 
 
@@ -81,6 +82,49 @@ def test_under_writes_without_a_pause__the_wal_still_begins_anew(tmp_path: Path)
     assert _wal_restarts(path) >= 5  # without the restart: 0 (a passive checkpoint never copies the last frame)
     assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 2_000
     writer.close()
+
+
+def test_a_restart_a_reader_holds_up__is_not_tried_again_at_once(tmp_path: Path, monkeypatch) -> None:
+    """A RESTART holds writers up while it waits for readers; after one a reader kept from finishing, the
+    checkpointer only copies (PASSIVE) until the back-off has passed."""
+    issued: list[str] = []
+
+    class Recording(sqlite3.Connection):
+        def execute(self, sql, *args):  # type: ignore[no-untyped-def, override]
+            issued.append(sql)
+            return super().execute(sql, *args)
+
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(db_module.sqlite3, "connect", lambda *a, **k: real_connect(*a, factory=Recording, **k))
+    monkeypatch.setattr(db_module, "RESTART_BACKOFF_SECONDS", 0.3)
+    path = tmp_path / "r.db"
+    writer = real_connect(path, isolation_level=None)
+    tune_sqlite_connection(writer)
+    writer.execute("CREATE TABLE t (v BLOB)")
+    reader = real_connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # a read transaction on the WAL as it is now
+    for _ in range(30):
+        writer.execute("INSERT INTO t VALUES (randomblob(3000))")
+    checkpointer = Checkpointer(str(path), interval=3600, restart_frames=10)  # its thread stays asleep
+    try:
+        checkpointer._checkpoint()
+        assert issued == ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"]  # gave up: the reader
+        issued.clear()
+        checkpointer._checkpoint()
+        assert issued == ["PRAGMA wal_checkpoint(PASSIVE)"]
+        reader.execute("COMMIT")
+        time.sleep(0.35)
+        issued.clear()
+        before = _wal_restarts(path)
+        frames, done = checkpointer._checkpoint()
+        assert issued == ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(RESTART)"] and frames == done
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert _wal_restarts(path) == before + 1
+    finally:
+        checkpointer.stop()
+        reader.close()
+        writer.close()
 
 
 def test_postgresql_url__no_checkpointer() -> None:
