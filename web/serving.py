@@ -1,28 +1,31 @@
-"""Serving: one process, or on PostgreSQL a parent that forks worker processes, each on a listening socket of its own.
+"""Serving: one process, or on PostgreSQL a parent that accepts the connections and forks worker processes to serve them.
 
 One Python process runs one request's Python at a time, so on a machine with several cores a single process leaves
 them idle while requests queue. With `--workers N` the parent does the start-up once (migrations, indexes, the first
-admin), binds the sockets, and forks N workers, each with its own database connections and the app. The parent only
+admin), binds the socket, and forks N workers, each with its own database connections and the app. The parent only
 supervises: it replaces a worker that dies, passes `dangan reload` (SIGHUP) on after checking the definitions
 itself, and stops the workers on SIGTERM / Ctrl-C.
 
-Each worker listens on a socket of its own, all bound to the same port with SO_REUSEPORT, so that the kernel spreads
-new connections over the workers. On one shared socket, the worker that woke first took every connection waiting:
-16 keep-alive connections opened at once could all land on one worker while the other idled (seen in
-bench/workflows.py: 142 approvals/s instead of 340). The parent keeps every socket open, so connections that arrive
-for a worker being replaced wait in its socket's queue for the new one.
+The parent accepts the connections itself and hands each to the next worker in turn over a Unix socket of that
+worker's (`socket.send_fds`, as Node's cluster module does), so that connections opened together are shared evenly.
+Two earlier ways were uneven: on one shared listening socket the worker that woke first took every connection
+waiting (16/0 in bench/workflows.py: 142 approvals/s instead of 340), and with a socket per worker (SO_REUSEPORT)
+the kernel's hash split 16 keep-alive connections 11/5 in most runs, the fuller worker's queue setting the p99.
+A worker being replaced loses nothing: what is handed to it meanwhile waits in its Unix socket for the new one.
 
 What the workers share lives in the database (sessions, records, import jobs, which a worker claims with a
 compare-and-set) or in web/generations.py (the counters that expire per-process caches).
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -49,9 +52,9 @@ def serve(state: AppState, host: str, port: int, workers: int) -> None:
         freeze_start_up_objects()
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return
-    listeners = _bind(host, port, workers)
+    listener = _bind(host, port)
     state.db.dispose()  # no pooled connection may be shared by the forked workers
-    Supervisor(state, listeners, workers).run()
+    Supervisor(state, listener, workers).run()
 
 
 def freeze_start_up_objects() -> None:
@@ -64,25 +67,115 @@ def freeze_start_up_objects() -> None:
     gc.freeze()
 
 
-def _bind(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on one port, one per worker (see the module's docstring)."""
+def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listeners = []
-    for _ in range(count):
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.bind((host, port or (listeners[0].getsockname()[1] if listeners else 0)))
-        listener.listen(2048)
-        listener.set_inheritable(True)
-        listeners.append(listener)
-    return listeners
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    return listener
+
+
+class Handover:
+    """The parent's side of handing accepted connections to the workers: one Unix socket pair per worker number
+    (kept across a worker's replacement), and a thread that accepts and hands out in turn."""
+
+    def __init__(self, listener: socket.socket, workers: int) -> None:
+        self.listener = listener
+        self.pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(workers)]
+        for ours, _theirs in self.pairs:
+            ours.setblocking(False)  # a worker whose queue is full is passed over, never waited for
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dangan-handover", daemon=True)
+
+    def start(self) -> None:
+        self.listener.settimeout(0.5)  # so that the thread sees `stopping`
+        self.thread.start()
+
+    def worker_end(self, number: int) -> socket.socket:
+        return self.pairs[number][1]
+
+    def close_all_but(self, number: int) -> None:
+        """In worker `number`: every socket here but its own end of its pair."""
+        self.listener.close()
+        for index, (ours, theirs) in enumerate(self.pairs):
+            ours.close()
+            if index != number:
+                theirs.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+    def _run(self) -> None:
+        turn = 0
+        while not self.stopping.is_set():
+            try:
+                connection, _address = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self.stopping.is_set():
+                    return
+                log.warning("接受连接失败：%s", exc)
+                time.sleep(0.1)  # out of file descriptors, say: give the workers time to close some
+                continue
+            with connection:
+                turn = self._hand(connection, turn)
+
+    def _hand(self, connection: socket.socket, turn: int) -> int:
+        """Hands `connection` to worker `turn`, or the next one that takes it; returns whose turn is next."""
+        for step in range(len(self.pairs)):
+            number = (turn + step) % len(self.pairs)
+            try:
+                socket.send_fds(self.pairs[number][0], [b"c"], [connection.fileno()])
+                return (number + 1) % len(self.pairs)
+            except OSError:  # its queue is full (a worker stuck or starting): the next one
+                continue
+        log.error("没有工作进程能接收新连接，已关闭该连接")
+        return turn
+
+
+class HandedServer(uvicorn.Server):
+    """A worker's uvicorn server: it listens on nothing and serves the connections the parent hands it."""
+
+    def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
+        super().__init__(config)
+        self.channel = channel
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])
+        loop = asyncio.get_running_loop()
+        self.channel.setblocking(False)
+        loop.add_reader(self.channel.fileno(), self._take, loop)
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            try:
+                message, fds, _flags, _address = socket.recv_fds(self.channel, 1, 16)
+            except BlockingIOError:
+                return
+            if not message and not fds:  # the parent is gone
+                loop.remove_reader(self.channel.fileno())
+                self.should_exit = True
+                return
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                connection.setblocking(False)
+                loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+
+    def _protocol(self) -> asyncio.Protocol:
+        # What uvicorn's own startup passes to the protocol of a connection its listening socket accepted.
+        return self.config.http_protocol_class(config=self.config, server_state=self.server_state,  # type: ignore[call-arg]
+                                               app_state=self.lifespan.state)
 
 
 class Supervisor:
-    def __init__(self, state: AppState, listeners: list[socket.socket], workers: int,
+    def __init__(self, state: AppState, listener: socket.socket, workers: int,
                  run_worker: Callable[[AppState, socket.socket, int], None] | None = None) -> None:
-        self.state, self.listeners, self.count = state, listeners, workers
+        self.state, self.count = state, workers
+        self.handover = Handover(listener, workers)
         self.run_worker = run_worker or _run_worker
         self.children: dict[int, int] = {}  # pid -> worker number
         self.stopping = False
@@ -93,6 +186,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._stop)
         for number in range(self.count):
             self._spawn(number)
+        self.handover.start()
         while self.children:
             try:
                 pid, status = os.wait()
@@ -105,8 +199,7 @@ class Supervisor:
             time.sleep(RESTART_PAUSE_SECONDS)
             if not self.stopping:
                 self._spawn(number)
-        for listener in self.listeners:
-            listener.close()
+        self.handover.stop()
 
     def _spawn(self, number: int) -> None:
         # SIGHUP is held back across the fork: a reload arriving then would otherwise kill the new worker before
@@ -120,10 +213,9 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's own reload handler is installed
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-                for other, listener in enumerate(self.listeners):
-                    if other != number:
-                        listener.close()  # its siblings' sockets are theirs to accept on; the parent keeps them open
-                self.run_worker(self.state, self.listeners[number], self.count)
+                channel = self.handover.worker_end(number)
+                self.handover.close_all_but(number)
+                self.run_worker(self.state, channel, self.count)
             except BaseException:  # noqa: BLE001 — a worker must never return into the parent's loop
                 log.exception("工作进程 %s 出错", number)
                 code = 1
@@ -153,7 +245,7 @@ class Supervisor:
                 pass
 
 
-def _run_worker(parent: AppState, listener: socket.socket, workers: int) -> None:
+def _run_worker(parent: AppState, channel: socket.socket, workers: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
     from engine.storage.db import Database  # noqa: PLC0415
@@ -161,5 +253,5 @@ def _run_worker(parent: AppState, listener: socket.socket, workers: int) -> None
     state = AppState(parent.settings, parent.definitions, Database(parent.settings.database_url, processes=workers))
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
     freeze_start_up_objects()
-    uvicorn.Server(config).run(sockets=[listener])
+    HandedServer(config, channel).run()
     state.db.dispose()

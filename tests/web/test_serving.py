@@ -127,10 +127,10 @@ def _socket_inodes(pid: int) -> set[str]:
     return found
 
 
-def test_connections_opened_at_once_are_spread_over_the_workers(two_workers: TwoWorkers) -> None:
-    """Keep-alive connections opened together (a load generator, a school's browsers after a network outage) are
-    spread by the kernel over the workers' own sockets; on one shared socket the first worker awake could take
-    them all while the other idled."""
+def test_connections_opened_at_once_are_shared_evenly_by_the_workers(two_workers: TwoWorkers) -> None:
+    """Keep-alive connections opened together (a load generator, a school's browsers after a network outage, a
+    proxy's upstream pool) are handed to the workers in turn. On one shared socket the first worker awake could take
+    them all; with a socket per worker the kernel's hash split 16 connections 11/5 in most bench runs."""
     port = int(two_workers.base.rsplit(":", 1)[1])
     clients = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
     try:
@@ -148,9 +148,7 @@ def test_connections_opened_at_once_are_spread_over_the_workers(two_workers: Two
     finally:
         for client in clients:
             client.close()
-    assert sum(held.values()) == 32, held
-    # Spread by a hash: 32 connections split unevenly, but both workers get a share (fewer than 4: p < 3e-6).
-    assert min(held.values()) >= 4, held
+    assert sorted(held.values()) == [16, 16], held
 
 
 def test_reload_with_errors_reaches_no_worker(two_workers: TwoWorkers) -> None:
