@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import uvicorn
 
@@ -143,6 +143,7 @@ class HandedServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, channel: socket.socket) -> None:
         super().__init__(config)
         self.channel = channel
+        self.handing: set[asyncio.Task[Any]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])
@@ -163,7 +164,9 @@ class HandedServer(uvicorn.Server):
             for fd in fds:
                 connection = socket.socket(fileno=fd)
                 connection.setblocking(False)
-                loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+                task = loop.create_task(loop.connect_accepted_socket(self._protocol, connection))
+                self.handing.add(task)  # the loop keeps only a weak reference to a task
+                task.add_done_callback(self.handing.discard)
 
     def _protocol(self) -> asyncio.Protocol:
         # What uvicorn's own startup passes to the protocol of a connection its listening socket accepted.
