@@ -1,6 +1,6 @@
 """Heavy synchronous work on the event loop, one job per loop pass, in the order the requests asked.
 
-SQLite takes one writer at a time, so its write handlers run on the event loop instead of in threads.
+Request handlers' write transactions run on the event loop instead of in threads (web/writes.py says why).
 Run back to back, the jobs of one loop pass form a batch: a request whose bytes arrive just after the
 loop looked at its sockets misses that batch and waits for the whole next one, about twice the usual
 time — the slowest percent of approvals under load. Taking turns lets the loop look at its sockets

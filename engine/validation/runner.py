@@ -35,11 +35,20 @@ def clean_field(field: FieldSpec, raw: Any) -> tuple[Any, list[Issue]]:
 
 def _convert(field: FieldSpec, raw: Any) -> tuple[Any, list[Issue]]:
     value, issues = field.kind.clean(raw)
-    if issues or value is None:
-        return value, issues
-    for key, limit in field.constraints.items():
-        issues.extend(RULES[key](limit, value))
-    return value, issues
+    return value, _constrained(value, issues, _checks(field))
+
+
+def _checks(field: FieldSpec) -> tuple[tuple[Callable[[Any, Any], Any], Any], ...]:
+    """The field's generic constraints as (rule, limit)."""
+    return tuple((RULES[name], limit) for name, limit in field.constraints.items())
+
+
+def _constrained(value: Any, issues: list[Issue], checks: tuple[tuple[Callable[[Any, Any], Any], Any], ...]) -> list[Issue]:
+    """`issues` plus what the constraints find in a converted value (none when conversion failed or gave nothing)."""
+    if not issues and value is not None:
+        for check, limit in checks:
+            issues.extend(check(limit, value))
+    return issues
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ def _plan(form: FormSpec) -> _Plan:
     if plan is None:
         steps = tuple(
             _Step(key, spec, _remembering(spec.kind.clean) if spec.kind.repeats else spec.kind.clean,
-                  tuple((RULES[name], limit) for name, limit in spec.constraints.items()),
+                  _checks(spec),
                   spec.visible_if, spec.required, spec.required_if, spec.kind.user_input)
             for key, spec in form.fields.items()
         )
@@ -110,9 +119,8 @@ def clean_record(form: FormSpec, raw: Mapping[str, Any]) -> CleanResult:
     issues: dict[str, list[Issue]] = {}  # only fields that have some
     for step in plan.steps:
         value, found = step.clean(raw.get(step.key))
-        if step.checks and not found and value is not None:  # as _convert: constraints on a converted value
-            for check, limit in step.checks:
-                found.extend(check(limit, value))
+        if step.checks:  # tested here: most fields have none, and this loop runs for every field of every row
+            found = _constrained(value, found, step.checks)
         values[step.key] = value
         if found:
             issues[step.key] = [i.at(step.key) for i in found]
