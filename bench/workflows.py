@@ -6,8 +6,8 @@ What it does (a script, not a test), for each database asked for (SQLite and/or 
      RecordService.create and one open 休学 application each through WorkflowService.start (the real code path,
      with a proof attachment): 80 % in 示范区 — the inbox of the bench user `bench` (教育局, 示范区教育局) — and 20 %
      in 滨江区 (someone else's inbox);
-  2. starts `.venv/bin/dangan serve` with its default worker processes (SQLite: 1; PostgreSQL: one per core, at most
-     4; `--workers` overrides) and bench/minimal_app.py (1 process, log_level=warning, no access log), and logs in
+  2. starts `.venv/bin/dangan serve` with its default worker processes (one per core: at most 2 on SQLite, 4 on
+     PostgreSQL; `--workers` overrides) and bench/minimal_app.py (1 process, log_level=warning, no access log), and logs in
      as `bench` through the real login form;
   3. checks each target once, then per target a short warm-up and DURATION seconds at CONNECTIONS (16) keep-alive
      connections; prints requests/s, p50/p99 latency and the server's CPU per request:

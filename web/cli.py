@@ -7,13 +7,12 @@ import os
 import signal
 import sys
 
-from sqlalchemy.engine import make_url
 
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import unit_by_path
-from engine.storage.db import Database
+from engine.storage.db import Database, sqlite_file
 from engine.storage.fieldsql import IndexConflict
 from web.settings import Settings
 
@@ -39,10 +38,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
-    dialect = make_url(settings.database_url).get_backend_name()
-    workers = args.workers or default_workers(dialect)
-    if workers > 1 and dialect != "postgresql":
-        print("SQLite 同一时间只允许一个进程写入，--workers 大于 1 需要 PostgreSQL（DANGAN_DATABASE_URL）。", file=sys.stderr)
+    workers = args.workers or default_workers(settings.database_url)
+    if workers > 1 and settings.database_url.startswith("sqlite") and not sqlite_file(settings.database_url):
+        print("内存中的 SQLite 数据库只属于一个进程，--workers 大于 1 需要数据库文件或 PostgreSQL。", file=sys.stderr)
         return 2
     try:
         state, admin = prepare(settings)
@@ -132,7 +130,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=int(os.environ.get("DANGAN_WORKERS", "0")),
-                       help="工作进程数（默认：SQLite 为 1；PostgreSQL 为 CPU 核数，最多 4）")
+                       help="工作进程数（默认：SQLite 为 CPU 核数，最多 2；PostgreSQL 为 CPU 核数，最多 4）")
     serve.set_defaults(func=cmd_serve)
     user = sub.add_parser("create-user", help="创建用户")
     user.add_argument("--username", required=True)

@@ -1,4 +1,4 @@
-"""Serving: one process, or on PostgreSQL a parent that accepts the connections and forks worker processes to serve them.
+"""Serving: one process, or a parent that accepts the connections and forks worker processes to serve them.
 
 One Python process runs one request's Python at a time, so on a machine with several cores a single process leaves
 them idle while requests queue. With `--workers N` the parent does the start-up once (migrations, indexes, the first
@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import uvicorn
 
+from engine.storage.db import sqlite_file
 from web.app import create_app
 from web.state import AppState
 
@@ -38,12 +39,15 @@ log = logging.getLogger("dangan")
 RESTART_PAUSE_SECONDS = 1.0
 
 
-def default_workers(dialect: str) -> int:
-    """SQLite takes one writer at a time, so more processes would only queue on its lock; PostgreSQL gets up to one
-    worker per core (at most 4: the database server needs cores too)."""
-    if dialect != "postgresql":
-        return 1
-    return max(1, min(4, os.cpu_count() or 1))
+def default_workers(database_url: str) -> int:
+    """One worker per core, at most 4 on PostgreSQL (the database server needs cores too) and at most 2 on a SQLite
+    file, which takes one writer at a time: a second process serves requests while the first writes, and roughly
+    doubled what approvals could be made per second on 2 cores (bench/RESULTS.md, sixth session), but more would
+    mostly wait for the write lock. An in-memory SQLite database exists in one process only."""
+    cores = os.cpu_count() or 1
+    if database_url.startswith("sqlite"):
+        return max(1, min(2, cores)) if sqlite_file(database_url) else 1
+    return max(1, min(4, cores))
 
 
 def serve(state: AppState, host: str, port: int, workers: int) -> None:

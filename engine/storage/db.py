@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -179,9 +180,10 @@ def upgrade(engine: Engine) -> None:
 
 
 def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for PostgreSQL and for an in-memory database (`sqlite://`)."""
     if not url.startswith("sqlite"):
         return None
-    path = url.split("///", 1)[-1].split("?", 1)[0]
+    path = make_url(url).database
     return path if path and path != ":memory:" else None
 
 

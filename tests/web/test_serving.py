@@ -8,17 +8,26 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
 from engine.excel.jobs import runner_name
+from engine.storage.db import Database
+from engine.storage.models import Application, ApplicationAction, AuditEntry, Record
 from tests.browser_fixtures import DANGAN, DEFINITIONS, REPO, _free_port, _wait_healthy, stop_process
+from tests.conftest import _sqlite_file_url
+from tests.support import PASSWORD, csrf_of, valid_id_number
+from tests.workflows.support import PEOPLE, application_id, make_world, proof
 from web.generations import Generation
+from web.serving import default_workers
 from web.workflows import InboxCounts
 
 
@@ -64,13 +73,14 @@ class TwoWorkers:
 
 
 @pytest.fixture
-def two_workers(pg_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
-    """`dangan serve --workers 2` on its own copy of the definitions; stopped at teardown if still running."""
+def two_workers(fresh_db_url: str, tmp_path: Path) -> Iterator[TwoWorkers]:
+    """`dangan serve --workers 2` (a SQLite file, a PostgreSQL schema) on its own copy of the definitions; stopped at
+    teardown if still running."""
     definitions = tmp_path / "definitions"
     shutil.copytree(DEFINITIONS, definitions)
     var = tmp_path / "var"
     var.mkdir()
-    env = _env(pg_url, var, definitions)
+    env = _env(fresh_db_url, var, definitions)
     process, base, log = _start(env, var, "--workers", "2")
     try:
         _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
@@ -164,13 +174,75 @@ def test_reload_with_errors_reaches_no_worker(two_workers: TwoWorkers) -> None:
     assert process.poll() is None and len(_children(process.pid)) == 2
 
 
-def test_sqlite_refuses_more_than_one_worker(tmp_path: Path) -> None:
-    var = tmp_path / "var"
-    env = _env(f"sqlite:///{tmp_path / 'dangan.db'}", var, DEFINITIONS)
+def test_an_in_memory_sqlite_database_refuses_more_than_one_worker(tmp_path: Path) -> None:
+    """Each process would have a database of its own."""
+    env = _env("sqlite:///:memory:", tmp_path / "var", DEFINITIONS)
     done = subprocess.run([str(DANGAN), "serve", "--port", str(_free_port()), "--workers", "2"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "SQLite" in done.stderr and "PostgreSQL" in done.stderr
+    assert "内存中的 SQLite" in done.stderr and "PostgreSQL" in done.stderr
+
+
+def test_sqlite_serves_with_a_worker_per_core_up_to_two() -> None:
+    cores = os.cpu_count() or 1
+    assert default_workers("sqlite:////srv/dangan/dangan.db") == min(2, cores)
+    assert default_workers("sqlite:///:memory:") == default_workers("sqlite://") == 1
+    assert default_workers("postgresql+psycopg://dangan@db/dangan") == min(4, cores)
+
+
+def test_two_sqlite_workers_approve_at_once__each_decision_counts_once(tmp_path: Path) -> None:
+    """Sixteen connections approve 48 applications, handed to two worker processes in turn, so that both write to
+    the one SQLite file at the same moments: a writer that finds the lock taken tries again (web/writes.py), and
+    every approval counts once with its effect applied once."""
+    w = make_world(_sqlite_file_url(tmp_path / "dangan.db"), tmp_path, {u: PEOPLE[u] for u in ("reg", "bureau")})
+    reg = w.login("reg")
+    data = {"reason": "因病", "reason_detail": "住院治疗", "start_date": "2026-03-01", "end_date": "2026-09-01"}
+    students, tasks = [], []
+    for serial in range(48):
+        students.append(w.student(f"学生{'甲乙丙丁戊己庚辛'[serial % 8]}{'一二三四五六'[serial // 8]}", valid_id_number(f"11010520080512{serial:02d}1")))
+        app = application_id(reg.start("suspend", students[-1], data, proof()))
+        tasks.append((app, w.open_tasks(app)[0].id))
+    url = w.state.db.url
+    w.state.db.dispose()
+    var = tmp_path / "var"
+    var.mkdir()
+    process, base, _log = _start(_env(url, var, DEFINITIONS), var, "--workers", "2")
+    try:
+        _wait_for(lambda: len(_children(process.pid)) == 2, what="two workers")
+        with httpx.Client(base_url=base) as client:
+            csrf = csrf_of(client.get("/login").text)
+            client.post("/login", data={"_csrf": csrf, "username": "bureau", "password": PASSWORD, "next": "/"})
+            csrf, cookies = csrf_of(client.get("/wf/todo").text), dict(client.cookies)
+        queue = iter(tasks)
+        statuses: list[int] = []
+
+        def approve_some() -> None:
+            with httpx.Client(base_url=base, cookies=cookies, timeout=60) as client:
+                for app, task in queue:  # the iterator is shared: each application is approved by one thread
+                    statuses.append(client.post(f"/wf/a/{app}/decide", data={
+                        "_csrf": csrf, "task": str(task), "decision": "approve", "comment": ""}).status_code)
+
+        threads = [threading.Thread(target=approve_some) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        stop_process(process, timeout=30)
+    assert sorted(statuses) == [303] * 48, statuses
+    db = Database(url)
+    try:
+        with db.read() as s:
+            assert s.scalar(select(func.count()).select_from(ApplicationAction).where(
+                ApplicationAction.action == "approve")) == 48
+            assert set(s.scalars(select(Application.status))) == {"approved"}
+            assert {r.data["status"] for r in s.scalars(select(Record).where(Record.id.in_(students)))} == {"休学"}
+            # One update per record: the effect was applied once.
+            updates = s.execute(select(AuditEntry.record_id, func.count()).where(AuditEntry.action == "update")
+                                .group_by(AuditEntry.record_id)).all()
+            assert sorted(updates) == sorted((student, 1) for student in students)
+    finally:
+        db.dispose()
 
 
 def _in_child(action) -> int:  # type: ignore[no-untyped-def]

@@ -1,13 +1,20 @@
-"""web/turns.py: jobs run one per loop pass, first come first served, and a turn is never lost."""
+"""web/turns.py: jobs run one per loop pass, first come first served, and a turn is never lost; web/writes.py: how a
+SQLite write on the loop waits for the write lock."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
-from typing import Any, Coroutine, TypeVar
+import time
+from pathlib import Path
+from typing import Any, Callable, Coroutine, TypeVar
 
 import pytest
+from sqlalchemy import text
 
+from engine.storage.db import Database, without_lock_waits
 from web.turns import Turns
+from web.writes import SQLITE_RETRY_PAUSES, run_write
 
 T = TypeVar("T")
 
@@ -141,3 +148,82 @@ def test_each_event_loop_takes_its_own_turns() -> None:
     release.set()
     holder.join(5)
     assert finished == ["other loop", "holder"]
+
+
+def _held_sqlite_lock(path: str, seconds: float) -> threading.Thread:
+    """Another process's write (a connection of its own) holds SQLite's write lock for `seconds`."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        holding.set()
+        time.sleep(seconds)
+        other.execute("ROLLBACK")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    holding.wait(5)
+    return thread
+
+
+def _database(tmp_path: Path) -> Database:
+    """A SQLite file in WAL mode (as ours always are) with a table to write to."""
+    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
+    with db.write() as s:
+        s.execute(text("CREATE TABLE t (x INTEGER)"))
+        s.commit()
+    return db
+
+
+def _counting_write(db: Database, calls: list[bool]) -> Callable[..., int]:
+    def job(lock_wait: bool = True) -> int:
+        calls.append(lock_wait)
+        with db.write() as s, without_lock_waits(s, enabled=not lock_wait):
+            s.execute(text("INSERT INTO t VALUES (1)"))
+            s.commit()
+            return s.execute(text("SELECT count(*) FROM t")).scalar_one()
+    return job
+
+
+def test_a_sqlite_write_that_finds_the_lock_briefly_taken_tries_again_on_the_loop(tmp_path: Path) -> None:
+    """The other worker's write is over in milliseconds: the job tries again on the loop, which serves other requests
+    in the pauses, rather than in a thread where SQLite's busy handler sleeps 1, 2, 5, 10 … ms between its tries."""
+    db = _database(tmp_path)
+    calls: list[bool] = []
+    ticks: list[float] = []
+
+    async def main() -> int:
+        async def tick() -> None:
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(tick())
+        try:
+            return await run_write(db, _counting_write(db, calls))
+        finally:
+            ticker.cancel()
+
+    try:
+        holder = _held_sqlite_lock(str(tmp_path / "x.db"), 0.03)
+        assert run(main()) == 1
+        holder.join()
+    finally:
+        db.dispose()
+    assert len(calls) > 1 and not any(calls), "tried again on the loop, never waiting in a thread"
+    assert len(ticks) > 3, "the loop went on meanwhile"
+
+
+def test_a_sqlite_write_lock_held_for_long_is_waited_for_in_a_thread(tmp_path: Path) -> None:
+    """An import's batch or a restarting checkpoint: after SQLITE_RETRY_PAUSES the job waits where it blocks nobody."""
+    db = _database(tmp_path)
+    calls: list[bool] = []
+    try:
+        holder = _held_sqlite_lock(str(tmp_path / "x.db"), sum(SQLITE_RETRY_PAUSES) + 0.3)
+        assert run(run_write(db, _counting_write(db, calls))) == 1
+        holder.join()
+    finally:
+        db.dispose()
+    assert calls == [False] * (len(SQLITE_RETRY_PAUSES) + 1) + [True]

@@ -19,7 +19,7 @@ from engine.storage.db import sqlite_file
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, AuditEntry
 from engine.workflows.errors import TaskClosed, WorkflowError
 from engine.workflows.service import WorkflowService
-from tests.support import OTHER_DISTRICT_CLASS, unit_id
+from tests.support import OTHER_DISTRICT_CLASS, unit_id, valid_id_number
 from tests.workflows.support import application_id, proof, transfer_form
 
 
@@ -89,7 +89,7 @@ def test_many_racers__service_level(world) -> None:
     deciders = [w.principal("bureau"), w.principal("bureau_b")] * 4
     data = {"reason": "因病", "reason_detail": "住院", "start_date": "2026-03-01", "end_date": "2026-09-01"}
     for round_no in range(5):
-        student = w.student(f"学生{'甲乙丙丁戊'[round_no]}", _valid_id(f"11010520080512{round_no:02d}1"))
+        student = w.student(f"学生{'甲乙丙丁戊'[round_no]}", valid_id_number(f"11010520080512{round_no:02d}1"))
         app = application_id(reg.start("suspend", student, data, proof()))
         task = w.open_tasks(app)[0].id
         revision = w.record(student).revision
@@ -105,11 +105,6 @@ def test_many_racers__service_level(world) -> None:
         assert w.record(student).data["status"] == ("休学" if approved else "在读")
         assert w.record(student).revision == revision + (1 if approved else 0)
         assert count(w, ApplicationTask, ApplicationTask.application_id == app, ApplicationTask.status == "open") == 0
-
-
-def _valid_id(first17: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return first17 + "10X98765432"[sum(int(c) * wt for c, wt in zip(first17, weights)) % 11]
 
 
 @contextmanager

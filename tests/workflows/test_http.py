@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine.messages import MESSAGES
 from engine.storage.models import ApplicationAction, AuditEntry
-from tests.support import OTHER_DISTRICT_CLASS, OTHER_SCHOOL_CLASS, unit_id
+from tests.support import OTHER_DISTRICT_CLASS, OTHER_SCHOOL_CLASS, unit_id, valid_id_number
 from tests.workflows.support import application_id, proof, transfer_form
 
 TRANSFER_PEOPLE = ("reg", "reg_in", "bureau", "bureau_in")
@@ -262,7 +262,7 @@ def test_lists__filter_and_paginate(world) -> None:
     apps = []
     for index in range(21):
         first17 = f"11010520080512{index:02d}1"  # odd 17th digit: 男
-        student = w.student(f"学生{'甲乙丙丁戊己庚辛壬癸'[index % 10]}{'一二三'[index // 10]}", _valid_id(first17))
+        student = w.student(f"学生{'甲乙丙丁戊己庚辛壬癸'[index % 10]}{'一二三'[index // 10]}", valid_id_number(first17))
         apps.append(application_id(reg.start("suspend", student, data, proof())))
     assert f">{21}</span>" in bureau.get("/").text
     todo = bureau.get("/wf/todo").text
@@ -308,7 +308,3 @@ def test_record_page_lists_its_applications(world) -> None:
     w.login("bureau").decide(app, "approve")
     assert "已通过" in reg.get(f"/f/student/{student}").text
 
-
-def _valid_id(first17: str) -> str:
-    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-    return first17 + "10X98765432"[sum(int(c) * wt for c, wt in zip(first17, weights)) % 11]
