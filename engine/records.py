@@ -83,6 +83,21 @@ class SaveResult:
         return self.record_id is not None and not self.issues and self.conflict is None
 
 
+@dataclass(frozen=True)
+class PreparedUpdate:
+    """An update validated and built from the record at `base_revision`, for RecordService.write_update."""
+
+    form: FormSpec
+    principal: Principal
+    record_id: int
+    base_revision: int
+    document: dict[str, Any]
+    changes: dict[str, Any]  # what the audit entry records
+    unit_id: int | None  # the unit the record moves to, if it moves
+    note: str
+    cleaned: CleanResult
+
+
 @dataclass
 class Page:
     records: list[StoredRecord]
@@ -268,50 +283,81 @@ class RecordService:
 
         `current`: the record as the caller has just read it with `get(..., "update", session=session)` for
         this principal (a workflow's effect reads and locks it first); it is not read a second time."""
-        found = policy(principal, form)
-        issues = _foreign_keys(form, found, submitted)
         with _transaction(self.db, session) as s:
             if current is None or session is None:
                 current = self.get(form, record_id, principal, "update", session=s)
             if current is None:
                 raise LookupError(record_id)
-            raw = dict(current.values)
-            raw.update(submitted)
-            cleaned = clean_record(form, raw)
-            if current.revision != base_revision:
-                return SaveResult(cleaned=cleaned, issues=issues, conflict=self._conflict(s, form, record_id, base_revision, current.revision))
-            if issues or not cleaned.ok:
-                return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
-            try:
-                values = dict(cleaned.values)
-                unique = self._generate(s, form, values) + self._unique_issues(s, form, values, record_id, current.data)
-                if unique:
-                    _abandon(s, session)
-                    return SaveResult(cleaned=cleaned, issues=unique)
-                document = write_document(form, values, current.data)
-                document = self._store_files(s, form, record_id, principal, values, document)
-                changes = stored_changes(form, current.data, document)
-                changed_unit = unit_id is not None and unit_id != current.unit_id
-                if not changes and not changed_unit:
-                    return SaveResult(record_id=record_id, cleaned=cleaned)
-                params = {"b_id": record_id, "b_revision": base_revision, "b_data": document, "b_version": form.version,
-                          "b_user": principal.user_id, "b_now": utcnow()}
-                if changed_unit:
-                    params["b_unit"] = unit_id
-                updated = s.connection().execute(_MOVE_RECORD if changed_unit else _UPDATE_RECORD, params)
-                if updated.rowcount != 1:
-                    _abandon(s, session)
-                    return SaveResult(cleaned=cleaned, conflict=self._conflict(s, form, record_id, base_revision, base_revision + 1))
-                if changed_unit:
-                    changes["_unit"] = [current.unit_id, unit_id]
-                self._audit(s, form, record_id, "update", principal, base_revision + 1, changes, note)
-                s.flush()
-            except IntegrityError as exc:
-                _abandon(s, session)
-                return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
-            if session is None:
+            prepared = self.prepare_update(s, form, principal, current, submitted, base_revision, unit_id, note,
+                                           caller_session=session)
+            if isinstance(prepared, SaveResult):
+                return prepared
+            assert prepared is not None  # only a read-only preparation declines
+            result = self.write_update(s, prepared, caller_session=session)
+            if result.ok and session is None:
                 s.commit()
-        return SaveResult(record_id=record_id, cleaned=cleaned)
+        return result
+
+    def prepare_update(self, s: DbSession, form: FormSpec, principal: Principal, current: StoredRecord,
+                       submitted: Mapping[str, Any], base_revision: int, unit_id: int | None = None, note: str = "",
+                       caller_session: DbSession | None = None, read_only: bool = False
+                       ) -> PreparedUpdate | SaveResult | None:
+        """An update validated and built, not yet written (write_update writes it); or the SaveResult that ends it
+        here: issues, a conflict, or nothing to change. `read_only`: `s` may not write (a workflow working out a
+        decision before it takes the write lock), so an update that must draw a generated number or store an
+        upload first is declined (None)."""
+        found = policy(principal, form)
+        issues = _foreign_keys(form, found, submitted)
+        raw = dict(current.values)
+        raw.update(submitted)
+        cleaned = clean_record(form, raw)
+        if current.revision != base_revision:
+            return SaveResult(cleaned=cleaned, issues=issues,
+                              conflict=self._conflict(s, form, current.id, base_revision, current.revision))
+        if issues or not cleaned.ok:
+            return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
+        values = dict(cleaned.values)
+        if read_only and (_needs_generating(form, values) or any(isinstance(v, UploadedFile) for v in values.values())):
+            return None
+        try:
+            unique = self._generate(s, form, values) + self._unique_issues(s, form, values, current.id, current.data)
+            if unique:
+                _abandon(s, caller_session)
+                return SaveResult(cleaned=cleaned, issues=unique)
+            document = write_document(form, values, current.data)
+            document = self._store_files(s, form, current.id, principal, values, document)
+        except IntegrityError as exc:
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=cleaned, issues=self._unique_violation(form, exc, cleaned.values))
+        changes = stored_changes(form, current.data, document)
+        moved = unit_id is not None and unit_id != current.unit_id
+        if moved:
+            changes["_unit"] = [current.unit_id, unit_id]
+        if not changes:
+            return SaveResult(record_id=current.id, cleaned=cleaned)
+        return PreparedUpdate(form, principal, current.id, base_revision, document, changes,
+                              unit_id if moved else None, note, cleaned)
+
+    def write_update(self, s: DbSession, prepared: PreparedUpdate, caller_session: DbSession | None = None
+                     ) -> SaveResult:
+        """Write a prepared update with its audit entry, if the record is still at the revision it was built from
+        (otherwise a conflict)."""
+        form, record_id, base = prepared.form, prepared.record_id, prepared.base_revision
+        params = {"b_id": record_id, "b_revision": base, "b_data": prepared.document, "b_version": form.version,
+                  "b_user": prepared.principal.user_id, "b_now": utcnow()}
+        if prepared.unit_id is not None:
+            params["b_unit"] = prepared.unit_id
+        try:
+            updated = s.connection().execute(_UPDATE_RECORD if prepared.unit_id is None else _MOVE_RECORD, params)
+            if updated.rowcount != 1:
+                _abandon(s, caller_session)
+                return SaveResult(cleaned=prepared.cleaned, conflict=self._conflict(s, form, record_id, base, base + 1))
+            self._audit(s, form, record_id, "update", prepared.principal, base + 1, prepared.changes, prepared.note)
+            s.flush()
+        except IntegrityError as exc:
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=prepared.cleaned, issues=self._unique_violation(form, exc, prepared.cleaned.values))
+        return SaveResult(record_id=record_id, cleaned=prepared.cleaned)
 
     def delete(self, form: FormSpec, principal: Principal, record_id: int) -> bool:
         with self.db.write() as s:
@@ -414,6 +460,11 @@ def store_attachment(s: DbSession, form_key: str, record_id: int | None, field_k
                      size=len(upload.data), sha256=hashlib.sha256(upload.data).hexdigest(), content=upload.data,
                      created_by=user_id))
     return {"id": attachment_id, "name": upload.filename, "size": len(upload.data), "type": upload.content_type}
+
+
+def _needs_generating(form: FormSpec, values: Mapping[str, Any]) -> bool:
+    """Whether RecordService._generate would draw a number for these values."""
+    return any(not spec.kind.user_input and not values.get(key) for key, spec in form.fields.items())
 
 
 def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:

@@ -212,9 +212,8 @@ class WorkflowController(Controller):
         comment = data.get("comment") if isinstance(data.get("comment"), str) else ""
         upload = await _upload(data.get("attachment"))
         try:
-            decide = partial(service(request).decide, state.definitions, principal, application_id, task or 0, decision,
-                             comment, upload)
-            await run_write(state.db, decide)
+            await run_write(state.db, service(request).decision(state.definitions, principal, application_id, task or 0,
+                                                                decision, comment, upload))
             flash(request, DONE_MESSAGES.get(decision, "已处理"))
         except ApplicationNotFound as exc:
             raise NotFoundException("申请不存在") from exc

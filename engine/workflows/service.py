@@ -21,7 +21,7 @@ from engine.issues import Issue
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal
-from engine.records import RecordService, StoredRecord, store_attachment
+from engine.records import PreparedUpdate, RecordService, SaveResult, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows, without_lock_waits
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
@@ -42,7 +42,8 @@ DECISION_FILE = FileField()  # what an approver may attach to a decision (批复
 # rows are plain rows (no ORM identity map); bind names differ from column names (reserved for SET clauses).
 _APP, _TASK, _ACTION = Application.__table__, ApplicationTask.__table__, ApplicationAction.__table__
 # FOR UPDATE on PostgreSQL; SQLite does not render it (its write transaction began with BEGIN IMMEDIATE).
-_LOCK_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id")).with_for_update()
+_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id"))
+_LOCK_APPLICATION = _APPLICATION.with_for_update()
 _LOCK_APPLICATION_NOWAIT = _LOCK_APPLICATION.with_for_update(nowait=True)
 # Read after the lock, in a statement of its own: a waiter that got the lock must see the tasks as the
 # decision before it left them (PostgreSQL re-reads only the locked row of a joined SELECT ... FOR UPDATE).
@@ -97,6 +98,67 @@ class Listing:
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a final approval writes to the record (None: nothing to change) and says in the timeline."""
+
+    update: PreparedUpdate | None
+    note: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A decision worked out: the application as read, its workflow version, the routing outcome, the effect."""
+
+    app: Row
+    spec: WorkflowSpec
+    outcome: Outcome
+    effect: Effect | None
+
+
+class NeedsLock(Exception):
+    """A plan made before the lock would have to write (draw a generated number): make it under the lock."""
+
+
+class Decision:
+    """One decision on an application, carried out by calling it: `decision(lock_wait)` → Outcome.
+
+    On SQLite the write lock is the whole database: every other write of every worker waits while one decision
+    holds it. So there the decision is worked out first in a read transaction (`plan_ahead`): reading the
+    application, its tasks and record, routing, validating the record with its effect — about half of a decision's
+    time. The write transaction then only writes, each UPDATE naming the revision or task status the plan read.
+    If another decision or a save got there in between (Stale), the decision is worked out again under the lock.
+    A call that found the lock busy (LockBusy) and is called again keeps its plan. PostgreSQL locks rows, not the
+    database, so there the decision is worked out under its row locks in one transaction, as before."""
+
+    def __init__(self, service: WorkflowService, definitions: Definitions, principal: Principal, application_id: int,
+                 task_id: int, action: str, comment: str, upload: UploadedFile | None) -> None:
+        self.service, self.definitions, self.principal = service, definitions, principal
+        self.application_id, self.task_id, self.action = application_id, task_id, action
+        self.comment, self.upload = comment, upload
+        # Not on PostgreSQL: there a planned write would have to lock the application's row without waiting first.
+        self.plan_ahead = service.db.dialect == "sqlite"
+        self.plan: Plan | None = None
+
+    def __call__(self, lock_wait: bool = True) -> Outcome:
+        service = self.service
+        if self.plan_ahead:
+            self.plan_ahead = False
+            try:
+                with service.db.read() as s:
+                    self.plan = service._plan(s, self, lock=False)
+            except NeedsLock:
+                pass
+        with service.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
+            if self.plan is not None:
+                try:
+                    return service._carry_out(s, self, self.plan)
+                except Stale:
+                    self.plan = None
+                    s.rollback()
+            return service._carry_out(s, self, service._plan(s, self, lock=True))
 
 
 class WorkflowService:
@@ -190,33 +252,49 @@ class WorkflowService:
     # --- deciding -------------------------------------------------------------------------------
     def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
                comment: str = "", upload: UploadedFile | None = None, lock_wait: bool = True) -> Outcome:
-        """One decision, locked, routed and committed with its effects.
-        `lock_wait=False`: raise LockBusy rather than wait for a lock another transaction holds.
+        """One decision, routed and committed with its effects (see `decision`).
+        `lock_wait=False`: raise LockBusy rather than wait for a lock another transaction holds."""
+        return self.decision(definitions, principal, application_id, task_id, action, comment, upload)(lock_wait)
+
+    def decision(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
+                 comment: str = "", upload: UploadedFile | None = None) -> Decision:
+        """A decision to carry out by calling it (`decision(lock_wait=...)`, as web/writes.py:run_write does, maybe
+        more than once when a lock was busy).
 
         Refused first, before anything else is looked at: no such application (ApplicationNotFound), a user in none
         of its assignee groups (NoAssigneeGroup), an unknown action."""
         if upload is not None and not upload.filename and not upload.data:
             upload = None
-        actor = Actor.of(principal)
-        with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
-            app, state = self._locked_row(s, application_id)
-            if not any(routing.is_member(t, actor) for t in state.tasks):
-                raise NoAssigneeGroup()
-            if action not in routing.DECISIONS:
-                raise ActionNotAllowed(action=ACTION_LABELS.get(action, action or "（未选择）"))
-            if upload is not None:
-                _, problems = DECISION_FILE.clean(upload)
-                if problems:
-                    raise AttachmentInvalid(detail=render(problems[0], "附件"))
-            spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
-            record_values = self._record_values(s, definitions, app) if spec.reads_record else {}
-            ctx = self._context(app, spec, record_values)
-            outcome = routing.decide(spec, ctx, state, task_id, action, actor, comment, upload is not None)
-            attachment = store_attachment(s, ATTACHMENT_FORM.format(key=spec.key), app.id, "_decision", upload,
-                                          principal.user_id) if upload is not None else None
-            self._apply(s, definitions, spec, app, outcome, principal, action, comment.strip(), task_id, attachment)
-            s.commit()
-            return outcome
+        return Decision(self, definitions, principal, application_id, task_id, action, comment, upload)
+
+    def _plan(self, s: DbSession, decision: Decision, lock: bool) -> Plan:
+        """What `decision` will write, worked out from the application, its tasks and its record as `s` reads them
+        (`lock`: locked, in the write transaction)."""
+        actor, definitions = Actor.of(decision.principal), decision.definitions
+        app, state = self._locked_row(s, decision.application_id) if lock else self._row(s, decision.application_id)
+        if not any(routing.is_member(t, actor) for t in state.tasks):
+            raise NoAssigneeGroup()
+        if decision.action not in routing.DECISIONS:
+            raise ActionNotAllowed(action=ACTION_LABELS.get(decision.action, decision.action or "（未选择）"))
+        if decision.upload is not None:
+            _, problems = DECISION_FILE.clean(decision.upload)
+            if problems:
+                raise AttachmentInvalid(detail=render(problems[0], "附件"))
+        spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
+        record_values = self._record_values(s, definitions, app) if spec.reads_record else {}
+        outcome = routing.decide(spec, self._context(app, spec, record_values), state, decision.task_id, decision.action,
+                                 actor, decision.comment, decision.upload is not None)
+        effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
+        return Plan(app, spec, outcome, effect)
+
+    def _carry_out(self, s: DbSession, decision: Decision, plan: Plan) -> Outcome:
+        """Write a planned decision and commit; Stale if the application or its record moved on since the plan."""
+        attachment = store_attachment(s, ATTACHMENT_FORM.format(key=plan.spec.key), plan.app.id, "_decision",
+                                      decision.upload, decision.principal.user_id) if decision.upload is not None else None
+        self._apply(s, decision.definitions, plan.spec, plan.app, plan.outcome, decision.principal, decision.action,
+                    decision.comment.strip(), decision.task_id, attachment, effect=plan.effect)
+        s.commit()
+        return plan.outcome
 
     def withdraw(self, definitions: Definitions, principal: Principal, application_id: int,
                  lock_wait: bool = True) -> Outcome:
@@ -261,7 +339,7 @@ class WorkflowService:
     def _apply(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                outcome: Outcome,
                principal: Principal, action: str, comment: str = "", task_id: int | None = None,
-               attachment: dict[str, Any] | None = None) -> None:
+               attachment: dict[str, Any] | None = None, effect: Effect | None = None) -> None:
         """Persist one transition; every UPDATE names what it read, so a lost race raises instead of overwriting."""
         now = utcnow()
         step = spec.step(outcome.step)
@@ -289,13 +367,18 @@ class WorkflowService:
         actions = [_action(app, principal, action, now, comment, step=acted_step.key if decided else "",
                            step_title=acted_step.title if decided else "", task_id=task_id, attachment=attachment)]
         if outcome.effects:
-            note = self._effects(s, definitions, spec, app, principal)
-            actions.append(_action(app, principal, "effects", now, note))
+            effect = effect or self._plan_effects(s, definitions, spec, app, principal, lock=True)
+            if effect.update is not None:
+                written = self.records.write_update(s, effect.update, caller_session=s)
+                if not written.ok:  # only a plan made before the lock: under it the record cannot move on
+                    raise Stale()
+            actions.append(_action(app, principal, "effects", now, effect.note))
         connection.execute(_INSERT_ACTIONS, actions)
 
-    def _effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
-                 principal: Principal) -> str:
-        """Write `on_approve` (and a change request's new values) through RecordService, in this transaction."""
+    def _plan_effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+                      principal: Principal, lock: bool) -> Effect:
+        """`on_approve` (and a change request's new values) as a RecordService update built from the record as `s`
+        reads it (`lock`: locked, in the write transaction; otherwise read-only, see Decision)."""
         form = definitions.forms[spec.form]
         submitted: dict[str, Any] = dict(spec.effects.set)
         for key, (_old, new) in (app.changes or {}).items():
@@ -304,24 +387,29 @@ class WorkflowService:
         target = _writable(form, submitted)
         system = system_principal(principal, target)
         # Locked (PostgreSQL) and read once: the revision this update starts from cannot move.
-        current = self.records.get(target, app.record_id, system, "update", session=s, lock=True)
+        current = self.records.get(target, app.record_id, system, "update", session=s, lock=lock)
         if current is None:
             raise RecordMissing()
-        revision, current_unit, before = current.revision, current.unit_id, current.values
         unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
-        result = self.records.update(target, system, app.record_id, submitted, revision, unit_id=unit_id,
-                                     session=s, note=f"{spec.title}申请 #{app.id} 审批通过后生效", current=current)
-        if not result.ok:
-            problems = result.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
-            raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
+        prepared = self.records.prepare_update(s, target, system, current, submitted, current.revision, unit_id,
+                                               note=f"{spec.title}申请 #{app.id} 审批通过后生效", caller_session=s,
+                                               read_only=not lock)
+        if prepared is None:
+            raise NeedsLock()
+        if isinstance(prepared, SaveResult):
+            if not prepared.ok:
+                problems = prepared.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
+                raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
+            prepared = None  # nothing to change
         # Sensitive values stay out of the timeline: it is shown to every viewer of the application.
+        before = current.values
         notes = [f"{form.fields[k].label}已更新" if form.fields[k].sensitive else
                  f"{form.fields[k].label}：{form.fields[k].kind.to_text(before.get(k)) or '（空）'} → "
                  f"{form.fields[k].kind.to_text(v) or '（空）'}"
                  for k, v in submitted.items() if before.get(k) != v]
-        if unit_id is not None and unit_id != current_unit:
-            notes.append(f"{form.unit_label}：{_full_name(s, current_unit)} → {_full_name(s, unit_id)}")
-        return "；".join(notes)
+        if unit_id is not None and unit_id != current.unit_id:
+            notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
+        return Effect(prepared, "；".join(notes))
 
     def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
                values: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,6 +440,16 @@ class WorkflowService:
         withdrawal reads."""
         connection = s.connection()
         app = connection.execute(lock_rows(s, _LOCK_APPLICATION_NOWAIT, _LOCK_APPLICATION), {"b_id": application_id}).first()
+        if app is None:
+            raise ApplicationNotFound(application_id)
+        tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))
+        return app, State(app.status, app.step, tasks, app.round)
+
+    @staticmethod
+    def _row(s: DbSession, application_id: int) -> tuple[Row, State]:
+        """As _locked_row, without the lock (a read transaction's snapshot)."""
+        connection = s.connection()
+        app = connection.execute(_APPLICATION, {"b_id": application_id}).first()
         if app is None:
             raise ApplicationNotFound(application_id)
         tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))

@@ -1,16 +1,21 @@
 """The approve path: one write transaction for the decision, its effect and the audit entry;
-the effect's record update looks up only the unique values it changes; refusals come before anything is shown."""
+the effect's record update looks up only the unique values it changes; refusals come before anything is shown;
+a decision worked out before the write lock is worked out again when its record moved on meanwhile."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 
 from engine.issues import Issue
 from engine.messages import render
+from engine.storage.db import LockBusy
 from engine.storage.models import AuditEntry
+from engine.workflows.service import WorkflowService
 from tests.workflows.support import application_id, proof
+from tests.workflows.test_concurrency import holding
 from web.workflows import DONE_MESSAGES
 
 SUSPEND = {"reason": "因病", "reason_detail": "住院治疗", "start_date": "2026-03-01", "end_date": "2026-09-01"}
@@ -97,3 +102,51 @@ def test_decide__non_assignee_refused_before_anything_else(world) -> None:
         assert refused.status_code == 403 and 'id="wf-data"' not in refused.text
     assert head.post("/wf/a/987654/decide", {"task": "1", "decision": "approve"}).status_code == 404
     assert w.application(app).status == "pending"
+
+
+@pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)  # where decisions are planned ahead
+def test_a_save_between_plan_and_write__decision_worked_out_again_and_the_save_kept(world) -> None:
+    """A decision worked out before the write lock (SQLite's way, `plan_ahead`) whose record someone saves before it
+    writes: its guarded UPDATE finds a newer revision, so it is worked out again under the lock. The other save is
+    kept (no lost update) and the effect lands on top of it, once."""
+    w, student, _bureau, app = _suspension_awaiting_bureau(world)
+    service = WorkflowService(w.state.db, w.state.records)
+    form, reg = w.state.definitions.forms["student"], w.principal("reg")
+    revision = w.record(student).revision
+    planned: list[bool] = []
+    plan = service._plan
+
+    def plan_then_someone_saves(s, decision, lock):  # type: ignore[no-untyped-def]
+        found = plan(s, decision, lock)
+        planned.append(lock)
+        if not lock:
+            saved = w.state.records.update(form, reg, student, {"guardian_phone": "13900001111"}, revision)
+            assert saved.ok, saved.issues
+        return found
+
+    service._plan = plan_then_someone_saves  # type: ignore[method-assign]
+    decision = service.decision(w.state.definitions, w.principal("bureau"), app, w.open_tasks(app)[0].id, "approve")
+    assert decision().status == "approved"
+    assert planned == [False, True]
+    record = w.record(student)
+    assert record.data["status"] == "休学" and record.data["guardian_phone"] == "13900001111"
+    assert record.revision == revision + 2
+    with w.state.db.read() as s:
+        updates = s.query(AuditEntry).filter_by(record_id=student, action="update").order_by(AuditEntry.id).all()
+    assert [sorted(u.changes) for u in updates] == [["guardian_phone"], ["status"]]
+
+
+@pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
+def test_a_planned_decision_that_found_the_lock_busy_keeps_its_plan(world) -> None:
+    """run_write calls a decision again after LockBusy: only the write is tried again, not the reading and routing."""
+    w, student, _bureau, app = _suspension_awaiting_bureau(world)
+    service = WorkflowService(w.state.db, w.state.records)
+    planned: list[bool] = []
+    plan = service._plan
+    service._plan = lambda s, decision, lock: planned.append(lock) or plan(s, decision, lock)  # type: ignore[method-assign]
+    decision = service.decision(w.state.definitions, w.principal("bureau"), app, w.open_tasks(app)[0].id, "approve")
+    with holding(w, app):
+        with pytest.raises(LockBusy):
+            decision(lock_wait=False)
+    assert decision(lock_wait=False).status == "approved"
+    assert planned == [False] and w.record(student).data["status"] == "休学"
