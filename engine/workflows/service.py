@@ -370,8 +370,10 @@ class WorkflowService:
             effect = effect or self._plan_effects(s, definitions, spec, app, principal, lock=True)
             if effect.update is not None:
                 written = self.records.write_update(s, effect.update, caller_session=s)
-                if not written.ok:  # only a plan made before the lock: under it the record cannot move on
+                if written.conflict is not None:  # only a plan made before the lock: under it the record cannot move
                     raise Stale()
+                if not written.ok:  # a unique value someone else saved since the check
+                    raise _effect_failed(effect.update.form, written.issues)
             actions.append(_action(app, principal, "effects", now, effect.note))
         connection.execute(_INSERT_ACTIONS, actions)
 
@@ -386,7 +388,7 @@ class WorkflowService:
                 submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
         target = _writable(form, submitted)
         system = system_principal(principal, target)
-        # Locked (PostgreSQL) and read once: the revision this update starts from cannot move.
+        # Read once; under `lock` also locked (PostgreSQL), so that the revision this update starts from cannot move.
         current = self.records.get(target, app.record_id, system, "update", session=s, lock=lock)
         if current is None:
             raise RecordMissing()
@@ -398,8 +400,7 @@ class WorkflowService:
             raise NeedsLock()
         if isinstance(prepared, SaveResult):
             if not prepared.ok:
-                problems = prepared.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
-                raise EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
+                raise _effect_failed(form, prepared.issues)
             prepared = None  # nothing to change
         # Sensitive values stay out of the timeline: it is shown to every viewer of the application.
         before = current.values
@@ -681,6 +682,11 @@ def _full_name(s: DbSession, unit_id: int) -> str:
         return str(unit_id)
     names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ancestor_ids(unit.path)))).all())
     return "/".join(names.get(i, "?") for i in ancestor_ids(unit.path))
+
+
+def _effect_failed(form: FormSpec, issues: list[Issue]) -> EffectFailed:
+    problems = issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
+    return EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
 
 
 def _issue_text(form: FormSpec, issue: Issue) -> str:

@@ -13,6 +13,7 @@ from engine.issues import Issue
 from engine.messages import render
 from engine.storage.db import LockBusy
 from engine.storage.models import AuditEntry
+from engine.workflows.errors import EffectFailed
 from engine.workflows.service import WorkflowService
 from tests.workflows.support import application_id, proof
 from tests.workflows.test_concurrency import holding
@@ -150,3 +151,34 @@ def test_a_planned_decision_that_found_the_lock_busy_keeps_its_plan(world) -> No
             decision(lock_wait=False)
     assert decision(lock_wait=False).status == "approved"
     assert planned == [False] and w.record(student).data["status"] == "休学"
+
+
+@pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
+def test_a_unique_value_taken_between_plan_and_write__refused_by_the_index_with_its_message(world) -> None:
+    """The plan's early unique check found the new 身份证号 free; someone saves it on another student before the
+    write. The unique index refuses the update, and the approver is told which value, not asked to retry."""
+    w = world("reg", "bureau")
+    student = w.student()
+    reg = w.login("reg")
+    change = {"name": "张三", "id_card": OTHER_ID, "birth_date": "2008-05-12", "ethnicity": "01", "reason": "登记错误"}
+    app = application_id(reg.start("change_info", student, change, proof()))
+    before = w.record(student)
+    service = WorkflowService(w.state.db, w.state.records)
+    plan = service._plan
+
+    def plan_then_someone_takes_the_number(s, decision, lock):  # type: ignore[no-untyped-def]
+        found = plan(s, decision, lock)
+        if not lock:
+            w.student("李四", OTHER_ID)
+        return found
+
+    service._plan = plan_then_someone_takes_the_number  # type: ignore[method-assign]
+    task = w.login("bureau").task_on_page(app)
+    decision = service.decision(w.state.definitions, w.principal("bureau"), app, task, "approve")
+    with pytest.raises(EffectFailed) as refused:
+        decision()
+    id_card = w.state.definitions.forms["student"].fields["id_card"]
+    assert render(Issue("unique", {"value": OTHER_ID}), id_card.label) in refused.value.message
+    after = w.record(student)
+    assert (after.revision, after.data) == (before.revision, before.data)
+    assert w.application(app).status == "pending"
