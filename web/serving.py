@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import uvicorn
 
-from engine.storage.db import sqlite_file
+from engine.storage.db import Database, sqlite_file
 from web.app import create_app
 from web.state import AppState
 
@@ -180,7 +180,7 @@ class HandedServer(uvicorn.Server):
 
 class Supervisor:
     def __init__(self, state: AppState, listener: socket.socket, workers: int,
-                 run_worker: Callable[[AppState, socket.socket, int], None] | None = None) -> None:
+                 run_worker: Callable[[AppState, socket.socket, int, int], None] | None = None) -> None:
         self.state, self.count = state, workers
         self.handover = Handover(listener, workers)
         self.run_worker = run_worker or _run_worker
@@ -222,7 +222,7 @@ class Supervisor:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
                 channel = self.handover.worker_end(number)
                 self.handover.close_all_but(number)
-                self.run_worker(self.state, channel, self.count)
+                self.run_worker(self.state, channel, self.count, number)
             except BaseException:  # noqa: BLE001 — a worker must never return into the parent's loop
                 log.exception("工作进程 %s 出错", number)
                 code = 1
@@ -252,12 +252,18 @@ class Supervisor:
                 pass
 
 
-def _run_worker(parent: AppState, channel: socket.socket, workers: int) -> None:
+def worker_database(url: str, workers: int, number: int) -> Database:
+    """Worker `number`'s Database. Only worker 0 runs a SQLite file's checkpointer: one thread copying the WAL is
+    enough, and with one per worker both could take a RESTART (holding every writer off for ~40 ms, bench/RESULTS.md)
+    one after the other. (The fsyncs per second did not change measurably: a second checkpointer mostly found
+    nothing new to copy.) A replaced worker 0 starts it again; the writers' autocheckpoint covers the pause."""
+    return Database(url, processes=workers, checkpoint=number == 0)
+
+
+def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
-    from engine.storage.db import Database  # noqa: PLC0415
-
-    state = AppState(parent.settings, parent.definitions, Database(parent.settings.database_url, processes=workers))
+    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number))
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
     freeze_start_up_objects()
     HandedServer(config, channel).run()

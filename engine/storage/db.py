@@ -262,8 +262,9 @@ class Database:
     On PostgreSQL both are ordinary transactions and writers lock rows explicitly.
     """
 
-    def __init__(self, url: str, processes: int = 1) -> None:
-        """`processes`: how many processes of one server open this database (PostgreSQL pools are sized to share)."""
+    def __init__(self, url: str, processes: int = 1, checkpoint: bool = True) -> None:
+        """`processes`: how many processes of one server open this database (PostgreSQL pools are sized to share).
+        `checkpoint`: run the Checkpointer for a SQLite file (one process of a server does)."""
         self.url = url
         self.engine = make_engine(url, pool=_transaction_pool(processes))
         self.read = sessionmaker(self.engine, expire_on_commit=False)
@@ -273,7 +274,7 @@ class Database:
         self._write_engine = make_engine(url, begin="BEGIN IMMEDIATE") if path else None
         self.write = sessionmaker(self._write_engine or self.engine, expire_on_commit=False)
         self._autocommit = make_autocommit_engine(url) if self.dialect == "postgresql" else None
-        self.checkpointer = Checkpointer(path) if path else None
+        self.checkpointer = Checkpointer(path) if path and checkpoint else None
 
     @property
     def dialect(self) -> str:

@@ -27,7 +27,7 @@ from tests.conftest import _sqlite_file_url
 from tests.support import PASSWORD, csrf_of, valid_id_number
 from tests.workflows.support import PEOPLE, application_id, make_world, proof
 from web.generations import Generation
-from web.serving import default_workers
+from web.serving import default_workers, worker_database
 from web.workflows import InboxCounts
 
 
@@ -188,6 +188,16 @@ def test_sqlite_serves_with_a_worker_per_core_up_to_two() -> None:
     assert default_workers("sqlite:////srv/dangan/dangan.db") == min(2, cores)
     assert default_workers("sqlite:///:memory:") == default_workers("sqlite://") == 1
     assert default_workers("postgresql+psycopg://dangan@db/dangan") == min(4, cores)
+
+
+def test_only_the_first_worker_copies_a_sqlite_files_wal(tmp_path: Path) -> None:
+    url = _sqlite_file_url(tmp_path / "dangan.db")
+    databases = [worker_database(url, 2, number) for number in (0, 1)]
+    try:
+        assert [db.checkpointer is not None for db in databases] == [True, False]
+    finally:
+        for db in databases:
+            db.dispose()
 
 
 def test_two_sqlite_workers_approve_at_once__each_decision_counts_once(tmp_path: Path) -> None:
