@@ -150,8 +150,9 @@ def test_each_event_loop_takes_its_own_turns() -> None:
     assert finished == ["other loop", "holder"]
 
 
-def _held_sqlite_lock(path: str, seconds: float) -> threading.Thread:
-    """Another process's write (a connection of its own) holds SQLite's write lock for `seconds`."""
+def _held_sqlite_lock(path: str, seconds: float, until: Callable[[], bool] | None = None) -> threading.Thread:
+    """Another process's write (a connection of its own) holds SQLite's write lock for `seconds`, or with `until`
+    until that holds (at most 10 s)."""
     holding = threading.Event()
 
     def hold() -> None:
@@ -159,6 +160,9 @@ def _held_sqlite_lock(path: str, seconds: float) -> threading.Thread:
         other.execute("BEGIN IMMEDIATE")
         holding.set()
         time.sleep(seconds)
+        deadline = time.monotonic() + 10
+        while until is not None and not until() and time.monotonic() < deadline:
+            time.sleep(0.005)
         other.execute("ROLLBACK")
         other.close()
 
@@ -221,7 +225,8 @@ def test_a_sqlite_write_lock_held_for_long_is_waited_for_in_a_thread(tmp_path: P
     db = _database(tmp_path)
     calls: list[bool] = []
     try:
-        holder = _held_sqlite_lock(str(tmp_path / "x.db"), sum(SQLITE_RETRY_PAUSES) + 0.3)
+        # Let go only once the job waits in its thread, however slowly the loop went through its pauses.
+        holder = _held_sqlite_lock(str(tmp_path / "x.db"), sum(SQLITE_RETRY_PAUSES), until=lambda: True in calls)
         assert run(run_write(db, _counting_write(db, calls))) == 1
         holder.join()
     finally:
