@@ -317,7 +317,7 @@ class RecordService:
         if issues or not cleaned.ok:
             return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
         values = dict(cleaned.values)
-        if read_only and (_needs_generating(form, values) or any(isinstance(v, UploadedFile) for v in values.values())):
+        if read_only and (_to_generate(form, values) or any(isinstance(v, UploadedFile) for v in values.values())):
             return None
         try:
             unique = self._generate(s, form, values) + self._unique_issues(s, form, values, current.id, current.data)
@@ -375,9 +375,7 @@ class RecordService:
     def _generate(self, s: DbSession, form: FormSpec, values: dict[str, Any]) -> list[Issue]:
         """Fill generated numbers once; an existing number is never recomputed or reused."""
         issues = []
-        for key, spec in form.fields.items():
-            if spec.kind.user_input or values.get(key):
-                continue
+        for key, spec in _to_generate(form, values):
             missing = [name for name in spec.kind.referenced_fields() if values.get(name) is None]
             if missing:
                 issues.append(Issue("generated_source", {"source": form.fields[missing[0]].label}, path=key))
@@ -462,9 +460,9 @@ def store_attachment(s: DbSession, form_key: str, record_id: int | None, field_k
     return {"id": attachment_id, "name": upload.filename, "size": len(upload.data), "type": upload.content_type}
 
 
-def _needs_generating(form: FormSpec, values: Mapping[str, Any]) -> bool:
-    """Whether RecordService._generate would draw a number for these values."""
-    return any(not spec.kind.user_input and not values.get(key) for key, spec in form.fields.items())
+def _to_generate(form: FormSpec, values: Mapping[str, Any]) -> list[tuple[str, FieldSpec]]:
+    """Generated fields that have no number yet (RecordService._generate draws one for each)."""
+    return [(key, spec) for key, spec in form.fields.items() if not spec.kind.user_input and not values.get(key)]
 
 
 def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:

@@ -7,12 +7,11 @@ import os
 import signal
 import sys
 
-
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import unit_by_path
-from engine.storage.db import Database, sqlite_file
+from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.fieldsql import IndexConflict
 from web.settings import Settings
 
@@ -39,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
     workers = args.workers or default_workers(settings.database_url)
-    if workers > 1 and settings.database_url.startswith("sqlite") and not sqlite_file(settings.database_url):
+    if workers > 1 and in_memory_sqlite(settings.database_url):
         print("内存中的 SQLite 数据库只属于一个进程，--workers 大于 1 需要数据库文件或 PostgreSQL。", file=sys.stderr)
         return 2
     try:

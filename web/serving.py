@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import uvicorn
 
-from engine.storage.db import Database, sqlite_file
+from engine.storage.db import Database, in_memory_sqlite
 from web.app import create_app
 from web.state import AppState
 
@@ -45,9 +45,9 @@ def default_workers(database_url: str) -> int:
     doubled what approvals could be made per second on 2 cores (bench/RESULTS.md, sixth session), but more would
     mostly wait for the write lock. An in-memory SQLite database exists in one process only."""
     cores = os.cpu_count() or 1
-    if database_url.startswith("sqlite"):
-        return max(1, min(2, cores)) if sqlite_file(database_url) else 1
-    return max(1, min(4, cores))
+    if in_memory_sqlite(database_url):
+        return 1
+    return max(1, min(2 if database_url.startswith("sqlite") else 4, cores))
 
 
 def serve(state: AppState, host: str, port: int, workers: int) -> None:

@@ -187,6 +187,11 @@ def sqlite_file(url: str) -> str | None:
     return path if path and path != ":memory:" else None
 
 
+def in_memory_sqlite(url: str) -> bool:
+    """A SQLite database that exists in one process only (`sqlite://`, `sqlite:///:memory:`)."""
+    return url.startswith("sqlite") and sqlite_file(url) is None
+
+
 class Checkpointer:
     """Copies a SQLite database's write-ahead log back into the database file from a thread of its own,
     every `interval` seconds, so that no request pays for it (a PASSIVE checkpoint: it never waits for

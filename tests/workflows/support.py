@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from sqlalchemy import select
 
 from engine.org import build_principal
 from engine.permissions import Principal
+from engine.storage.db import sqlite_file
 from engine.storage.models import Application, ApplicationTask, Record, User
 from tests.support import (
     CLASS_1, OTHER_DISTRICT_CLASS, OTHER_SCHOOL_CLASS, SCHOOL, add_user, build, login, unit_id, valid_student,
@@ -129,5 +133,22 @@ def proof() -> dict[str, Any]:
     return {"proof": PDF}
 
 
+@contextmanager
+def holding(w, application: int) -> Iterator[Callable[[], None]]:
+    """Another transaction holds what a decision on `application` needs: on PostgreSQL the application's row, on
+    SQLite the write lock (another process's import, say). Yields the function that lets go."""
+    if w.state.db.dialect == "sqlite":
+        other = sqlite3.connect(sqlite_file(w.state.db.url), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda: other.execute("ROLLBACK")
+        finally:
+            other.close()
+        return
+    with w.state.db.engine.connect() as holder:
+        holder.execute(select(Application.id).where(Application.id == application).with_for_update())
+        yield holder.rollback
+
+
 __all__ = ["CLASS_1", "OTHER_DISTRICT_CLASS", "OTHER_SCHOOL_CLASS", "Person", "World", "application_id", "make_world",
-           "proof", "transfer_form", "unit_id"]
+           "holding", "proof", "transfer_form", "unit_id"]

@@ -5,22 +5,19 @@ when its last approval arrives; effects are never applied twice.
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from anyio.from_thread import start_blocking_portal
 from sqlalchemy import func, select
 
-from engine.storage.db import sqlite_file
-from engine.storage.models import Application, ApplicationAction, ApplicationTask, AuditEntry
+from engine.storage.models import ApplicationAction, ApplicationTask, AuditEntry
 from engine.workflows.errors import TaskClosed, WorkflowError
 from engine.workflows.service import WorkflowService
 from tests.support import OTHER_DISTRICT_CLASS, unit_id, valid_id_number
-from tests.workflows.support import application_id, proof, transfer_form
+from tests.workflows.support import application_id, holding, proof, transfer_form
 
 
 def at_once(*calls: Callable[[], Any]) -> list[Any]:
@@ -107,21 +104,6 @@ def test_many_racers__service_level(world) -> None:
         assert count(w, ApplicationTask, ApplicationTask.application_id == app, ApplicationTask.status == "open") == 0
 
 
-@contextmanager
-def holding(w, application: int) -> Iterator[Callable[[], None]]:
-    """Another transaction holds what a decision on `application` needs: on PostgreSQL the application's row, on
-    SQLite the write lock (another process's import, say). Yields the function that lets go."""
-    if w.state.db.dialect == "sqlite":
-        other = sqlite3.connect(sqlite_file(w.state.db.url), isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield lambda: other.execute("ROLLBACK")
-        finally:
-            other.close()
-        return
-    with w.state.db.engine.connect() as holder:
-        holder.execute(select(Application.id).where(Application.id == application).with_for_update())
-        yield holder.rollback
 
 
 @pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)

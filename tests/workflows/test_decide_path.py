@@ -15,8 +15,7 @@ from engine.storage.db import LockBusy
 from engine.storage.models import AuditEntry
 from engine.workflows.errors import EffectFailed
 from engine.workflows.service import WorkflowService
-from tests.workflows.support import application_id, proof
-from tests.workflows.test_concurrency import holding
+from tests.workflows.support import application_id, holding, proof
 from web.workflows import DONE_MESSAGES
 
 SUSPEND = {"reason": "因病", "reason_detail": "住院治疗", "start_date": "2026-03-01", "end_date": "2026-09-01"}
