@@ -26,6 +26,10 @@ Load generator: `wrk` (Debian package) with a Lua script when on PATH, else a pu
 
     .venv/bin/python bench/workflows.py                     # both databases, 10 s per target, 16 connections
     .venv/bin/python bench/workflows.py --db sqlite --applications 2000 --duration 5
+    .venv/bin/python bench/workflows.py --applications 20000   # a machine that approves more than ~650/s
+
+An approve that finds its application already decided is refused, and refusals are fast: a run whose pool ran out
+(the warm-up takes up to 4,000 of it) prints NOT MEASURED instead of MET or MISSED.
 """
 from __future__ import annotations
 
@@ -69,10 +73,11 @@ WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
 
 def id_number(serial: int) -> tuple[str, str]:
-    """(a valid 18-digit ID number, its birth date) — unique per serial, 男 (odd 17th digit)."""
-    day = 1 + serial % 28
-    first17 = f"110105200805{day:02d}{(serial // 28) % 100:02d}{1 + 2 * ((serial // 2800) % 5)}"
-    return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, WEIGHTS)) % 11], f"2008-05-{day:02d}"
+    """(a valid 18-digit ID number, its birth date) — unique per serial, 男 (odd 17th digit). 14,000 serials per birth
+    year (28 days × 100 × 5), so larger pools reach back a year at a time."""
+    day, year = 1 + serial % 28, 2008 - serial // 14_000
+    first17 = f"110105{year}05{day:02d}{(serial // 28) % 100:02d}{1 + 2 * ((serial // 2800) % 5)}"
+    return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, WEIGHTS)) % 11], f"{year}-05-{day:02d}"
 
 
 # --- 1. data --------------------------------------------------------------------------------------------
@@ -113,11 +118,11 @@ def seed(db_url: str, var_dir: Path, count: int) -> float:
             "name": "压测学生", "gender": "男", "birth_date": born, "ethnicity": "01", "id_card": id_card,
             "enrol_year": "2023", "grade": "高一", "guardian_name": "家长", "guardian_phone": "13812345678"})
         if not created.ok:
-            raise SystemExit(f"seed student refused: {created.issues}")
+            raise SystemExit(f"\nseed student refused: {created.issues}")
         started_app = service.start(definitions, spec, starter, created.record_id, {  # type: ignore[arg-type]
             "reason": "因病", "reason_detail": "住院治疗", "start_date": "2026-03-01", "end_date": "2026-09-01", "proof": proof})
         if not started_app.ok:
-            raise SystemExit(f"seed application refused: {started_app.issues}")
+            raise SystemExit(f"\nseed application refused: {started_app.issues}")
         if serial % 500 == 499:
             print(f"\r  seeded {serial + 1}/{count} students with an open 休学 application", end="", flush=True)
     print()
@@ -168,6 +173,7 @@ class Result:
     server_cpu_s: float = 0.0
     p90_ms: float = 0.0
     max_ms: float = 0.0
+    pool_ran_out: bool = False  # a pooled target went round its pool: the later requests decided nothing
 
     @property
     def rps(self) -> float:
@@ -300,6 +306,7 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
             measured = [pool.pop() for _ in range(len(pool))] if target.pooled else []
             result = load(kind, bases[target.server], target, args.duration, args.connections, workdir, measured, pid)
             if target.pooled and result.requests >= len(measured):
+                result.pool_ran_out = True
                 print("  WARNING: the pool ran out; use more --applications or a shorter --duration")
             results.append((target, result))
             print(f"  {target.name:<40} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  p90 {result.p90_ms:7.1f} ms"
@@ -311,6 +318,16 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
         for process in servers.values():
             stop(process)
     return results
+
+
+def verdict(approve: Result) -> str:
+    """The goal's line: a run whose requests were refused measured something else (refusals are fast), so it says
+    neither MET nor MISSED. That happens when the pool of open applications ran out (on a fast machine, 10,000 last
+    about 10 s)."""
+    if approve.bad or approve.pool_ran_out:
+        return (f"NOT MEASURED ({approve.bad} requests refused{', the pool ran out' if approve.pool_ran_out else ''};"
+                " rerun with more --applications)")
+    return f"{approve.p99_ms:.1f} ms {'MET' if approve.p99_ms < GOAL_P99_MS else 'MISSED'}"
 
 
 def cpu_per_request(result: Result) -> float:
@@ -380,8 +397,7 @@ def main() -> int:
                   f" | {r.p99_ms / max(1e-9, base.p99_ms):.1f} |")
     for label, results in all_results.items():
         approve = next(r for t, r in results if t.pooled)
-        print(f"goal ({label}): approve p99 < {GOAL_P99_MS:g} ms at {args.connections} connections: "
-              f"{approve.p99_ms:.1f} ms {'MET' if approve.p99_ms < GOAL_P99_MS else 'MISSED'}")
+        print(f"goal ({label}): approve p99 < {GOAL_P99_MS:g} ms at {args.connections} connections: {verdict(approve)}")
     return 0
 
 
