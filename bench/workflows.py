@@ -18,7 +18,12 @@ What it does (a script, not a test), for each database asked for (SQLite and/or 
        approve    POST /wf/a/{id}/decide decision=approve, a different application per request (a pool of
                   (application, task) pairs): the final approval, so the record's 学籍状态 becomes 休学 in the same
                   transaction; expects 303.
-  Goal from the issue: approve p99 < 50 ms at 16 connections.
+       approve, R/s open loop   the same approve, one request every 1/R s (--rate, default 100) whatever the
+                  server's pace, on the first free of the 16 connections, its latency counted from when it was due:
+                  what an approver sees while the server is busy but not saturated. 100 approvals a second is far
+                  more than any district's bureaus make.
+  Goal from the issue: approve p99 < 50 ms at 16 connections (the closed-loop approve: 16 connections, each sending
+  its next request as soon as the last one is answered, so the server runs flat out).
   The final table also gives each target's server CPU per request and p99 as multiples of the minimal app's from the
   same run: machines of one kind differed almost twofold in speed between sessions, and those ratios travel.
 
@@ -161,6 +166,7 @@ class Target:
     body: str = ""  # for the approve: a template with @TASK@
     expect: int = 200
     pooled: bool = False
+    rate: float = 0.0  # requests per second of an open-loop run (0: a closed loop, each connection as fast as it can)
 
 
 @dataclass
@@ -213,37 +219,47 @@ def run_wrk(base: str, target: Target, seconds: float, connections: int, workdir
                   p90_ms=data["p90_us"] / 1000, max_ms=data["max_us"] / 1000)
 
 
+def _request_bytes(target: Target, host: str, port: int, item: tuple[int, int] | None) -> bytes:
+    path, body = target.path, target.body
+    if item is not None:
+        app, task = item
+        path, body = path.replace("@APP@", str(app)), body.replace("@TASK@", str(task))
+    head = f"{target.method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
+    if target.method == "POST":
+        head += f"Content-Length: {len(body.encode())}\r\n"
+    return (head + "\r\n").encode() + body.encode()
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
+    """One request on a keep-alive connection; the response's status."""
+    writer.write(request)
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in head if line.lower().startswith("content-length:")), 0)
+    await reader.readexactly(length)
+    return int(head[0].split(" ")[1])
+
+
+def _address(base: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(base)
+    return parsed.hostname or "127.0.0.1", parsed.port or 80
+
+
 async def _python_load(base: str, target: Target, seconds: float, connections: int, pool: list[tuple[int, int]]
                        ) -> tuple[list[float], int, float]:
-    parsed = urllib.parse.urlsplit(base)
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    host, port = _address(base)
     items = iter(pool)
     latencies: list[float] = []
     bad = 0
     stop_at = time.perf_counter() + seconds
-
-    def make() -> bytes:
-        path, body = target.path, target.body
-        if pool:
-            app, task = next(items)
-            path, body = path.replace("@APP@", str(app)), body.replace("@TASK@", str(task))
-        head = f"{target.method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
-        if target.method == "POST":
-            head += f"Content-Length: {len(body.encode())}\r\n"
-        return (head + "\r\n").encode() + body.encode()
 
     async def worker() -> None:
         nonlocal bad
         reader, writer = await asyncio.open_connection(host, port)
         while time.perf_counter() < stop_at:
             began = time.perf_counter()
-            writer.write(make())
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            length = next((int(line.split(":", 1)[1]) for line in head if line.lower().startswith("content-length:")), 0)
-            await reader.readexactly(length)
+            status = await _exchange(reader, writer, _request_bytes(target, host, port, next(items) if pool else None))
             latencies.append(time.perf_counter() - began)
-            if int(head[0].split(" ")[1]) != target.expect:
-                bad += 1
+            bad += status != target.expect
         writer.close()
 
     began = time.perf_counter()
@@ -251,11 +267,55 @@ async def _python_load(base: str, target: Target, seconds: float, connections: i
     return latencies, bad, time.perf_counter() - began
 
 
-def run_python(base: str, target: Target, seconds: float, connections: int, pool: list[tuple[int, int]]) -> Result:
-    latencies, bad, elapsed = asyncio.run(_python_load(base, target, seconds, connections, pool))
+async def _open_loop(base: str, target: Target, connections: int, pool: list[tuple[int, int]]
+                     ) -> tuple[list[float], int, float]:
+    """One request of `pool` every 1/target.rate seconds, whatever the server's pace, on the first free of `connections`
+    keep-alive connections. A latency counts from when its request was due, so time spent queued behind a slow
+    response counts too (a closed loop would instead send fewer requests while the server is slow)."""
+    host, port = _address(base)
+    free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        free.put_nowait(await asyncio.open_connection(host, port))
+    latencies: list[float] = []
+    bad = 0
+
+    async def one(item: tuple[int, int], due: float) -> None:
+        nonlocal bad
+        connection = await free.get()
+        try:
+            bad += await _exchange(*connection, _request_bytes(target, host, port, item)) != target.expect
+        finally:
+            free.put_nowait(connection)
+        latencies.append(time.perf_counter() - due)
+
+    began = time.perf_counter()
+    sent = []
+    for i, item in enumerate(pool):
+        due = began + i / target.rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        sent.append(asyncio.create_task(one(item, due)))
+    await asyncio.gather(*sent)
+    elapsed = time.perf_counter() - began
+    while not free.empty():
+        free.get_nowait()[1].close()
+    return latencies, bad, elapsed
+
+
+def _result(latencies: list[float], bad: int, elapsed: float) -> Result:
     latencies.sort()
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0  # noqa: E731
-    return Result(len(latencies), elapsed, pick(0.5), pick(0.99), bad)
+    return Result(len(latencies), elapsed, pick(0.5), pick(0.99), bad, p90_ms=pick(0.9), max_ms=pick(1.0))
+
+
+def run_python(base: str, target: Target, seconds: float, connections: int, pool: list[tuple[int, int]]) -> Result:
+    return _result(*asyncio.run(_python_load(base, target, seconds, connections, pool)))
+
+
+def run_open_loop(base: str, target: Target, connections: int, pool: list[tuple[int, int]], pid: int) -> Result:
+    before = cpu_seconds(pid)
+    result = _result(*asyncio.run(_open_loop(base, target, connections, pool)))
+    result.server_cpu_s = cpu_seconds(pid) - before
+    return result
 
 
 def load(kind: str, base: str, target: Target, seconds: float, connections: int, workdir: Path,
@@ -296,6 +356,7 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
         ]
         sanity(bases["dangan"], cookie, targets[3], pool.pop(), len(pool))
         print(f"sanity checks passed; {len(pool)} applications in the bench user's inbox\n")
+        steady = [pool.pop() for _ in range(min(len(pool) // 4, round(args.rate * args.duration)))]
         for target in targets:
             pid = servers[target.server].pid
             time.sleep(1)
@@ -309,9 +370,13 @@ def bench_database(label: str, db_url: str, args: argparse.Namespace, kind: str,
                 result.pool_ran_out = True
                 print("  WARNING: the pool ran out; use more --applications or a shorter --duration")
             results.append((target, result))
-            print(f"  {target.name:<40} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  p90 {result.p90_ms:7.1f} ms"
-                  f"  p99 {result.p99_ms:7.1f} ms  max {result.max_ms:7.1f} ms"
-                  f"  server CPU {cpu_per_request(result):5.2f} ms/req  bad {result.bad}", flush=True)
+            report(target, result)
+        if steady:
+            target = replace(targets[3], name=f"approve, {args.rate:g}/s open loop", rate=args.rate)
+            time.sleep(1)
+            result = run_open_loop(bases["dangan"], target, args.connections, steady, servers["dangan"].pid)
+            results.append((target, result))
+            report(target, result)
         if "Traceback" in (workdir / f"dangan-{label}.log").read_text(errors="replace"):
             print(f"  WARNING: tracebacks in {workdir / f'dangan-{label}.log'}")
     finally:
@@ -328,6 +393,12 @@ def verdict(approve: Result) -> str:
         return (f"NOT MEASURED ({approve.bad} requests refused{', the pool ran out' if approve.pool_ran_out else ''};"
                 " rerun with more --applications)")
     return f"{approve.p99_ms:.1f} ms {'MET' if approve.p99_ms < GOAL_P99_MS else 'MISSED'}"
+
+
+def report(target: Target, result: Result) -> None:
+    print(f"  {target.name:<40} {result.rps:8.1f} req/s  p50 {result.p50_ms:7.1f} ms  p90 {result.p90_ms:7.1f} ms"
+          f"  p99 {result.p99_ms:7.1f} ms  max {result.max_ms:7.1f} ms"
+          f"  server CPU {cpu_per_request(result):5.2f} ms/req  bad {result.bad}", flush=True)
 
 
 def cpu_per_request(result: Result) -> float:
@@ -357,6 +428,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="approvals per second of the open-loop run after the others (0: none)")
     parser.add_argument("--workers", type=int, default=0, help="dangan serve --workers (default: its own default)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--workdir", type=Path, help="keep databases and logs here (default: a temp dir, removed)")
@@ -396,7 +469,7 @@ def main() -> int:
                   f" | {cpu_per_request(r):.2f} | {r.bad} | {cpu_per_request(r) / max(1e-9, cpu_per_request(base)):.1f}"
                   f" | {r.p99_ms / max(1e-9, base.p99_ms):.1f} |")
     for label, results in all_results.items():
-        approve = next(r for t, r in results if t.pooled)
+        approve = next(r for t, r in results if t.pooled and not t.rate)
         print(f"goal ({label}): approve p99 < {GOAL_P99_MS:g} ms at {args.connections} connections: {verdict(approve)}")
     return 0
 
