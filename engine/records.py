@@ -19,6 +19,7 @@ from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.storage.db import Database, lock_rows
 from engine.storage.fieldsql import form_is, index_name, sort_expr, sql_value, value_expr
 from engine.storage.models import Attachment, AuditEntry, OrgUnit, Record, utcnow
+from engine.storage.statements import Write
 from engine.validation import CleanResult, clean_record
 
 PER_PAGE = 20
@@ -35,7 +36,7 @@ RECORD_COLUMNS = (
 # The write path's statements, built once (building a statement costs more than running it). Bind names
 # differ from column names: SQLAlchemy reserves those for the SET clause.
 _RECORD = Record.__table__
-_UPDATE_RECORD = (
+_UPDATE_RECORD = Write(
     update(_RECORD)
     .where(_RECORD.c.id == bindparam("b_id"), _RECORD.c.revision == bindparam("b_revision"))
     .values(data=bindparam("b_data", type_=_RECORD.c.data.type), revision=_RECORD.c.revision + 1,
@@ -43,8 +44,8 @@ _UPDATE_RECORD = (
             updated_at=bindparam("b_now", type_=_RECORD.c.updated_at.type))
 )
 # Only a move names unit_id: SQLite rewrites the entries of every index over a column the SET names.
-_MOVE_RECORD = _UPDATE_RECORD.values(unit_id=bindparam("b_unit"))
-_INSERT_AUDIT = insert(AuditEntry.__table__)
+_MOVE_RECORD = Write(_UPDATE_RECORD.statement.values(unit_id=bindparam("b_unit")))
+_INSERT_AUDIT = Write(insert(AuditEntry.__table__))
 
 
 @dataclass
@@ -348,8 +349,8 @@ class RecordService:
         if prepared.unit_id is not None:
             params["b_unit"] = prepared.unit_id
         try:
-            updated = s.connection().execute(_UPDATE_RECORD if prepared.unit_id is None else _MOVE_RECORD, params)
-            if updated.rowcount != 1:
+            updated = (_UPDATE_RECORD if prepared.unit_id is None else _MOVE_RECORD).run(s.connection(), params)
+            if updated != 1:
                 _abandon(s, caller_session)
                 return SaveResult(cleaned=prepared.cleaned, conflict=self._conflict(s, form, record_id, base, base + 1))
             self._audit(s, form, record_id, "update", prepared.principal, base + 1, prepared.changes, prepared.note)
@@ -438,7 +439,7 @@ class RecordService:
 
     def _audit(self, s: DbSession, form: FormSpec, record_id: int, action: str, principal: Principal,
                revision: int, changes: dict[str, Any], note: str = "") -> None:
-        s.connection().execute(_INSERT_AUDIT, {
+        _INSERT_AUDIT.run(s.connection(), {
             "form_key": form.key, "record_id": record_id, "action": action, "user_id": principal.user_id,
             "username": principal.username, "revision": revision, "changes": changes, "note": note, "at": utcnow()})
 

@@ -25,6 +25,7 @@ from engine.records import PreparedUpdate, RecordService, SaveResult, StoredReco
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows, without_lock_waits
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
+from engine.storage.statements import Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
 from engine.workflows.errors import (
@@ -48,19 +49,19 @@ _LOCK_APPLICATION_NOWAIT = _LOCK_APPLICATION.with_for_update(nowait=True)
 # Read after the lock, in a statement of its own: a waiter that got the lock must see the tasks as the
 # decision before it left them (PostgreSQL re-reads only the locked row of a joined SELECT ... FOR UPDATE).
 _TASKS = select(_TASK).where(_TASK.c.application_id == bindparam("b_app")).order_by(_TASK.c.id)
-_ADVANCE = (
+_ADVANCE = Write(
     update(_APP).where(_APP.c.id == bindparam("b_id"), _APP.c.revision == bindparam("b_revision"))
     .values(status=bindparam("b_status"), step=bindparam("b_step"), step_title=bindparam("b_title"),
             revision=_APP.c.revision + 1, updated_at=bindparam("b_now", type_=_APP.c.updated_at.type),
             finished_at=bindparam("b_finished", type_=_APP.c.finished_at.type))
 )
-_CLOSE_TASK = (
+_CLOSE_TASK = Write(
     update(_TASK).where(_TASK.c.id == bindparam("b_id"), _TASK.c.status == "open")
     .values(status=bindparam("b_status"), acted_by=bindparam("b_user"), acted_name=bindparam("b_name"),
             acted_at=bindparam("b_at", type_=_TASK.c.acted_at.type))
 )
-_CANCEL_TASK = update(_TASK).where(_TASK.c.id == bindparam("b_id"), _TASK.c.status == "open").values(status="cancelled")
-_INSERT_TASKS, _INSERT_ACTIONS = insert(_TASK), insert(_ACTION)
+_CANCEL_TASK = Write(update(_TASK).where(_TASK.c.id == bindparam("b_id"), _TASK.c.status == "open").values(status="cancelled"))
+_INSERT_TASKS, _INSERT_ACTIONS = Write(insert(_TASK)), Write(insert(_ACTION))
 
 
 @dataclass
@@ -347,22 +348,22 @@ class WorkflowService:
         read_revision = app.revision
         s.flush()  # a new or resubmitted application goes out with its ORM object, before these statements
         connection = s.connection()
-        changed = connection.execute(_ADVANCE, {
+        changed = _ADVANCE.run(connection, {
             "b_id": app.id, "b_revision": read_revision, "b_status": outcome.status, "b_step": outcome.step,
             "b_title": step.title if step else "", "b_now": now, "b_finished": now if outcome.finished else None,
-        }).rowcount
+        })
         if changed != 1:
             raise Stale()
         for closed_id, status in outcome.closed.items():
             if status == "cancelled":
-                done = connection.execute(_CANCEL_TASK, {"b_id": closed_id}).rowcount
+                done = _CANCEL_TASK.run(connection, {"b_id": closed_id})
             else:
-                done = connection.execute(_CLOSE_TASK, {"b_id": closed_id, "b_status": status, "b_at": now,
-                                                        "b_user": principal.user_id, "b_name": principal.display_name}).rowcount
+                done = _CLOSE_TASK.run(connection, {"b_id": closed_id, "b_status": status, "b_at": now,
+                                                    "b_user": principal.user_id, "b_name": principal.display_name})
             if done != 1:
                 raise Stale()
         if outcome.opened:
-            connection.execute(_INSERT_TASKS, [_new_task(spec, app, slot, now) for slot in outcome.opened])
+            _INSERT_TASKS.run(connection, [_new_task(spec, app, slot, now) for slot in outcome.opened])
         decided = acted_step is not None and bool(task_id)
         actions = [_action(app, principal, action, now, comment, step=acted_step.key if decided else "",
                            step_title=acted_step.title if decided else "", task_id=task_id, attachment=attachment)]
@@ -375,7 +376,7 @@ class WorkflowService:
                 if not written.ok:  # a unique value someone else saved since the check
                     raise _effect_failed(effect.update.form, written.issues)
             actions.append(_action(app, principal, "effects", now, effect.note))
-        connection.execute(_INSERT_ACTIONS, actions)
+        _INSERT_ACTIONS.run(connection, actions)
 
     def _plan_effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                       principal: Principal, lock: bool) -> Effect:
@@ -426,7 +427,7 @@ class WorkflowService:
         return document
 
     def _log(self, s: DbSession, app: Application | Row, action: str, principal: Principal, comment: str = "") -> None:
-        s.connection().execute(_INSERT_ACTIONS, [_action(app, principal, action, utcnow(), comment)])
+        _INSERT_ACTIONS.run(s.connection(), [_action(app, principal, action, utcnow(), comment)])
 
     def _locked(self, s: DbSession, application_id: int) -> Application:
         """The application as an ORM object (resubmit changes its data), locked."""
