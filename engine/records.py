@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, bindparam, false, func, insert, or_, select, text, true, update
+from sqlalchemy import ColumnElement, Connection, bindparam, false, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -19,7 +19,7 @@ from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.storage.db import Database, lock_rows
 from engine.storage.fieldsql import form_is, index_name, sort_expr, sql_value, value_expr
 from engine.storage.models import Attachment, AuditEntry, OrgUnit, Record, utcnow
-from engine.storage.statements import Write
+from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 
 PER_PAGE = 20
@@ -132,7 +132,7 @@ class ListQuery:
 class RecordService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._unscoped: dict[tuple[str, bool], Any] = {}
+        self._unscoped: dict[tuple[str, bool | str], Read] = {}
 
     # --- reading ---------------------------------------------------------------------------------
     def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
@@ -159,35 +159,38 @@ class RecordService:
 
         `lock` (in a write `session`): the record's row is locked until the transaction ends (PostgreSQL;
         SQLite's write transaction holds the database already)."""
-        if scope(principal, action, form).everything:
-            query, params = self._get_any(form.key, lock), {"b_id": record_id}
-            if lock and session is not None:
-                query = lock_rows(session, self._get_any(form.key, "nowait"), query)
-        else:
-            query, params = self._base(form, principal, action).where(Record.id == record_id), {}
-            if lock:
-                query = query.with_for_update(of=Record)
-                if session is not None:
-                    query = lock_rows(session, query.with_for_update(of=Record, nowait=True), query)
-        # Core execution on the session's connection: the columns need no ORM loading.
         if session is not None:
-            row = session.connection().execute(query, params).first()
+            return self._get(form, record_id, principal, action, session.connection(), session if lock else None)
+        with self.db.single() as connection:
+            return self._get(form, record_id, principal, action, connection, None)
+
+    def _get(self, form: FormSpec, record_id: int, principal: Principal, action: str, connection: Connection,
+             locking: DbSession | None) -> StoredRecord | None:
+        """`get` on `connection`; `locking`: the write session whose transaction locks the row (None: no lock).
+        Core execution: the columns need no ORM loading."""
+        if scope(principal, action, form).everything:
+            reader = self._get_any(form.key, locking is not None)
+            if locking is not None:
+                reader = lock_rows(locking, self._get_any(form.key, "nowait"), reader)
+            row = reader.first(connection, {"b_id": record_id})
         else:
-            with self.db.single() as connection:
-                row = connection.execute(query, params).first()
+            query = self._base(form, principal, action).where(Record.id == record_id)
+            if locking is not None:
+                query = lock_rows(locking, query.with_for_update(of=Record, nowait=True), query.with_for_update(of=Record))
+            row = connection.execute(query).first()
         return _stored(form, row) if row else None
 
-    def _get_any(self, form_key: str, lock: bool | str) -> Any:
-        """`get` for a scope that reaches everywhere (the workflow's effects, admins), built once per form and
+    def _get_any(self, form_key: str, lock: bool | str) -> Read:
+        """`get` for a scope that reaches everywhere (the workflow's effects, admins), compiled once per form and
         `lock`: False, True (FOR UPDATE) or "nowait" (FOR UPDATE NOWAIT)."""
-        query = self._unscoped.get((form_key, lock))
-        if query is None:
+        reader = self._unscoped.get((form_key, lock))
+        if reader is None:
             query = (select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
                      .where(form_is(form_key), Record.id == bindparam("b_id")))
             if lock:
                 query = query.with_for_update(of=Record, nowait=lock == "nowait")
-            self._unscoped[(form_key, lock)] = query
-        return query
+            reader = self._unscoped[(form_key, lock)] = Read(query)
+        return reader
 
     def list(self, form: FormSpec, principal: Principal, query: ListQuery) -> Page:
         found = policy(principal, form)

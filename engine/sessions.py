@@ -4,11 +4,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from engine.storage.models import Session, User, utcnow
+from engine.storage.statements import Read
 
 LIFETIME = dt.timedelta(hours=8)
 
@@ -44,16 +46,17 @@ SESSION_USER = (
 )
 
 
-# Built once: constructing the statement anew cost more than running it.
-_SESSION_USER_QUERY = select(*SESSION_USER).outerjoin(User, User.id == Session.user_id).where(Session.id == bindparam("digest"))
+# Compiled once and run on the driver's cursor (engine/storage/statements.py): every request runs it.
+_SESSION_USER_QUERY = Read(
+    select(*SESSION_USER).outerjoin(User, User.id == Session.user_id).where(Session.id == bindparam("digest")))
 
 
-def find_session_user(s: DbSession | Connection, token: str | None) -> Row | None:
+def find_session_user(connection: Connection, token: str | None) -> Any | None:
     """The live session and its user's columns in one Core query: the per-request hot path, so no
     ORM identity-map work. The row carries `id`, `username`, ... and serves where a User is read."""
     if not token:
         return None
-    row = s.execute(_SESSION_USER_QUERY, {"digest": token_digest(token)}).first()
+    row = _SESSION_USER_QUERY.first(connection, {"digest": token_digest(token)})
     if row is None or row.expires_at < utcnow():
         return None
     return row

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -34,6 +34,7 @@ RESTART_BACKOFF_SECONDS = 5.0
 # A pooled PostgreSQL connection idle for longer than this is pinged before use; see _ping_when_idle.
 PING_AFTER_IDLE_SECONDS = 5.0
 log = logging.getLogger("dangan")
+T = TypeVar("T")
 
 
 # PostgreSQL connections one process may hold: the transactions' pool (kept, plus overflow under load) and the small
@@ -80,7 +81,7 @@ def _lock_refused(error: BaseException | None) -> bool:
     return getattr(error, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
-def lock_rows(session: Session, nowait: Select[Any], waiting: Select[Any]) -> Select[Any]:
+def lock_rows(session: Session, nowait: T, waiting: T) -> T:
     """Which of a locking query's two forms (…FOR UPDATE NOWAIT, …FOR UPDATE) this session's transaction uses."""
     return nowait if session.info.get(_NOWAIT) else waiting
 

@@ -1,4 +1,4 @@
-"""Writes compiled once per dialect and run on the driver's own cursor: for the few statements of a hot path.
+"""Statements compiled once per dialect and run on the driver's own cursor: for the few statements of a hot path.
 
 SQLAlchemy's `Connection.execute` does much for each statement that these writes never need: the compiled-cache
 lookup, an execution context, a result object, events. On PostgreSQL (psycopg) a one-row UPDATE through it took
@@ -9,14 +9,18 @@ and its bind types (compiled from the same Core statement, values converted by t
 transaction (these run on the connection it holds), and its exceptions (a driver's error is raised as SQLAlchemy's
 IntegrityError, OperationalError …, so callers catch what they always caught).
 
-Not for statements that return rows, and not for anything an event listener must see.
+`Write` gives a rowcount; `Read` gives rows as named tuples, converted by the columns' own result processors (a
+DateTime from SQLite's text, JSON). Not for anything an event listener must see.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
@@ -57,19 +61,12 @@ class Write:
         dialect = connection.dialect
         compiled = self._for(dialect, tuple(sorted(rows[0])))
         values = [compiled.values(row) for row in rows]
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        with _cursor(connection, compiled.sql, values) as cursor:
             if len(values) == 1:
                 cursor.execute(compiled.sql, values[0])
             else:
                 cursor.executemany(compiled.sql, values)
             return cursor.rowcount
-        except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor):
-                connection.invalidate(exc)
-            raise DBAPIError.instance(compiled.sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
-        finally:
-            cursor.close()
 
     def _for(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
         key = (dialect.name, keys)
@@ -79,7 +76,59 @@ class Write:
         return compiled
 
 
-def _compile(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+class Read:
+    """A SELECT; `all`/`first` give its rows as named tuples, each column's value as SQLAlchemy would give it."""
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+        names = [column.key for column in statement.selected_columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{statement!s:.80}: selected column names repeat; label them")
+        self._row = namedtuple("Row", names)  # type: ignore[misc]
+        self._compiled: dict[str, _Compiled] = {}
+        self._results: dict[str, list[Callable[[Any], Any] | None]] = {}
+
+    def all(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
+        dialect = connection.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            compiled = self._compiled[dialect.name] = _compile(self.statement, dialect, tuple(sorted(params)))
+        values = compiled.values(params)
+        with _cursor(connection, compiled.sql, values) as cursor:
+            cursor.execute(compiled.sql, values)
+            fetched = cursor.fetchall()
+            processors = self._results.get(dialect.name)
+            if processors is None:  # from the first answer's column types, which some processors look at
+                processors = self._results[dialect.name] = [
+                    column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+                    for column, described in zip(self.statement.selected_columns, cursor.description)]
+        make = self._row._make
+        if not any(processors):
+            return [make(row) for row in fetched]
+        return [make([value if process is None or value is None else process(value)
+                      for process, value in zip(processors, row)]) for row in fetched]
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
+        rows = self.all(connection, params)
+        return rows[0] if rows else None
+
+
+@contextmanager
+def _cursor(connection: Connection, sql: str, values: Any) -> Iterator[Any]:
+    """The driver's cursor on the connection's transaction; a driver error raised as SQLAlchemy's."""
+    dialect = connection.dialect
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor):
+            connection.invalidate(exc)
+        raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    finally:
+        cursor.close()
+
+
+def _compile(statement: UpdateBase | Select[Any], dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if compiled.escaped_bind_names:  # a bind name the driver cannot take as it is; ours are plain words
         raise ValueError(f"bind names need escaping: {sorted(compiled.escaped_bind_names)}")

@@ -25,7 +25,7 @@ from engine.records import PreparedUpdate, RecordService, SaveResult, StoredReco
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows, without_lock_waits
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
-from engine.storage.statements import Write
+from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
 from engine.workflows.errors import (
@@ -39,16 +39,18 @@ PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
 DECISION_FILE = FileField()  # what an approver may attach to a decision (批复文件)
 
-# A decision's statements, built once: building a statement cost more than running it. Core tables, so the
-# rows are plain rows (no ORM identity map); bind names differ from column names (reserved for SET clauses).
+# A decision's statements, compiled once and run on the driver's cursor (engine/storage/statements.py): building
+# and executing them through SQLAlchemy cost more than running them. Core tables, so the rows are plain rows (no ORM
+# identity map); bind names differ from column names (reserved for SET clauses).
 _APP, _TASK, _ACTION = Application.__table__, ApplicationTask.__table__, ApplicationAction.__table__
 # FOR UPDATE on PostgreSQL; SQLite does not render it (its write transaction began with BEGIN IMMEDIATE).
-_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id"))
-_LOCK_APPLICATION = _APPLICATION.with_for_update()
-_LOCK_APPLICATION_NOWAIT = _LOCK_APPLICATION.with_for_update(nowait=True)
+_SELECT_APPLICATION = select(_APP).where(_APP.c.id == bindparam("b_id"))
+_APPLICATION = Read(_SELECT_APPLICATION)
+_LOCK_APPLICATION = Read(_SELECT_APPLICATION.with_for_update())
+_LOCK_APPLICATION_NOWAIT = Read(_SELECT_APPLICATION.with_for_update(nowait=True))
 # Read after the lock, in a statement of its own: a waiter that got the lock must see the tasks as the
 # decision before it left them (PostgreSQL re-reads only the locked row of a joined SELECT ... FOR UPDATE).
-_TASKS = select(_TASK).where(_TASK.c.application_id == bindparam("b_app")).order_by(_TASK.c.id)
+_TASKS = Read(select(_TASK).where(_TASK.c.application_id == bindparam("b_app")).order_by(_TASK.c.id))
 _ADVANCE = Write(
     update(_APP).where(_APP.c.id == bindparam("b_id"), _APP.c.revision == bindparam("b_revision"))
     .values(status=bindparam("b_status"), step=bindparam("b_step"), step_title=bindparam("b_title"),
@@ -441,20 +443,20 @@ class WorkflowService:
         """The application as a plain row, locked, then its state with every task: what a decision or
         withdrawal reads."""
         connection = s.connection()
-        app = connection.execute(lock_rows(s, _LOCK_APPLICATION_NOWAIT, _LOCK_APPLICATION), {"b_id": application_id}).first()
+        app = lock_rows(s, _LOCK_APPLICATION_NOWAIT, _LOCK_APPLICATION).first(connection, {"b_id": application_id})
         if app is None:
             raise ApplicationNotFound(application_id)
-        tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))
+        tasks = tuple(as_task(t) for t in _TASKS.all(connection, {"b_app": app.id}))
         return app, State(app.status, app.step, tasks, app.round)
 
     @staticmethod
     def _row(s: DbSession, application_id: int) -> tuple[Row, State]:
         """As _locked_row, without the lock (a read transaction's snapshot)."""
         connection = s.connection()
-        app = connection.execute(_APPLICATION, {"b_id": application_id}).first()
+        app = _APPLICATION.first(connection, {"b_id": application_id})
         if app is None:
             raise ApplicationNotFound(application_id)
-        tasks = tuple(as_task(t) for t in connection.execute(_TASKS, {"b_app": app.id}))
+        tasks = tuple(as_task(t) for t in _TASKS.all(connection, {"b_app": app.id}))
         return app, State(app.status, app.step, tasks, app.round)
 
     def _tasks(self, s: DbSession, application_id: int) -> list[ApplicationTask]:

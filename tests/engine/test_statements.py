@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from engine.storage.statements import Write
+from engine.storage.statements import Read, Write
 
 metadata = sa.MetaData()
 things = sa.Table(
@@ -19,6 +19,7 @@ things = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("at", sa.DateTime),
     sa.Column("data", sa.JSON),
+    sa.Column("active", sa.Boolean),
 )
 with_default = sa.Table(
     "stmt_defaults", metadata,
@@ -44,7 +45,7 @@ def engine(fresh_db_url: str) -> Iterator[sa.Engine]:
 
 def _row(name: str, **values: object) -> dict[str, object]:
     return {"name": name, "status": "open", "revision": 1, "at": MOMENT, "data": {"姓名": "张三", "n": [1, None]},
-            **values}
+            "active": True, **values}
 
 
 def test_insert_and_update__stored_as_sqlalchemy_stores_them(engine: sa.Engine) -> None:
@@ -87,3 +88,22 @@ def test_python_side_default__refused_rather_than_left_out(engine: sa.Engine) ->
 def test_missing_value__named(engine: sa.Engine) -> None:
     with engine.begin() as connection, pytest.raises(ValueError, match="b_at"):
         ADVANCE.run(connection, {"b_id": 1, "b_status": "approved"})
+
+
+def test_read__rows_as_sqlalchemy_gives_them(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        INSERT.run(connection, [_row("a"), _row("b", data=None, at=None, active=False)])
+    query = sa.select(things).where(things.c.revision == sa.bindparam("b_revision"), things.c.status == "open")
+    reader = Read(query.order_by(things.c.name))
+    with engine.connect() as connection:
+        mine = reader.all(connection, {"b_revision": 1})
+        theirs = connection.execute(query.order_by(things.c.name), {"b_revision": 1}).all()
+        assert reader.first(connection, {"b_revision": 2}) is None
+    assert [tuple(r) for r in mine] == [tuple(r) for r in theirs]
+    assert (mine[0].at, mine[0].data, mine[0].active, mine[1].active) == (MOMENT, {"姓名": "张三", "n": [1, None]}, True, False)
+    assert isinstance(mine[0].active, bool)
+
+
+def test_read__repeated_column_names_refused() -> None:
+    with pytest.raises(ValueError, match="label"):
+        Read(sa.select(things.c.id, with_default.c.id))
