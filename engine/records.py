@@ -33,8 +33,9 @@ RECORD_COLUMNS = (
     Record.id, Record.form_key, Record.unit_id, Record.data, Record.revision, Record.created_by, Record.created_at,
     Record.updated_at, Record.def_version, OrgUnit.path.label("unit_path"), OrgUnit.name.label("unit_name"),
 )
-# The write path's statements, built once (building a statement costs more than running it). Bind names
-# differ from column names: SQLAlchemy reserves those for the SET clause.
+# The write path's statements, compiled once and run on the driver's cursor (engine/storage/statements.py): building
+# and executing them through SQLAlchemy cost more than running them. Bind names differ from column names: SQLAlchemy
+# reserves those for the SET clause.
 _RECORD = Record.__table__
 _UPDATE_RECORD = Write(
     update(_RECORD)

@@ -15,10 +15,9 @@ DateTime from SQLite's text, JSON). Not for anything an event listener must see.
 from __future__ import annotations
 
 from collections import namedtuple
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
-
-from contextlib import contextmanager
 
 from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
@@ -121,9 +120,11 @@ def _cursor(connection: Connection, sql: str, values: Any) -> Iterator[Any]:
     try:
         yield cursor
     except dialect.loaded_dbapi.Error as exc:
-        if dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor):
+        lost = dialect.is_disconnect(exc, connection.connection.dbapi_connection, cursor)
+        if lost:  # as SQLAlchemy does: the pool must not hand this connection out again
             connection.invalidate(exc)
-        raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+        raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost,
+                                  dialect=dialect) from exc
     finally:
         cursor.close()
 
