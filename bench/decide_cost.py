@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as `python bench/x.py`
 from harness import drop_schema, pg_schema  # noqa: E402
-from workflows import BENCH_USER, DEFINITIONS, approve_pool, seed  # noqa: E402
+from workflows import BENCH_USER, DEFINITIONS, approve_pool, principal_of, seed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -42,10 +42,6 @@ WARMUP = 20
 
 def decide(db_url: str, var_dir: Path, warmup: int, count: int) -> float:
     """`warmup` then `count` approvals in this process; CPU seconds per counted approval."""
-    from sqlalchemy import select  # noqa: PLC0415
-
-    from engine.org import build_principal  # noqa: PLC0415
-    from engine.storage.models import User  # noqa: PLC0415
     from engine.workflows.service import WorkflowService  # noqa: PLC0415
     from web.app import prepare  # noqa: PLC0415
     from web.settings import Settings  # noqa: PLC0415
@@ -54,8 +50,7 @@ def decide(db_url: str, var_dir: Path, warmup: int, count: int) -> float:
     if len(pool) < warmup + count:
         raise SystemExit(f"only {len(pool)} open applications for {warmup + count} approvals")
     state, _admin = prepare(replace(Settings(), database_url=db_url, definitions=DEFINITIONS, var_dir=var_dir))
-    with state.db.read() as s:
-        principal = build_principal(s, s.scalar(select(User).where(User.username == BENCH_USER)), state.definitions)
+    principal = principal_of(state, BENCH_USER)
     service = WorkflowService(state.db, state.records)
     for application, task in pool[:warmup]:
         service.decide(state.definitions, principal, application, task, "approve")

@@ -87,12 +87,9 @@ def id_number(serial: int) -> tuple[str, str]:
 
 # --- 1. data --------------------------------------------------------------------------------------------
 def seed(db_url: str, var_dir: Path, count: int) -> float:
-    from sqlalchemy import select  # noqa: PLC0415 — keeps `--help` fast
-
-    from engine.accounts import create_user  # noqa: PLC0415
+    from engine.accounts import create_user  # noqa: PLC0415 — keeps `--help` fast
     from engine.fields.files import UploadedFile  # noqa: PLC0415
-    from engine.org import build_principal, unit_by_path  # noqa: PLC0415
-    from engine.storage.models import User  # noqa: PLC0415
+    from engine.org import unit_by_path  # noqa: PLC0415
     from engine.workflows.service import WorkflowService  # noqa: PLC0415
     from web.app import prepare  # noqa: PLC0415
     from web.settings import Settings  # noqa: PLC0415
@@ -106,9 +103,8 @@ def seed(db_url: str, var_dir: Path, count: int) -> float:
         create_user(s, STARTER, BENCH_PASSWORD, ["registrar"], [unit_by_path(s, "示范区教育局").id,
                                                                 unit_by_path(s, "滨江区教育局").id], must_change=False)
         s.commit()
+    admin, starter = principal_of(state, "admin"), principal_of(state, STARTER)
     with state.db.read() as s:
-        admin = build_principal(s, s.scalar(select(User).where(User.username == "admin")), definitions)
-        starter = build_principal(s, s.scalar(select(User).where(User.username == STARTER)), definitions)
         classes = [unit_by_path(s, path).id for path, _ in CLASSES]
     # The registrar role reaches a school; the starter belongs to both districts, so give it `all` for the seed.
     starter = replace(starter, roles=tuple(replace(r, scope="all") for r in starter.roles))
@@ -137,6 +133,17 @@ def seed(db_url: str, var_dir: Path, count: int) -> float:
             connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     state.db.dispose()
     return time.perf_counter() - started
+
+
+def principal_of(state, username: str):  # type: ignore[no-untyped-def]
+    """The Principal of a user of `state` (web.app.prepare's AppState), as the server builds it at login."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from engine.org import build_principal  # noqa: PLC0415
+    from engine.storage.models import User  # noqa: PLC0415
+
+    with state.db.read() as s:
+        return build_principal(s, s.scalar(select(User).where(User.username == username)), state.definitions)
 
 
 def approve_pool(db_url: str) -> list[tuple[int, int]]:
