@@ -82,7 +82,8 @@ class FormCompiler:
             key=self.data["key"], title=self.data["title"], description=self.data.get("description", ""),
             fields=MappingProxyType(specs), sections=sections, title_field=title_field, list=list_spec,
             natural_key=natural_key, rules=rules, version=digest(self.data),
-            unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), origin=self.origin,
+            unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), levels=tuple(self.org_levels),
+            origin=self.origin,
         )
 
     def _collect_fields(self) -> tuple[list[tuple[Mapping, str]], tuple[SectionSpec, ...]]:

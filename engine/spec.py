@@ -113,6 +113,8 @@ class FormSpec:
     description: str = ""
     unit_level: str = ""  # org level a record belongs to (e.g. a class); "" = any unit
     unit_label: str = "所属单位"
+    # The org levels (org.yaml, top down) the form's records sit under: projections keep a record's unit at each.
+    levels: tuple[str, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
     @cached_property

@@ -17,7 +17,7 @@ from litestar.template.config import TemplateConfig
 from engine.bootstrap import InitialAdmin, bootstrap
 from engine.loader import demo_units, load_definitions
 from engine.storage.db import Database
-from engine.storage.fieldsql import sync_indexes
+from engine.storage.projection import prepare_projections
 from web.auth import session_guard
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
@@ -53,8 +53,7 @@ def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     definitions = load_definitions(settings.definitions)
     db = Database(settings.database_url)
     db.upgrade()
-    with db.engine.begin() as connection:
-        sync_indexes(connection, definitions.forms)
+    prepare_projections(db, definitions)
     admin = bootstrap(db, definitions, demo_units(settings.definitions))
     return AppState(settings, definitions, db), admin
 

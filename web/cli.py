@@ -12,7 +12,7 @@ from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import unit_by_path
 from engine.storage.db import Database, in_memory_sqlite
-from engine.storage.fieldsql import IndexConflict
+from engine.storage.projection import IndexConflict
 from web.settings import Settings
 
 

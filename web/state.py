@@ -14,7 +14,7 @@ from engine.org import Unit, all_units
 from engine.records import RecordService
 from engine.spec import Definitions
 from engine.storage.db import Database
-from engine.storage.fieldsql import IndexConflict, sync_indexes
+from engine.storage.projection import IndexConflict, prepare_projections
 from web import generations
 from web.settings import Settings
 
@@ -64,8 +64,7 @@ class AppState:
         with self._lock:
             try:
                 candidate = load_definitions(self.settings.definitions)
-                with self.db.engine.begin() as connection:
-                    sync_indexes(connection, candidate.forms)
+                prepare_projections(self.db, candidate)
             except DefinitionErrors as exc:
                 return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
             except IndexConflict as exc:

@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from sqlalchemy import tuple_
 from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import stored_value
@@ -21,7 +20,6 @@ from engine.permissions import Principal, can, policy, scope
 from engine.records import RecordService, RecordWrite, StoredRecord
 from engine.spec import FormSpec
 from engine.storage.db import Database
-from engine.storage.fieldsql import sql_value, value_expr
 from engine.storage.models import Record
 from engine.validation import clean_field, clean_record
 
@@ -176,18 +174,13 @@ class Planner:
         the principal's reach is not found, as an absent one is (an import never confirms what it may not see)."""
         if not rows or not self.form.natural_key:
             return {}
-        dialect = self.ctx.db.dialect
         specs = [self.form.fields[k] for k in self.form.natural_key]
-        wanted = [json.loads(row.key) for row in rows if row.key]
-        if len(specs) == 1:
-            holders = self.ctx.records.writer.holders(s, self.form, specs[0], {parts[0] for parts in wanted})
-            ids = {i for found in holders.values() for i in found}
-            if not ids:
-                return {}
-            condition = Record.id.in_(ids)
-        else:
-            exprs = [value_expr(dialect, spec) for spec in specs]
-            condition = tuple_(*exprs).in_([tuple(sql_value(dialect, p) for p in parts) for parts in wanted])
+        wanted = [tuple(spec.kind.from_json(part) for spec, part in zip(specs, json.loads(row.key))) for row in rows if row.key]
+        holders = self.ctx.records.writer.matching(s, self.form, self.form.natural_key, wanted)
+        ids = {i for found in holders.values() for i in found}
+        if not ids:
+            return {}
+        condition = Record.id.in_(ids)
         query = self.ctx.records.read_query(self.form, self.ctx.principal, "read").where(condition)
         if self.write:
             query = query.with_for_update(of=Record)  # PostgreSQL: hold the rows until the batch commits

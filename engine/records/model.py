@@ -136,7 +136,10 @@ class Page:
 
 @dataclass(frozen=True)
 class ListQuery:
-    filters: Mapping[str, Any] = field(default_factory=dict)  # field -> stored (JSON) value
+    """What a list asks for. Filters, ranges and emptiness may name any field; the service ignores those the
+    principal may not probe (hidden or masked fields)."""
+
+    filters: Mapping[str, Any] = field(default_factory=dict)  # field -> value (text as typed, or a Python value)
     search: str = ""
     sort: str = ""  # field key or "-key"; "" = form default, then newest first
     page: int = 1
@@ -145,3 +148,34 @@ class ListQuery:
     # Count at most this many matches (0 = exact): counting every JSON document of a large school
     # costs more than the page itself, and "1000+ 条" tells a person as much.
     count_limit: int = 0
+    unit: int | None = None  # only records in this org unit's subtree (within the principal's scope)
+    ranges: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (from, to): from <= value < to
+    empty: frozenset[str] = frozenset()  # fields that must be empty
+
+    @classmethod
+    def parse(cls, form: FormSpec, params: Mapping[str, str], **fixed: Any) -> ListQuery:
+        """A list's query string as a query: `<field>=v`, `<field>__ge=`/`<field>__lt=` (a range, as a report's
+        band or month links to it), `<field>__empty=1`, `unit=<id>`, `q`, `sort`, `page`, `incomplete=1`."""
+        filters: dict[str, Any] = {}
+        ranges: dict[str, list[Any]] = {}
+        empty = set()
+        for name, value in params.items():
+            key, _, op = name.partition("__")
+            if key not in form.fields or value in (None, ""):
+                continue
+            if not op:
+                filters[key] = value
+            elif op in ("ge", "lt"):
+                ranges.setdefault(key, [None, None])[0 if op == "ge" else 1] = value
+            elif op == "empty" and value == "1":
+                empty.add(key)
+        page_text, unit_text = params.get("page") or "1", params.get("unit") or ""
+        values: dict[str, Any] = {
+            "filters": filters, "ranges": {k: (v[0], v[1]) for k, v in ranges.items()}, "empty": frozenset(empty),
+            "search": params.get("q") or "", "sort": params.get("sort") or "",
+            "page": int(page_text) if page_text.isdigit() and 0 < len(page_text) < 10 else 1,
+            "incomplete": params.get("incomplete") == "1",
+            "unit": int(unit_text) if unit_text.isdigit() and len(unit_text) < 10 else None,
+        }
+        values.update(fixed)
+        return cls(**values)

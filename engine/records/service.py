@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from sqlalchemy import ColumnElement, Connection, bindparam, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, bindparam, false, func, literal_column, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -23,10 +23,15 @@ from engine.records.writer import RecordWriter, Stale
 from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
 from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.storage.db import Database, lock_rows
-from engine.storage.fieldsql import form_is, sort_expr, sql_value, value_expr
+from engine.storage.projection import Projection, projection_of, projection_scope, search_condition
 from engine.storage.models import AuditEntry, OrgUnit, Record
 from engine.storage.statements import Read
 from engine.validation import CleanResult, clean_record
+
+def form_is(form_key: str) -> ColumnElement:
+    # A literal, not a parameter: the records indexes lead with form_key, and SQLite plans with the value.
+    return Record.form_key == literal_column(f"'{form_key}'")
+
 
 # What a StoredRecord is read from: plain columns, so a read builds no ORM entity.
 RECORD_COLUMNS = (
@@ -107,51 +112,79 @@ class RecordService:
         return reader
 
     def list(self, form: FormSpec, principal: Principal, query: ListQuery) -> Page:
-        found = policy(principal, form)
-        dialect = self.db.dialect
-        stmt = self._base(form, principal, "read")
-        for key, value in query.filters.items():
-            spec = form.fields.get(key)
-            if spec is not None and _filterable(found, spec):
-                stored = _filter_value(spec, value)
-                stmt = stmt.where(false() if stored is None else value_expr(dialect, spec) == sql_value(dialect, stored))
-        if query.search.strip():
-            term = f"%{query.search.strip()}%"
-            searchable = [form.fields[k] for k in form.list.search if _filterable(found, form.fields[k])]
-            stmt = stmt.where(or_(*(value_expr(dialect, f).like(term) for f in searchable)) if searchable else false())
-        if query.incomplete:
-            stmt = stmt.where(self._incomplete_clause(form))
-        counted = stmt.with_only_columns(Record.id)
-        if query.count_limit:
-            counted = counted.limit(query.count_limit + 1)
-        total_stmt = select(func.count()).select_from(counted.subquery())
-        stmt = stmt.order_by(*self._ordering(form, found, query.sort))
-        page = max(1, query.page)
-        stmt = stmt.limit(query.per_page).offset((page - 1) * query.per_page)
+        """A page of the records the principal may read, filtered, searched and sorted on the form's projection
+        (engine/storage/projection.py): typed columns with indexes of their own, never the JSON documents."""
         with self.db.read() as s:
-            total = s.execute(total_stmt).scalar_one()
-            rows = s.connection().execute(stmt).all()
-        capped = bool(query.count_limit) and total > query.count_limit
-        return Page([_stored(form, row) for row in rows], min(total, query.count_limit) if capped else total,
-                    page, query.per_page, capped)
+            projection, conditions = self.conditions(s, form, principal, query)
+            return self._page(s, form, policy(principal, form), projection, conditions, query)
 
-    def _ordering(self, form: FormSpec, found: FormPolicy | None, sort: str) -> list[ColumnElement]:
+    def conditions(self, s: DbSession, form: FormSpec, principal: Principal, query: ListQuery) -> tuple[Projection, list[Any]]:
+        """The WHERE of a list over the form's projection table: the principal's read scope, then what `query`
+        asks (filters, ranges, empty fields, search, incomplete, a unit's subtree). Fields the principal may not
+        probe (hidden, masked) are ignored. A report's drill-down and an export select with the same."""
+        found = policy(principal, form)
+        projection = projection_of(form, self.db.dialect)
+        table = projection.table
+        conditions = [projection_scope(table, scope(principal, "read", form), principal)]
+        probed = {key: form.fields[key] for key in (*query.filters, *query.ranges, *query.empty)
+                  if key in form.fields and _filterable(found, form.fields[key])}
+        for key, value in query.filters.items():
+            if key in probed:
+                conditions.append(self._compared(projection, probed[key], value, "eq"))
+        for key, (low, high) in query.ranges.items():
+            if key in probed:
+                conditions += [self._compared(projection, probed[key], bound, op)
+                               for bound, op in ((low, "ge"), (high, "lt")) if bound not in (None, "")]
+        conditions += [projection.column(key).is_(None) for key in query.empty if key in probed]
+        if query.search.strip():
+            keys = [k for k in form.list.search if _filterable(found, form.fields[k])]
+            conditions.append(search_condition(projection, self.db.dialect, keys, query.search))
+        if query.incomplete:
+            conditions.append(table.c.incomplete.is_(True))
+        if query.unit is not None:
+            path = s.scalar(select(OrgUnit.path).where(OrgUnit.id == query.unit))
+            conditions.append(false() if path is None else projection_scope(table, Scope(paths=frozenset({path})), principal))
+        return projection, conditions
+
+    @staticmethod
+    def _compared(projection: Projection, spec: FieldSpec, value: Any, op: str) -> ColumnElement:
+        """The field's column compared with a value typed into a query string (read by the field's own type);
+        a value the type cannot read matches nothing."""
+        typed = _filter_value(spec, value)
+        if typed is None:
+            return false()
+        column, sql_value = projection.column(spec.key), projection.fields[spec.key].to_sql(typed)
+        return column == sql_value if op == "eq" else column >= sql_value if op == "ge" else column < sql_value
+
+    def _page(self, s: DbSession, form: FormSpec, found: FormPolicy | None, projection: Projection,
+              conditions: list[Any], query: ListQuery) -> Page:
+        table = projection.table
+        matching = select(table.c.record_id).where(*conditions)
+        counted = matching.limit(query.count_limit + 1) if query.count_limit else matching
+        page = max(1, query.page)
+        ordered = matching.order_by(*self._ordering(form, found, projection, query.sort))
+        total = s.execute(select(func.count()).select_from(counted.subquery())).scalar_one()
+        ids = list(s.execute(ordered.limit(query.per_page).offset((page - 1) * query.per_page)).scalars())
+        rows = s.connection().execute(select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                                      .where(Record.id.in_(ids))).all() if ids else []
+        by_id = {row.id: row for row in rows}
+        capped = bool(query.count_limit) and total > query.count_limit
+        return Page([_stored(form, by_id[i]) for i in ids if i in by_id],
+                    min(total, query.count_limit) if capped else total, page, query.per_page, capped)
+
+    def _ordering(self, form: FormSpec, found: FormPolicy | None, projection: Projection, sort: str) -> list[ColumnElement]:
+        """The chosen sort, then the record id in the same direction: a page walks the sort column's index (which
+        holds the id after the value) in one direction, instead of sorting every match."""
+        record_id = projection.table.c.record_id
         sort = sort or form.list.default_sort
         key = sort.lstrip("-")
         spec = form.fields.get(key)
         if spec is None or found is None or not _filterable(found, spec):
-            return [Record.id.desc()]
-        expr = sort_expr(self.db.dialect, spec)
-        return [expr.desc() if sort.startswith("-") else expr.asc(), Record.id.desc()]
-
-    def _incomplete_clause(self, form: FormSpec) -> ColumnElement:
-        # Unconditionally required fields only: required_if depends on values SQL cannot evaluate.
-        checks = []
-        for spec in form.fields.values():
-            if spec.required and spec.kind.user_input and spec.visible_if is None:
-                expr = value_expr(self.db.dialect, spec)
-                checks.append(or_(expr.is_(None), expr == ""))
-        return or_(*checks) if checks else false()
+            return [record_id.desc()]
+        column = projection.column(key)
+        if self.db.dialect == "postgresql":  # empty values sort as the smallest, as SQLite has them (and the index)
+            return [column.desc().nulls_last(), record_id.desc()] if sort.startswith("-") else [column.asc().nulls_first(), record_id.asc()]
+        return [column.desc(), record_id.desc()] if sort.startswith("-") else [column.asc(), record_id.asc()]
 
     def history(self, form: FormSpec, record_id: int) -> list[AuditEntry]:
         with self.db.read() as s:
@@ -261,7 +294,7 @@ class RecordService:
                 done = self.writer.write(s, principal, [write])
             except IntegrityError as exc:
                 savepoint.rollback()
-                write.issues.append(self.writer.unique_violation(form, exc, write.values))
+                write.issues += self._taken(s, write, exc)
                 continue
             except Stale:
                 savepoint.rollback()
@@ -325,7 +358,11 @@ class RecordService:
             self.writer.write(s, principal, [write])
         except IntegrityError as exc:
             _abandon(s, caller_session)
-            return SaveResult(cleaned=write.cleaned, issues=[self.writer.unique_violation(write.form, exc, write.values)])
+            if caller_session is not None:  # its transaction is the caller's to roll back first
+                return SaveResult(cleaned=write.cleaned, issues=[self.writer.unique_violation(write.form, exc, write.values)])
+            issues = self._taken(s, write, exc)
+            s.rollback()
+            return SaveResult(cleaned=write.cleaned, issues=issues)
         except Stale:
             _abandon(s, caller_session)
             current = write.base_revision + 1
@@ -335,6 +372,16 @@ class RecordService:
             _abandon(s, caller_session)
             return SaveResult(cleaned=write.cleaned, issues=write.issues)
         return SaveResult(record_id=write.record_id, cleaned=write.cleaned)
+
+    def _taken(self, s: DbSession, write: RecordWrite, exc: IntegrityError) -> list[Issue]:
+        """What a unique index refused, as the user's issues. Once the refused statement is rolled back, every
+        unique value the concurrent save took is looked up again, so that the typed field is named (身份证号), not
+        only the one the database happened to check first (学籍号, made from it)."""
+        issue = self.writer.unique_violation(write.form, exc, write.values)
+        probe = RecordWrite(write.form, write.cleaned, unit_id=write.unit_id, current=write.current,
+                            base_revision=write.base_revision)
+        self.writer.check_unique(s, write.form, [probe])
+        return probe.issues or [issue]
 
     def _check_unit(self, s: DbSession, form: FormSpec, principal: Principal, action: str, unit_id: int) -> None:
         if not self._unit_allowed(s, form, principal, action, unit_id):
@@ -361,12 +408,12 @@ def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:
 
 
 def _filter_value(spec: FieldSpec, value: Any) -> Any:
-    """Text typed into a filter (a query string) as the stored value: "2021" is 2021 and "true" is true in JSON;
-    text the field cannot read matches nothing."""
+    """Text typed into a filter (a query string) as the field's value: "2021" is 2021 and "true" is True; text the
+    field cannot read matches nothing (None)."""
     if not isinstance(value, str):
         return value
     cleaned, issues = spec.kind.clean(value)
-    return None if issues or cleaned is None else spec.kind.to_json(cleaned)
+    return None if issues else cleaned
 
 
 def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any]) -> list[Issue]:

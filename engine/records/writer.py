@@ -17,7 +17,7 @@ import hashlib
 import uuid
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import ARRAY, Text, bindparam, func, insert, select, text, true, update
+from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -27,7 +27,7 @@ from engine.issues import Issue
 from engine.permissions import Principal
 from engine.records.model import RecordWrite
 from engine.spec import FieldSpec, FormSpec
-from engine.storage.fieldsql import form_is, index_name, sql_value, value_expr
+from engine.storage.projection import Projection, ProjectionRows, projection_of, unit_places
 from engine.storage.models import Attachment, AuditEntry, Record, utcnow
 from engine.storage.statements import Write
 
@@ -53,6 +53,7 @@ _UPDATE_RECORD = Write(
 # Only a move names unit_id: SQLite rewrites the entries of every index over a column the SET names.
 _MOVE_RECORD = Write(_UPDATE_RECORD.statement.values(unit_id=bindparam("b_unit")))
 _INSERT_AUDIT = Write(insert(AuditEntry.__table__))
+_ROWS = ProjectionRows()
 
 
 class Stale(Exception):
@@ -73,41 +74,41 @@ class RecordWriter:
             if not spec.unique or spec.kind.has_sequence:
                 continue
             wanted: list[tuple[RecordWrite, Any]] = []
+            sources = set(spec.kind.referenced_fields())
             for w in pending:
                 value = w.values.get(key) or _rendered(spec, w.values)
-                if value is None:
+                if value is None or any(i.code == "unique" and i.path in sources for i in w.issues):
+                    continue  # a number made from a taken value (G + 身份证号): the taken value says it already
+                if w.current is not None and spec.kind.to_json(value) == stored_value(spec, w.current.data):
                     continue
-                stored = spec.kind.to_json(value)
-                if w.current is not None and stored == stored_value(spec, w.current.data):
-                    continue
-                wanted.append((w, stored))
+                wanted.append((w, value))
             if not wanted:
                 continue
-            holders = self.holders(s, form, spec, [stored for _w, stored in wanted])
-            for w, stored in wanted:
-                if holders.get(_key(self.dialect, stored), set()) - {w.record_id}:
-                    w.issues.append(Issue("unique", {"value": spec.kind.to_text(spec.kind.from_json(stored))}, path=key))
+            holders = self.holders(s, form, spec, [value for _w, value in wanted])
+            column = projection_of(form, self.dialect).fields[key]
+            for w, value in wanted:
+                if holders.get(column.to_sql(value), set()) - {w.record_id}:
+                    w.issues.append(Issue("unique", {"value": spec.kind.to_text(value)}, path=key))
 
-    def holders(self, s: DbSession, form: FormSpec, spec: FieldSpec, stored: Iterable[Any]) -> dict[str, set[int]]:
-        """Ids of this form's records holding each of `stored` (JSON values) in the unique field `spec`, keyed by
-        the value as the database returns it (text on PostgreSQL), answered from the unique expression index.
+    def holders(self, s: DbSession, form: FormSpec, spec: FieldSpec, values: Iterable[Any]) -> dict[Any, set[int]]:
+        """Ids of this form's records holding each of `values` (Python values) in the field `spec`, keyed by the
+        value as its projection column holds it; one query, answered from the column's index."""
+        return {key[0]: ids for key, ids in self.matching(s, form, (spec.key,), [(v,) for v in values]).items()}
 
-        SQLite: one IN list. PostgreSQL keeps no statistics for a partial expression index, guesses that `= ANY(500
-        values)` matches most rows and scans the table; one equality per value in a LATERAL join makes it probe the
-        index instead (LIMIT 1 keeps the planner from turning it back into a merge join over the whole index)."""
-        expr = value_expr(self.dialect, spec)
-        values = list({sql_value(self.dialect, v) for v in stored})
-        found: dict[str, set[int]] = {}
+    def matching(self, s: DbSession, form: FormSpec, keys: tuple[str, ...], wanted: Iterable[tuple[Any, ...]]
+                 ) -> dict[tuple[Any, ...], set[int]]:
+        """Ids of this form's records whose fields `keys` hold each tuple of `wanted` (Python values), keyed by
+        the tuple as the projection's columns hold it."""
+        projection = projection_of(form, self.dialect)
+        columns = [projection.fields[k] for k in keys]
+        values = {tuple(c.to_sql(v) for c, v in zip(columns, row)) for row in wanted if all(v is not None for v in row)}
+        found: dict[tuple[Any, ...], set[int]] = {}
         if not values:
             return found
-        if self.dialect != "postgresql":
-            rows = s.execute(select(expr, Record.id).where(form_is(form.key), expr.in_(values)))
-        else:
-            wanted = func.unnest(bindparam("wanted", [str(v) for v in values], type_=ARRAY(Text))).table_valued("x").render_derived(name="v")
-            match = select(Record.id).where(form_is(form.key), expr == wanted.c.x).limit(1).lateral("m")
-            rows = s.execute(select(wanted.c.x, match.c.id).select_from(wanted).join(match, true()))
-        for value, record_id in rows:
-            found.setdefault(str(value), set()).add(record_id)
+        selected = [projection.table.c[c.name] for c in columns]
+        condition = selected[0].in_([v[0] for v in values]) if len(selected) == 1 else tuple_(*selected).in_(list(values))
+        for row in s.execute(select(*selected, projection.table.c.record_id).where(condition)):
+            found.setdefault(tuple(row[:-1]), set()).add(row[-1])
         return found
 
     # --- writing -------------------------------------------------------------------------------------------
@@ -141,6 +142,7 @@ class RecordWriter:
                  "def_version": form.version, "revision": 1, "created_by": principal.user_id,
                  "updated_by": principal.user_id, "created_at": now, "updated_at": now} for w in new])
         self._update(connection, form, principal, [w for w in todo if not w.is_new], now)
+        self._project(connection, form, principal, todo)
         _INSERT_AUDIT.run(connection, [
             {"form_key": form.key, "record_id": w.record_id, "action": "create" if w.is_new else "update",
              "user_id": principal.user_id, "username": principal.username,
@@ -170,6 +172,40 @@ class RecordWriter:
             if statement.run(connection, params) != len(group):
                 raise Stale()
 
+    def _project(self, connection: Any, form: FormSpec, principal: Principal, writes: list[RecordWrite]) -> None:
+        """The written records' projection rows, in the same transaction: whatever the form's lists, searches,
+        links and figures read (engine/storage/projection.py). A saved record is complete: the validator let it
+        through."""
+        projection = projection_of(form, self.dialect)
+        placed = [w for w in writes if w.is_new or w.moves]
+        places = unit_places(connection, {w.unit_id for w in placed if w.unit_id is not None})
+        new = [w for w in writes if w.is_new]
+        _ROWS.insert(connection, projection, [
+            projection.row(w.record_id, places[w.unit_id], principal.user_id, w.values, incomplete=False)  # type: ignore[arg-type,index]
+            for w in new])
+        updated = [w for w in writes if not w.is_new]
+        rows = []
+        for w in updated:
+            row = {"record_id": w.record_id, "def_version": projection.rows_version, "incomplete": False,
+                   **projection.value_columns(w.values)}
+            if w.moves:
+                row.update(projection.place_columns(places[w.unit_id]))  # type: ignore[index]
+            rows.append(row)
+        for group in (r for r in (_same_keys(rows, True), _same_keys(rows, False)) if r):
+            if _ROWS.update(connection, projection, group) != len(group):
+                self._project_missing(connection, projection, [w for w in updated if w.record_id in {r["record_id"] for r in group}])
+
+    def _project_missing(self, connection: Any, projection: Projection, writes: list[RecordWrite]) -> None:
+        """Updated records that had no projection row yet (saved before their form's table was refreshed): insert
+        theirs."""
+        ids = [w.record_id for w in writes]
+        present = set(connection.execute(select(projection.table.c.record_id).where(projection.table.c.record_id.in_(ids))).scalars())
+        missing = [w for w in writes if w.record_id not in present]
+        places = unit_places(connection, {w.unit_id if w.moves else w.current.unit_id for w in missing})  # type: ignore[union-attr]
+        _ROWS.insert(connection, projection, [
+            projection.row(w.record_id, places[w.unit_id if w.moves else w.current.unit_id], w.current.created_by,  # type: ignore[arg-type,index,union-attr]
+                           w.values, incomplete=False) for w in missing])
+
     def delete(self, s: DbSession, principal: Principal, form: FormSpec, record_id: int, revision: int,
                data: Mapping[str, Any]) -> None:
         s.execute(_RECORD.delete().where(_RECORD.c.id == record_id))
@@ -183,8 +219,9 @@ class RecordWriter:
         """The unique field a refused INSERT or UPDATE collided on, as the issue a user reads; other integrity
         errors are not the user's to fix and are raised again."""
         message = str(exc.orig)
+        projection = projection_of(form, self.dialect)
         for key, spec in form.fields.items():
-            if spec.unique and index_name("ux", form.key, spec) in message:
+            if spec.unique and projection.names_unique(key, message):
                 return Issue("unique", {"value": spec.kind.to_text(values.get(key))}, path=key)
         raise exc
 
@@ -239,9 +276,10 @@ class RecordWriter:
 
     def _skip_taken(self, s: DbSession, form: FormSpec, spec: FieldSpec, writes: list[RecordWrite], draw: Any) -> None:
         kind: Any = spec.kind
+        column = projection_of(form, self.dialect).fields[spec.key]
         for _ in range(MAX_SEQUENCE_SKIPS):
-            holders = self.holders(s, form, spec, [kind.to_json(w.values[spec.key]) for w in writes])
-            writes = [w for w in writes if _key(self.dialect, kind.to_json(w.values[spec.key])) in holders]
+            holders = self.holders(s, form, spec, [w.values[spec.key] for w in writes])
+            writes = [w for w in writes if column.to_sql(w.values[spec.key]) in holders]
             if not writes:
                 return
             for w in writes:
@@ -295,6 +333,6 @@ def _rendered(spec: FieldSpec, values: Mapping[str, Any]) -> Any:
         return None
 
 
-def _key(dialect: str, stored: Any) -> str:
-    """A stored value as `holders` keys it (the database's answer as text)."""
-    return str(sql_value(dialect, stored))
+def _same_keys(rows: list[dict[str, Any]], moved: bool) -> list[dict[str, Any]]:
+    """Rows of one shape (with or without the unit's columns), for one executemany each."""
+    return [row for row in rows if ("unit_id" in row) == moved]

@@ -111,6 +111,19 @@ class Sequence(Base):
     last_value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class ProjectionState(Base):
+    """What a form's projection table holds (engine/storage/projection.py): its columns and the version its rows
+    are computed from; `stale` counts rows still to recompute after a definition change (0 once refreshed)."""
+
+    __tablename__ = "projections"
+    form_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(80))
+    layout: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
+    rows_version: Mapped[str] = mapped_column(String(40))
+    stale: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, inspect, select, text
 
 from engine.fields import UploadedFile
 from engine.issues import Issue
 from engine.permissions import Principal
 from engine.records import ListQuery, RecordService, SaveResult
 from engine.spec import FormSpec
-from engine.storage.fieldsql import index_name, sql_value
+from engine.storage.projection import projection_of
 from engine.storage.models import Attachment, Record, Sequence
 from engine.validation import clean_record
 from tests.engine.helpers import (
@@ -287,31 +287,29 @@ def test_scope__update_and_delete_out_of_scope_refused(shared: World) -> None:
 
 # --- indexes ---------------------------------------------------------------------------------------------
 
-def index_sql(state: AppState) -> dict[str, str]:
+def index_sql(state: AppState, table: str) -> dict[str, str]:
     with state.db.engine.connect() as connection:
         if state.db.dialect == "postgresql":
-            rows = connection.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'records' AND schemaname = current_schema()"))
+            rows = connection.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = current_schema()"), {"t": table})
         else:
-            rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'"))
+            rows = connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t"), {"t": table})
         return {name: sql or "" for name, sql in rows}
 
 
-def test_expression_indexes__exist_after_start(shared: World) -> None:
-    existing = index_sql(shared.state)
+def test_projection_indexes__exist_after_start(shared: World) -> None:
     for form in shared.state.definitions.forms.values():
+        projection = projection_of(form, shared.state.db.dialect)
+        existing = index_sql(shared.state, projection.name)
         for key, spec in form.fields.items():
+            column = projection.fields[key].name
+            covering = [sql for sql in existing.values() if re.search(rf"\(\s*\"?{column}\"?[\s,)]", sql)]
             if spec.unique:
-                assert index_name("ux", form.key, spec) in existing, key
-                assert "UNIQUE" in existing[index_name("ux", form.key, spec)].upper()
+                assert covering and "UNIQUE" in covering[0].upper(), (form.key, key, existing)
             elif key in form.list.filters:
-                assert index_name("dx", form.key, spec) in existing, key
-            if spec.unique or key in form.list.filters:
-                # Over the form's own rows only: saving a record computes no other form's index values.
-                sql = existing[index_name("ux" if spec.unique else "dx", form.key, spec)]
-                assert re.search(rf"WHERE \(*form_key\)?(::text)? = '{form.key}'", sql), sql
+                assert covering, (form.key, key, existing)
 
 
-def test_filtered_list__uses_expression_index_on_sqlite(shared: World) -> None:
+def test_filtered_list__uses_projection_index_on_sqlite(shared: World) -> None:
     if shared.state.db.dialect != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans depend on table statistics")
     world = shared
@@ -319,16 +317,16 @@ def test_filtered_list__uses_expression_index_on_sqlite(shared: World) -> None:
     statements: list[tuple[str, Any]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:  # noqa: ANN001
-        if "json_extract" in statement and "count(" not in statement:
+        if "p_student" in statement and "count(" not in statement:
             statements.append((statement, parameters))
 
     event.listen(world.state.db.engine, "before_cursor_execute", capture)
-    world.service.list(world.form, admin, ListQuery(filters={"grade": sql_value("sqlite", "高一")}, sort="name"))
+    world.service.list(world.form, admin, ListQuery(filters={"grade": "高一"}, sort="name"))
     event.remove(world.state.db.engine, "before_cursor_execute", capture)
     statement, parameters = statements[-1]
     with world.state.db.engine.connect() as connection:
         plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
-    assert index_name("dx", "student", world.form.fields["grade"]) in plan, plan
+    assert "USING INDEX px_student_" in plan or "USING COVERING INDEX px_student_" in plan, plan
 
 
 # --- definitions change under existing records -------------------------------------------------------------
@@ -420,16 +418,18 @@ def test_renamed_from__old_records_read_filtered_and_unique(pupils) -> None:
     form = state.definitions.forms["pupil"]
 
     assert {k: v for k, v in state.records.get(form, old_id, admin).values.items()} == {"name": "张三", "number": "A1", "level": "高一"}
-    listed = state.records.list(form, admin, ListQuery(filters={"level": sql_value(state.db.dialect, "高一")}))
+    listed = state.records.list(form, admin, ListQuery(filters={"level": "高一"}))
     assert [r.id for r in listed.records] == [old_id]
     duplicate = state.records.create(form, admin, _class(state), {"name": "李四", "number": "A1", "level": "高二"})
     assert duplicate.issues == [Issue("unique", {"value": "A1"}, path="number")]
 
-    indexes = index_sql(state)
-    assert index_name("ux", "pupil", form.fields["number"]) in indexes
-    assert "coalesce" in indexes[index_name("ux", "pupil", form.fields["number"])].lower()
-    assert "coalesce" in indexes[index_name("dx", "pupil", form.fields["level"])].lower()
-    assert not [name for name in indexes if name.startswith(("ux_pupil_code", "dx_pupil_grade"))]
+    # The renamed fields' columns were renamed with them (their values and indexes kept), not rebuilt.
+    projection = projection_of(form, state.db.dialect)
+    with state.db.engine.connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns(projection.name)}
+    assert {"f_number", "f_level"} <= columns and not {"f_code", "f_grade"} & columns
+    indexes = index_sql(state, projection.name)
+    assert any("UNIQUE" in sql.upper() and "f_number" in sql for sql in indexes.values()), indexes
 
 
 def test_renamed_from__save_moves_value_to_new_key(pupils) -> None:

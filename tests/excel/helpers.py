@@ -16,7 +16,7 @@ from engine.excel.jobs import create_job, load_job, queue_commit, run_job
 from engine.excel.limits import Limits
 from engine.org import build_principal
 from engine.permissions import Principal
-from engine.storage.fieldsql import form_is, sql_value, value_expr
+from engine.storage.projection import projection_of
 from engine.storage.models import ImportJob, ImportRowError, Record, User
 from web.state import AppState
 
@@ -162,10 +162,10 @@ def errors_of(state: AppState, job: ImportJob) -> dict[int, list[str]]:
 
 def record_by_id_card(state: AppState, number: str) -> Record | None:
     form = state.definitions.forms["student"]
-    spec = form.fields["id_card"]
-    dialect = state.db.dialect
+    projection = projection_of(form, state.db.dialect)
     with state.db.read() as s:
-        return s.scalar(select(Record).where(form_is("student"), value_expr(dialect, spec) == sql_value(dialect, number)))
+        found = select(projection.table.c.record_id).where(projection.column("id_card") == number)
+        return s.scalar(select(Record).where(Record.id.in_(found)))
 
 
 def wait_job(state: AppState, job_id: int, statuses: tuple[str, ...] = ("previewed", "done", "rejected", "failed"),

@@ -10,8 +10,10 @@ from sqlalchemy import func, select, text
 from engine.excel.importer import ImportPass
 from engine.excel.jobs import run_job
 from engine.excel.limits import Limits
+from engine.records import RecordWrite
 from engine.storage.models import AuditEntry, Record, User, UserRole, utcnow
-from tests.excel.helpers import HEADER, commit, errors_of, new_student, preview, record_by_id_card, xlsx
+from engine.validation import clean_record
+from tests.excel.helpers import HEADER, commit, errors_of, new_student, preview, principal_of, record_by_id_card, xlsx
 from web.cli import main
 from web.state import AppState
 
@@ -79,9 +81,9 @@ def test_database_refuses_a_batch__rows_saved_one_by_one_the_taken_one_reported(
 
     def someone_saves_first(self: ImportPass, s, plans):  # type: ignore[no-untyped-def]
         if self.write and record_by_id_card(shared, taken) is None:
-            s.execute(Record.__table__.insert().values(
-                form_key="student", unit_id=plans[0].unit_id, def_version="x", revision=1, created_at=utcnow(),
-                updated_at=utcnow(), data={"id_card": taken, "student_no": "X" + taken, "name": "别人"}))
+            form = shared.definitions.forms["student"]
+            other = plans[1].write.cleaned.values | {"name": "别人"}
+            shared.records.writer.write(s, principal_of(shared, "reg"), [RecordWrite(form, clean_record(form, other), unit_id=plans[0].unit_id)])
         return write(self, s, plans)
 
     monkeypatch.setattr(ImportPass, "_write", someone_saves_first)

@@ -16,6 +16,7 @@ from engine.fields.files import MB, human_size
 from engine.issues import Issue
 from engine.messages import render
 from engine.spec import FormSpec
+from engine.storage.projection import projection_of, reproject
 from engine.storage.models import Record
 from tests.engine.helpers import BACKENDS, add_member, database_url, png_bytes, principal_of, sign_in, student_values
 from tests.support import CLASS_1, OTHER_DISTRICT_CLASS, OTHER_SCHOOL_CLASS, SCHOOL, build, unit_id
@@ -61,6 +62,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             # A record saved before 家长姓名 became required: it lacks the value.
             record = s.get(Record, ids["学生Q"])
             s.execute(update(Record).where(Record.id == record.id).values(data={**record.data, "guardian_name": None}))
+            reproject(s.connection(), projection_of(form, state.db.dialect), [record.id])
             s.commit()
         yield World(app, state, ids, "学生Q")
         state.db.dispose()

@@ -38,10 +38,7 @@ class ApiController(Controller):
     async def list_json(self, request: Request) -> dict[str, Any]:
         form, principal = _form(request), current_principal(request)
         found = policy(principal, form)
-        params = request.query_params
-        page_no = int(params.get("page", "1")) if params.get("page", "1").isdigit() else 1
-        filters = {k: params.get(k) for k in form.list.filters if params.get(k)}
-        result = app_state(request).records.list(form, principal, ListQuery(filters=filters, search=params.get("q", ""), page=page_no))
+        result = app_state(request).records.list(form, principal, ListQuery.parse(form, request.query_params))
         return {"total": result.total, "page": result.page, "records": [record_json(form, found, r) for r in result.records]}
 
     @get("/{record_id:int}", opt={"action": "read"}, name="api:detail")

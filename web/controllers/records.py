@@ -37,14 +37,8 @@ class RecordController(Controller):
     async def list_records(self, request: Request) -> Template:
         form, principal = _form(request), current_principal(request)
         found = policy(principal, form)
-        params = request.query_params
-        filters = {k: params.get(k) for k in form.list.filters if params.get(k)}
-        try:
-            page_no = max(1, int(params.get("page", "1")))
-        except ValueError:
-            page_no = 1
-        query = ListQuery(filters=filters, search=params.get("q", ""), sort=params.get("sort", ""),
-                          page=page_no, incomplete=params.get("incomplete") == "1", count_limit=LIST_COUNT_LIMIT)
+        query = ListQuery.parse(form, request.query_params, count_limit=LIST_COUNT_LIMIT)
+        filters = query.filters
         result = app_state(request).records.list(form, principal, query)
         columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
         rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
