@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def create_backup(url: str, output: Path, definitions: Path, pg_bin: Path | None
     except OSError as exc:
         raise BackupError(f"写备份文件失败：{exc}") from exc
     finally:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # e.g. no directory to remove it from: the error above says why
+            partial.unlink(missing_ok=True)
     return BackupResult(output, manifest, output.stat().st_size)
 
 
