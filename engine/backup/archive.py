@@ -37,7 +37,8 @@ def write_archive(target: Path, manifest: Manifest, files: dict[str, Path], text
     """`files` (the database) are streamed from disk, `texts` (the definitions) are held in memory; the manifest
     must already list both with their checksums. The file is synced before this returns."""
     raw_manifest = manifest.to_bytes()
-    with target.open("wb") as raw:
+    # Readable by the account that runs Dangan only: the archive holds every student's personal data.
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as raw:
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add(tar, MANIFEST, raw_manifest)
             _add(tar, MANIFEST_SUM, (hashlib.sha256(raw_manifest).hexdigest() + "\n").encode())

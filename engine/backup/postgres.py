@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -90,7 +91,8 @@ def libpq(url: str) -> Libpq:
     return Libpq(make_conninfo("", **{k: str(v) for k, v in params.items() if v is not None}), env)
 
 
-def _engine(url: str):  # type: ignore[no-untyped-def]
+def _engine(url: str) -> Engine:
+    """One short-lived connection at a time, outside any pool of the server's."""
     return create_engine(url, poolclass=NullPool)
 
 
@@ -305,7 +307,8 @@ def _pump(script: IO[bytes], psql: IO[bytes], before: str, after: str, producer:
     except BrokenPipeError:  # psql stopped at an error and rolled back; its stderr says why
         producer.kill()
         produced = producer.wait()
-        return 0 if produced in (0, -9) else produced
+        # Killed here: psql's error is the one to report. pg_restore's own failure still is.
+        return 0 if produced in (0, -signal.SIGKILL) else produced
     finally:
         script.close()
     return produced

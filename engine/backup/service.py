@@ -181,16 +181,16 @@ def restore_backup(url: str, archive: Path, *, definitions: Path, force: bool = 
     path = sqlite_file(url)
     if kind == "sqlite" and path is None:
         raise BackupError("不能恢复到内存中的 SQLite 数据库：请在 DANGAN_DATABASE_URL 中指定数据库文件")
+    database = Path(path).absolute() if path else None
     # SQLite: the archive is unpacked beside the database, on the disk that must hold the restored copy anyway.
-    work_dir = Path(path).absolute().parent if path else None
-    if work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".dangan-restore-", dir=work_dir) as work_name:
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".dangan-restore-", dir=database.parent if database else None) as work_name:
         extracted = verify_backup(archive, Path(work_name), pg_bin)
         manifest = extracted.manifest
         _check_fits(manifest, kind)
-        target = postgres.present(url) if path is None else None
-        held = target.counts if target is not None else sqlite.present(Path(path))  # type: ignore[arg-type]
+        target = postgres.present(url) if database is None else None
+        held = sqlite.present(database) if database is not None else target.counts if target else None
         replaced = held if held is not None and held.holds_data else None
         safety = None
         if replaced is not None:
@@ -200,10 +200,10 @@ def restore_backup(url: str, archive: Path, *, definitions: Path, force: bool = 
             if safety_dir is not None:
                 safety = create_backup(url, safety_dir / archive_name(BEFORE_RESTORE_PREFIX, utcnow()), definitions,
                                        pg_bin).path
-        if target is not None:
+        if database is not None:
+            sqlite.restore(extracted.database_file, database, manifest.counts)
+        elif target is not None:
             postgres.restore(url, extracted.database_file, manifest, target, pg_bin)
-        else:
-            sqlite.restore(extracted.database_file, Path(path), manifest.counts)  # type: ignore[arg-type]
         if definitions_out is not None:
             for name, source in extracted.definitions().items():
                 (definitions_out / name).parent.mkdir(parents=True, exist_ok=True)

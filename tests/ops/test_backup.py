@@ -17,11 +17,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from engine.backup import postgres
-from engine.backup.manifest import MANIFEST, MANIFEST_SUM, BackupError, Counts
+from engine.backup.manifest import MANIFEST, BackupError, Counts
 from engine.backup.service import create_backup, restore_backup, verify_backup
 from tests.conftest import pg_admin_url
 from tests.engine.helpers import BACKENDS
-from tests.ops.support import Archive, Writers, open_archive, table_rows, two_databases
+from tests.ops.support import Writers, open_archive, table_rows, two_databases
 
 
 def _restore_schemas() -> set[str]:

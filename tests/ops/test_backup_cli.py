@@ -31,6 +31,7 @@ def test_backup_then_restore_into_an_empty_database__again_only_with_force(backe
         assert done.returncode == 0, done.stderr
         assert f"备份完成，已读回校验：{tmp_path / 'cli.tar'}" in done.stdout
         assert "记录 5 条（dossier 5），审计 5 条，附件 5 个，用户 2 个" in done.stdout
+        assert (tmp_path / "cli.tar").stat().st_mode & 0o777 == 0o600
         default = dangan(source_env, "backup")
         assert default.returncode == 0, default.stderr
         (made,) = (tmp_path / "var" / "backups").glob("dangan-backup-*.tar")
