@@ -137,18 +137,20 @@ class Writers:
         assert not self.failures, self.failures
 
 
-def table_rows(url: str) -> dict[str, dict[Any, tuple]]:
-    """Every row of every engine table (and alembic_version), by primary key."""
+def table_rows(url: str) -> dict[str, dict[Any, dict[str, Any]]]:
+    """Every row (column → value) of every engine table and alembic_version, by primary key."""
     engine = create_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
             present = set(inspect(connection).get_table_names())
-            rows: dict[str, dict[Any, tuple]] = {}
+            rows: dict[str, dict[Any, dict[str, Any]]] = {}
             for table in Base.metadata.sorted_tables:
                 assert table.name in present, table.name
                 keys = [c.name for c in table.primary_key.columns]
-                rows[table.name] = {tuple(getattr(r, k) for k in keys): tuple(r) for r in connection.execute(select(table))}
-            rows["alembic_version"] = {r[0]: tuple(r) for r in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
+                rows[table.name] = {tuple(getattr(r, k) for k in keys): dict(r._mapping)
+                                    for r in connection.execute(select(table))}
+            rows["alembic_version"] = {r[0]: {"version_num": r[0]}
+                                       for r in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
             return rows
     finally:
         engine.dispose()

@@ -2,12 +2,15 @@
 manifest counted; a damaged or mismatched archive is refused with nothing written; a target with data needs --force."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
 import os
 import shutil
 import tarfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -20,8 +23,10 @@ from engine.backup import postgres
 from engine.backup.manifest import MANIFEST, BackupError, Counts
 from engine.backup.service import create_backup, restore_backup, verify_backup
 from tests.conftest import pg_admin_url
-from tests.engine.helpers import BACKENDS
+from tests.engine.helpers import BACKENDS, id_number
 from tests.ops.support import Writers, open_archive, table_rows, two_databases
+from tests.support import DEFINITIONS
+from tests.workflows.support import PEOPLE, application_id, make_world, proof
 
 
 def _restore_schemas() -> set[str]:
@@ -77,10 +82,10 @@ def test_a_backup_taken_while_records_are_written__restores_the_snapshot_its_man
             assert source[name][key] == row, (name, key)
     # Consistent: every record restored with its audit entry and its scan, and nothing of a record that is not.
     record_ids = {key[0] for key in restored["records"]}
-    assert {row[2] for row in restored["audit_log"].values()} == record_ids
+    assert {row["record_id"] for row in restored["audit_log"].values()} == record_ids
     attachments = restored["attachments"].values()
-    assert {row[2] for row in attachments} == record_ids
-    assert all(hashlib.sha256(row[8]).hexdigest() == row[7] for row in attachments)
+    assert {row["record_id"] for row in attachments} == record_ids
+    assert all(hashlib.sha256(row["content"]).hexdigest() == row["sha256"] for row in attachments)
     assert len(restored["users"]) == len(source["users"]) == 4  # the first admin and three clerks
 
 
@@ -285,3 +290,49 @@ def test_copy_data_is_counted_per_table_and_form_with_escapes() -> None:
     tables, watched = postgres.count_copy_data(script)
     assert tables == {"records": 3, "alembic_version": 2, "users": 0}
     assert watched == {"records": ["student", "student", "award"], "alembic_version": ["0002", "0008"]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=["sqlite", "pg"])
+def test_a_backup_taken_while_approvals_are_decided_holds_each_decision_whole_or_not_at_all(backend: str, tmp_path: Path) -> None:
+    """An approval changes the application, its task, its timeline and (its effect) the student's record in one
+    transaction; in the restored snapshot each application is either decided with all of that, or still pending with
+    none of it."""
+    with two_databases(backend, tmp_path) as (source_url, target_url):
+        w = make_world(source_url, tmp_path, {u: PEOPLE[u] for u in ("reg", "bureau")})
+        reg, bureau = w.login("reg"), w.login("bureau")
+        withdraw = {"reason": "出国", "leave_date": "2026-09-01"}
+        students = [w.student(f"学生{name}", id_number(dt.date(2008, 5, 12), 2 * n + 1))  # odd: 男, as valid_student
+                    for n, name in enumerate(a + b for a in "甲乙丙丁戊己庚辛壬癸" for b in "一二")]
+        applications = [application_id(reg.start("withdraw", student, withdraw, proof())) for student in students]
+        decided: list[int] = []
+
+        def approve_all() -> None:
+            for app in applications:
+                assert bureau.decide(app, "approve", comment="同意").status_code == 303
+                decided.append(app)
+
+        thread = threading.Thread(target=approve_all)
+        thread.start()
+        while len(decided) < 3 and thread.is_alive():
+            time.sleep(0.01)
+        backup = create_backup(source_url, tmp_path / "b.tar", DEFINITIONS)
+        thread.join(timeout=120)
+        assert len(decided) == len(applications)
+        w.state.db.dispose()
+        restore_backup(target_url, backup.path, definitions=DEFINITIONS)
+        restored = table_rows(target_url)
+
+    assert {name: len(rows) for name, rows in restored.items()} == backup.manifest.counts.tables
+    status = {row["id"]: row["status"] for row in restored["wf_applications"].values()}
+    assert set(status) == set(applications)
+    approved = {app for app, state in status.items() if state == "approved"}
+    assert 3 <= len(approved) < len(applications)  # the decisions went on after the snapshot
+    assert set(status.values()) == {"approved", "pending"}
+    actions = {(row["application_id"], row["action"]) for row in restored["wf_actions"].values()}
+    tasks = {row["application_id"]: row["status"] for row in restored["wf_tasks"].values()}
+    records = {row["id"]: row["data"] for row in restored["records"].values()}
+    for application in restored["wf_applications"].values():
+        app, decided_here = application["id"], application["id"] in approved
+        assert ((app, "approve") in actions) == decided_here
+        assert tasks[app] == ("approved" if decided_here else "open")
+        assert (records[application["record_id"]]["status"] == "退学") == decided_here
