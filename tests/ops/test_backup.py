@@ -8,6 +8,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -336,3 +338,22 @@ def test_a_backup_taken_while_approvals_are_decided_holds_each_decision_whole_or
         assert ((app, "approve") in actions) == decided_here
         assert tasks[app] == ("approved" if decided_here else "open")
         assert (records[application["record_id"]]["status"] == "退学") == decided_here
+
+
+def test_restore_refuses_while_the_server_in_the_pid_file_runs__a_stale_pid_file_is_ignored(
+        good_archive: tuple[str, Path], tmp_path: Path) -> None:
+    backend, good = good_archive
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "dangan", "serve"])
+    pid_file = tmp_path / "dangan.pid"
+    pid_file.write_text(str(stand_in.pid))
+    try:
+        with two_databases(backend, tmp_path) as (_source, target_url):
+            with pytest.raises(BackupError, match=f"服务正在运行（进程 {stand_in.pid}）：请先停止服务"):
+                restore_backup(target_url, good, definitions=tmp_path / "none", server_pid_file=pid_file)
+            stand_in.kill()
+            stand_in.wait()
+            restore_backup(target_url, good, definitions=tmp_path / "none", server_pid_file=pid_file)
+            assert table_rows(target_url)["records"]
+    finally:
+        stand_in.kill()
+        stand_in.wait()
