@@ -1,4 +1,4 @@
-"""The `dangan` command: check, serve, create-user, reload."""
+"""The `dangan` command: check, serve, create-user, reload, import, backup, restore."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +6,18 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from engine.accounts import AccountError, create_user, generate_password
+from engine.backup.manifest import BackupError, Counts
+from engine.backup.service import MANUAL_PREFIX, archive_name, restore_backup, run_backup
 from engine.errors import DefinitionErrors
+from engine.fields.files import human_size
 from engine.loader import load_definitions
 from engine.org import unit_by_path
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
+from engine.storage.models import utcnow
 from web.settings import Settings
 
 
@@ -119,6 +124,45 @@ def cmd_import(args: argparse.Namespace) -> int:
     return command_import(args, sys.stdout, sys.stderr)
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    settings = Settings()
+    output = Path(args.output) if args.output else settings.backup_dir / archive_name(MANUAL_PREFIX, utcnow())
+    db = Database(settings.database_url, checkpoint=False)
+    try:
+        run = run_backup(db, output, settings.definitions, "manual", settings.pg_bin)
+    finally:
+        db.dispose()
+    if not run.verified:
+        print(f"备份失败：{run.message}", file=sys.stderr)
+        return 1
+    print(f"备份完成，已读回校验：{run.file}（{human_size(run.size)}）\n  {Counts.from_json(run.counts).summary()}")
+    if run.message:
+        print(f"  注意：{run.message}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        result = restore_backup(settings.database_url, Path(args.file), definitions=settings.definitions, force=args.force,
+                                safety_dir=settings.backup_dir,
+                                definitions_out=Path(args.definitions) if args.definitions else None,
+                                server_pid_file=settings.var_dir / "dangan.pid", pg_bin=settings.pg_bin)
+    except BackupError as exc:
+        print(f"未恢复，数据库没有改变：{exc}", file=sys.stderr)
+        return 1
+    manifest = result.manifest
+    print(f"已恢复 {args.file}（备份于 {manifest.created_at:%Y-%m-%d %H:%M} UTC，"
+          f"定义版本 {manifest.definitions_version or '未记录'}），行数与备份清单一致：\n  {manifest.counts.summary()}")
+    if result.safety_copy is not None:
+        print(f"替换前的数据已备份到 {result.safety_copy}")
+    if args.definitions:
+        print(f"备份中的定义文件已写到 {args.definitions}")
+    for note in result.notes:
+        print(note)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="dangan", description="Dangan 学生电子档案表单与流程引擎")
     sub = root.add_subparsers(dest="command", required=True)
@@ -150,6 +194,15 @@ def parser() -> argparse.ArgumentParser:
     excel.add_argument("--skip-invalid", action="store_true", help="跳过错误行，导入其余行（默认：全部正确才导入）")
     excel.add_argument("--no-size-limit", action="store_true", help="不限制文件大小（行数等其他上限仍然有效）")
     excel.set_defaults(func=cmd_import)
+    backup = sub.add_parser("backup", help="备份数据库（含附件）和定义目录到一个 .tar 文件，写完后读回校验")
+    backup.add_argument("--output", "-o", help="备份文件（默认 $DANGAN_BACKUP_DIR/dangan-backup-<时间>.tar）")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="从备份文件恢复数据库（先完整校验；失败时不做任何更改）")
+    restore.add_argument("file", help="dangan backup 生成的 .tar 文件")
+    restore.add_argument("--force", action="store_true",
+                         help="目标数据库已有数据时也恢复：整体替换（替换前先把现有数据备份到 $DANGAN_BACKUP_DIR）")
+    restore.add_argument("--definitions", help="把备份中的定义文件写到这个目录（须不存在或为空）")
+    restore.set_defaults(func=cmd_restore)
     return root
 
 

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import uvicorn
 
+from engine.backup.schedule import BackupScheduler
 from engine.storage.db import Database, in_memory_sqlite
 from web.app import create_app
 from web.state import AppState
@@ -54,7 +55,10 @@ def serve(state: AppState, host: str, port: int, workers: int) -> None:
     if workers <= 1:
         app = create_app(state.settings, state)
         freeze_start_up_objects()
+        backups = start_backups(state, 0)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        if backups is not None:
+            backups.stop()
         return
     listener = _bind(host, port)
     state.db.dispose()  # no pooled connection may be shared by the forked workers
@@ -266,5 +270,19 @@ def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: 
     state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number))
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
     freeze_start_up_objects()
+    backups = start_backups(state, number)
     HandedServer(config, channel).run()
+    if backups is not None:
+        backups.stop()
     state.db.dispose()
+
+
+def start_backups(state: AppState, number: int) -> BackupScheduler | None:
+    """Scheduled backups (docs/operations.md) run in one process of a server, worker 0 as with the checkpointer:
+    not in the parent, which only supervises and whose os.wait() for any child would reap pg_dump and pg_restore
+    from under the backup. When one is due is read from the database, so a replaced worker 0 carries on where the
+    last one stopped."""
+    schedule = state.settings.backup_schedule()
+    if number != 0 or not schedule.enabled or in_memory_sqlite(state.settings.database_url):
+        return None
+    return BackupScheduler(state.db, schedule)

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.backup.schedule import Schedule
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -17,3 +19,13 @@ class Settings:
     secure_cookies: bool = field(default_factory=lambda: os.environ.get("DANGAN_SECURE_COOKIES", "") == "1")
     max_upload_bytes: int = field(default_factory=lambda: int(os.environ.get("DANGAN_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
     var_dir: Path = field(default_factory=lambda: Path(os.environ.get("DANGAN_VAR", ROOT / "var")))
+    # Backups (docs/operations.md): where `dangan backup` and the schedule write, how often the schedule runs (0: never)
+    # and how many scheduled archives it keeps; DANGAN_PG_BIN: the directory of pg_dump/pg_restore/psql if not on PATH.
+    backup_dir: Path = field(default_factory=lambda: Path(
+        os.environ.get("DANGAN_BACKUP_DIR") or Path(os.environ.get("DANGAN_VAR", ROOT / "var")) / "backups"))
+    backup_every_hours: float = field(default_factory=lambda: float(os.environ.get("DANGAN_BACKUP_EVERY_HOURS", "24")))
+    backup_keep: int = field(default_factory=lambda: int(os.environ.get("DANGAN_BACKUP_KEEP", "7")))
+    pg_bin: Path | None = field(default_factory=lambda: Path(os.environ["DANGAN_PG_BIN"]) if os.environ.get("DANGAN_PG_BIN") else None)
+
+    def backup_schedule(self) -> Schedule:
+        return Schedule(self.backup_dir, self.backup_every_hours, self.backup_keep, self.definitions, self.pg_bin)

@@ -301,3 +301,23 @@ class ImportRowError(Base):
     errors: Mapped[list[Any]] = mapped_column(JsonDoc)
 
     __table_args__ = (Index("ix_import_errors_job", "job_id", "phase", "row_no"),)
+
+
+# --- Backups ---
+class BackupRun(Base):
+    """One backup archive written (by `dangan backup` or the schedule): where, how big, what it counted, and whether
+    reading it back matched. The admin overview shows the latest; the schedule reads when the last one ran."""
+
+    __tablename__ = "backups"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # scheduled | manual | before_restore
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    file: Mapped[str] = mapped_column(String(1000), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)  # the manifest's counts
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    message: Mapped[str] = mapped_column(Text, default="")  # why it failed, or what was left out
+    runner: Mapped[str] = mapped_column(String(80), default="")  # "host:pid" of the process that wrote it
+
+    __table_args__ = (Index("ix_backups_kind_started", "kind", "started_at"),)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from engine.accounts import AccountError, create_user, generate_password, reset_password, set_memberships
+from engine.backup.schedule import backup_status
 from engine.org import Unit, all_units, ancestor_ids, create_unit, move_unit_name
 from engine.sessions import token_digest
 from engine.spec import Definitions, OrgLevel
@@ -227,8 +228,9 @@ def _overview(request: Request, outcome: Any = None) -> Template:
         users = s.scalar(select(func.count()).select_from(User)) or 0
         active = s.scalar(select(func.count()).select_from(User).where(User.is_active.is_(True))) or 0
         units = s.scalar(select(func.count()).select_from(OrgUnit)) or 0
+        backup = backup_status(s, state.settings.backup_schedule())
     return page(request, "admin/overview.html", definitions=state.definitions, users=users, active_users=active,
-                units=units, outcome=outcome, title="系统管理")
+                units=units, outcome=outcome, backup=backup, title="系统管理")
 
 
 # --- org units ---------------------------------------------------------------------------------------
