@@ -17,3 +17,5 @@ class Settings:
     secure_cookies: bool = field(default_factory=lambda: os.environ.get("DANGAN_SECURE_COOKIES", "") == "1")
     max_upload_bytes: int = field(default_factory=lambda: int(os.environ.get("DANGAN_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
     var_dir: Path = field(default_factory=lambda: Path(os.environ.get("DANGAN_VAR", ROOT / "var")))
+    # The address printed in certificates' QR codes (e.g. https://dangan.example.edu.cn); "" = the request's own.
+    public_url: str = field(default_factory=lambda: os.environ.get("DANGAN_PUBLIC_URL", ""))

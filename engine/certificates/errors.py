@@ -58,6 +58,7 @@ class BatchChanged(CertificateError):
 
 class BatchInvalid(CertificateError):
     code, status = "cert_batch_invalid", 422
+    issues: list[Issue] = []
 
 
 class KindGone(CertificateError):

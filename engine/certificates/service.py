@@ -233,7 +233,9 @@ class CertificateService:
             cleaned = clean_record(spec.batch_form, raw)
             if cleaned.issues:
                 detail = "；".join(render(i, spec.batch_form.fields[i.path.split(".")[0]].label) for i in cleaned.issues)
-                raise BatchInvalid(detail=detail)
+                refused = BatchInvalid(detail=detail)
+                refused.issues = list(cleaned.issues)  # shown at their fields by the batch page
+                raise refused
             values = dict(cleaned.values)
         with self.db.write() as s:
             candidates = list(self._candidates(s, spec, form, acting, unit))
