@@ -49,6 +49,9 @@ class CertificateCompiler:
         self.data, self.path, self.root = data, path, root.resolve()
         self.definitions, self.workflows, self.expressions, self.problems = definitions, workflows, expressions, problems
         self.levels = tuple(level.key for level in definitions.org_levels)
+        # Keys of every certificate field written in the file, compiled or not: the number and the text may name a
+        # field that failed to compile without a second error about it.
+        self.declared: set[str] = {raw["key"] for raw in data["fields"]}
 
     def compile(self) -> CertificateSpec | None:
         before = len(self.problems)
@@ -65,12 +68,12 @@ class CertificateCompiler:
             self._level(batch, key_origin(issue, "batch"))
         fields = self._fields(form, workflow)
         holder = self.data["holder"]
-        if fields is not None and not any(f.key == holder for f in fields):
+        if holder not in self.declared:
             self.problems.add(key_origin(self.data, "holder"), f"holder 应是证书字段之一，没有“{holder}”",
-                              did_you_mean(holder, [f.key for f in fields]) or "写持证人姓名所在的证书字段，例如 name")
-        number = self._number(fields or ())
-        layout = self._layout(form, fields or ())
-        if len(self.problems) > before or fields is None or number is None or layout is None:
+                              did_you_mean(holder, self.declared) or "写持证人姓名所在的证书字段，例如 name")
+        number = self._number(fields)
+        layout = self._layout(form, fields)
+        if len(self.problems) > before or number is None or layout is None:
             return None
         return CertificateSpec(
             key=self.data["key"], title=self.data["title"], form=form.key, holder=holder, fields=fields, number=number,
@@ -129,25 +132,23 @@ class CertificateCompiler:
             return None
 
     # --- fields and number --------------------------------------------------------------------------
-    def _fields(self, form: FormSpec, workflow: WorkflowSpec | None) -> tuple[CertificateField, ...] | None:
+    def _fields(self, form: FormSpec, workflow: WorkflowSpec | None) -> tuple[CertificateField, ...]:
+        """The fields that compiled (the others have their errors)."""
         result, seen = [], set()
-        ok = True
         for raw in self.data["fields"]:
             if raw["key"] in seen or raw["key"] in BUILTINS or raw["key"] == YEAR:
                 self.problems.add(key_origin(raw, "key"), f"重复的证书字段“{raw['key']}”" if raw["key"] in seen
                                   else f"证书字段不能叫“{raw['key']}”", "" if raw["key"] in seen
                                   else f"{'、'.join([*BUILTINS, YEAR])} 是证书文字和编号中的保留名称")
-                ok = False
                 continue
             seen.add(raw["key"])
             spec = self._source(raw, form, workflow)
             if spec is None:
-                ok = False
                 continue
             source, name = _SOURCE.match(raw["from"]).groups()  # type: ignore[union-attr]
             result.append(CertificateField(raw["key"], raw["label"], source, name, spec, raw.get("required", True),
                                            key_origin(raw, "key")))
-        return tuple(result) if ok else None
+        return tuple(result)
 
     def _source(self, raw: Mapping[str, Any], form: FormSpec, workflow: WorkflowSpec | None) -> FieldSpec | None:
         where = key_origin(raw, "from")
@@ -157,6 +158,8 @@ class CertificateCompiler:
             return None
         side, name = found.groups()
         if side == APPLICATION and workflow is None:
+            if self.data.get("issue", {}).get("workflow"):
+                return None  # the workflow's own error (unknown, or of another form) says what is wrong
             self.problems.add(where, "application.<字段> 需要 issue.workflow", "写明由哪个流程的审批颁发，例如 issue: {workflow: graduate}")
             return None
         fields = form.fields if side == RECORD else workflow.application.fields  # type: ignore[union-attr]
@@ -186,6 +189,8 @@ class CertificateCompiler:
                 self.problems.add(where, f"证书编号中的“{part.value}”只能由字母、数字和“-”组成", "编号要在查验页面输入，也放在二维码的网址里")
             elif part.kind == "field" and part.value != YEAR:
                 field = by_key.get(str(part.value))
+                if field is None and part.value in self.declared:
+                    continue  # the field's own error says what is wrong with it
                 if field is None:
                     self.problems.add(where, f"证书编号引用了不存在的证书字段“{part.value}”",
                                       did_you_mean(str(part.value), [*by_key, YEAR]) or f"可用：{'、'.join([*by_key, YEAR])}")
@@ -198,10 +203,11 @@ class CertificateCompiler:
     def _layout(self, form: FormSpec, fields: tuple[CertificateField, ...]) -> LayoutSpec | None:
         raw = self.data["layout"]
         before = len(self.problems)
-        samples = {f.key: f.spec.kind.to_text(f.spec.kind.sample()) for f in fields}
+        samples = {key: "示例" for key in self.declared}
+        samples.update({f.key: f.spec.kind.to_text(f.spec.kind.sample()) for f in fields})
         samples.update({"number": "202600001", "school": "示例学校", "issued_on": "2026-07-01", "title": raw["title"]})
         try:
-            text = compile_text(raw["text"], [f.key for f in fields], samples)
+            text = compile_text(raw["text"], self.declared, samples)
         except TextProblem as exc:
             self.problems.add(key_origin(raw, "text"), exc.message, exc.hint)
             text = None
