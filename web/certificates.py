@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from engine.certificates.errors import BatchInvalid, CertificateError
@@ -79,13 +79,13 @@ class CertificateController(Controller):
         return page(request, "certificates/index.html", kinds=kinds, title="证书颁发")
 
     @get("/{key:str}/batch", name="cert:batch")
-    async def batch(self, request: Request, key: FromPath[str], unit: int) -> Template:
+    async def batch(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Template:
         state, spec = app_state(request), _spec(request, key)
         batch = certificate_service(state).preview(state.definitions, current_principal(request), spec, unit)
         return _batch_page(request, batch, raw={}, issues=[])
 
     @post("/{key:str}/batch", name="cert:issue")
-    async def issue(self, request: Request, key: FromPath[str], unit: int) -> Response:
+    async def issue(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Response:
         state, spec, principal = app_state(request), _spec(request, key), current_principal(request)
         data = await request.form()
         raw = {k: data.get(k, "") for k in (spec.batch_form.fields if spec.batch_form else ())}
