@@ -10,7 +10,7 @@ import datetime as dt
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session as DbSession
@@ -182,8 +182,9 @@ def issue_on_approval(s: DbSession, definitions: Definitions, workflow_key: str,
 
 
 class CertificateService:
-    def __init__(self, db: Database, records: RecordService, keys: KeyStore) -> None:
-        self.db, self.records, self.keys = db, records, keys
+    def __init__(self, db: Database, records: RecordService, keys: KeyStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db, self.records, self.keys, self.clock = db, records, keys, clock
 
     # --- reading --------------------------------------------------------------------------------
     def for_record(self, definitions: Definitions, principal: Principal, form: FormSpec, record_id: int) -> list[Issued]:
@@ -314,7 +315,7 @@ class CertificateService:
                             signature=signature)
 
     def _count_lookup(self, address: str) -> None:
-        now = time.time()
+        now = self.clock()
         period = int(now // PERIOD_SECONDS)
         with self.db.write() as s:
             hits = s.execute(_COUNT_LOOKUP, {"address": address[:64], "period": period}).scalar_one()
@@ -359,7 +360,8 @@ class CertificateService:
                  .order_by(Record.id).limit(BATCH_LIMIT))
         return [_held(form, row) for row in s.execute(query)]
 
-    def _candidates(self, s: DbSession, spec: CertificateSpec, form: FormSpec, acting: Principal, unit: Unit):
+    def _candidates(self, s: DbSession, spec: CertificateSpec, form: FormSpec, acting: Principal,
+                    unit: Unit) -> Iterator[Candidate]:
         records = self._unit_records(s, form, acting, unit)
         live = {row.record_id: row.number for row in s.execute(
             select(Certificate.record_id, Certificate.number).where(
