@@ -6,6 +6,11 @@ from typing import Any, Mapping
 from engine.issues import Issue
 
 MESSAGES: Mapping[str, str] = {
+    # refusals of engine services (engine/refusals.py)
+    "refused": "操作被拒绝",
+    "not_found": "记录不存在或不在您的权限范围内",
+    "not_permitted": "您没有权限进行此操作",
+    "unit_not_allowed": "不能把记录放在该单位：它不在您的权限范围内，或不是{unit_label}",
     # conversion and generic rules
     "required": "{label}为必填项",
     "invalid": "{label}格式不正确",
