@@ -1,7 +1,8 @@
 """Certificate pages: batch issuance by class, the record page's panel (print, 补发, 撤销), and the public verify page.
 
-The rules are CertificateService's: each handler passes the principal and turns the result (or the refusal,
-CertificateError) into a page. /verify and /verify/key.pem are public (`opt={"public": True}`), GET only.
+The rules are CertificateService's: each handler passes the principal and turns the result into a page (a refusal
+is an engine Refused, which web/errors.py answers). /verify and /verify/key.pem are public
+(`opt={"public": True}`), GET only.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
-from engine.certificates.errors import BatchInvalid, CertificateError
+from engine.certificates.errors import BatchInvalid, RateLimited
 from engine.certificates.pdf import render_pdf
 from engine.certificates.service import CertificateService, Issued, may
 from engine.certificates.signing import KeyStore, PayloadError, query_payload
@@ -54,22 +55,13 @@ def _spec(request: Request, key: str) -> CertificateSpec:
     return spec
 
 
-def refused(request: Request, exc: CertificateError) -> Template:
-    """A refusal as the error page, with its message and status."""
-    return _status_page(request, "error.html", exc.status, code=exc.status, message=exc.message, title=exc.message)
-
-
-def _status_page(request: Request, template: str, status_code: int, code: int | None = None, **context: Any) -> Template:
-    """`page` answered with `status_code`; `code` fills the error page's own `status`."""
-    if code is not None:
-        context.update(status=code, detail="")
+def _status_page(request: Request, template: str, status_code: int, **context: Any) -> Template:
     built = page(request, template, **context)
     return Template(template_name=template, context=built.context, status_code=status_code)
 
 
 class CertificateController(Controller):
     path = "/cert"
-    exception_handlers = {CertificateError: refused}
 
     @get("/", name="cert:index")
     async def index(self, request: Request) -> Template:
@@ -150,9 +142,9 @@ class VerifyController(Controller):
         client = request.client.host if request.client else "unknown"
         try:
             context["result"] = certificate_service(app_state(request)).verify(number, client, payload)
-        except CertificateError as exc:  # too many look-ups from this address
+        except RateLimited as exc:  # too many look-ups from this address
             context["limited"] = exc.message
-            return _status_page(request, "certificates/verify.html", exc.status, **context)
+            return _status_page(request, "certificates/verify.html", 429, **context)
         return page(request, "certificates/verify.html", **context)
 
     @get("/key.pem", name="verify:key")

@@ -1,73 +1,62 @@
-"""Why a certificate action was refused: a catalogue code with its parameters and the HTTP status to answer with."""
+"""Why a certificate action was refused: engine refusals (engine/refusals.py), each a catalogue code and a kind."""
 from __future__ import annotations
 
-from typing import Any
-
 from engine.issues import Issue
-from engine.messages import render
+from engine.refusals import Refused
 
 
-class CertificateError(Exception):
-    code = ""
-    status = 409
-
-    def __init__(self, **params: Any) -> None:
-        self.params = params
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        return render(Issue(self.code, self.params))
+class NotAllowed(Refused):
+    code, kind = "cert_not_allowed", "forbidden"
 
 
-class NotAllowed(CertificateError):
-    code, status = "cert_not_allowed", 403
+class CertificateNotFound(Refused):
+    """Absent, or its record is outside the principal's scope (the same answer)."""
+
+    code, kind = "cert_not_found", "not_found"
 
 
-class CertificateNotFound(CertificateError):
-    code, status = "cert_not_found", 404
+class CannotIssue(Refused):
+    code, kind = "cert_cannot_issue", "invalid"
 
 
-class CannotIssue(CertificateError):
-    code, status = "cert_cannot_issue", 422
+class NotValid(Refused):
+    code, kind = "cert_not_valid", "conflict"
 
 
-class NotValid(CertificateError):
-    code, status = "cert_not_valid", 409
+class ReasonRequired(Refused):
+    code, kind = "cert_reason_required", "invalid"
 
 
-class ReasonRequired(CertificateError):
-    code, status = "cert_reason_required", 422
+class ReasonTooLong(Refused):
+    code, kind = "cert_reason_too_long", "invalid"
 
 
-class ReasonTooLong(CertificateError):
-    code, status = "cert_reason_too_long", 422
+class UnitInvalid(Refused):
+    code, kind = "cert_unit_invalid", "invalid"
 
 
-class UnitInvalid(CertificateError):
-    code, status = "cert_unit_invalid", 422
+class BatchEmpty(Refused):
+    code, kind = "cert_batch_empty", "invalid"
 
 
-class BatchEmpty(CertificateError):
-    code, status = "cert_batch_empty", 422
+class BatchChanged(Refused):
+    code, kind = "cert_batch_changed", "conflict"
 
 
-class BatchChanged(CertificateError):
-    code, status = "cert_batch_changed", 409
+class BatchInvalid(Refused):
+    code, kind = "cert_batch_invalid", "invalid"
+    issues: list[Issue] = []  # the batch form's issues, by field
 
 
-class BatchInvalid(CertificateError):
-    code, status = "cert_batch_invalid", 422
-    issues: list[Issue] = []
+class KindGone(Refused):
+    code, kind = "cert_kind_gone", "conflict"
 
 
-class KindGone(CertificateError):
-    code, status = "cert_kind_gone", 409
+class FontMissing(Refused):
+    """The server lacks the CJK font: not the user's doing."""
+
+    code, kind = "cert_font_missing", "unavailable"
 
 
-class FontMissing(CertificateError):
-    code, status = "cert_font_missing", 500
-
-
-class RateLimited(CertificateError):
-    code, status = "cert_rate_limited", 429
+class RateLimited(Refused):
+    code, kind = "cert_rate_limited", "limited"
