@@ -42,6 +42,7 @@ REASON_LIMIT = 200
 BATCH_LIMIT = 1000  # records one batch looks at: a class, or a grade of a large school
 MAX_NUMBER_SKIPS = 1000
 LOOKUPS_PER_PERIOD, PERIOD_SECONDS = 10, 60  # public look-ups per client address
+_FORGET_LOOKUPS = text("DELETE FROM verify_windows WHERE period < :period - 1")
 _COUNT_LOOKUP = text(
     "INSERT INTO verify_windows (address, period, hits) VALUES (:address, :period, 1) "
     "ON CONFLICT (address) DO UPDATE SET "
@@ -160,11 +161,14 @@ def _acting(principal: Principal, spec: CertificateSpec, action: str) -> Princip
 
 
 def issue_on_approval(s: DbSession, definitions: Definitions, workflow_key: str, form_key: str, record_id: int,
-                      application_id: int, application_values: Mapping[str, Any], principal: Principal) -> list[str]:
+                      application_id: int, application_values: Callable[[], Mapping[str, Any]],
+                      principal: Principal) -> list[str]:
     """Issue every certificate the approved workflow issues, in the approving transaction `s`; their numbers.
 
-    A record the certificate's `when` excludes, or that already holds one, gets none. A certificate that cannot be
-    made (a value it needs is missing) refuses the approval (EffectFailed): nothing of it is saved."""
+    `application_values` is called only when a certificate is issued: most approvals issue none, and a decision's
+    cost is measured (bench/decide_cost.py). A record the certificate's `when` excludes, or that already holds one,
+    gets none. A certificate that cannot be made (a value it needs is missing) refuses the approval (EffectFailed):
+    nothing of it is saved."""
     numbers = []
     for spec in definitions.certificates.values():
         if spec.workflow != workflow_key or spec.form != form_key:
@@ -174,7 +178,7 @@ def issue_on_approval(s: DbSession, definitions: Definitions, workflow_key: str,
         if record is None or not holds(spec.when, record.values, default=True) or _live(s, spec, record_id):
             continue
         try:
-            row = _issue(s, spec, form, record, application_values, principal, application_id=application_id)
+            row = _issue(s, spec, form, record, application_values(), principal, application_id=application_id)
         except CannotIssue as exc:
             raise EffectFailed(detail=exc.message) from exc
         numbers.append(row.number)
@@ -319,6 +323,8 @@ class CertificateService:
         period = int(now // PERIOD_SECONDS)
         with self.db.write() as s:
             hits = s.execute(_COUNT_LOOKUP, {"address": address[:64], "period": period}).scalar_one()
+            if hits == 1:  # an address's first look-up in a period: counts of addresses gone quiet are dropped
+                s.execute(_FORGET_LOOKUPS, {"period": period})
             s.commit()
         if hits > LOOKUPS_PER_PERIOD:
             raise RateLimited(seconds=max(1, int((period + 1) * PERIOD_SECONDS - now)))

@@ -380,8 +380,8 @@ class WorkflowService:
                     raise _effect_failed(effect.update.form, written.issues)
             actions.append(_action(app, principal, "effects", now, effect.note))
             # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.
-            issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id, self.values(spec, app),
-                              principal)
+            issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id,
+                              lambda: self.values(spec, app), principal)
         _INSERT_ACTIONS.run(connection, actions)
 
     def _plan_effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,

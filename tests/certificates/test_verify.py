@@ -6,11 +6,13 @@ import json
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import select
 from litestar.testing import TestClient
 
 from engine.certificates.errors import RateLimited
 from engine.certificates.service import LOOKUPS_PER_PERIOD, PERIOD_SECONDS, CertificateService
 from engine.certificates.signing import KeyStore, Payload, canonical
+from engine.storage.models import VerifyWindow
 from tests.certificates.support import certificates_of, graduate, service
 from tests.support import valid_id_number
 
@@ -119,6 +121,10 @@ def test_rate_limit__per_address_and_period(world) -> None:
     assert limited.verify("20990000000003", "203.0.113.9").status == "unknown"  # another address
     now[0] += PERIOD_SECONDS
     assert limited.verify("20990000000004", "198.51.100.7").status == "unknown"  # the next period
+    now[0] += 2 * PERIOD_SECONDS
+    limited.verify("20990000000005", "198.51.100.7")
+    with w.state.db.read() as s:  # the quiet address's count is gone; the table does not grow with every visitor
+        assert s.scalars(select(VerifyWindow.address)).all() == ["198.51.100.7"]
 
 
 def test_rate_limit__page_says_so_in_chinese(world) -> None:
