@@ -17,7 +17,6 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
 from engine.certificates.errors import BatchInvalid, RateLimited
-from engine.certificates.pdf import render_pdf
 from engine.certificates.service import CertificateService, Issued, may
 from engine.certificates.signing import KeyStore, PayloadError, query_payload
 from engine.certificates.spec import CertificateSpec
@@ -61,6 +60,9 @@ def _status_page(request: Request, template: str, status_code: int, **context: A
 
 
 class CertificateController(Controller):
+    """`opt={"certificate": ...}` tells the permission matrix (tests/web/test_permissions.py) what a route acts on:
+    "batch" a certificate kind's batch for a unit, "one" one issued certificate. The service decides."""
+
     path = "/cert"
 
     @get("/", name="cert:index")
@@ -70,13 +72,13 @@ class CertificateController(Controller):
         kinds = [(spec, service.batch_units(state.definitions, principal, spec)) for spec in _batchable(state, principal)]
         return page(request, "certificates/index.html", kinds=kinds, title="证书颁发")
 
-    @get("/{key:str}/batch", name="cert:batch")
+    @get("/{key:str}/batch", name="cert:batch", opt={"certificate": "batch"})
     async def batch(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Template:
         state, spec = app_state(request), _spec(request, key)
         batch = certificate_service(state).preview(state.definitions, current_principal(request), spec, unit)
         return _batch_page(request, batch, raw={}, issues=[])
 
-    @post("/{key:str}/batch", name="cert:issue")
+    @post("/{key:str}/batch", name="cert:issue", opt={"certificate": "batch"})
     async def issue(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Response:
         state, spec, principal = app_state(request), _spec(request, key), current_principal(request)
         data = await request.form()
@@ -91,9 +93,12 @@ class CertificateController(Controller):
         flash(request, f"已颁发 {len(issued)} 份{spec.title}")
         return Redirect(f"/cert/{key}/batch?unit={unit}", status_code=303)
 
-    @get("/c/{certificate_id:int}/pdf", name="cert:pdf", sync_to_thread=True)
+    @get("/c/{certificate_id:int}/pdf", name="cert:pdf", opt={"certificate": "one"}, sync_to_thread=True)
     def pdf(self, request: Request, certificate_id: FromPath[int]) -> Response:
-        # In a thread: embedding the font subset takes a second or two of CPU.
+        # In a thread: embedding the font subset takes a second or two of CPU. Imported here, as `dangan serve` does
+        # for its own modules: the PDF libraries (fpdf2, fontTools, Pillow) would add ~1.5 s to every worker's start.
+        from engine.certificates.pdf import render_pdf  # noqa: PLC0415
+
         state = app_state(request)
         spec, issued, payload, photo = certificate_service(state).printable(
             state.definitions, current_principal(request), certificate_id)
@@ -102,7 +107,7 @@ class CertificateController(Controller):
         return Response(data, media_type="application/pdf",
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
 
-    @post("/c/{certificate_id:int}/reissue", name="cert:reissue")
+    @post("/c/{certificate_id:int}/reissue", name="cert:reissue", opt={"certificate": "one"})
     async def reissue(self, request: Request, certificate_id: FromPath[int]) -> Redirect:
         state = app_state(request)
         data = await request.form()
@@ -111,7 +116,7 @@ class CertificateController(Controller):
         flash(request, f"已补发{new.title}，新编号 {new.number}")
         return Redirect(_record_url(state, new), status_code=303)
 
-    @post("/c/{certificate_id:int}/revoke", name="cert:revoke")
+    @post("/c/{certificate_id:int}/revoke", name="cert:revoke", opt={"certificate": "one"})
     async def revoke(self, request: Request, certificate_id: FromPath[int]) -> Redirect:
         state = app_state(request)
         data = await request.form()

@@ -257,9 +257,10 @@ class CertificateService:
 
     def reissue(self, definitions: Definitions, principal: Principal, certificate_id: int, reason: str) -> Issued:
         """补发: the valid certificate ends as replaced; a new one with the same content and a new number replaces it."""
-        reason = _reason(reason, "reissue")
         with self.db.write() as s:
-            row, spec, acting = self._reachable(s, definitions, principal, certificate_id, "issue", lock=True)
+            # Who and what first: a refusal of the reason must not tell an outsider that the certificate exists.
+            row, spec, _acting_as = self._reachable(s, definitions, principal, certificate_id, "issue", lock=True)
+            reason = _reason(reason, "reissue")
             if row.status != "valid":
                 raise NotValid(status=STATUS_LABELS[row.status], action=ACTION_LABELS["reissue"])
             _end(s, row, "replaced", principal, reason)
@@ -273,9 +274,9 @@ class CertificateService:
     def revoke(self, definitions: Definitions, principal: Principal, certificate_id: int, reason: str) -> Issued:
         """撤销 with a reason; the number stays taken, and the record keeps it as its current certificate (so that no
         batch issues it another one: a new one takes a 补发 of a valid certificate, not of a revoked one)."""
-        reason = _reason(reason, "revoke")
         with self.db.write() as s:
             row, _spec, _acting_as = self._reachable(s, definitions, principal, certificate_id, "revoke", lock=True)
+            reason = _reason(reason, "revoke")
             if row.status != "valid":
                 raise NotValid(status=STATUS_LABELS[row.status], action=ACTION_LABELS["revoke"])
             _end(s, row, "revoked", principal, reason)

@@ -161,6 +161,11 @@ def test_permissions__refused_by_the_service(world) -> None:
         certs.revoke(defs, w.principal("bureau_in"), row.id, "错")
     with pytest.raises(UnitInvalid):
         certs.preview(defs, w.principal("reg_small"), grad, class_1)
+    # Without a reason, still refused as outsiders: the reason is looked at only for those who may act.
+    with pytest.raises(NotAllowed):
+        certs.revoke(defs, w.principal("teacher"), row.id, "")
+    with pytest.raises(CertificateNotFound):
+        certs.reissue(defs, w.principal("reg_small"), row.id, "")
     assert certs.for_record(defs, w.principal("reg_small"), defs.forms["student"], student) == []
     assert certificates_of(w, student)[0].status == "valid"
 
