@@ -28,7 +28,8 @@ from engine.issues import Issue
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
-from engine.records import RECORD_COLUMNS, SEQUENCE_SQL, RecordService
+from engine.records.service import RECORD_COLUMNS, RecordService
+from engine.records.writer import BLOCK_SQL
 from engine.spec import Definitions, FormSpec
 from engine.storage.db import Database
 from engine.storage.fieldsql import form_is
@@ -429,7 +430,7 @@ def _insert(s: DbSession, spec: CertificateSpec, form_key: str, record_id: int, 
 def _number(s: DbSession, spec: CertificateSpec, values: Mapping[str, Any], who: str) -> str:
     """A number never given before: the sequence only moves forward, and a number somehow taken is skipped."""
     def counter(prefix: str) -> int:
-        return s.execute(SEQUENCE_SQL, {"scope": f"certificate:{spec.key}:{prefix}"}).scalar_one()
+        return s.execute(BLOCK_SQL, {"scope": f"certificate:{spec.key}:{prefix}", "n": 1}).scalar_one()
 
     try:
         for _ in range(MAX_NUMBER_SKIPS):
