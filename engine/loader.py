@@ -7,6 +7,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from engine.certificates.compiler import compile_certificates
 from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role, digest
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
@@ -74,11 +75,14 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     )
     # Workflows refer to forms, roles and org levels, so they compile last, in the same pass.
     workflows = compile_workflows(root, definitions, expressions, problems)
+    certificates = compile_certificates(root, definitions, workflows, expressions, problems)
     if problems:
         raise DefinitionErrors(problems)
     version = digest({"forms": [f.version for f in forms.values()], "roles": sorted(roles), "options": sorted(options),
-                      "workflows": sorted(w.version for w in workflows.values())})
-    return replace(definitions, workflows=MappingProxyType(workflows), version=version)
+                      "workflows": sorted(w.version for w in workflows.values()),
+                      "certificates": sorted(c.version for c in certificates.values())})
+    return replace(definitions, workflows=MappingProxyType(workflows), certificates=MappingProxyType(certificates),
+                   version=version)
 
 
 def demo_units(directory: str | os.PathLike) -> list[Any]:

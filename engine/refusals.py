@@ -3,7 +3,7 @@
 Services raise these; they never name an HTTP status. `kind` is the family a caller needs to answer (the web layer
 maps kinds to statuses in web/errors.py, the CLI to exit codes): "not_found" (absent, or outside the principal's
 scope: the same answer, so that a refusal never confirms that something exists), "forbidden", "conflict",
-"invalid".
+"invalid", "limited" (too many requests from one client), "unavailable" (the server lacks something it needs).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from engine.fields.base import FieldType
 
 if TYPE_CHECKING:
+    from engine.certificates.spec import CertificateSpec
     from engine.workflows.spec import WorkflowSpec
 
 
@@ -173,5 +174,6 @@ class Definitions:
     options: Mapping[str, tuple]
     org_levels: tuple[OrgLevel, ...]
     workflows: Mapping[str, WorkflowSpec] = field(default_factory=lambda: MappingProxyType({}))
+    certificates: Mapping[str, CertificateSpec] = field(default_factory=lambda: MappingProxyType({}))
     version: str = ""
     source_dir: str = ""

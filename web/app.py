@@ -19,6 +19,7 @@ from engine.loader import demo_units, load_definitions
 from engine.storage.db import Database
 from engine.storage.projection import prepare_projections
 from web.auth import session_guard
+from web.certificates import certificates_feature
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
 from web.controllers.auth import AuthController
@@ -79,7 +80,8 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     settings = settings or Settings()
     if state is None:
         state, _ = prepare(settings)
-    features = enabled_features()
+    # Certificates come after the features web/features.py composes (they import it for Feature).
+    features = [*enabled_features(), certificates_feature()]
     static = create_static_files_router(
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )

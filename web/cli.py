@@ -1,4 +1,4 @@
-"""The `dangan` command: check, serve, create-user, reload, import, backup, restore."""
+"""The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     fields = sum(len(f.fields) for f in definitions.forms.values())
     print(f"定义检查通过：{len(definitions.forms)} 个表单（{fields} 个字段）、{len(definitions.roles)} 个角色、"
-          f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程；版本 {definitions.version}")
+          f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程、{len(definitions.certificates)} 种证书；"
+          f"版本 {definitions.version}")
     return 0
 
 
@@ -163,6 +164,46 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_certificate(args: argparse.Namespace) -> int:
+    # Imported here, as `serve` and `import` do: PDF, QR and image libraries are not for every command's start-up.
+    from engine.certificates.offline import check, public_keys_in  # noqa: PLC0415
+    from engine.certificates.signing import load_public_keys  # noqa: PLC0415
+
+    try:
+        keys = load_public_keys(Path(p).read_bytes() for p in args.key) if args.key else \
+            public_keys_in(Settings().var_dir / "keys")
+    except (OSError, ValueError) as exc:
+        print(f"无法读取公钥：{exc}", file=sys.stderr)
+        return 2
+    if not keys:
+        print("没有可用的公钥：用 --key 指定颁发学校公布的证书签名公钥（在其证书查验页面下载）", file=sys.stderr)
+        return 2
+    source = Path(args.source)
+    try:
+        data = source.read_bytes() if source.is_file() else args.source.encode("utf-8")
+    except OSError as exc:
+        print(f"无法读取文件：{exc}", file=sys.stderr)
+        return 2
+    result = check(data, keys)
+    content = result.content
+    if content:
+        print(f"证书：{content.get('t', '')}（编号 {content.get('n', '')}）{'，补发自 ' + content['r'] if content.get('r') else ''}")
+        print(f"学校：{content.get('s', '')}")
+        print(f"颁发日期：{content.get('d', '')}")
+        for _key, label, value in content.get("f", []):
+            print(f"{label}：{value}")
+    if result.ok:
+        print(f"签名：有效（密钥 {result.payload.key}）")  # type: ignore[union-attr]
+        print("结果：证书内容与学校的签名一致，未被篡改。")
+    else:
+        print("结果：不可信", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  - {problem}", file=sys.stderr)
+    if result.payload is not None:
+        print(f"注意：离线查验无法得知证书是否已被撤销或因补发作废，请到 {result.verify_url()} 在线查询。")
+    return 0 if result.ok else 1
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="dangan", description="Dangan 学生电子档案表单与流程引擎")
     sub = root.add_subparsers(dest="command", required=True)
@@ -203,6 +244,11 @@ def parser() -> argparse.ArgumentParser:
                          help="目标数据库已有数据时也恢复：整体替换（替换前先把现有数据备份到 $DANGAN_BACKUP_DIR）")
     restore.add_argument("--definitions", help="把备份中的定义文件写到这个目录（须不存在或为空）")
     restore.set_defaults(func=cmd_restore)
+    verify = sub.add_parser("verify-certificate", help="离线查验证书（PDF、二维码图片或二维码文字）的签名")
+    verify.add_argument("source", help="证书 PDF 文件、扫描的二维码图片，或二维码中的文字（网址）")
+    verify.add_argument("--key", action="append", default=[],
+                        help="颁发学校的证书签名公钥（PEM，可重复；默认用本机 var/keys 中的公钥）")
+    verify.set_defaults(func=cmd_verify_certificate)
     return root
 
 

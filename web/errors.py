@@ -22,7 +22,9 @@ MESSAGES = {
     409: "数据已被他人修改",
     413: "上传的内容过大",
     422: "提交的数据有误",
+    429: "操作过于频繁",
     500: "系统内部错误，请稍后重试或联系管理员",
+    503: "服务暂不可用，请联系管理员",
 }
 
 
@@ -62,7 +64,7 @@ def http_error(request: Request, exc: HTTPException) -> Response:
 
 
 # The one place an engine refusal's kind becomes an HTTP status.
-REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
+REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422, "limited": 429, "unavailable": 503}
 
 
 def refused(request: Request, exc: Refused) -> Response:

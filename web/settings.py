@@ -29,3 +29,5 @@ class Settings:
 
     def backup_schedule(self) -> Schedule:
         return Schedule(self.backup_dir, self.backup_every_hours, self.backup_keep, self.definitions, self.pg_bin)
+    # The address printed in certificates' QR codes (e.g. https://dangan.example.edu.cn); "" = the request's own.
+    public_url: str = field(default_factory=lambda: os.environ.get("DANGAN_PUBLIC_URL", ""))

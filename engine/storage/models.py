@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -321,3 +321,47 @@ class BackupRun(Base):
     runner: Mapped[str] = mapped_column(String(80), default="")  # "host:pid" of the process that wrote it
 
     __table_args__ = (Index("ix_backups_kind_started", "kind", "started_at"),)
+# --- Certificates ---
+class Certificate(Base):
+    """One issued certificate: its number, the signed content as issued, and how it ended (revoked or reissued).
+
+    A number is never reused: rows are never deleted, and `number` is unique. `live_key` ("<kind>:<record id>") is
+    set while the certificate is the record's current one (valid or revoked), NULL once a reissue replaced it, so
+    that a record holds at most one current certificate of a kind, whatever two transactions do at once."""
+
+    __tablename__ = "certificates"
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(80))  # the certificate definition's key
+    number: Mapped[str] = mapped_column(String(80), unique=True)
+    form_key: Mapped[str] = mapped_column(String(80))
+    # No foreign key: the certificate and its content outlive a deleted record.
+    record_id: Mapped[int] = mapped_column(_BIG_ID)
+    live_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    status: Mapped[str] = mapped_column(String(20))  # valid | revoked | replaced
+    # The canonical JSON text that is signed, exactly as issued (signatures are made over these bytes).
+    content: Mapped[str] = mapped_column(Text)
+    holder: Mapped[str] = mapped_column(String(100), default="")  # the holder's name, masked on the public page
+    school: Mapped[str] = mapped_column(String(100), default="")
+    photo: Mapped[str | None] = mapped_column(String(32))  # attachment id of the photo as issued
+    application_id: Mapped[int | None] = mapped_column(_BIG_ID)  # the approval that issued it
+    replaces_id: Mapped[int | None] = mapped_column(_BIG_ID)  # the certificate this one reissues (补发)
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+    issued_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    issued_by: Mapped[int | None] = mapped_column(Integer)
+    issued_name: Mapped[str] = mapped_column(String(100), default="")
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ended_by: Mapped[int | None] = mapped_column(Integer)
+    ended_name: Mapped[str] = mapped_column(String(100), default="")
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_certificates_record", "form_key", "record_id", "id"),)
+
+
+class VerifyWindow(Base):
+    """Public certificate look-ups per client address in the current fixed window: in the database, so that every
+    worker process counts against the same limit."""
+
+    __tablename__ = "verify_windows"
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[int] = mapped_column(BigInteger)  # seconds since the epoch // the period's length
+    hits: Mapped[int] = mapped_column(Integer, default=0)

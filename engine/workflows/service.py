@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from engine.certificates.service import issue_on_approval
 from engine.documents import read_values
 from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
@@ -378,6 +379,9 @@ class WorkflowService:
                 if not written.ok:  # a unique value someone else saved since the check
                     raise _effect_failed(effect.update.form, written.issues)
             actions.append(_action(app, principal, "effects", now, effect.note))
+            # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.
+            issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id,
+                              lambda: self.values(spec, app), principal)
         _INSERT_ACTIONS.run(connection, actions)
 
     def _plan_effects(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,

@@ -275,6 +275,9 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
     if workflow_guard in guards:
         return _workflow_cases(world, role, route, handler, method, base)
 
+    if "certificate" in opt:
+        return _certificate_cases(world, role, route, opt["certificate"], method, base)
+
     if guards - {session_guard}:
         raise Unclassified(f"guards {sorted(getattr(g, '__name__', str(g)) for g in guards)} the matrix does not know")
 
@@ -335,6 +338,28 @@ def _workflow_cases(world: World, role: RoleSpec, route: HTTPRoute, handler: Any
                   for attachment in world.attachments]
         return cases
     raise Unclassified(f"workflow route kind {need!r} the matrix does not know")
+
+
+def _certificate_cases(world: World, role: RoleSpec, route: HTTPRoute, need: str, method: str, base: dict) -> list[Case]:
+    """Certificate routes, from the certificate YAML: a batch is for the kind's `roles.issue` (an issuer naming a unit
+    outside their reach is told so, 422); a certificate that does not exist is a 404 for all. The service checks
+    both; certificates of real records, per role and scope, are walked in tests/certificates/test_service.py."""
+    params = set(route.path_parameters)
+    if need == "batch":
+        if params != {"key"}:
+            raise Unclassified(f"certificate batch route with path parameters {sorted(params)}")
+        cases = []
+        for key, spec in world.state.definitions.certificates.items():
+            may = role.key in spec.issue_roles
+            cases.append(Case(method, _path(route.path, {"key": key}) + f"?unit={MISSING_ID}", dict(base),
+                              {422} if may else {403}, f"{'may' if may else 'may not'} issue {key}"))
+        cases.append(Case(method, _path(route.path, {"key": "no_such"}) + "?unit=1", dict(base), {404}, "unknown certificate"))
+        return cases
+    if need == "one":
+        if params != {"certificate_id"}:
+            raise Unclassified(f"certificate route with path parameters {sorted(params)}")
+        return [Case(method, _path(route.path, {"certificate_id": MISSING_ID}), base, {404}, "no such certificate")]
+    raise Unclassified(f"certificate route kind {need!r} the matrix does not know")
 
 
 # A route that needs a query parameter to do its work gets it here (by handler name).
