@@ -28,7 +28,7 @@ from web.errors import HANDLERS
 from web.features import enabled_features
 from web.pages import send_flash_cookie
 from web.settings import Settings
-from web.state import AppState
+from web.state import AppState, acknowledge_reload
 
 log = logging.getLogger("dangan")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,6 +69,7 @@ def _reload_on_sighup(app: Litestar) -> None:
             log.warning("定义已重新加载，版本 %s", outcome.version)
         else:
             log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+        acknowledge_reload(state.settings, outcome)
 
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)

@@ -110,6 +110,7 @@ async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -
     if handler.opt.get("static"):
         return  # htmx.min.js and CSS need no session lookup
     state = app_state(connection)
+    state.follow_reloads()
     info, principal = _load(state, connection.cookies.get(COOKIE))
     connection.state.session = info
     connection.state.principal = principal

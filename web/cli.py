@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors
@@ -14,6 +17,7 @@ from engine.org import unit_by_path
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.fieldsql import IndexConflict
 from web.settings import Settings
+from web.state import RELOAD_ACK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -98,19 +102,41 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """Check first (so errors are shown here), then signal the running server to re-read."""
+    """Check first (so errors are shown here), then signal the running server and wait for what it made of it: when
+    this command says 已重新加载, every worker answers its next request with the new definitions."""
     if cmd_check(argparse.Namespace(dir=None)) != 0:
         print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
         return 1
-    pid_file = Settings().var_dir / "dangan.pid"
+    settings = Settings()
+    pid_file, ack = settings.var_dir / "dangan.pid", settings.var_dir / RELOAD_ACK
+    before = _read_ack(ack)
     try:
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGHUP)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         print(f"没有找到运行中的服务（{pid_file}）", file=sys.stderr)
         return 1
-    print(f"已通知服务（进程 {pid}）重新加载定义。")
-    return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        outcome = _read_ack(ack)
+        if outcome is not None and outcome != before:
+            if outcome.get("ok"):
+                print(f"服务（进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
+                return 0
+            print(f"服务（进程 {pid}）未加载新定义，仍使用版本 {outcome.get('version')}：", file=sys.stderr)
+            for error in outcome.get("errors", []):
+                print(f"  {error}", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"已通知服务（进程 {pid}）重新加载定义，但 {args.wait:g} 秒内没有收到结果；请查看服务日志。", file=sys.stderr)
+    return 1
+
+
+def _read_ack(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -139,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument("--name", help="显示名称")
     user.set_defaults(func=cmd_create_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
+    reload.add_argument("--wait", type=float, default=60.0, help="等待服务加载结果的秒数（默认 60）")
     reload.set_defaults(func=cmd_reload)
     excel = sub.add_parser("import", help="从 Excel 或 CSV 文件导入记录（先预览，再导入）")
     excel.add_argument("form", help="表单，如 student")

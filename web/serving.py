@@ -3,8 +3,8 @@
 One Python process runs one request's Python at a time, so on a machine with several cores a single process leaves
 them idle while requests queue. With `--workers N` the parent does the start-up once (migrations, indexes, the first
 admin), binds the socket, and forks N workers, each with its own database connections and the app. The parent only
-supervises: it replaces a worker that dies, passes `dangan reload` (SIGHUP) on after checking the definitions
-itself, and stops the workers on SIGTERM / Ctrl-C.
+supervises: it replaces a worker that dies, checks the definitions on `dangan reload` (SIGHUP) and moves the shared
+reload generation the workers follow, and stops the workers on SIGTERM / Ctrl-C.
 
 The parent accepts the connections itself and hands each to the next worker in turn over a Unix socket of that
 worker's (`socket.send_fds`, as Node's cluster module does), so that connections opened together are shared evenly.
@@ -33,7 +33,7 @@ import uvicorn
 
 from engine.storage.db import Database, in_memory_sqlite
 from web.app import create_app
-from web.state import AppState
+from web.state import AppState, acknowledge_reload
 
 log = logging.getLogger("dangan")
 RESTART_PAUSE_SECONDS = 1.0
@@ -234,14 +234,13 @@ class Supervisor:
         self.children[pid] = number
 
     def _reload(self, _signum: int, _frame: object) -> None:
-        """Check the new definitions here once; only a valid set is passed on, so no worker is left behind on
-        the old version because its own copy failed."""
+        """Check the new definitions here once; only a valid set moves the shared generation, which every worker
+        follows before its next request (AppState.follow_reloads), so none answers with the old roles after
+        `dangan reload` has been told the outcome."""
         outcome = self.state.reload()
         if not outcome.ok:
             log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
-            return
-        for pid in list(self.children):
-            os.kill(pid, signal.SIGHUP)
+        acknowledge_reload(self.state.settings, outcome)
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self.stopping = True

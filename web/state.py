@@ -1,6 +1,7 @@
 """What the running app holds: the database and the live, swappable compiled definitions."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -39,6 +40,8 @@ class AppState:
         self.records = RecordService(db)
         self._lock = threading.Lock()
         self._units: tuple[int, float, list[Unit]] | None = None
+        # The reload generation these definitions answer to; a process forked later inherits both.
+        self._definitions_seen = generations.definitions.value
         # Rendered blank forms by (definitions version, form, policy); a reload changes the version.
         self.blank_forms: dict[tuple, Markup] = {}
 
@@ -60,16 +63,53 @@ class AppState:
         generations.org_units.bump()
 
     def reload(self) -> ReloadOutcome:
-        """Re-read the definitions; an invalid set is refused and the last good one stays live."""
+        """Re-read the definitions; an invalid set is refused and the last good one stays live. A valid one moves the
+        shared generation, so every worker process of this server re-reads them before its next request."""
         with self._lock:
-            try:
-                candidate = load_definitions(self.settings.definitions)
-                with self.db.engine.begin() as connection:
-                    sync_indexes(connection, candidate.forms)
-            except DefinitionErrors as exc:
-                return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
-            except IndexConflict as exc:
-                return ReloadOutcome(False, [str(exc)], self.definitions.version)
-            self.definitions = candidate
-            log.info("definitions reloaded: version %s", candidate.version)
-            return ReloadOutcome(True, [], candidate.version)
+            outcome = self._load()
+            if outcome.ok:
+                generations.definitions.bump()
+                self._definitions_seen = generations.definitions.value
+            return outcome
+
+    def follow_reloads(self) -> None:
+        """Called before each request: a reload checked in another process (the supervisor on `dangan reload`, another
+        worker's admin page) is applied here first, so no request is answered with the old roles and masks."""
+        if generations.definitions.value == self._definitions_seen:
+            return
+        with self._lock:
+            generation = generations.definitions.value
+            if generation == self._definitions_seen:
+                return
+            self._definitions_seen = generation
+            outcome = self._load()
+            if outcome.ok:
+                log.warning("定义已重新加载，版本 %s", outcome.version)
+            else:  # the files changed again since they were checked: keep serving the last good set
+                log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+
+    def _load(self) -> ReloadOutcome:
+        try:
+            candidate = load_definitions(self.settings.definitions)
+            with self.db.engine.begin() as connection:
+                sync_indexes(connection, candidate.forms)
+        except DefinitionErrors as exc:
+            return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
+        except IndexConflict as exc:
+            return ReloadOutcome(False, [str(exc)], self.definitions.version)
+        self.definitions = candidate
+        log.info("definitions reloaded: version %s", candidate.version)
+        return ReloadOutcome(True, [], candidate.version)
+
+
+RELOAD_ACK = "reload-outcome.json"
+
+
+def acknowledge_reload(settings: Settings, outcome: ReloadOutcome) -> None:
+    """What the server made of a `dangan reload` (SIGHUP), for the command that is waiting for it (web/cli.py)."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.var_dir / RELOAD_ACK
+    partial = target.with_suffix(".tmp")
+    partial.write_text(json.dumps({"ok": outcome.ok, "version": outcome.version, "errors": outcome.errors,
+                                   "at": time.time_ns()}, ensure_ascii=False), encoding="utf-8")
+    partial.replace(target)  # the command never reads half a file
