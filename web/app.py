@@ -27,6 +27,7 @@ from web.controllers.records import RecordController
 from web.errors import HANDLERS
 from web.features import enabled_features
 from web.pages import send_flash_cookie
+from web.params import PAGE, DanganRequest, bounded_request
 from web.settings import Settings
 from web.state import AppState, acknowledge_reload
 
@@ -87,7 +88,9 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     )
     return Litestar(
         route_handlers=[AuthController, HomeController, RecordController, ApiController, AdminController, static, *(r for f in features for r in f.routes)],
-        guards=[session_guard],
+        guards=[bounded_request, session_guard],
+        request_class=DanganRequest,
+        dependencies={"page_no": PAGE},
         before_send=[send_flash_cookie],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]

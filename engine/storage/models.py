@@ -5,10 +5,12 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+_POSTGRESQL = postgresql.dialect()
 
 
 def utcnow() -> dt.datetime:
@@ -17,6 +19,17 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+
+
+def holds_id(model: type[Base], value: int) -> bool:
+    """Whether `value` fits the model's integer primary key on every database: PostgreSQL refuses to compare an
+    INTEGER (32-bit) column with a larger number rather than finding no row."""
+    column = model.__table__.primary_key.columns.values()[0]
+    wide = isinstance(column.type.dialect_impl(_POSTGRESQL), BigInteger)
+    return 0 < value <= (INT64_MAX if wide else INT32_MAX)
 
 
 class OrgUnit(Base):

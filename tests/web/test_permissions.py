@@ -33,6 +33,7 @@ from engine.storage.models import OrgUnit, Record, User
 from tests.engine.helpers import BACKENDS, add_member, database_url, png_bytes, principal_of, sign_in, student_values
 from tests.support import CLASS_1, CLASS_2, DISTRICT, OTHER_DISTRICT_CLASS, SCHOOL, build, unit_id
 from web.auth import session_guard
+from web.params import bounded_request
 from web.guards import admin_guard, form_guard
 from web.workflows import workflow_guard
 from web.state import AppState
@@ -275,7 +276,7 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
     if workflow_guard in guards:
         return _workflow_cases(world, role, route, handler, method, base)
 
-    if guards - {session_guard}:
+    if guards - {session_guard, bounded_request}:
         raise Unclassified(f"guards {sorted(getattr(g, '__name__', str(g)) for g in guards)} the matrix does not know")
 
     if "attachment_id" in params:

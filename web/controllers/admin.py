@@ -1,13 +1,13 @@
 """System administration: definition reloads, the org tree, user accounts (admin roles only)."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -17,10 +17,11 @@ from engine.accounts import AccountError, create_user, generate_password, reset_
 from engine.org import Unit, all_units, ancestor_ids, create_unit, move_unit_name
 from engine.sessions import token_digest
 from engine.spec import Definitions, OrgLevel
-from engine.storage.models import OrgUnit, Record, Session, User, UserRole, UserUnit, utcnow
+from engine.storage.models import OrgUnit, Record, Session, User, UserRole, UserUnit, holds_id, utcnow
 from web.auth import COOKIE, app_state, current_principal
 from web.guards import admin_guard
 from web.pages import flash, page
+from web.params import Id, parse_id
 
 # A shown password must not stay in a browser or proxy cache.
 NO_STORE = {"Cache-Control": "no-store"}
@@ -105,11 +106,11 @@ class AdminController(Controller):
         return Redirect(f"/admin/units#u-{unit.id}", status_code=303)
 
     @get("/units/{unit_id:int}", name="admin:unit")
-    async def unit_detail(self, request: Request, unit_id: FromPath[int]) -> Template:
+    async def unit_detail(self, request: Request, unit_id: Id) -> Template:
         return _unit_page(request, unit_id)
 
     @post("/units/{unit_id:int}/rename", name="admin:rename_unit")
-    async def rename_unit(self, request: Request, unit_id: FromPath[int]) -> Response:
+    async def rename_unit(self, request: Request, unit_id: Id) -> Response:
         name = str((await request.form()).get("name", "")).strip()
         with app_state(request).db.write() as s:
             unit = _unit_or_404(s, unit_id)
@@ -124,7 +125,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/units/{unit_id}", status_code=303)
 
     @post("/units/{unit_id:int}/delete", name="admin:delete_unit")
-    async def delete_unit(self, request: Request, unit_id: FromPath[int]) -> Response:
+    async def delete_unit(self, request: Request, unit_id: Id) -> Response:
         state = app_state(request)
         try:
             with state.db.write() as s:
@@ -172,7 +173,7 @@ class AdminController(Controller):
         return _password_page(request, user=user, password=password, created=True, title="用户已创建")
 
     @get("/users/{user_id:int}", name="admin:user")
-    async def user_detail(self, request: Request, user_id: FromPath[int]) -> Template:
+    async def user_detail(self, request: Request, user_id: Id) -> Template:
         with app_state(request).db.read() as s:
             user = _user_or_404(s, user_id)
             typed = UserForm(username=user.username, display_name=user.display_name, active=user.is_active,
@@ -181,7 +182,7 @@ class AdminController(Controller):
         return _user_form_page(request, typed, user=user)
 
     @post("/users/{user_id:int}", name="admin:update_user")
-    async def update_user(self, request: Request, user_id: FromPath[int]) -> Response:
+    async def update_user(self, request: Request, user_id: Id) -> Response:
         typed = _read_user_form(await request.form())
         state, me = app_state(request), current_principal(request)
         with state.db.write() as s:
@@ -199,7 +200,7 @@ class AdminController(Controller):
         return Redirect(f"/admin/users/{user_id}", status_code=303)
 
     @post("/users/{user_id:int}/reset-password", name="admin:reset_password")
-    async def reset_user_password(self, request: Request, user_id: FromPath[int]) -> Template:
+    async def reset_user_password(self, request: Request, user_id: Id) -> Template:
         with app_state(request).db.write() as s:
             user = _user_or_404(s, user_id)
             password = reset_password(s, user)
@@ -210,7 +211,7 @@ class AdminController(Controller):
         return _password_page(request, user=user, password=password, created=False, title="密码已重置")
 
     @post("/users/{user_id:int}/unlock", name="admin:unlock")
-    async def unlock(self, request: Request, user_id: FromPath[int]) -> Redirect:
+    async def unlock(self, request: Request, user_id: Id) -> Redirect:
         with app_state(request).db.write() as s:
             user = _user_or_404(s, user_id)
             user.failed_logins = 0
@@ -233,11 +234,12 @@ def _overview(request: Request, outcome: Any = None) -> Template:
 
 # --- org units ---------------------------------------------------------------------------------------
 def _unit(s: DbSession, raw: str) -> OrgUnit | None:
-    return s.get(OrgUnit, int(raw)) if raw.isdigit() else None
+    unit_id = parse_id(raw)
+    return s.get(OrgUnit, unit_id) if unit_id is not None and holds_id(OrgUnit, unit_id) else None
 
 
 def _unit_or_404(s: DbSession, unit_id: int) -> OrgUnit:
-    unit = s.get(OrgUnit, unit_id)
+    unit = s.get(OrgUnit, unit_id) if holds_id(OrgUnit, unit_id) else None
     if unit is None:
         raise NotFoundException("没有这个单位")
     return unit
@@ -348,7 +350,7 @@ def _unit_page(request: Request, unit_id: int, problems: list[str] | None = None
 
 # --- users -------------------------------------------------------------------------------------------
 def _user_or_404(s: DbSession, user_id: int) -> User:
-    user = s.get(User, user_id)
+    user = s.get(User, user_id) if holds_id(User, user_id) else None
     if user is None:
         raise NotFoundException("没有这个用户")
     return user
@@ -372,7 +374,7 @@ def _membership_problems(s: DbSession, definitions: Definitions, typed: UserForm
         problems.append(f"未知的角色：{'、'.join(unknown)}（可用：{'、'.join(r.name for r in definitions.roles.values())}）")
     elif not typed.roles:
         problems.append("请至少选择一个角色")
-    unit_ids = [int(u) for u in typed.units if u.isdigit()]
+    unit_ids = [i for i in map(parse_id, typed.units) if i is not None and holds_id(OrgUnit, i)]
     found = set(s.scalars(select(OrgUnit.id).where(OrgUnit.id.in_(unit_ids)))) if unit_ids else set()
     if len(found) != len(set(typed.units)):
         problems.append("所选单位不存在，请刷新页面后重新选择")
@@ -405,8 +407,10 @@ def _user_rows(request: Request, search: str) -> list[UserRow]:
     now = utcnow()
     query = select(User).order_by(User.username)
     if search:
-        pattern = f"%{search.lower()}%"
-        query = query.where(or_(func.lower(User.username).like(pattern), func.lower(User.display_name).like(pattern)))
+        # Typed text, not a pattern: "%" and "_" in a name match themselves.
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", search.lower()) + "%"
+        query = query.where(or_(func.lower(User.username).like(pattern, escape="\\"),
+                                func.lower(User.display_name).like(pattern, escape="\\")))
     with state.db.read() as s:
         users = list(s.scalars(query))
         roles: dict[int, list[str]] = {}
