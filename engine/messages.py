@@ -10,6 +10,7 @@ MESSAGES: Mapping[str, str] = {
     "refused": "操作被拒绝",
     "not_found": "记录不存在或不在您的权限范围内",
     "not_permitted": "您没有权限进行此操作",
+    "attachment_not_found": "附件不存在或不在您的权限范围内",
     "unit_not_allowed": "不能把记录放在该单位：它不在您的权限范围内，或不是{unit_label}",
     # conversion and generic rules
     "required": "{label}为必填项",

@@ -10,7 +10,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Litestar
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -26,6 +26,7 @@ from web.controllers.home import HomeController
 from web.controllers.records import RecordController
 from web.errors import HANDLERS
 from web.features import enabled_features
+from web.headers import send_security_headers
 from web.pages import send_flash_cookie
 from web.params import PAGE, DanganRequest, bounded_request
 from web.settings import Settings
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         guards=[bounded_request, session_guard],
         request_class=DanganRequest,
         dependencies={"page_no": PAGE},
-        before_send=[send_flash_cookie],
+        before_send=[send_flash_cookie, send_security_headers],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         state=State({"dangan": state, "features": features,
@@ -99,18 +100,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         on_startup=[_reload_on_sighup, *(hook for f in features for hook in f.on_startup)],
         on_shutdown=[hook for f in features for hook in f.on_shutdown],
         request_max_body_size=settings.max_upload_bytes,
-        response_headers=_security_headers(),
         debug=False,
         # No generated /schema pages: they list every route (admin included) and load scripts from a CDN.
         openapi_config=None,
     )
-
-
-def _security_headers() -> list[ResponseHeader]:
-    return [
-        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-        ResponseHeader(name="X-Frame-Options", value="DENY"),
-        ResponseHeader(name="Referrer-Policy", value="same-origin"),
-        ResponseHeader(name="Content-Security-Policy",
-                       value="default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
-    ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from typing import Any, Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
@@ -24,13 +24,14 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
+from engine.attachments import AttachmentService
 from engine.fields.files import UploadedFile
 from engine.issues import Issue
 from engine.messages import render
 from engine.permissions import Principal, is_editable, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, StoredRecord
 from engine.spec import FormPolicy, FormSpec
-from engine.storage.models import Application, Attachment
+from engine.storage.models import Application
 from engine.validation import clean_record
 from engine.workflows import routing
 from engine.workflows.compiler import CHANGES_SECTION
@@ -42,6 +43,7 @@ from engine.workflows.service import Bundle, WorkflowService, system_principal, 
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import check_context
+from web.downloads import file_response
 from web.features import Action, Feature, HeldUpdate
 from web import generations
 from web.formdata import read_submission, table_action
@@ -285,18 +287,10 @@ class WorkflowController(Controller):
 
     @get("/files/{attachment_id:str}", opt={"workflow": "file"}, name="wf:file")
     async def file(self, request: Request, attachment_id: FromPath[str]) -> Response:
-        state, principal = app_state(request), current_principal(request)
-        with state.db.read() as s:
-            attachment = s.get(Attachment, attachment_id)
-        bundle = None
-        if attachment is not None and attachment.form_key.startswith("wf:") and attachment.record_id is not None:
-            bundle = service(request).load(attachment.record_id)
-        if attachment is None or bundle is None or not service(request).can_view(state.definitions, principal, bundle):
-            raise NotFoundException("附件不存在或不在您的权限范围内")
-        inline = attachment.content_type.startswith("image/")
-        return Response(attachment.content, media_type=attachment.content_type if inline else "application/octet-stream",
-                        headers={"Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(attachment.filename, safe='')}",
-                                 "Cache-Control": "private, no-store"})
+        state = app_state(request)
+        served = AttachmentService(state.db, state.records).application_file(state.definitions, current_principal(request),
+                                                                              attachment_id)
+        return file_response(served)
 
 
 # --- pages --------------------------------------------------------------------------------------
