@@ -11,6 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from litestar import Litestar
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -28,7 +29,7 @@ from web.errors import HANDLERS
 from web.features import enabled_features
 from web.headers import send_security_headers
 from web.pages import send_flash_cookie
-from web.params import PAGE, DanganRequest, bounded_request
+from web.params import PAGE, BodyTimeout, DanganRequest, bounded_request
 from web.settings import Settings
 from web.state import AppState, acknowledge_reload
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         route_handlers=[AuthController, HomeController, RecordController, ApiController, AdminController, static, *(r for f in features for r in f.routes)],
         guards=[bounded_request, session_guard],
         request_class=DanganRequest,
+        middleware=[DefineMiddleware(BodyTimeout, idle=settings.body_timeout_seconds)],
         dependencies={"page_no": PAGE},
         before_send=[send_flash_cookie, send_security_headers],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),

@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from engine.accounts import AccountError, create_user, generate_password
+from engine.accounts import AccountInvalid, AccountService, UserChanges, UserNotFound, system_principal
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import unit_by_path
+from engine.passwords import generate_password
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.fieldsql import IndexConflict
 from web.settings import Settings
@@ -74,30 +75,53 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
+    """Through AccountService, as the system principal: the same rules as the admin page (web/controllers/admin.py)."""
     settings = Settings()
     try:
         definitions = load_definitions(settings.definitions)
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.role not in definitions.roles:
-        print(f"未知的角色“{args.role}”；可用：{'、'.join(definitions.roles)}", file=sys.stderr)
-        return 1
     db = Database(settings.database_url)
-    db.upgrade()
-    password = args.password or generate_password()
-    with db.write() as s:
-        unit = unit_by_path(s, args.unit)
+    try:
+        db.upgrade()
+        with db.read() as s:
+            unit = unit_by_path(s, args.unit)
         if unit is None:
             print(f"找不到组织单位“{args.unit}”（用“/”分隔各级名称，如 示范区教育局/示范区第一中学）", file=sys.stderr)
             return 1
+        password = args.password or generate_password()
+        accounts = AccountService(db, settings.account_policy())
         try:
-            create_user(s, args.username, password, [args.role], [unit.id], display_name=args.name or args.username)
-        except AccountError as exc:
-            print(str(exc), file=sys.stderr)
+            accounts.create_user(system_principal(definitions), definitions, args.username, password,
+                                 UserChanges(args.name or args.username, (args.role,), (unit.id,)))
+        except AccountInvalid as exc:
+            print("；".join(exc.problems), file=sys.stderr)
             return 1
-        s.commit()
+    finally:
+        db.dispose()
     print(f"已创建用户 {args.username}（{definitions.roles[args.role].name}，{args.unit}），初始密码：{password}；首次登录须修改密码")
+    return 0
+
+
+def cmd_unlock_user(args: argparse.Namespace) -> int:
+    """Ends a user name's sign-in delay (repeated wrong passwords), as the system principal."""
+    settings = Settings()
+    try:
+        definitions = load_definitions(settings.definitions)
+    except DefinitionErrors as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()
+        cleared = AccountService(db, settings.account_policy()).unlock(system_principal(definitions), args.username)
+    except UserNotFound:
+        print(f"没有用户“{args.username}”", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"已解除用户 {args.username} 的登录限制。" if cleared else f"用户 {args.username} 当前没有登录限制。")
     return 0
 
 
@@ -164,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument("--password", help="初始密码（不填则随机生成）")
     user.add_argument("--name", help="显示名称")
     user.set_defaults(func=cmd_create_user)
+    unlock = sub.add_parser("unlock-user", help="解除用户名因多次密码错误而受到的登录限制")
+    unlock.add_argument("username")
+    unlock.set_defaults(func=cmd_unlock_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
     reload.add_argument("--wait", type=float, default=60.0, help="等待服务加载结果的秒数（默认 60）")
     reload.set_defaults(func=cmd_reload)

@@ -18,12 +18,23 @@ SECURITY_HEADERS = (
 )
 
 
-async def send_security_headers(message: Message, _scope: Scope) -> None:
+# Over HTTPS the browser keeps to HTTPS for a year (not sent over plain HTTP, where it would mean nothing).
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+NO_STORE = (b"cache-control", b"no-store")
+
+
+async def send_security_headers(message: Message, scope: Scope) -> None:
     """App-level before_send hook: adds what a response does not set itself. (Litestar's `response_headers` reach
-    handler responses only, not the 404 of an unknown path or an error raised before a handler.)"""
+    handler responses only, not the 404 of an unknown path or an error raised before a handler.) A page for a
+    signed-in user holds personal data: no browser or proxy cache keeps it (`no-store`); static files stay cacheable."""
     if message["type"] != "http.response.start":
         return
     headers = list(message.get("headers", []))
     present = {bytes(name).lower() for name, _ in headers}
-    headers.extend((name, value) for name, value in SECURITY_HEADERS if name not in present)
+    extra = list(SECURITY_HEADERS)
+    if scope.get("scheme") == "https":
+        extra.append(HSTS)
+    if (scope.get("state") or {}).get("principal") is not None:
+        extra.append(NO_STORE)
+    headers.extend((name, value) for name, value in extra if name not in present)
     message["headers"] = headers

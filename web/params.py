@@ -6,6 +6,7 @@ complex, a NUL that PostgreSQL's jsonb refuses, a file name longer than its colu
 """
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import re
 import unicodedata
@@ -15,10 +16,11 @@ from typing import Annotated, Any
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import FormMultiDict, UploadFile
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, Parameter
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 # The widest integer column (SQLite's INTEGER, PostgreSQL's BIGINT); engine/storage/models.py:holds_id tells a
 # narrower (32-bit) key apart.
@@ -129,3 +131,34 @@ async def bounded_request(connection: ASGIConnection, _handler: BaseRouteHandler
                 raise ClientException(f"查询内容过长：最多 {MAX_QUERY_VALUE} 个字")
             if _CONTROLS.search(value):
                 raise ClientException("查询内容含有不可见的控制字符")
+
+
+class BodyTimeout:
+    """ASGI middleware: a request body must keep coming — `idle` seconds without a byte of it and the request is
+    answered 408 and its connection closed. (uvicorn bounds the wait between requests, not within one: a client that
+    declared Content-Length: 1000 and sent 13 bytes held its connection, and a handler, for as long as it liked.) An
+    idle bound, not a total one: a 20 MB upload over a slow school line takes minutes, but never stops."""
+
+    def __init__(self, app: ASGIApp, idle: float) -> None:
+        self.app, self.idle = app, idle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def bounded() -> Message:
+            nonlocal complete
+            if complete:  # later receives wait for a disconnect, which may rightly take as long as the response
+                return await receive()
+            try:
+                async with asyncio.timeout(self.idle):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(status_code=408, detail="请求内容在规定时间内没有传完，连接已关闭，请重试",
+                                    headers={"Connection": "close"}) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, bounded, send)

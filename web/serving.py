@@ -54,11 +54,18 @@ def serve(state: AppState, host: str, port: int, workers: int) -> None:
     if workers <= 1:
         app = create_app(state.settings, state)
         freeze_start_up_objects()
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **proxy_options(state))
         return
     listener = _bind(host, port)
     state.db.dispose()  # no pooled connection may be shared by the forked workers
     Supervisor(state, listener, workers).run()
+
+
+def proxy_options(state: AppState) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For and X-Forwarded-Proto from the trusted proxies only (web/settings.py), and
+    takes the client address and the scheme (https: Secure cookies, HSTS) from them. It also bounds how long a
+    request's head and body may take to arrive (h11/httptools: timeout_keep_alive; see docs/operations.md)."""
+    return {"proxy_headers": True, "forwarded_allow_ips": state.settings.trusted_proxies}
 
 
 def freeze_start_up_objects() -> None:
@@ -263,7 +270,7 @@ def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: 
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
     state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number))
-    config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
+    config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()
     HandedServer(config, channel).run()
     state.db.dispose()

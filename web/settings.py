@@ -1,19 +1,53 @@
 """Settings from environment variables, read once at start-up."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.accounts import AccountPolicy
+from engine.sessions import SessionPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = field(default_factory=lambda: os.environ.get("DANGAN_DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'dangan.db'}"))
-    definitions: Path = field(default_factory=lambda: Path(os.environ.get("DANGAN_DEFINITIONS", "definitions")))
+    database_url: str = field(default_factory=lambda: _env("DANGAN_DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'dangan.db'}"))
+    definitions: Path = field(default_factory=lambda: Path(_env("DANGAN_DEFINITIONS", "definitions")))
     # htmx comes from the npm package pinned in package-lock.json, served by the app itself.
-    assets: Path = field(default_factory=lambda: Path(os.environ.get("DANGAN_ASSETS", ROOT / "node_modules")))
-    secure_cookies: bool = field(default_factory=lambda: os.environ.get("DANGAN_SECURE_COOKIES", "") == "1")
-    max_upload_bytes: int = field(default_factory=lambda: int(os.environ.get("DANGAN_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
-    var_dir: Path = field(default_factory=lambda: Path(os.environ.get("DANGAN_VAR", ROOT / "var")))
+    assets: Path = field(default_factory=lambda: Path(_env("DANGAN_ASSETS", str(ROOT / "node_modules"))))
+    # "auto" (the default): cookies are Secure when the request came over HTTPS, directly or through a trusted proxy
+    # (X-Forwarded-Proto); "1": always (HTTPS ends at a proxy that does not say so); "0": never.
+    secure_cookies: str = field(default_factory=lambda: _env("DANGAN_SECURE_COOKIES", "auto"))
+    # Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips): the reverse
+    # proxy in front of Dangan. Comma-separated; "*" believes anyone, which is only right behind a firewall.
+    trusted_proxies: str = field(default_factory=lambda: _env("DANGAN_TRUSTED_PROXIES", "127.0.0.1"))
+    max_upload_bytes: int = field(default_factory=lambda: _int("DANGAN_MAX_UPLOAD_MB", 20) * 1024 * 1024)
+    # A request body that stops coming for this many seconds is answered 408 and its connection closed.
+    body_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_BODY_TIMEOUT_SECONDS") or 20))
+    var_dir: Path = field(default_factory=lambda: Path(_env("DANGAN_VAR", str(ROOT / "var"))))
+    # 会话与密码 (docs/operations.md): sign-out after this many idle minutes; no session lasts longer than session_hours.
+    idle_timeout_minutes: int = field(default_factory=lambda: _int("DANGAN_IDLE_TIMEOUT_MINUTES", 30))
+    session_hours: int = field(default_factory=lambda: _int("DANGAN_SESSION_HOURS", 8))
+    # A password older than this many days must be changed at the next sign-in; 0 (the default) turns it off.
+    password_max_age_days: int = field(default_factory=lambda: _int("DANGAN_PASSWORD_MAX_AGE_DAYS", 0))
+    # A new password may not be any of the last N.
+    password_history: int = field(default_factory=lambda: _int("DANGAN_PASSWORD_HISTORY", 5))
+
+    def account_policy(self) -> AccountPolicy:
+        return AccountPolicy(
+            sessions=SessionPolicy(lifetime=dt.timedelta(hours=self.session_hours),
+                                   idle=dt.timedelta(minutes=self.idle_timeout_minutes)),
+            password_max_age=dt.timedelta(days=self.password_max_age_days) if self.password_max_age_days > 0 else None,
+            password_history=max(1, self.password_history),
+        )

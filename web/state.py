@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
+from engine.accounts import AccountService
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import Unit, all_units
@@ -38,6 +39,7 @@ class AppState:
         self.definitions = definitions
         self.db = db
         self.records = RecordService(db)
+        self.accounts = AccountService(db, settings.account_policy())
         self._lock = threading.Lock()
         self._units: tuple[int, float, list[Unit]] | None = None
         # The reload generation these definitions answer to; a process forked later inherits both.

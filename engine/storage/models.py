@@ -49,10 +49,10 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(100), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # For the password-age policy (web/settings.py: password_max_age_days).
+    password_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # Bumped whenever roles or units change, so cached principals of every process go stale at once.
     auth_version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -77,6 +77,28 @@ class Session(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class PasswordHistory(Base):
+    """Hashes of a user's earlier passwords: a new password may not be one of the last few."""
+
+    __tablename__ = "password_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins by one key (a client address, or a typed user name whether or not it exists), and
+    until when the next try is refused: delays that grow with the failures, never a lock that stays."""
+
+    __tablename__ = "login_throttle"
+    # "address:<ip>" or "account:<sha256 of the lower-cased name>" (what was typed is not kept).
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Record(Base):

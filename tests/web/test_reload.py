@@ -84,7 +84,7 @@ def test_reload__every_worker_answers_the_next_request_with_the_new_role(two_wor
         changed = client.post("/password", data={"_csrf": csrf_of(client.get("/password").text), "current": PASSWORD,
                                                  "new": NEW_PASSWORD, "confirm": NEW_PASSWORD})
         assert changed.status_code == 303, changed.text
-        cookies = {"dangan_session": signed_in.cookies["dangan_session"]}
+        cookies = {"dangan_session": changed.cookies["dangan_session"]}  # a password change renews the session id
     assert {_fresh_connection_get(two_workers.base, "/f/award/", cookies).status_code for _ in range(6)} == {200}
 
     shutil.copy(TEACHER, two_workers.definitions / "roles" / "teacher.yaml")

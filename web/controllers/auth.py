@@ -1,21 +1,31 @@
-"""Login, logout and the password change (forced at first login)."""
+"""Login, logout and the password change (forced at first login, after a reset, or when the password is too old)."""
 from __future__ import annotations
 
+from functools import partial
+
+import anyio
 from litestar import Controller, Request, get, post
 from litestar.response import Redirect, Response, Template
 
-from engine.accounts import authenticate, change_password
-from engine.sessions import close_session, open_session
-from engine.storage.models import User
-from web.auth import COOKIE, app_state, clear_cookie, current_principal, session_cookie
+from engine.accounts import AccountInvalid, SignInDelayed, SignInFailed
+from web.auth import COOKIE, app_state, clear_cookie, client_address, current_principal, session_cookie, with_form_token
 from web.pages import flash, page
 
+IDLE_NOTE = "您已较长时间未操作或已在别处退出，请重新登录。"
 
-def _safe_next(target: str | None) -> str:
+
+def _safe_next(target: object) -> str:
     # Only local paths: an attacker-supplied "next" must not send users off-site after login.
-    if target and target.startswith("/") and not target.startswith("//"):
+    if isinstance(target, str) and target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return "/"
+
+
+def _login_page(request: Request, next_page: str, error: str = "", username: str = "", status: int = 200) -> Template:
+    note = IDLE_NOTE if request.query_params.get("expired") == "1" and not error else ""
+    template = page(request, "auth/login.html", next=next_page, error=error, username=username, note=note, title="登录")
+    template.status_code = status
+    return with_form_token(request, template)
 
 
 class AuthController(Controller):
@@ -25,43 +35,28 @@ class AuthController(Controller):
     async def login_page(self, request: Request) -> Response:
         if request.state.get("principal") is not None:
             return Redirect("/", status_code=303)
-        template = page(request, "auth/login.html", next=_safe_next(request.query_params.get("next")), error="", username="")
-        if request.state.get("session") is None:
-            # An anonymous session carries the CSRF token the login form posts back.
-            with app_state(request).db.write() as s:
-                token, row = open_session(s, None)
-                s.commit()
-            template.context["csrf"] = row.csrf_token
-            template.cookies.append(session_cookie(token, app_state(request).settings.secure_cookies))
-        return template
+        # Nothing is written: the form's CSRF token is a cookie of its own (web/auth.py: with_form_token).
+        return _login_page(request, _safe_next(request.query_params.get("next")))
 
     @post("/login", opt={"public": True}, name="auth:login")
     async def login(self, request: Request) -> Response:
         data = await request.form()
         username, password = str(data.get("username", "")), str(data.get("password", ""))
         state = app_state(request)
-        with state.db.write() as s:
-            outcome = authenticate(s, username, password)
-            if outcome.user is None:
-                s.commit()
-                template = page(request, "auth/login.html", next=_safe_next(data.get("next")), error=outcome.error, username=username)
-                template.status_code = 401
-                return template
+        try:
+            # Argon2 and the database's write lock: in a thread, never on the event loop.
             # A fresh session id at login: a session fixed before login is worthless after it.
-            close_session(s, request.cookies.get(COOKIE))
-            token, _ = open_session(s, outcome.user.id)
-            must_change = outcome.user.must_change_password
-            s.commit()
-        target = "/password" if must_change else _safe_next(data.get("next"))
-        return Redirect(target, status_code=303, cookies=[session_cookie(token, state.settings.secure_cookies)])
+            signed_in = await anyio.to_thread.run_sync(state.accounts.sign_in, username[:200], password,
+                                                       client_address(request), request.cookies.get(COOKIE))
+        except (SignInFailed, SignInDelayed) as refusal:
+            return _login_page(request, _safe_next(data.get("next")), refusal.message, username[:200], status=401)
+        target = "/password" if signed_in.must_change_password else _safe_next(data.get("next"))
+        return Redirect(target, status_code=303, cookies=[session_cookie(request, signed_in.token)])
 
     @post("/logout", opt={"password_change": True}, name="auth:logout")
     async def logout(self, request: Request) -> Response:
-        state = app_state(request)
-        with state.db.write() as s:
-            close_session(s, request.cookies.get(COOKIE))
-            s.commit()
-        return Redirect("/login", status_code=303, cookies=[clear_cookie(state.settings.secure_cookies)])
+        await anyio.to_thread.run_sync(app_state(request).accounts.sign_out, request.cookies.get(COOKIE))
+        return Redirect("/login", status_code=303, cookies=[clear_cookie(request)])
 
     @get("/password", opt={"password_change": True}, name="auth:password_page")
     async def password_page(self, request: Request) -> Template:
@@ -72,14 +67,15 @@ class AuthController(Controller):
     async def change(self, request: Request) -> Response:
         principal = current_principal(request)
         data = await request.form()
-        with app_state(request).db.write() as s:
-            user = s.get(User, principal.user_id)
-            errors = change_password(s, user, str(data.get("current", "")), str(data.get("new", "")), str(data.get("confirm", "")))
-            if errors:
-                s.rollback()
-                template = page(request, "auth/password.html", errors=errors, forced=principal.must_change_password, title="修改密码")
-                template.status_code = 422
-                return template
-            s.commit()
-        flash(request, "密码已修改")
-        return Redirect("/", status_code=303)
+        change = partial(app_state(request).accounts.change_password, principal, request.cookies.get(COOKIE, ""),
+                         str(data.get("current", "")), str(data.get("new", "")), str(data.get("confirm", "")))
+        try:
+            signed_in = await anyio.to_thread.run_sync(change)
+        except AccountInvalid as refusal:
+            template = page(request, "auth/password.html", errors=refusal.problems, forced=principal.must_change_password,
+                            title="修改密码")
+            template.status_code = 422
+            return template
+        # Every other session of this user has ended; this one goes on under a new id (and CSRF token).
+        flash(request, "密码已修改", session_secret=signed_in.csrf)
+        return Redirect("/", status_code=303, cookies=[session_cookie(request, signed_in.token)])
