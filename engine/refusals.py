@@ -26,7 +26,7 @@ class Refused(Exception):
         return render(Issue(self.code, self.params))
 
 
-class NotFound(Refused):
+class NotFound(Refused, LookupError):
     """Absent or out of the principal's scope (the same answer)."""
 
     code, kind = "not_found", "not_found"
