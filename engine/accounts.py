@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
-from engine import throttle
+from engine import challenge, throttle
 from engine.passwords import generate_password, hash_password, needs_rehash, password_problems, verify
 from engine.org import all_units
 from engine.permissions import Principal
@@ -22,6 +23,8 @@ from engine.storage.db import Database
 from engine.storage.models import OrgUnit, PasswordHistory, User, UserRole, UserUnit, holds_id, utcnow
 
 USERNAME = re.compile(r"[A-Za-z0-9_.\-]{2,40}")
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,150}\.[^@\s.]{2,30}")
+PHONE = re.compile(r"1[3-9][0-9]{9}")
 PURGE_EVERY = dt.timedelta(minutes=1)
 
 
@@ -48,6 +51,12 @@ class SignInDelayed(Refused):
     code, kind = "signin_delayed", "invalid"
 
 
+class ChallengeRequired(Refused):
+    """This address failed several times: the picture's sum must be answered first (engine/challenge.py)."""
+
+    code, kind = "signin_challenge", "invalid"
+
+
 class AccountInvalid(Refused):
     """What a form asked for breaks rules; `problems` are the sentences to show, all of them."""
 
@@ -71,6 +80,7 @@ class SignedIn:
     csrf: str
     user_id: int
     must_change_password: bool
+    second_factor: bool = False  # the session waits for the authenticator's code (engine/twofactor.py)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,8 @@ class UserChanges:
     roles: tuple[str, ...]
     unit_ids: tuple[int, ...]
     active: bool = True
+    email: str = ""
+    phone: str = ""
 
 
 def system_principal(definitions: Definitions) -> Principal:
@@ -100,22 +112,40 @@ def system_principal(definitions: Definitions) -> Principal:
     return Principal(user_id=0, username="system", display_name="系统命令", roles=admin_roles)
 
 
+# Failures from one address in an hour after which its sign-ins must answer a challenge too.
+CHALLENGE_AFTER = 5
+
+
 class AccountService:
-    def __init__(self, db: Database, policy: AccountPolicy = AccountPolicy()) -> None:
+    def __init__(self, db: Database, policy: AccountPolicy = AccountPolicy(), secret: bytes | None = None) -> None:
+        """`secret`: signs the sign-in challenges; a server creates it before forking its workers, which share it."""
         self.db, self.policy = db, policy
+        self.secret = secret or secrets.token_bytes(32)
         self._purged_at = dt.datetime.min
 
+    def challenge_for(self, address: str) -> challenge.Challenge | None:
+        """A challenge for the login form if this address has failed often lately, else None."""
+        now = utcnow()
+        with self.db.read() as s:
+            failed = throttle.failures(s, throttle.address_key(address), now, throttle.ADDRESS)
+        return challenge.make(self.secret, address, now) if failed >= CHALLENGE_AFTER else None
+
     # --- signing in ------------------------------------------------------------------------------------------------
-    def sign_in(self, username: str, password: str, address: str, previous: str | None = None) -> SignedIn:
-        """A session for the account, or SignInFailed / SignInDelayed; the session of token `previous` (one fixed
-        before signing in) ends. Blocking (Argon2, the database): call it from a thread, never on the event loop."""
+    def sign_in(self, username: str, password: str, address: str, previous: str | None = None,
+                challenge_token: str = "", challenge_answer: str = "") -> SignedIn:
+        """A session for the account, or SignInFailed / SignInDelayed / ChallengeRequired; the session of token
+        `previous` (one fixed before signing in) ends. With two-factor sign-in on, the session waits for the code
+        (`SignedIn.second_factor`). Blocking (Argon2, the database): call it from a thread, never on the event loop."""
         now = utcnow()
         keys = [throttle.address_key(address), throttle.account_key(username)]
         with self.db.read() as s:
             wait = throttle.wait_seconds(s, keys, now)
+            failed = throttle.failures(s, keys[0], now, throttle.ADDRESS)
             user = s.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
         if wait:
             raise SignInDelayed(seconds=wait)
+        if failed >= CHALLENGE_AFTER and not challenge.check(self.secret, challenge_token, challenge_answer, address, now):
+            raise ChallengeRequired()
         # An unknown or inactive name is checked against a stand-in hash: the same Argon2 work, the same answer.
         live = user if user is not None and user.is_active else None
         if not verify(live.password_hash if live else None, password) or live is None:
@@ -132,11 +162,12 @@ class AccountService:
             if needs_rehash(stored.password_hash):
                 stored.password_hash = hash_password(password)
             close_session(s, previous)
-            token, row = open_session(s, stored.id, self.policy.sessions)
+            second = stored.totp_secret is not None
+            token, row = open_session(s, stored.id, self.policy.sessions, pending="2fa" if second else None)
             must_change = stored.must_change_password or self.policy.password_expired(stored.password_changed_at, now)
             self._purge(s, now)
             s.commit()
-        return SignedIn(token, row.csrf_token, live.id, must_change)
+        return SignedIn(token, row.csrf_token, live.id, must_change, second_factor=second)
 
     def sign_out(self, token: str | None) -> None:
         with self.db.write() as s:
@@ -169,11 +200,7 @@ class AccountService:
             raise AccountInvalid(["当前密码不正确"])
         if new != confirm:
             raise AccountInvalid(["两次输入的新密码不一致"])
-        problems = password_problems(new, user.username, [user.display_name])
-        if not problems and any(verify(old, new) for old in history):
-            problems = [f"新密码不能与最近 {self.policy.password_history} 次使用过的密码相同"]
-        if problems:
-            raise AccountInvalid(problems)
+        self._check_new(user, history, new)
         with self.db.write() as s:
             stored = s.get(User, user.id)
             if stored is None:
@@ -183,6 +210,26 @@ class AccountService:
             new_token, row = open_session(s, stored.id, self.policy.sessions)
             s.commit()
         return SignedIn(new_token, row.csrf_token, user.id, False)
+
+    def set_new_password(self, user: User, new: str) -> None:
+        """A password the user chose without the current one (a reset code's page): the policy and the history
+        apply; the next sign-in needs no change. Blocking (Argon2)."""
+        with self.db.read() as s:
+            history = self._history(s, user)
+        self._check_new(user, history, new)
+        with self.db.write() as s:
+            stored = s.get(User, user.id)
+            if stored is None:
+                raise UserNotFound()
+            self._set_password(s, stored, new, must_change=False)
+            s.commit()
+
+    def _check_new(self, user: User, history: list[str], new: str) -> None:
+        problems = password_problems(new, user.username, [user.display_name])
+        if not problems and any(verify(old, new) for old in history):
+            problems = [f"新密码不能与最近 {self.policy.password_history} 次使用过的密码相同"]
+        if problems:
+            raise AccountInvalid(problems)
 
     def _history(self, s: DbSession, user: User) -> list[str]:
         """The current hash and the earlier ones, newest first: as many as the policy remembers."""
@@ -235,6 +282,7 @@ class AccountService:
                 raise AccountInvalid(problems)
             user = store_user(s, username, password, changes.roles, changes.unit_ids,
                               display_name=changes.display_name or username, must_change=must_change)
+            user.email, user.phone = changes.email, changes.phone
             s.commit()
         return user
 
@@ -253,6 +301,7 @@ class AccountService:
             if problems:
                 raise AccountInvalid(problems)
             user.display_name = changes.display_name or user.username
+            user.email, user.phone = changes.email, changes.phone
             set_memberships(s, user, changes.roles, changes.unit_ids)
             if user.is_active and not changes.active:
                 close_user_sessions(s, user.id)
@@ -325,6 +374,10 @@ class AccountService:
         problems = []
         if len(changes.display_name) > 100:
             problems.append("姓名不能超过100个字")
+        if changes.email and not EMAIL.fullmatch(changes.email):
+            problems.append("邮箱格式不正确，例如 zhangsan@school.edu.cn")
+        if changes.phone and not PHONE.fullmatch(changes.phone):
+            problems.append("手机号格式不正确，应为11位数字（1开头）")
         unknown = [r for r in changes.roles if r not in definitions.roles]
         if unknown:
             problems.append(f"未知的角色：{'、'.join(unknown)}（可用：{'、'.join(r.name for r in definitions.roles.values())}）")

@@ -17,6 +17,9 @@ MESSAGES: Mapping[str, str] = {
     "account_invalid": "{problems}",
     "signin_failed": "用户名或密码错误",
     "signin_delayed": "登录尝试过于频繁，请 {seconds} 秒后再试",
+    "signin_challenge": "此电脑所在网络近期多次登录失败，请先填写图中算式的结果",
+    "second_factor_failed": "验证码不正确或已使用过，请输入验证器 App 中当前的 6 位数字，或一个未用过的恢复码",
+    "reset_code_invalid": "重置码不正确、已使用或已过期",
     "unit_not_allowed": "不能把记录放在该单位：它不在您的权限范围内，或不是{unit_label}",
     # conversion and generic rules
     "required": "{label}为必填项",

@@ -29,16 +29,21 @@ class SessionPolicy:
         return min(created_at + self.lifetime, now + self.idle)
 
 
+PENDING_LIFETIME = dt.timedelta(minutes=5)  # to type the code from the phone
+
+
 def token_digest(token: str) -> str:
     """The session table stores only this digest of the cookie token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def open_session(s: DbSession, user_id: int, policy: SessionPolicy = SessionPolicy()) -> tuple[str, Session]:
-    """A new session for a signed-in user; the cookie gets the token, the table only its digest."""
+def open_session(s: DbSession, user_id: int, policy: SessionPolicy = SessionPolicy(),
+                 pending: str | None = None) -> tuple[str, Session]:
+    """A new session for a signed-in user; the cookie gets the token, the table only its digest. `pending="2fa"`: the
+    password was right and the second factor is still to come — such a session opens no page but that step's."""
     token, now = secrets.token_urlsafe(32), utcnow()
     row = Session(id=token_digest(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32), created_at=now,
-                  expires_at=policy.expiry(now, now))
+                  expires_at=policy.expiry(now, now) if pending is None else now + PENDING_LIFETIME, pending=pending)
     s.add(row)
     s.flush()
     return token, row
@@ -46,8 +51,8 @@ def open_session(s: DbSession, user_id: int, policy: SessionPolicy = SessionPoli
 
 SESSION_USER = (
     Session.csrf_token, Session.user_id, Session.expires_at, Session.created_at.label("session_created_at"),
-    User.id, User.username, User.display_name, User.must_change_password, User.is_active,
-    User.auth_version, User.created_at, User.password_changed_at,
+    Session.pending, User.id, User.username, User.display_name, User.must_change_password, User.is_active,
+    User.auth_version, User.created_at, User.password_changed_at, User.totp_secret.is_not(None).label("has_totp"),
 )
 
 
@@ -69,7 +74,7 @@ def find_session_user(connection: Connection, token: str | None) -> Any | None:
 
 def needs_touch(row: Any, policy: SessionPolicy, now: dt.datetime) -> bool:
     """Whether this request should push the session's idle expiry on (see SessionPolicy.touch_after)."""
-    return row.expires_at < policy.expiry(row.session_created_at, now) - policy.touch_after
+    return row.pending is None and row.expires_at < policy.expiry(row.session_created_at, now) - policy.touch_after
 
 
 def touch(s: DbSession, token: str, policy: SessionPolicy) -> None:

@@ -17,6 +17,7 @@ from litestar.response import Template
 from engine.org import build_principal
 from engine.permissions import Principal
 from engine.sessions import find_session_user, needs_touch
+from engine.twofactor import required as two_factor_required
 from engine.storage.models import utcnow
 from web.state import AppState
 
@@ -41,11 +42,17 @@ class CsrfFailed(PermissionDeniedException):
     pass
 
 
+class TwoFactorSetupRequired(PermissionDeniedException):
+    """A role of the user requires two-factor sign-in (`require_2fa`) and the user has not enrolled yet."""
+
+
 @dataclass
 class SessionInfo:
     token: str
     csrf: str
     user_id: int | None
+    pending: bool = False  # the password was right; the authenticator's code is still to come
+    has_totp: bool = False
 
 
 def app_state(connection: ASGIConnection) -> AppState:
@@ -118,9 +125,10 @@ def _load(state: AppState, token: str | None) -> tuple[SessionInfo | None, Princ
     if user is None:
         return None, None, False
     now = utcnow()
-    info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id)
+    info = SessionInfo(token=token or "", csrf=user.csrf_token, user_id=user.user_id, pending=user.pending is not None,
+                       has_totp=bool(user.has_totp))
     touch = needs_touch(user, state.accounts.policy.sessions, now)
-    if user.id is None or not user.is_active:
+    if user.id is None or not user.is_active or info.pending:
         return info, None, touch
     # The database and the row's creation time are part of the key: user ids are only unique within one
     # database (several apps in one process, a restored backup), and SQLite may reuse a freed id.
@@ -158,6 +166,8 @@ async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -
         return
     if principal.must_change_password and not handler.opt.get("password_change"):
         raise PasswordChangeRequired()
+    if not info.has_totp and two_factor_required(principal.roles) and not handler.opt.get("two_factor_setup"):  # type: ignore[union-attr]
+        raise TwoFactorSetupRequired()
 
 
 async def _check_csrf(connection: ASGIConnection, info: SessionInfo | None) -> None:

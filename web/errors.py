@@ -9,7 +9,7 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.response import Redirect, Template
 
 from engine.refusals import Refused
-from web.auth import LoginRequired, PasswordChangeRequired, csrf_token
+from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
 
 log = logging.getLogger("dangan")
 
@@ -49,6 +49,12 @@ def login_required(request: Request, exc: LoginRequired) -> Response:
     return Redirect(target, status_code=303)
 
 
+def two_factor_setup_required(request: Request, _exc: TwoFactorSetupRequired) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return Response("", status_code=403, headers={"HX-Redirect": "/account/2fa"})
+    return Redirect("/account/2fa", status_code=303)
+
+
 def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
     if request.headers.get("hx-request") == "true":
         return Response("", status_code=403, headers={"HX-Redirect": "/password"})
@@ -80,6 +86,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     LoginRequired: login_required,
     PasswordChangeRequired: password_change_required,
+    TwoFactorSetupRequired: two_factor_setup_required,
     NotFoundException: http_error,
     PermissionDeniedException: http_error,
     HTTPException: http_error,

@@ -269,7 +269,8 @@ def worker_database(url: str, workers: int, number: int) -> Database:
 def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
-    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number))
+    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number),
+                     secret=parent.accounts.secret)  # a challenge one worker drew, another checks
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()
     HandedServer(config, channel).run()

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.accounts import AccountPolicy
+from engine.recovery import Sender, SmtpSender
 from engine.sessions import SessionPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,33 @@ class Settings:
     password_max_age_days: int = field(default_factory=lambda: _int("DANGAN_PASSWORD_MAX_AGE_DAYS", 0))
     # A new password may not be any of the last N.
     password_history: int = field(default_factory=lambda: _int("DANGAN_PASSWORD_HISTORY", 5))
+
+    # 忘记密码 (docs/operations.md): an SMTP server sends reset links by e-mail; an SMS sender is a plug-in named
+    # "module:attribute" (a Sender, or a callable returning one: engine/recovery.py). Without either, the login page
+    # tells users whom to ask (password_help), and administrators or registrars issue one-time codes.
+    smtp_host: str = field(default_factory=lambda: _env("DANGAN_SMTP_HOST", ""))
+    smtp_port: int = field(default_factory=lambda: _int("DANGAN_SMTP_PORT", 25))
+    smtp_from: str = field(default_factory=lambda: _env("DANGAN_SMTP_FROM", "dangan@localhost"))
+    smtp_user: str = field(default_factory=lambda: _env("DANGAN_SMTP_USER", ""))
+    smtp_password: str = field(default_factory=lambda: _env("DANGAN_SMTP_PASSWORD", ""))
+    smtp_starttls: bool = field(default_factory=lambda: _env("DANGAN_SMTP_STARTTLS", "") == "1")
+    sms_sender: str = field(default_factory=lambda: _env("DANGAN_SMS_SENDER", ""))
+    # The address users reach the app at, for the link in a reset e-mail.
+    public_url: str = field(default_factory=lambda: _env("DANGAN_PUBLIC_URL", "http://localhost:8000"))
+    password_help: str = field(default_factory=lambda: _env(
+        "DANGAN_PASSWORD_HELP", "忘记密码时，请联系本校学籍管理员或系统管理员，当面领取一次性重置码。"))
+    reset_code_hours: int = field(default_factory=lambda: _int("DANGAN_RESET_CODE_HOURS", 24))
+
+    def senders(self) -> tuple[Sender, ...]:
+        found: list[Sender] = []
+        if self.smtp_host:
+            found.append(SmtpSender(self.smtp_host, self.smtp_port, self.smtp_from, self.smtp_user, self.smtp_password,
+                                    self.smtp_starttls))
+        if self.sms_sender:
+            module, _, attribute = self.sms_sender.partition(":")
+            plugin = getattr(importlib.import_module(module), attribute)
+            found.append(plugin() if isinstance(plugin, type) or not hasattr(plugin, "send") else plugin)
+        return tuple(found)
 
     def account_policy(self) -> AccountPolicy:
         return AccountPolicy(

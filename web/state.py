@@ -1,8 +1,10 @@
 """What the running app holds: the database and the live, swappable compiled definitions."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 from markupsafe import Markup
 
 from engine.accounts import AccountService
+from engine.recovery import RecoveryService
+from engine.twofactor import TwoFactorService
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import Unit, all_units
@@ -34,12 +38,16 @@ class ReloadOutcome:
 class AppState:
     """Requests read `definitions` once; a reload swaps the whole object, never edits it."""
 
-    def __init__(self, settings: Settings, definitions: Definitions, db: Database) -> None:
+    def __init__(self, settings: Settings, definitions: Definitions, db: Database, secret: bytes | None = None) -> None:
+        """`secret`: the server's secret for signing sign-in challenges; a worker process gets its parent's."""
         self.settings = settings
         self.definitions = definitions
         self.db = db
         self.records = RecordService(db)
-        self.accounts = AccountService(db, settings.account_policy())
+        self.accounts = AccountService(db, settings.account_policy(), secret or secrets.token_bytes(32))
+        self.recovery = RecoveryService(self.accounts, settings.senders(), settings.public_url,
+                                        dt.timedelta(hours=settings.reset_code_hours))
+        self.two_factor = TwoFactorService(db, self.accounts.policy)
         self._lock = threading.Lock()
         self._units: tuple[int, float, list[Unit]] | None = None
         # The reload generation these definitions answer to; a process forked later inherits both.

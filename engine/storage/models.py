@@ -53,6 +53,14 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # For the password-age policy (web/settings.py: password_max_age_days).
     password_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Where a self-service password reset is sent (either may be empty).
+    email: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    # TOTP two-factor sign-in (RFC 6238): the base32 secret once enrolled; the one being enrolled; the last time step
+    # a code was accepted for (a code is good once).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_pending: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bumped whenever roles or units change, so cached principals of every process go stale at once.
     auth_version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -76,7 +84,10 @@ class Session(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # min(created + lifetime, last activity + idle) — engine/sessions.py
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    # "2fa": the password was right, the second factor is still to come; such a session opens no page.
+    pending: Mapped[str | None] = mapped_column(String(10))
 
 
 class PasswordHistory(Base):
@@ -99,6 +110,31 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ResetCode(Base):
+    """A one-time password reset code: sent by e-mail or SMS, or issued by an administrator or registrar."""
+
+    __tablename__ = "reset_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))  # sha256: a leaked table gives no usable code
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms | issued
+    issued_by: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator when it is lost."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Record(Base):

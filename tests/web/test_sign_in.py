@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from engine import accounts as accounts_module
 from engine import throttle
@@ -69,6 +69,16 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         built = _build(url, tmp)
         stack.callback(built.state.db.dispose)
         yield built
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle(request: pytest.FixtureRequest) -> None:
+    """Every test client signs in from the same address ("testclient"): each test starts with its failures forgotten."""
+    if "site" in request.fixturenames:
+        site: App = request.getfixturevalue("site")
+        with site.state.db.write() as s:
+            s.execute(delete(LoginThrottle))
+            s.commit()
 
 
 def _try(client: TestClient, username: str, password: str):  # type: ignore[no-untyped-def]
@@ -160,6 +170,9 @@ def test_unknown_and_known_names__same_answer_same_work(site: App, monkeypatch: 
     monkeypatch.setattr(throttle, "record_failure", lambda *a: calls.append("record") or real_record(*a))
     answers = []
     for username in (name, "nobody-" + uuid.uuid4().hex[:8]):
+        with site.state.db.write() as s:  # each from a clean address, below the challenge's threshold
+            s.execute(delete(LoginThrottle))
+            s.commit()
         calls.clear()
         with site.client() as client:
             answers.append([_message(_try(client, username, f"Wrong#Guess-{n}")) for n in range(throttle.ACCOUNT.free)])

@@ -35,10 +35,13 @@ class UserForm:
     roles: list[str] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
     active: bool = True
+    email: str = ""
+    phone: str = ""
 
     def changes(self) -> UserChanges:
         # An id that is no id (0) names no unit: the service reports it with the others.
-        return UserChanges(self.display_name, tuple(self.roles), tuple(parse_id(u) or 0 for u in self.units), self.active)
+        return UserChanges(self.display_name, tuple(self.roles), tuple(parse_id(u) or 0 for u in self.units), self.active,
+                           self.email, self.phone)
 
 
 class AdminController(Controller):
@@ -137,7 +140,7 @@ class AdminController(Controller):
     async def user_detail(self, request: Request, user_id: Id) -> Template:
         user, roles, units = app_state(request).accounts.get_user(current_principal(request), user_id)
         typed = UserForm(username=user.username, display_name=user.display_name, active=user.is_active, roles=roles,
-                         units=[str(i) for i in units])
+                         units=[str(i) for i in units], email=user.email, phone=user.phone)
         return _user_form_page(request, typed, user=user)
 
     @post("/users/{user_id:int}", name="admin:update_user")
@@ -160,6 +163,13 @@ class AdminController(Controller):
                         request.cookies.get(COOKIE))
         user, password = await anyio.to_thread.run_sync(reset)
         return _password_page(request, user=user, password=password, created=False, title="密码已重置")
+
+    @post("/users/{user_id:int}/2fa/disable", name="admin:disable_two_factor")
+    async def disable_two_factor(self, request: Request, user_id: Id) -> Redirect:
+        """For a user whose phone is lost (and who has no recovery code left): they set it up again."""
+        app_state(request).two_factor.disable(current_principal(request), user_id)
+        flash(request, "已关闭该用户的两步验证")
+        return Redirect(f"/admin/users/{user_id}", status_code=303)
 
     @post("/users/{user_id:int}/unlock", name="admin:unlock")
     async def unlock(self, request: Request, user_id: Id) -> Redirect:
@@ -210,6 +220,7 @@ def _read_user_form(data: FormMultiDict) -> UserForm:
         username=str(data.get("username", "")).strip(), display_name=str(data.get("display_name", "")).strip(),
         password=str(data.get("password", "")), roles=[str(r) for r in data.getall("roles", [])],
         units=[str(u) for u in data.getall("units", [])], active=data.get("active") == "1",
+        email=str(data.get("email", "")).strip(), phone=str(data.get("phone", "")).strip(),
     )
 
 
@@ -221,6 +232,7 @@ def _user_form_page(request: Request, typed: UserForm, user: User | None, proble
     template = page(request, "admin/user_form.html", typed=typed, user=user, problems=problems or [],
                     roles=list(state.definitions.roles.values()), units=units,
                     delayed=user is not None and bool(state.accounts.delayed([user.username])),
+                    has_totp=user is not None and user.totp_secret is not None,
                     is_self=user is not None and user.id == current_principal(request).user_id,
                     title="新建用户" if user is None else "编辑用户")
     template.status_code = status
