@@ -31,12 +31,15 @@ _ISSUED_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # read aloud or off paper
 REQUESTS = throttle.Rule(free=3, first=600, longest=3600)
 
 
+CONTACT = {"email": "email", "sms": "phone"}  # the users column each channel sends to
+
+
 class ResetCodeInvalid(Refused):
     code, kind = "reset_code_invalid", "invalid"
 
 
 class Sender(Protocol):
-    """Sends a message to one address or number. `channel`: "email" or "sms" (which user column it reads)."""
+    """Sends a message to one address or number. `channel`: "email" or "sms" (CONTACT: the user column it reads)."""
 
     channel: str
 
@@ -101,8 +104,8 @@ class RecoveryService:
                 return
             throttle.record_failure(s, key, REQUESTS, now)  # every request counts, found or not
             user = s.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
-            targets = [(sender, getattr(user, sender.channel)) for sender in self.senders
-                       if user is not None and user.is_active and getattr(user, sender.channel, "")]
+            targets = [(sender, getattr(user, CONTACT[sender.channel])) for sender in self.senders
+                       if user is not None and user.is_active and getattr(user, CONTACT[sender.channel], "")]
             codes = [(sender, to, _sent_code(sender.channel)) for sender, to in targets]
             for sender, _to, code in codes:
                 s.add(ResetCode(user_id=user.id, code_hash=_digest(code), channel=sender.channel,  # type: ignore[union-attr]

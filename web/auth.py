@@ -77,7 +77,10 @@ def clear_cookie(connection: ASGIConnection) -> Cookie:
 
 
 def with_form_token(request: Request, template: Template) -> Template:
-    """An anonymous page with a form: its CSRF token is the FORM_COOKIE's value, set here when the browser has none."""
+    """An anonymous page with a form: its CSRF token is the FORM_COOKIE's value, set here when the browser has none.
+    (Shown to a signed-in user, the form carries the session's token, which is the one checked then.)"""
+    if request.state.get("session") is not None:
+        return template
     token = request.cookies.get(FORM_COOKIE) or ""
     if len(token) < 32:
         token = secrets.token_urlsafe(32)
