@@ -162,7 +162,7 @@ async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -
         await anyio.to_thread.run_sync(state.accounts.touch_session, token)
     public = handler.opt.get("public")
     if principal is None and not public:
-        raise LoginRequired(expired=bool(token))
+        raise LoginRequired(expired=bool(token) and info is None)  # a session waiting for its code has not expired
     if connection.scope["type"] == "http" and connection.scope["method"] not in SAFE_METHODS:
         await _check_csrf(connection, info)
     if public:
