@@ -211,7 +211,7 @@ def stage_import(path: str, url: str, work: str, profile: bool) -> dict[str, Any
     state, _admin = prepare(settings)
     with state.db.write() as s:
         unit = unit_by_path(s, SCHOOL)
-        create_user(s, "bench", "Passw0rd!2026", ["registrar"], [unit.id], display_name="bench", must_change=False)  # type: ignore[union-attr]
+        create_user(s, "bench", "Kq7#vLm2-Shuxue", ["registrar"], [unit.id], display_name="bench", must_change=False)  # type: ignore[union-attr]
         s.commit()
     with state.db.read() as s:
         principal = build_principal(s, s.scalar(select(User).where(User.username == "bench")), state.definitions)

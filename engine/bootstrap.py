@@ -6,8 +6,9 @@ from typing import Any, Iterable
 
 from sqlalchemy import func, select
 
-from engine.accounts import create_user, generate_password
+from engine.accounts import AccountService, UserChanges, system_principal
 from engine.org import seed_units
+from engine.passwords import generate_password
 from engine.spec import Definitions
 from engine.storage.db import Database
 from engine.storage.models import OrgUnit, User
@@ -24,14 +25,13 @@ def bootstrap(db: Database, definitions: Definitions, demo_units: Iterable[Any])
     with db.write() as s:
         if not s.scalar(select(func.count()).select_from(OrgUnit)):
             seed_units(s, demo_units)
-        if s.scalar(select(func.count()).select_from(User)):
-            s.commit()
-            return None
-        admin_roles = [key for key, role in definitions.roles.items() if role.admin]
-        if not admin_roles:
-            raise RuntimeError("定义中没有 admin: true 的角色，无法创建第一个管理员")
+        has_users = bool(s.scalar(select(func.count()).select_from(User)))
         roots = list(s.scalars(select(OrgUnit.id).where(OrgUnit.parent_id.is_(None))))
-        password = generate_password()
-        create_user(s, "admin", password, admin_roles[:1], roots, display_name="系统管理员", must_change=True)
         s.commit()
+    if has_users:
+        return None
+    system = system_principal(definitions)  # raises when no role is admin: true
+    password = generate_password()
+    AccountService(db).create_user(system, definitions, "admin", password,
+                                   UserChanges("系统管理员", (system.roles[0].key,), tuple(roots)), must_change=True)
     return InitialAdmin("admin", password)

@@ -273,7 +273,9 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
             reveal_sensitive=raw.get("reveal_sensitive", False),
         )
     return RoleSpec(key=data["key"], name=data["name"], scope=data["scope"], forms=MappingProxyType(policies),
-                    admin=data.get("admin", False), description=data.get("description", ""), origin=data.origin)
+                    admin=data.get("admin", False), require_2fa=data.get("require_2fa", False),
+                    issue_reset_codes=data.get("issue_reset_codes", False), description=data.get("description", ""),
+                    origin=data.origin)
 
 
 def compile_org_levels(data: Mapping[str, Any], problems: Problems) -> tuple[OrgLevel, ...]:

@@ -1,6 +1,7 @@
 """Reads a definitions directory once: parse → check_shape → compile → frozen `Definitions`."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -8,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.certificates.compiler import compile_certificates
-from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role, digest
+from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
 from engine.metaschema import FORM, OPTIONS, ORG, ROLE
@@ -44,6 +45,9 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
         problems.add(Origin(str(directory), 1, 1), "定义目录不存在", "用 DANGAN_DEFINITIONS 指向包含 forms/ 和 roles/ 的目录")
         raise DefinitionErrors(problems)
 
+    # Taken before compiling: if a file changes meanwhile, the next reload sees other bytes and a new version, so a
+    # cache keyed by the version (principals, rendered forms) never keeps what an older file produced.
+    version = files_version(root)
     org_files = _read_all(root, "org.yaml", ORG, problems)
     levels = compile_org_levels(org_files[0][1], problems) if org_files else DEFAULT_LEVELS
     level_keys = tuple(level.key for level in levels)
@@ -78,11 +82,19 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     certificates = compile_certificates(root, definitions, workflows, expressions, problems)
     if problems:
         raise DefinitionErrors(problems)
-    version = digest({"forms": [f.version for f in forms.values()], "roles": sorted(roles), "options": sorted(options),
-                      "workflows": sorted(w.version for w in workflows.values()),
-                      "certificates": sorted(c.version for c in certificates.values())})
     return replace(definitions, workflows=MappingProxyType(workflows), certificates=MappingProxyType(certificates),
                    version=version)
+
+
+def files_version(root: Path) -> str:
+    """A digest of every byte of every definition file and of its path: a change to any of them, a role's mask or a
+    comment alike, is a new version. Paths are relative, so a copy of the directory has the same version."""
+    hashed = hashlib.sha256()
+    for file in sorted(f for f in root.rglob("*") if f.is_file() and not any(p.startswith(".") for p in f.relative_to(root).parts)):
+        content = file.read_bytes()
+        hashed.update(f"{file.relative_to(root).as_posix()}\0{len(content)}\0".encode())
+        hashed.update(content)
+    return hashed.hexdigest()[:12]
 
 
 def demo_units(directory: str | os.PathLike) -> list[Any]:

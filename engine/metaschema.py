@@ -140,6 +140,8 @@ ROLE = {
         "description": {"type": "string"},
         "scope": KEY,
         "admin": {"type": "boolean"},
+        "require_2fa": {"type": "boolean"},
+        "issue_reset_codes": {"type": "boolean"},
         "forms": {"type": "object", "additionalProperties": POLICY},
     },
 }

@@ -155,6 +155,8 @@ class RoleSpec:
     scope: str  # "own" | "subtree" | "all" | an org level key such as "school" or "class"
     forms: Mapping[str, FormPolicy]
     admin: bool = False  # manages users, org units and definition reloads
+    require_2fa: bool = False  # its users sign in with a second factor (TOTP), enrolling at their next sign-in
+    issue_reset_codes: bool = False  # may issue one-time password reset codes to non-admin users in its scope
     description: str = ""
     origin: Origin | None = field(default=None, compare=False)
 

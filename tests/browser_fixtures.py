@@ -66,15 +66,16 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float
 
 
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[[str], Server]]:
-    """start_server(db_url) → a running `dangan serve` on a free loopback port; stopped at teardown."""
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """start_server(db_url, **env) → a running `dangan serve` on a free loopback port (with these extra environment
+    variables, e.g. DANGAN_BODY_TIMEOUT_SECONDS="2"); stopped at teardown."""
     started: list[Server] = []
 
-    def start(db_url: str) -> Server:
+    def start(db_url: str, **extra_env: str) -> Server:
         var_dir = tmp_path / f"var{len(started)}"
         var_dir.mkdir()
         env = {**os.environ, "DANGAN_DATABASE_URL": db_url, "DANGAN_VAR": str(var_dir),
-               "DANGAN_DEFINITIONS": str(DEFINITIONS), "PYTHONUNBUFFERED": "1"}
+               "DANGAN_DEFINITIONS": str(DEFINITIONS), "PYTHONUNBUFFERED": "1", **extra_env}
         port = _free_port()
         log = var_dir / "server.log"
         with log.open("wb") as out:

@@ -18,7 +18,7 @@ from web.state import AppState
 
 REPO = Path(__file__).resolve().parent.parent
 DEFINITIONS = REPO / "definitions"
-PASSWORD = "Passw0rd!2026"
+PASSWORD = "Kq7#vLm2-Shuxue"  # passes the policy, zxcvbn included (engine/passwords.py)
 
 # Demo org paths (definitions/org.yaml) used across tests.
 DISTRICT = "示范区教育局"

@@ -10,7 +10,8 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Litestar
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -27,9 +28,11 @@ from web.controllers.home import HomeController
 from web.controllers.records import RecordController
 from web.errors import HANDLERS
 from web.features import enabled_features
+from web.headers import send_security_headers
 from web.pages import send_flash_cookie
+from web.params import PAGE, BodyTimeout, DanganRequest, bounded_request
 from web.settings import Settings
-from web.state import AppState
+from web.state import AppState, acknowledge_reload
 
 log = logging.getLogger("dangan")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,6 +72,7 @@ def _reload_on_sighup(app: Litestar) -> None:
             log.warning("定义已重新加载，版本 %s", outcome.version)
         else:
             log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+        acknowledge_reload(state.settings, outcome)
 
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
@@ -87,8 +91,11 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     )
     return Litestar(
         route_handlers=[AuthController, HomeController, RecordController, ApiController, AdminController, static, *(r for f in features for r in f.routes)],
-        guards=[session_guard],
-        before_send=[send_flash_cookie],
+        guards=[bounded_request, session_guard],
+        request_class=DanganRequest,
+        middleware=[DefineMiddleware(BodyTimeout, idle=settings.body_timeout_seconds)],
+        dependencies={"page_no": PAGE},
+        before_send=[send_flash_cookie, send_security_headers],
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(template_environment())),
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         state=State({"dangan": state, "features": features,
@@ -96,18 +103,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
         on_startup=[_reload_on_sighup, *(hook for f in features for hook in f.on_startup)],
         on_shutdown=[hook for f in features for hook in f.on_shutdown],
         request_max_body_size=settings.max_upload_bytes,
-        response_headers=_security_headers(),
         debug=False,
         # No generated /schema pages: they list every route (admin included) and load scripts from a CDN.
         openapi_config=None,
     )
-
-
-def _security_headers() -> list[ResponseHeader]:
-    return [
-        ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-        ResponseHeader(name="X-Frame-Options", value="DENY"),
-        ResponseHeader(name="Referrer-Policy", value="same-origin"),
-        ResponseHeader(name="Content-Security-Policy",
-                       value="default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"),
-    ]

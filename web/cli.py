@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
-from engine.accounts import AccountError, create_user, generate_password
+from engine.accounts import AccountInvalid, AccountService, UserChanges, UserNotFound, system_principal
 from engine.backup.manifest import BackupError, Counts
 from engine.backup.service import MANUAL_PREFIX, archive_name, restore_backup, run_backup
 from engine.errors import DefinitionErrors
 from engine.fields.files import human_size
 from engine.loader import load_definitions
 from engine.org import unit_by_path
+from engine.passwords import generate_password
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
 from web.settings import Settings
+from web.state import RELOAD_ACK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -76,47 +80,92 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_create_user(args: argparse.Namespace) -> int:
+    """Through AccountService, as the system principal: the same rules as the admin page (web/controllers/admin.py)."""
     settings = Settings()
     try:
         definitions = load_definitions(settings.definitions)
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.role not in definitions.roles:
-        print(f"未知的角色“{args.role}”；可用：{'、'.join(definitions.roles)}", file=sys.stderr)
-        return 1
     db = Database(settings.database_url)
-    db.upgrade()
-    password = args.password or generate_password()
-    with db.write() as s:
-        unit = unit_by_path(s, args.unit)
+    try:
+        db.upgrade()
+        with db.read() as s:
+            unit = unit_by_path(s, args.unit)
         if unit is None:
             print(f"找不到组织单位“{args.unit}”（用“/”分隔各级名称，如 示范区教育局/示范区第一中学）", file=sys.stderr)
             return 1
+        password = args.password or generate_password()
+        accounts = AccountService(db, settings.account_policy())
         try:
-            create_user(s, args.username, password, [args.role], [unit.id], display_name=args.name or args.username)
-        except AccountError as exc:
-            print(str(exc), file=sys.stderr)
+            accounts.create_user(system_principal(definitions), definitions, args.username, password,
+                                 UserChanges(args.name or args.username, (args.role,), (unit.id,)))
+        except AccountInvalid as exc:
+            print("；".join(exc.problems), file=sys.stderr)
             return 1
-        s.commit()
+    finally:
+        db.dispose()
     print(f"已创建用户 {args.username}（{definitions.roles[args.role].name}，{args.unit}），初始密码：{password}；首次登录须修改密码")
     return 0
 
 
+def cmd_unlock_user(args: argparse.Namespace) -> int:
+    """Ends a user name's sign-in delay (repeated wrong passwords), as the system principal."""
+    settings = Settings()
+    try:
+        definitions = load_definitions(settings.definitions)
+    except DefinitionErrors as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()
+        cleared = AccountService(db, settings.account_policy()).unlock(system_principal(definitions), args.username)
+    except UserNotFound:
+        print(f"没有用户“{args.username}”", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"已解除用户 {args.username} 的登录限制。" if cleared else f"用户 {args.username} 当前没有登录限制。")
+    return 0
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
-    """Check first (so errors are shown here), then signal the running server to re-read."""
+    """Check first (so errors are shown here), then signal the running server and wait for what it made of it: when
+    this command says 已重新加载, every worker answers its next request with the new definitions."""
     if cmd_check(argparse.Namespace(dir=None)) != 0:
         print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
         return 1
-    pid_file = Settings().var_dir / "dangan.pid"
+    settings = Settings()
+    pid_file, ack = settings.var_dir / "dangan.pid", settings.var_dir / RELOAD_ACK
+    before = _read_ack(ack)
     try:
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGHUP)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         print(f"没有找到运行中的服务（{pid_file}）", file=sys.stderr)
         return 1
-    print(f"已通知服务（进程 {pid}）重新加载定义。")
-    return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        outcome = _read_ack(ack)
+        if outcome is not None and outcome != before:
+            if outcome.get("ok"):
+                print(f"服务（进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
+                return 0
+            print(f"服务（进程 {pid}）未加载新定义，仍使用版本 {outcome.get('version')}：", file=sys.stderr)
+            for error in outcome.get("errors", []):
+                print(f"  {error}", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"已通知服务（进程 {pid}）重新加载定义，但 {args.wait:g} 秒内没有收到结果；请查看服务日志。", file=sys.stderr)
+    return 1
+
+
+def _read_ack(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -223,7 +272,11 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument("--password", help="初始密码（不填则随机生成）")
     user.add_argument("--name", help="显示名称")
     user.set_defaults(func=cmd_create_user)
+    unlock = sub.add_parser("unlock-user", help="解除用户名因多次密码错误而受到的登录限制")
+    unlock.add_argument("username")
+    unlock.set_defaults(func=cmd_unlock_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
+    reload.add_argument("--wait", type=float, default=60.0, help="等待服务加载结果的秒数（默认 60）")
     reload.set_defaults(func=cmd_reload)
     excel = sub.add_parser("import", help="从 Excel 或 CSV 文件导入记录（先预览，再导入）")
     excel.add_argument("form", help="表单，如 student")

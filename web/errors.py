@@ -9,7 +9,7 @@ from litestar.exceptions import HTTPException, NotFoundException, PermissionDeni
 from litestar.response import Redirect, Template
 
 from engine.refusals import Refused
-from web.auth import LoginRequired, PasswordChangeRequired, csrf_token
+from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
 
 log = logging.getLogger("dangan")
 
@@ -20,6 +20,7 @@ MESSAGES = {
     404: "页面或记录不存在，或不在您的权限范围内",
     405: "不支持此操作方式",
     409: "数据已被他人修改",
+    408: "请求超时",
     413: "上传的内容过大",
     422: "提交的数据有误",
     429: "操作过于频繁",
@@ -41,13 +42,19 @@ def _error(request: Request, status: int, detail: str = "") -> Response:
     return Template(template_name="error.html", context=context, status_code=status)
 
 
-def login_required(request: Request, _exc: LoginRequired) -> Response:
+def login_required(request: Request, exc: LoginRequired) -> Response:
     if _wants_json(request):
         return _error(request, 401)
-    target = "/login?next=" + quote(request.url.path)
+    target = "/login?next=" + quote(request.url.path) + ("&expired=1" if exc.expired else "")
     if request.headers.get("hx-request") == "true":
         return Response("", status_code=401, headers={"HX-Redirect": target})
     return Redirect(target, status_code=303)
+
+
+def two_factor_setup_required(request: Request, _exc: TwoFactorSetupRequired) -> Response:
+    if request.headers.get("hx-request") == "true":
+        return Response("", status_code=403, headers={"HX-Redirect": "/account/2fa"})
+    return Redirect("/account/2fa", status_code=303)
 
 
 def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
@@ -60,7 +67,9 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) and not exc.detail.isascii() else ""
     if isinstance(exc, ValidationException):
         detail = "参数格式不正确"
-    return _error(request, exc.status_code, detail)
+    response = _error(request, exc.status_code, detail)
+    response.headers.update(exc.headers or {})  # e.g. Connection: close after a body that stopped coming
+    return response
 
 
 # The one place an engine refusal's kind becomes an HTTP status.
@@ -79,6 +88,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     LoginRequired: login_required,
     PasswordChangeRequired: password_change_required,
+    TwoFactorSetupRequired: two_factor_setup_required,
     NotFoundException: http_error,
     PermissionDeniedException: http_error,
     HTTPException: http_error,

@@ -11,7 +11,6 @@ from urllib.parse import quote
 from litestar import Controller, Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 from sqlalchemy import select
 
@@ -35,6 +34,7 @@ from web.auth import app_state, current_principal
 from web.features import Feature
 from web.guards import form_guard
 from web.pages import page
+from web.params import Id
 from web.presenter import display_text
 from web.settings import Settings
 
@@ -228,14 +228,14 @@ class ExcelController(Controller):
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
 
     @get("/imports/{job_id:int}", opt={"action": "import"}, name="excel:job")
-    async def job_page(self, request: Request, job_id: FromPath[int]) -> Template:
+    async def job_page(self, request: Request, job_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         return page(request, "excel/job.html", errors=_shown_errors(request, job) if job.count_invalid else [],
                     shown_limit=SHOWN_ERRORS, title=f"{form.title} - 导入 #{job.id}", **_job_context(request, form, job))
 
     @get("/imports/{job_id:int}/progress", opt={"action": "import"}, name="excel:progress")
-    async def progress(self, request: Request, job_id: FromPath[int]) -> Template:
+    async def progress(self, request: Request, job_id: Id) -> Template:
         """htmx polls this every second; a finished job reloads the page to show its result."""
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
@@ -244,7 +244,7 @@ class ExcelController(Controller):
         return Template(template_name="excel/_progress.html", context=context, headers=headers)
 
     @post("/imports/{job_id:int}/commit", opt={"action": "import"}, name="excel:commit")
-    async def commit(self, request: Request, job_id: FromPath[int]) -> Redirect:
+    async def commit(self, request: Request, job_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         data = await request.form()
@@ -254,7 +254,7 @@ class ExcelController(Controller):
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 
     @post("/imports/{job_id:int}/resume", opt={"action": "import"}, name="excel:resume")
-    async def resume(self, request: Request, job_id: FromPath[int]) -> Redirect:
+    async def resume(self, request: Request, job_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         if interrupted(job):
@@ -262,7 +262,7 @@ class ExcelController(Controller):
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 
     @get("/imports/{job_id:int}/errors.xlsx", opt={"action": "import"}, name="excel:errors", sync_to_thread=True)
-    def errors(self, request: Request, job_id: FromPath[int]) -> Response:
+    def errors(self, request: Request, job_id: Id) -> Response:
         state, form, principal = app_state(request), _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         data = error_workbook(state.db, state.definitions, job.id, limits_for(state.settings))

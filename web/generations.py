@@ -1,6 +1,6 @@
 """Change counters shared by every worker process of one server.
 
-Caches kept per process (the 待办 badge, the org tree) drop their entries when a counter moves. With several worker
+Caches kept per process (the 待办 badge, the org tree) and the compiled definitions drop their entries when a counter moves. With several worker
 processes (`dangan serve --workers`), a change made in one worker must reach the others' caches at once, not after
 a TTL: the counters live in shared memory created before the workers are forked, so they inherit the same memory.
 """
@@ -28,3 +28,6 @@ class Generation:
 # Created at import time, i.e. in the parent process before `dangan serve` forks its workers.
 workflows = Generation()
 org_units = Generation()
+# Moved by a reload that passed its checks (`dangan reload`, the admin page): every process re-reads the definitions
+# before its next request (web/state.py:AppState.follow_reloads).
+definitions = Generation()

@@ -54,12 +54,14 @@ def page(request: Request, template: str, **context: Any) -> Template:
     return Template(template_name=template, context=context)
 
 
-def flash(request: Request, message: str) -> None:
+def flash(request: Request, message: str, session_secret: str | None = None) -> None:
     """The message the next page shows, sent with this response in a cookie of its own (see send_flash_cookie): no
-    database write to set it, and none to clear it once shown."""
+    database write to set it, and none to clear it once shown. `session_secret`: the CSRF token of the session the
+    next page belongs to, when this response starts a new one (a password change)."""
     info: SessionInfo | None = request.state.get("session")
-    if info is not None:
-        request.state[_FLASH_OUT] = _signed(message, info.csrf)
+    secret = session_secret or (info.csrf if info is not None else None)
+    if secret is not None:
+        request.state[_FLASH_OUT] = _signed(message, secret)
 
 
 def pop_flash(request: Request) -> str:
@@ -80,7 +82,8 @@ async def send_flash_cookie(message: Message, asgi_scope: Scope) -> None:
     value = state.get(_FLASH_OUT)
     if value is None and not state.get(_FLASH_SHOWN):
         return
-    secure = asgi_scope["app"].state["dangan"].settings.secure_cookies
+    settings = asgi_scope["app"].state["dangan"].settings
+    secure = settings.secure_cookies == "1" or (settings.secure_cookies == "auto" and asgi_scope.get("scheme") == "https")
     cookie = Cookie(key=FLASH_COOKIE, value=value or "", httponly=True, samesite="lax", secure=secure, path="/",
                     max_age=None if value else 0)
     message["headers"] = [*message.get("headers", []), cookie.to_encoded_header()]

@@ -3,8 +3,8 @@
 One Python process runs one request's Python at a time, so on a machine with several cores a single process leaves
 them idle while requests queue. With `--workers N` the parent does the start-up once (migrations, indexes, the first
 admin), binds the socket, and forks N workers, each with its own database connections and the app. The parent only
-supervises: it replaces a worker that dies, passes `dangan reload` (SIGHUP) on after checking the definitions
-itself, and stops the workers on SIGTERM / Ctrl-C.
+supervises: it replaces a worker that dies, checks the definitions on `dangan reload` (SIGHUP) and moves the shared
+reload generation the workers follow, and stops the workers on SIGTERM / Ctrl-C.
 
 The parent accepts the connections itself and hands each to the next worker in turn over a Unix socket of that
 worker's (`socket.send_fds`, as Node's cluster module does), so that connections opened together are shared evenly.
@@ -34,7 +34,7 @@ import uvicorn
 from engine.backup.schedule import BackupScheduler
 from engine.storage.db import Database, in_memory_sqlite
 from web.app import create_app
-from web.state import AppState
+from web.state import AppState, acknowledge_reload
 
 log = logging.getLogger("dangan")
 RESTART_PAUSE_SECONDS = 1.0
@@ -56,13 +56,20 @@ def serve(state: AppState, host: str, port: int, workers: int) -> None:
         app = create_app(state.settings, state)
         freeze_start_up_objects()
         backups = start_backups(state, 0)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **proxy_options(state))
         if backups is not None:
             backups.stop()
         return
     listener = _bind(host, port)
     state.db.dispose()  # no pooled connection may be shared by the forked workers
     Supervisor(state, listener, workers).run()
+
+
+def proxy_options(state: AppState) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For and X-Forwarded-Proto from the trusted proxies only (web/settings.py), and
+    takes the client address and the scheme (https: Secure cookies, HSTS) from them. It also bounds how long a
+    request's head and body may take to arrive (h11/httptools: timeout_keep_alive; see docs/operations.md)."""
+    return {"proxy_headers": True, "forwarded_allow_ips": state.settings.trusted_proxies}
 
 
 def freeze_start_up_objects() -> None:
@@ -238,14 +245,13 @@ class Supervisor:
         self.children[pid] = number
 
     def _reload(self, _signum: int, _frame: object) -> None:
-        """Check the new definitions here once; only a valid set is passed on, so no worker is left behind on
-        the old version because its own copy failed."""
+        """Check the new definitions here once; only a valid set moves the shared generation, which every worker
+        follows before its next request (AppState.follow_reloads), so none answers with the old roles after
+        `dangan reload` has been told the outcome."""
         outcome = self.state.reload()
         if not outcome.ok:
             log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
-            return
-        for pid in list(self.children):
-            os.kill(pid, signal.SIGHUP)
+        acknowledge_reload(self.state.settings, outcome)
 
     def _stop(self, _signum: int, _frame: object) -> None:
         self.stopping = True
@@ -267,8 +273,9 @@ def worker_database(url: str, workers: int, number: int) -> Database:
 def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
-    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number))
-    config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False)
+    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number),
+                     secret=parent.accounts.secret)  # a challenge one worker drew, another checks
+    config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()
     backups = start_backups(state, number)
     HandedServer(config, channel).run()

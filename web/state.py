@@ -1,13 +1,19 @@
 """What the running app holds: the database and the live, swappable compiled definitions."""
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 
 from markupsafe import Markup
 
+from engine.accounts import AccountService
+from engine.recovery import RecoveryService
+from engine.twofactor import TwoFactorService
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import Unit, all_units
@@ -32,13 +38,20 @@ class ReloadOutcome:
 class AppState:
     """Requests read `definitions` once; a reload swaps the whole object, never edits it."""
 
-    def __init__(self, settings: Settings, definitions: Definitions, db: Database) -> None:
+    def __init__(self, settings: Settings, definitions: Definitions, db: Database, secret: bytes | None = None) -> None:
+        """`secret`: the server's secret for signing sign-in challenges; a worker process gets its parent's."""
         self.settings = settings
         self.definitions = definitions
         self.db = db
         self.records = RecordService(db)
+        self.accounts = AccountService(db, settings.account_policy(), secret or secrets.token_bytes(32))
+        self.recovery = RecoveryService(self.accounts, settings.senders(), settings.public_url or "http://localhost:8000",
+                                        dt.timedelta(hours=settings.reset_code_hours))
+        self.two_factor = TwoFactorService(db, self.accounts.policy)
         self._lock = threading.Lock()
         self._units: tuple[int, float, list[Unit]] | None = None
+        # The reload generation these definitions answer to; a process forked later inherits both.
+        self._definitions_seen = generations.definitions.value
         # Rendered blank forms by (definitions version, form, policy); a reload changes the version.
         self.blank_forms: dict[tuple, Markup] = {}
 
@@ -60,15 +73,55 @@ class AppState:
         generations.org_units.bump()
 
     def reload(self) -> ReloadOutcome:
-        """Re-read the definitions; an invalid set is refused and the last good one stays live."""
+        """Re-read the definitions; an invalid set is refused and the last good one stays live. A valid one moves the
+        shared generation, so every worker process of this server re-reads them before its next request."""
         with self._lock:
-            try:
-                candidate = load_definitions(self.settings.definitions)
+            outcome = self._load()
+            if outcome.ok:
+                generations.definitions.bump()
+                self._definitions_seen = generations.definitions.value
+            return outcome
+
+    def follow_reloads(self) -> None:
+        """Called before each request: a reload checked in another process (the supervisor on `dangan reload`, another
+        worker's admin page) is applied here first, so no request is answered with the old roles and masks."""
+        if generations.definitions.value == self._definitions_seen:
+            return
+        with self._lock:
+            generation = generations.definitions.value
+            if generation == self._definitions_seen:
+                return
+            self._definitions_seen = generation
+            outcome = self._load(sync=False)
+            if outcome.ok:
+                log.warning("定义已重新加载，版本 %s", outcome.version)
+            else:  # the files changed again since they were checked: keep serving the last good set
+                log.error("定义有错误，未加载，仍使用版本 %s：\n%s", outcome.version, "\n".join(outcome.errors))
+
+    def _load(self, sync: bool = True) -> ReloadOutcome:
+        """Load the definitions; `sync`: also make the projection tables follow them (the process that checks a
+        reload does that, once, before the others follow it)."""
+        try:
+            candidate = load_definitions(self.settings.definitions)
+            if sync:
                 prepare_projections(self.db, candidate)
-            except DefinitionErrors as exc:
-                return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
-            except IndexConflict as exc:
-                return ReloadOutcome(False, [str(exc)], self.definitions.version)
-            self.definitions = candidate
-            log.info("definitions reloaded: version %s", candidate.version)
-            return ReloadOutcome(True, [], candidate.version)
+        except DefinitionErrors as exc:
+            return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
+        except IndexConflict as exc:
+            return ReloadOutcome(False, [str(exc)], self.definitions.version)
+        self.definitions = candidate
+        log.info("definitions reloaded: version %s", candidate.version)
+        return ReloadOutcome(True, [], candidate.version)
+
+
+RELOAD_ACK = "reload-outcome.json"
+
+
+def acknowledge_reload(settings: Settings, outcome: ReloadOutcome) -> None:
+    """What the server made of a `dangan reload` (SIGHUP), for the command that is waiting for it (web/cli.py)."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.var_dir / RELOAD_ACK
+    partial = target.with_suffix(".tmp")
+    partial.write_text(json.dumps({"ok": outcome.ok, "version": outcome.version, "errors": outcome.errors,
+                                   "at": time.time_ns()}, ensure_ascii=False), encoding="utf-8")
+    partial.replace(target)  # the command never reads half a file

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from typing import Any, Callable
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
@@ -24,13 +24,14 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Response, Template
 
+from engine.attachments import AttachmentService
 from engine.fields.files import UploadedFile
 from engine.issues import Issue
 from engine.messages import render
 from engine.permissions import Principal, is_editable, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, StoredRecord
 from engine.spec import FormPolicy, FormSpec
-from engine.storage.models import Application, Attachment
+from engine.storage.models import Application
 from engine.validation import clean_record
 from engine.workflows import routing
 from engine.workflows.compiler import CHANGES_SECTION
@@ -42,11 +43,13 @@ from engine.workflows.service import Bundle, WorkflowService, system_principal, 
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import check_context
+from web.downloads import file_response
 from web.features import Action, Feature, HeldUpdate
 from web import generations
 from web.formdata import read_submission, table_action
 from web.generations import Generation
 from web.pages import NavItem, flash, page
+from web.params import Id, PageNo, parse_id
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 from web.state import AppState
 from web.writes import run_write
@@ -131,16 +134,16 @@ class WorkflowController(Controller):
     guards = [workflow_guard]
 
     @get("/todo", opt={"workflow": "inbox"}, name="wf:todo")
-    async def todo(self, request: Request) -> Template:
-        return _list_page(request, "todo")
+    async def todo(self, request: Request, page_no: PageNo) -> Template:
+        return _list_page(request, "todo", page_no)
 
     @get("/done", opt={"workflow": "inbox"}, name="wf:done")
-    async def done(self, request: Request) -> Template:
-        return _list_page(request, "done")
+    async def done(self, request: Request, page_no: PageNo) -> Template:
+        return _list_page(request, "done", page_no)
 
     @get("/mine", opt={"workflow": "inbox"}, name="wf:mine")
-    async def mine(self, request: Request) -> Template:
-        return _list_page(request, "mine")
+    async def mine(self, request: Request, page_no: PageNo) -> Template:
+        return _list_page(request, "mine", page_no)
 
     @get("/new", opt={"workflow": "inbox"}, name="wf:index")
     async def index(self, request: Request) -> Template:
@@ -148,14 +151,13 @@ class WorkflowController(Controller):
         return page(request, "workflows/index.html", workflows=_startable(app_state(request), principal), title="发起申请")
 
     @get("/new/{key:str}", opt={"workflow": "start"}, name="wf:workflow")
-    async def workflow(self, request: Request, key: FromPath[str]) -> Template:
+    async def workflow(self, request: Request, key: FromPath[str], page_no: PageNo) -> Template:
         state, principal = app_state(request), current_principal(request)
         spec = state.definitions.workflows[key]
         form = state.definitions.forms[spec.form]
         starter = _starter(principal, spec)
         params = request.query_params
-        page_no = int(params["page"]) if params.get("page", "").isdigit() else 1
-        result = state.records.list(form, starter, ListQuery(search=params.get("q", ""), page=max(1, page_no)))
+        result = state.records.list(form, starter, ListQuery(search=params.get("q", ""), page=page_no))
         found = policy(starter, form)
         columns = [form.fields[k] for k in spec.summary if found is not None and k not in found.hidden][:5]
         units = state.units()
@@ -166,19 +168,19 @@ class WorkflowController(Controller):
                     page_query=lambda number: urlencode({"q": params.get("q", ""), "page": number}))
 
     @get("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:new")
-    async def new(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Template:
+    async def new(self, request: Request, key: FromPath[str], record: Id) -> Template:
         spec, form, principal, target = _starting(request, key, record)
         return _form_page(request, spec, form, principal, target, values=_start_values(spec, target))
 
     @post("/new/{key:str}/check", opt={"workflow": "start"}, name="wf:check")
-    async def check_new(self, request: Request, key: FromPath[str], record: FromQuery[int],
+    async def check_new(self, request: Request, key: FromPath[str], record: Id,
                         field: FromQuery[str]) -> Template:
         """htmx: one field of a new application, checked as it is typed (see `_check`)."""
         spec, form, principal, target = _starting(request, key, record)
         return await _check(request, spec, form, principal, target, _start_values(spec, target), field)
 
     @post("/new/{key:str}/start", opt={"workflow": "start"}, name="wf:start")
-    async def start(self, request: Request, key: FromPath[str], record: FromQuery[int]) -> Response:
+    async def start(self, request: Request, key: FromPath[str], record: Id) -> Response:
         state = app_state(request)
         spec, form, principal, target = _starting(request, key, record)
         data = await request.form()
@@ -200,11 +202,11 @@ class WorkflowController(Controller):
         return Redirect(f"/wf/a/{result.application_id}", status_code=303)
 
     @get("/a/{application_id:int}", opt={"workflow": "view"}, name="wf:application")
-    async def application(self, request: Request, application_id: FromPath[int]) -> Template:
+    async def application(self, request: Request, application_id: Id) -> Template:
         return _application_page(request, request.state.wf_bundle)
 
     @post("/a/{application_id:int}/decide", opt={"workflow": "decide"}, name="wf:decide")
-    async def decide(self, request: Request, application_id: FromPath[int]) -> Response:
+    async def decide(self, request: Request, application_id: Id) -> Response:
         state, principal = app_state(request), current_principal(request)
         data = await request.form()
         decision = data.get("decision") if isinstance(data.get("decision"), str) else ""
@@ -226,7 +228,7 @@ class WorkflowController(Controller):
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
     @post("/a/{application_id:int}/withdraw", opt={"workflow": "applicant"}, name="wf:withdraw")
-    async def withdraw(self, request: Request, application_id: FromPath[int]) -> Response:
+    async def withdraw(self, request: Request, application_id: Id) -> Response:
         state, principal = app_state(request), current_principal(request)
         try:
             await run_write(state.db, partial(service(request).withdraw, state.definitions, principal, application_id))
@@ -237,7 +239,7 @@ class WorkflowController(Controller):
         return Redirect(f"/wf/a/{application_id}", status_code=303)
 
     @get("/a/{application_id:int}/edit", opt={"workflow": "applicant"}, name="wf:edit")
-    async def edit(self, request: Request, application_id: FromPath[int]) -> Response:
+    async def edit(self, request: Request, application_id: Id) -> Response:
         bundle: Bundle = request.state.wf_bundle
         if bundle.application.status not in WITH_APPLICANT:
             return _not_editable(request, bundle)
@@ -247,7 +249,7 @@ class WorkflowController(Controller):
                           chosen=bundle.application.chosen_unit_id)
 
     @post("/a/{application_id:int}/check", opt={"workflow": "applicant"}, name="wf:check_edit")
-    async def check_edit(self, request: Request, application_id: FromPath[int], field: FromQuery[str]) -> Template:
+    async def check_edit(self, request: Request, application_id: Id, field: FromQuery[str]) -> Template:
         """htmx: one field of the applicant's edit page (after 退回修改, or a draft), checked as it is typed."""
         bundle: Bundle = request.state.wf_bundle
         status = bundle.application.status
@@ -259,7 +261,7 @@ class WorkflowController(Controller):
         return await _check(request, spec, form, current_principal(request), target, values, field, bundle)
 
     @post("/a/{application_id:int}/edit", opt={"workflow": "applicant"}, name="wf:resubmit")
-    async def resubmit(self, request: Request, application_id: FromPath[int]) -> Response:
+    async def resubmit(self, request: Request, application_id: Id) -> Response:
         state, principal = app_state(request), current_principal(request)
         bundle: Bundle = request.state.wf_bundle
         if bundle.application.status not in WITH_APPLICANT:
@@ -285,27 +287,18 @@ class WorkflowController(Controller):
 
     @get("/files/{attachment_id:str}", opt={"workflow": "file"}, name="wf:file")
     async def file(self, request: Request, attachment_id: FromPath[str]) -> Response:
-        state, principal = app_state(request), current_principal(request)
-        with state.db.read() as s:
-            attachment = s.get(Attachment, attachment_id)
-        bundle = None
-        if attachment is not None and attachment.form_key.startswith("wf:") and attachment.record_id is not None:
-            bundle = service(request).load(attachment.record_id)
-        if attachment is None or bundle is None or not service(request).can_view(state.definitions, principal, bundle):
-            raise NotFoundException("附件不存在或不在您的权限范围内")
-        inline = attachment.content_type.startswith("image/")
-        return Response(attachment.content, media_type=attachment.content_type if inline else "application/octet-stream",
-                        headers={"Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(attachment.filename, safe='')}",
-                                 "Cache-Control": "private, no-store"})
+        state = app_state(request)
+        served = AttachmentService(state.db, state.records).application_file(state.definitions, current_principal(request),
+                                                                              attachment_id)
+        return file_response(served)
 
 
 # --- pages --------------------------------------------------------------------------------------
 
-def _list_page(request: Request, kind: str) -> Template:
+def _list_page(request: Request, kind: str, page_no: int) -> Template:
     state, principal = app_state(request), current_principal(request)
     params = request.query_params
     workflow, status = params.get("workflow", ""), params.get("status", "")
-    page_no = int(params["page"]) if params.get("page", "").isdigit() else 1
     workflows = service(request)
     if kind == "todo":
         total = None if workflow or status else _inbox_count(state, principal)
@@ -589,7 +582,7 @@ async def _upload(value: Any) -> UploadedFile | None:
 
 
 def _chosen(raw: Any) -> int | None:
-    return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+    return parse_id(raw)
 
 
 def _submitted_message(outcome: Any, spec: WorkflowSpec) -> str:

@@ -5,10 +5,12 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+_POSTGRESQL = postgresql.dialect()
 
 
 def utcnow() -> dt.datetime:
@@ -17,6 +19,17 @@ def utcnow() -> dt.datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+
+
+def holds_id(model: type[Base], value: int) -> bool:
+    """Whether `value` fits the model's integer primary key on every database: PostgreSQL refuses to compare an
+    INTEGER (32-bit) column with a larger number rather than finding no row."""
+    column = model.__table__.primary_key.columns.values()[0]
+    wide = isinstance(column.type.dialect_impl(_POSTGRESQL), BigInteger)
+    return 0 < value <= (INT64_MAX if wide else INT32_MAX)
 
 
 class OrgUnit(Base):
@@ -36,10 +49,18 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(100), default="")
     password_hash: Mapped[str] = mapped_column(String(200))
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # For the password-age policy (web/settings.py: password_max_age_days).
+    password_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Where a self-service password reset is sent (either may be empty).
+    email: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    # TOTP two-factor sign-in (RFC 6238): the base32 secret once enrolled; the one being enrolled; the last time step
+    # a code was accepted for (a code is good once).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_pending: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bumped whenever roles or units change, so cached principals of every process go stale at once.
     auth_version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -63,7 +84,57 @@ class Session(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # min(created + lifetime, last activity + idle) — engine/sessions.py
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    # "2fa": the password was right, the second factor is still to come; such a session opens no page.
+    pending: Mapped[str | None] = mapped_column(String(10))
+
+
+class PasswordHistory(Base):
+    """Hashes of a user's earlier passwords: a new password may not be one of the last few."""
+
+    __tablename__ = "password_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Recent failed sign-ins by one key (a client address, or a typed user name whether or not it exists), and
+    until when the next try is refused: delays that grow with the failures, never a lock that stays."""
+
+    __tablename__ = "login_throttle"
+    # "address:<ip>" or "account:<sha256 of the lower-cased name>" (what was typed is not kept).
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ResetCode(Base):
+    """A one-time password reset code: sent by e-mail or SMS, or issued by an administrator or registrar."""
+
+    __tablename__ = "reset_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))  # sha256: a leaked table gives no usable code
+    channel: Mapped[str] = mapped_column(String(10))  # email | sms | issued
+    issued_by: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator when it is lost."""
+
+    __tablename__ = "recovery_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Record(Base):

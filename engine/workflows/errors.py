@@ -60,6 +60,10 @@ class CommentRequired(WorkflowError):
     code, status = "wf_comment_required", 422
 
 
+class CommentTooLong(WorkflowError):
+    code, status = "wf_comment_too_long", 422
+
+
 class AttachmentRequired(WorkflowError):
     code, status = "wf_attachment_required", 422
 

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from engine.expressions import holds
 from engine.permissions import Principal
 from engine.workflows.errors import (
-    ActionNotAllowed, AttachmentRequired, CommentRequired, NotApplicant, NotAssignee, NotInProgress,
+    ActionNotAllowed, AttachmentRequired, CommentRequired, CommentTooLong, NotApplicant, NotAssignee, NotInProgress,
     ScopeUnresolved, SelfApprovalForbidden, TaskClosed, WithdrawNotAllowed,
 )
 from engine.workflows.spec import (
@@ -21,6 +21,8 @@ from engine.workflows.spec import (
 )
 
 DECISIONS = ("approve", "reject", "return")
+# A decision's comment is shown to everyone who sees the application: a few paragraphs, not a file (issue 14).
+MAX_COMMENT = 2000
 DECIDED = {"approve": "approved", "reject": "rejected", "return": "returned"}  # task status after each action
 
 
@@ -245,6 +247,8 @@ def decide(spec: WorkflowSpec, ctx: Context, state: State, task_id: int, action:
         raise ActionNotAllowed(action=ACTION_LABELS.get(action, action))
     if not comment.strip() and (action != "approve" or step.require_comment):
         raise CommentRequired(action=ACTION_LABELS[action])
+    if len(comment) > MAX_COMMENT:
+        raise CommentTooLong(limit=MAX_COMMENT, length=len(comment))
     if action == "approve" and step.require_attachment and not has_attachment:
         raise AttachmentRequired()
     others = [t for t in state.current if t.step == step.key and t.status == "open" and t.id != task.id]

@@ -10,9 +10,10 @@ from httpx import Response
 from litestar.testing import TestClient
 from sqlalchemy import select
 
-from engine.accounts import MAX_FAILURES
+from engine import throttle
+from engine.throttle import ACCOUNT
 from engine.org import unit_by_path
-from engine.storage.models import Session, User
+from engine.storage.models import Session, User, utcnow
 from tests.support import (CLASS_1, CLASS_2, DISTRICT, PASSWORD, SCHOOL, add_user, build, client_for, copy_definitions, csrf_of,
                            login, unit_id, valid_student)
 from web.state import AppState
@@ -298,23 +299,24 @@ def test_reset_password__signs_out_old_sessions(admin_app) -> None:
         assert user_client.get("/", follow_redirects=False).headers["location"].startswith("/login")
 
 
-def test_unlock__locked_user_can_log_in_again(admin_app) -> None:
+def test_unlock__delayed_user_can_log_in_again(admin_app) -> None:
     app, state = admin_app
     reg = _user_id(state, "reg")
+    with state.db.write() as s:  # eight wrong passwords in a row: the next try waits half a minute
+        for _ in range(ACCOUNT.free + 5):
+            throttle.record_failure(s, throttle.account_key("reg"), ACCOUNT, utcnow())
+        s.commit()
     for client in client_for(app):
-        for _ in range(MAX_FAILURES):
-            assert _try_login(client, "reg", "wrong-Passw0rd!").status_code == 401
-        locked = _try_login(client, "reg", PASSWORD)
-        assert locked.status_code == 401 and "账号已锁定" in locked.text
+        delayed = _try_login(client, "reg", PASSWORD)
+        assert delayed.status_code == 401 and "登录尝试过于频繁" in delayed.text
     for admin in client_for(app):
         csrf = login(admin, "root")
-        assert "已锁定（至 " in admin.get("/admin/users").text
-        assert "解锁" in admin.get(f"/admin/users/{reg}").text
+        assert "登录受限" in admin.get("/admin/users").text
+        assert "解除登录限制" in admin.get(f"/admin/users/{reg}").text
         unlocked = admin.post(f"/admin/users/{reg}/unlock", data={"_csrf": csrf}, follow_redirects=False)
         assert unlocked.status_code == 303
-        assert "已解锁用户“reg”" in admin.get(f"/admin/users/{reg}").text
-    user = _user(state, "reg")
-    assert (user.locked_until, user.failed_logins) == (None, 0)
+        page = admin.get(f"/admin/users/{reg}").text
+        assert "已解除用户“reg”的登录限制" in page and "解除登录限制</button>" not in page
     for client in client_for(app):
         assert _try_login(client, "reg", PASSWORD).headers["location"] == "/"
 

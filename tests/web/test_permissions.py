@@ -33,6 +33,8 @@ from engine.storage.models import OrgUnit, Record, User
 from tests.engine.helpers import BACKENDS, add_member, database_url, png_bytes, principal_of, sign_in, student_values
 from tests.support import CLASS_1, CLASS_2, DISTRICT, OTHER_DISTRICT_CLASS, SCHOOL, build, unit_id
 from web.auth import session_guard
+from web.controllers.auth import reset_codes_guard
+from web.params import bounded_request
 from web.guards import admin_guard, form_guard
 from web.workflows import workflow_guard
 from web.state import AppState
@@ -278,7 +280,13 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
     if "certificate" in opt:
         return _certificate_cases(world, role, route, opt["certificate"], method, base)
 
-    if guards - {session_guard}:
+    if reset_codes_guard in guards:
+        # 生成重置码: administrators and roles with `issue_reset_codes`; an empty form is refused (422).
+        allowed = role.admin or role.issue_reset_codes
+        return [Case(method, route.path, base, ({200, 422} if post else {200}) if allowed else {403},
+                     "issue_reset_codes or admin")]
+
+    if guards - {session_guard, bounded_request}:
         raise Unclassified(f"guards {sorted(getattr(g, '__name__', str(g)) for g in guards)} the matrix does not know")
 
     if "attachment_id" in params:

@@ -106,6 +106,11 @@ def test_workers_share_the_socket_reload_together_restart_and_stop(two_workers: 
     assert "nickname" in student.read_text(encoding="utf-8")
     reload = subprocess.run([str(DANGAN), "reload"], env=two_workers.env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert reload.returncode == 0, reload.stderr
+    assert "已重新加载定义" in reload.stdout
+    # Each worker re-reads them before its next request (fresh connections are handed to the workers in turn).
+    for _ in range(4):
+        with urllib.request.urlopen(base + "/login", timeout=10) as response:
+            assert response.status == 200
     _wait_for(lambda: len(re.findall(r"定义已重新加载", log.read_text(errors="replace"))) == 2,
               what="both workers to reload")
 

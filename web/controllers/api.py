@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.params import FromPath
 from litestar import Controller, Request, get
 
 from engine.permissions import policy
@@ -12,6 +11,7 @@ from engine.spec import FormPolicy, FormSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import _form, _get
 from web.guards import form_guard
+from web.params import Id, PageNo
 from web.presenter import display_text
 from engine.permissions import is_masked
 
@@ -35,13 +35,13 @@ class ApiController(Controller):
     guards = [form_guard]
 
     @get("/", opt={"action": "read"}, name="api:list")
-    async def list_json(self, request: Request) -> dict[str, Any]:
+    async def list_json(self, request: Request, page_no: PageNo) -> dict[str, Any]:
         form, principal = _form(request), current_principal(request)
         found = policy(principal, form)
-        result = app_state(request).records.list(form, principal, ListQuery.parse(form, request.query_params))
+        result = app_state(request).records.list(form, principal, ListQuery.parse(form, request.query_params, page=page_no))
         return {"total": result.total, "page": result.page, "records": [record_json(form, found, r) for r in result.records]}
 
     @get("/{record_id:int}", opt={"action": "read"}, name="api:detail")
-    async def detail_json(self, request: Request, record_id: FromPath[int]) -> dict[str, Any]:
+    async def detail_json(self, request: Request, record_id: Id) -> dict[str, Any]:
         form, principal = _form(request), current_principal(request)
         return record_json(form, policy(principal, form), _get(request, form, principal, record_id, "read"))

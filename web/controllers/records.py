@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
-from litestar.params import FromPath
 from litestar import Controller, Request, get, post
 from markupsafe import Markup
 from litestar.exceptions import NotFoundException
@@ -19,6 +18,7 @@ from web.auth import app_state, current_principal
 from web.formdata import read_submission, table_action
 from web.guards import form_guard
 from web.pages import flash, page, units_for
+from web.params import Id, PageNo, parse_id
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 
 
@@ -34,10 +34,10 @@ class RecordController(Controller):
     guards = [form_guard]
 
     @get("/", opt={"action": "read"}, name="records:list")
-    async def list_records(self, request: Request) -> Template:
+    async def list_records(self, request: Request, page_no: PageNo) -> Template:
         form, principal = _form(request), current_principal(request)
         found = policy(principal, form)
-        query = ListQuery.parse(form, request.query_params, count_limit=LIST_COUNT_LIMIT)
+        query = ListQuery.parse(form, request.query_params, page=page_no, count_limit=LIST_COUNT_LIMIT)
         filters = query.filters
         result = app_state(request).records.list(form, principal, query)
         columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
@@ -92,7 +92,7 @@ class RecordController(Controller):
         return Template(template_name="records/check.html", context={**context, "record": stored})
 
     @get("/{record_id:int}", opt={"action": "read"}, name="records:view")
-    async def view_record(self, request: Request, record_id: FromPath[int]) -> Template:
+    async def view_record(self, request: Request, record_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "read")
         found = policy(principal, form)
@@ -112,7 +112,7 @@ class RecordController(Controller):
                     can_delete=_reaches(request, form, principal, record, "delete"), title=form.title)
 
     @get("/{record_id:int}/edit", opt={"action": "update"}, name="records:edit")
-    async def edit_record(self, request: Request, record_id: FromPath[int]) -> Template:
+    async def edit_record(self, request: Request, record_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "update")
         # Show what an old record lacks under today's definition right away.
@@ -120,7 +120,7 @@ class RecordController(Controller):
         return _edit_page(request, form, principal, values=record.values, raw={}, issues=issues, record=record)
 
     @post("/{record_id:int}/edit", opt={"action": "update"}, name="records:update")
-    async def update_record(self, request: Request, record_id: FromPath[int]) -> Response:
+    async def update_record(self, request: Request, record_id: Id) -> Response:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "update")
         data = await request.form()
@@ -146,14 +146,14 @@ class RecordController(Controller):
         return Redirect(next((href for _, href in notes if href), f"/f/{form.key}/{record_id}"), status_code=303)
 
     @get("/{record_id:int}/delete", opt={"action": "delete"}, name="records:confirm_delete")
-    async def confirm_delete(self, request: Request, record_id: FromPath[int]) -> Template:
+    async def confirm_delete(self, request: Request, record_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "delete")
         return page(request, "records/delete.html", form=form, record=record,
                     title_text=_title(form, record, policy(principal, form)), title=form.title)
 
     @post("/{record_id:int}/delete", opt={"action": "delete"}, name="records:delete")
-    async def delete_record(self, request: Request, record_id: FromPath[int]) -> Redirect:
+    async def delete_record(self, request: Request, record_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
         if not app_state(request).records.delete(form, principal, record_id):
             raise NotFoundException("记录不存在或不在您的权限范围内")
@@ -161,7 +161,7 @@ class RecordController(Controller):
         return Redirect(f"/f/{form.key}/", status_code=303)
 
     @get("/{record_id:int}/history", opt={"action": "read"}, name="records:history")
-    async def history(self, request: Request, record_id: FromPath[int]) -> Template:
+    async def history(self, request: Request, record_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         record = _get(request, form, principal, record_id, "read")
         found = policy(principal, form)
@@ -216,16 +216,17 @@ def _reaches(request: Request, form: FormSpec, principal: Principal, record: Sto
 
 
 def _stored_for_check(request: Request, form: FormSpec, principal: Principal) -> StoredRecord | None:
-    record_id = request.query_params.get("record", "")
-    if not record_id.isdigit():
+    record_id = parse_id(request.query_params.get("record"))
+    if record_id is None:
         return None
-    return app_state(request).records.get(form, int(record_id), principal, "update")
+    return app_state(request).records.get(form, record_id, principal, "update")
 
 
 def _chosen_unit(raw: Any, units: list) -> int | None:
     allowed = {u.id for u in units}
-    if isinstance(raw, str) and raw.isdigit() and int(raw) in allowed:
-        return int(raw)
+    chosen = parse_id(raw)
+    if chosen is not None and chosen in allowed:
+        return chosen
     return units[0].id if len(units) == 1 else None
 
 

@@ -1,13 +1,13 @@
 """projections: what each form's projection table (p_<form>) holds, so that a definition change can be compared
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0007'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
