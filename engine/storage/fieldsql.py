@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import ColumnElement, Index, Numeric, Text, cast, func, literal_column, text
+from sqlalchemy import ColumnElement, Index, Integer, Numeric, Text, case, cast, func, literal, literal_column, text
 from sqlalchemy.engine import Connection
 
 from engine.spec import FieldSpec, FormSpec
 from engine.storage.models import Record
 
-NUMERIC_TYPES = frozenset({"integer", "decimal"})
+# The text form of a number as `to_json` stores it (decimals are JSON strings: "93.5").
+_NUMBER_TEXT = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)$"
 
 
 def _one(dialect: str, key: str) -> ColumnElement:
@@ -31,10 +32,23 @@ def value_expr(dialect: str, field: FieldSpec) -> ColumnElement:
 
 
 def sort_expr(dialect: str, field: FieldSpec) -> ColumnElement:
+    """The value as the field type's `sql_type` orders it.
+
+    Dates ("2010-03-05"), times, booleans and text already sort right as stored; numbers do not: PostgreSQL's
+    ->> gives text and a decimal is stored as a JSON string, so "100" < "87.34" < "9" < "93.5". They are cast
+    to NUMERIC; on PostgreSQL only text that reads as a number, so that a value left by an older definition of
+    the field sorts as empty instead of failing the whole list."""
     expr = value_expr(dialect, field)
-    if dialect == "postgresql" and field.type_name in NUMERIC_TYPES:
-        return cast(expr, Numeric)  # ->> yields text; "10" must sort after "9"
-    return expr
+    if not _numeric(field):
+        return expr
+    if dialect == "postgresql":
+        return case((expr.op("~")(literal(_NUMBER_TEXT)), cast(expr, Numeric)), else_=None)
+    return cast(expr, Numeric)
+
+
+def _numeric(field: FieldSpec) -> bool:
+    sql_type = field.kind.sql_type
+    return sql_type is not None and issubclass(sql_type, (Integer, Numeric))
 
 
 def sql_value(dialect: str, stored: Any) -> Any:

@@ -68,4 +68,4 @@ def test_textarea__normalises_line_endings():
 
 
 def test_textarea__widget():
-    assert (TextareaField.name, TextareaField.widget) == ("textarea", "textarea")
+    assert (TextareaField.name, TextareaField.widget_type.name) == ("textarea", "textarea")
