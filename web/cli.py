@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 from engine.accounts import AccountError, create_user, generate_password
 from engine.errors import DefinitionErrors
@@ -25,10 +26,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(error)
         print(f"\n共 {len(exc.errors)} 处错误。", file=sys.stderr)
         return 1
+    for warning in definitions.warnings:
+        print(warning)
     fields = sum(len(f.fields) for f in definitions.forms.values())
     print(f"定义检查通过：{len(definitions.forms)} 个表单（{fields} 个字段）、{len(definitions.roles)} 个角色、"
-          f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程；版本 {definitions.version}")
+          f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程；版本 {definitions.version}"
+          + (f"；{len(definitions.warnings)} 处警告" if definitions.warnings else ""))
     return 0
+
+
+def pid_file(var_dir: Path, port: int) -> Path:
+    """The serving parent's pid, one file per port: two servers from one checkout must not share it."""
+    return var_dir / f"dangan-{port}.pid"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -58,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         note.chmod(0o600)
         print(f"\n已创建第一个管理员账号：用户名 {admin.username}，初始密码 {admin.password}"
               f"\n（也保存在 {note}；首次登录后须修改密码）\n", flush=True)
-    (settings.var_dir / "dangan.pid").write_text(str(os.getpid()))
+    pid_file(settings.var_dir, args.port).write_text(str(os.getpid()))
     print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}，"
           f"{workers} 个工作进程）", flush=True)
     serve(state, args.host, args.port, workers)
@@ -102,14 +111,14 @@ def cmd_reload(args: argparse.Namespace) -> int:
     if cmd_check(argparse.Namespace(dir=None)) != 0:
         print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
         return 1
-    pid_file = Settings().var_dir / "dangan.pid"
+    path = pid_file(Settings().var_dir, args.port)
     try:
-        pid = int(pid_file.read_text())
+        pid = int(path.read_text())
         os.kill(pid, signal.SIGHUP)
     except (FileNotFoundError, ValueError, ProcessLookupError):
-        print(f"没有找到运行中的服务（{pid_file}）", file=sys.stderr)
+        print(f"没有找到运行中的服务（{path}）；服务不在默认端口时用 --port 指定", file=sys.stderr)
         return 1
-    print(f"已通知服务（进程 {pid}）重新加载定义。")
+    print(f"已通知服务（端口 {args.port}，进程 {pid}）重新加载定义。")
     return 0
 
 
@@ -139,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     user.add_argument("--name", help="显示名称")
     user.set_defaults(func=cmd_create_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
+    reload.add_argument("--port", type=int, default=8000, help="服务的端口（默认 8000，与 serve 相同）")
     reload.set_defaults(func=cmd_reload)
     excel = sub.add_parser("import", help="从 Excel 或 CSV 文件导入记录（先预览，再导入）")
     excel.add_argument("form", help="表单，如 student")
