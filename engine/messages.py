@@ -14,6 +14,7 @@ MESSAGES: Mapping[str, str] = {
     "decimal": "{label}应为数字",
     "decimal_places": "{label}最多保留{places}位小数",
     "date": "{label}应为日期，例如 2010-03-05",
+    "time": "{label}应为时间（24小时制，到分钟），例如 07:30",
     "min_value": "{label}不能小于{limit}",
     "max_value": "{label}不能大于{limit}",
     "min_length": "{label}至少{limit}个字",

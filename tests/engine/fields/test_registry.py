@@ -22,7 +22,7 @@ MINIMAL_PARAMS = {
 }
 # Every code a field type raises or yields; each needs a sentence in the catalogue.
 CODES = {
-    "integer", "decimal", "decimal_places", "date", "choice", "boolean", "email", "phone", "invalid",
+    "integer", "decimal", "decimal_places", "date", "time", "choice", "boolean", "email", "phone", "invalid",
     "id_card_length", "id_card_chars", "id_card_region", "id_card_birth", "id_card_check", "id_card_float",
     "file_type", "file_size", "file_empty", "file_not_importable", "choice_removed",
     "table_rows_min", "table_rows_max", "table_row", "table_not_importable",
@@ -40,7 +40,7 @@ def test_registry__read_only():
 
 def test_registry__every_type():
     assert set(FIELD_TYPES) == {
-        "text", "textarea", "integer", "decimal", "date", "choice", "multi_choice", "boolean", "email", "phone",
+        "text", "textarea", "integer", "decimal", "date", "time", "choice", "multi_choice", "boolean", "email", "phone",
         "id_card", "file", "image", "table", "generated",
     }
 
