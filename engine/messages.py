@@ -6,6 +6,11 @@ from typing import Any, Mapping
 from engine.issues import Issue
 
 MESSAGES: Mapping[str, str] = {
+    # refusals of engine services (engine/refusals.py)
+    "refused": "操作被拒绝",
+    "not_found": "记录不存在或不在您的权限范围内",
+    "not_permitted": "您没有权限进行此操作",
+    "unit_not_allowed": "不能把记录放在该单位：它不在您的权限范围内，或不是{unit_label}",
     # conversion and generic rules
     "required": "{label}为必填项",
     "invalid": "{label}格式不正确",
@@ -77,7 +82,7 @@ MESSAGES: Mapping[str, str] = {
     "import_exists": "{label}为“{value}”的记录已存在；“仅新增”不修改已有记录，如需更新请选择“新增或更新”",
     "import_not_found": "找不到{label}为“{value}”的记录；“仅更新”不会新增记录",
     "import_key_empty": "{label}为空，无法找到要更新的记录",
-    "import_out_of_scope": "{label}为“{value}”的记录不在您的权限范围内",
+    "import_read_only": "{label}为“{value}”的记录您只能查看，不能通过导入修改",
     "import_duplicate": "{label}“{value}”在文件中重复出现（第{rows}行），请只保留一行",
     "import_unit_required": "请填写{label}",
     "import_unit_unknown": "{label}“{value}”不存在，或不在您可以导入的范围内",

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, TypeVar
 
 from engine.spec import FieldSpec, FormPolicy, FormSpec, RoleSpec
 
+U = TypeVar("U")
 ACTIONS = ("create", "read", "update", "delete", "export", "import")
 
 
@@ -90,6 +91,21 @@ def scope(principal: Principal, action: str, form: FormSpec) -> Scope:
         else:
             paths |= principal.anchors.get(role.scope, frozenset())
     return Scope(everything=everything, paths=frozenset(paths), own=own)
+
+
+def unit_allowed(principal: Principal, form: FormSpec, action: str, unit_path: str, unit_level: str) -> bool:
+    """Whether a record of `form` may be placed in this unit for `action`: a unit of the form's org level, inside
+    the scope the action has (an "own" scope places records in the user's own units)."""
+    if form.unit_level and unit_level != form.unit_level:
+        return False
+    reach = scope(principal, action, form)
+    return (reach.everything or any(unit_path.startswith(p) for p in reach.paths)
+            or (reach.own and any(unit_path.startswith(p) for p in principal.unit_paths)))
+
+
+def placeable_units(units: Iterable[U], principal: Principal, form: FormSpec, action: str) -> list[U]:
+    """The units (anything with `path` and `level`) a record of `form` may be placed in for `action`."""
+    return [u for u in units if unit_allowed(principal, form, action, u.path, u.level)]  # type: ignore[attr-defined]
 
 
 def readable_fields(found: FormPolicy, form: FormSpec) -> tuple[FieldSpec, ...]:

@@ -8,6 +8,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Template
 
+from engine.refusals import Refused
 from web.auth import LoginRequired, PasswordChangeRequired, csrf_token
 
 log = logging.getLogger("dangan")
@@ -60,6 +61,14 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return _error(request, exc.status_code, detail)
 
 
+# The one place an engine refusal's kind becomes an HTTP status.
+REFUSAL_STATUS = {"not_found": 404, "forbidden": 403, "conflict": 409, "invalid": 422}
+
+
+def refused(request: Request, exc: Refused) -> Response:
+    return _error(request, REFUSAL_STATUS.get(exc.kind, 400), exc.message)
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return _error(request, 500)
@@ -71,5 +80,6 @@ HANDLERS = {
     NotFoundException: http_error,
     PermissionDeniedException: http_error,
     HTTPException: http_error,
+    Refused: refused,
     Exception: internal_error,
 }

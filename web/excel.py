@@ -20,7 +20,7 @@ from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES
 from engine.excel.layout import export_columns, template_columns
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.safety import inspect_upload
-from engine.excel.units import allowed_units
+from engine.permissions import placeable_units
 from engine.excel.workbooks import build_workbook
 from engine.errors import DefinitionErrors
 from engine.fields.files import MB
@@ -90,7 +90,7 @@ def _download(data: bytes, filename: str) -> Response:
 
 def unit_options(request: Request, principal: Principal, form: FormSpec) -> list[Unit]:
     units = app_state(request).units()
-    return allowed_units(units, principal, form, "create") or allowed_units(units, principal, form, "update")
+    return placeable_units(units, principal, form, "create") or placeable_units(units, principal, form, "update")
 
 
 def modes_for(principal: Principal, form: FormSpec) -> list[str]:

@@ -13,7 +13,7 @@ from litestar.response import Template
 from litestar.types import Message, Scope
 
 from engine.org import Unit
-from engine.permissions import Principal, forms_for, scope
+from engine.permissions import Principal, forms_for, placeable_units
 from engine.spec import FormSpec
 from web.auth import SessionInfo, app_state, csrf_token, optional_principal
 
@@ -108,11 +108,4 @@ def _mac(body: str, secret: str) -> str:
 
 def units_for(request: Request, principal: Principal, form: FormSpec, action: str) -> list[Unit]:
     """Units a record of `form` may be placed in: the form's org level, inside the user's scope."""
-    reach = scope(principal, action, form)
-    units = app_state(request).units()
-    return [
-        u for u in units
-        if (not form.unit_level or u.level == form.unit_level)
-        and (reach.everything or any(u.path.startswith(p) for p in reach.paths)
-             or (reach.own and any(u.path.startswith(p) for p in principal.unit_paths)))
-    ]
+    return placeable_units(app_state(request).units(), principal, form, action)

@@ -9,21 +9,10 @@ from sqlalchemy.orm import Session as DbSession
 from engine.fields.normalise import remove_spaces, to_halfwidth
 from engine.issues import Issue
 from engine.org import Unit, all_units
-from engine.permissions import Principal, scope
+from engine.permissions import Principal, placeable_units
 from engine.spec import FormSpec
 
 SEPARATORS = ("/", "\\", "／", ">", "＞")
-
-
-def allowed_units(units: list[Unit], principal: Principal, form: FormSpec, action: str) -> list[Unit]:
-    """The form's org level inside the user's scope for `action` (as the web form's unit chooser)."""
-    reach = scope(principal, action, form)
-    return [
-        u for u in units
-        if (not form.unit_level or u.level == form.unit_level)
-        and (reach.everything or any(u.path.startswith(p) for p in reach.paths)
-             or (reach.own and any(u.path.startswith(p) for p in principal.unit_paths)))
-    ]
 
 
 def _parts(text: str) -> list[str]:
@@ -73,4 +62,4 @@ class UnitChoices:
 
 
 def unit_choices(s: DbSession, principal: Principal, form: FormSpec, action: str) -> UnitChoices:
-    return UnitChoices(allowed_units(all_units(s), principal, form, action))
+    return UnitChoices(placeable_units(all_units(s), principal, form, action))

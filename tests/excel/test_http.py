@@ -21,7 +21,7 @@ from engine.messages import MESSAGES
 from engine.storage.models import AuditEntry, ImportJob, Record, utcnow
 from tests.excel.conftest import OTHER_SCHOOL
 from tests.excel.helpers import HEADER, commit as run_commit, id_number, import_file, preview as run_preview, principal_of
-from tests.excel.helpers import record_by_id_card, student, wait_job, xlsx
+from tests.excel.helpers import errors_of, new_student, record_by_id_card, student, wait_job, xlsx
 from tests.support import CLASS_1, DISTRICT, SCHOOL, add_user, build, login
 from web.state import AppState
 
@@ -312,12 +312,29 @@ def test_scope__other_schools_registrar_cannot_update_by_import(web) -> None:  #
     with signed_in(app, "reg_b") as (client, csrf):
         location = upload(client, csrf, xlsx([change]), error_mode="skip_invalid")
         job = wait_job(state, job_id_of(location))
-        assert MESSAGES["import_out_of_scope"].format(label="身份证号", value=change["身份证号"]) in text_of(client.get(location).text)
+        # As the web form answers a new record with a taken ID number: nothing about where it is held.
+        assert MESSAGES["unique"].format(label="身份证号", value=change["身份证号"]) in text_of(client.get(location).text)
         confirm(client, csrf, location)
         job = wait_job(state, job_id_of(location), ("done",))
     assert (job.count_updated, job.count_invalid) == (0, 1)
     record = record_by_id_card(state, change["身份证号"])
     assert record is not None and record.data["name"] == "张三" and record.revision == 1
+
+
+def test_scope__out_of_scope_record_reads_as_absent_in_update_mode(web) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14 item 9: the preview must not confirm that an ID number exists in another district."""
+    app, state = web
+    seeded = _seed(state, 1)
+    absent = dict(seeded[0], 身份证号=new_student()["身份证号"])
+    with signed_in(app, "reg_b") as (client, csrf):
+        texts = []
+        for row in (dict(seeded[0], 姓名="别校改名"), absent):
+            location = upload(client, csrf, xlsx([row]), mode="update", error_mode="skip_invalid")
+            job = wait_job(state, job_id_of(location))
+            assert job.count_invalid == 1
+            texts.append(" ".join(errors_of(state, job)[2]).replace(row["身份证号"], "〈号码〉"))
+    assert texts[0] == texts[1]
+    assert "找不到" in texts[0]
 
 
 def test_jobs__only_their_owner_sees_them(web) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,414 @@
+"""Record use cases: list, read, create, update, delete — permitted, scoped, validated, audited, never half-written.
+
+Every use case takes the principal and checks it here: what the roles grant (`can`), which records the scope
+reaches, which units a new record may go to, which fields the user may write. Writing is the writer's
+(engine/records/writer.py), the one write path for forms, imports and workflow effects.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy import ColumnElement, Connection, bindparam, false, func, or_, select, true
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from engine.documents import read_values
+from engine.fields.files import UploadedFile
+from engine.issues import Issue
+from engine.permissions import Principal, Scope, can, is_editable, policy, scope, unit_allowed
+from engine.records.model import (
+    Conflict, ListQuery, Page, PreparedUpdate, RecordWrite, SaveResult, StoredRecord,
+)
+from engine.records.writer import RecordWriter, Stale
+from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
+from engine.spec import FieldSpec, FormPolicy, FormSpec
+from engine.storage.db import Database, lock_rows
+from engine.storage.fieldsql import form_is, sort_expr, sql_value, value_expr
+from engine.storage.models import AuditEntry, OrgUnit, Record
+from engine.storage.statements import Read
+from engine.validation import CleanResult, clean_record
+
+# What a StoredRecord is read from: plain columns, so a read builds no ORM entity.
+RECORD_COLUMNS = (
+    Record.id, Record.form_key, Record.unit_id, Record.data, Record.revision, Record.created_by, Record.created_at,
+    Record.updated_at, Record.def_version, OrgUnit.path.label("unit_path"), OrgUnit.name.label("unit_name"),
+)
+
+class RecordService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.writer = RecordWriter(db.dialect)
+        self._unscoped: dict[tuple[str, bool | str], Read] = {}
+
+    # --- reading ---------------------------------------------------------------------------------
+    def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
+        if reach.everything:
+            return true()
+        parts = []
+        if reach.paths:
+            units = select(OrgUnit.id).where(or_(*(OrgUnit.path.startswith(p, autoescape=True) for p in sorted(reach.paths))))
+            parts.append(Record.unit_id.in_(units))
+        if reach.own:
+            parts.append(Record.created_by == principal.user_id)
+        return or_(*parts) if parts else false()
+
+    def read_query(self, form: FormSpec, principal: Principal, action: str) -> Any:
+        """The records of `form` this principal's scope for `action` reaches, as StoredRecord columns (a query to
+        narrow further; `stored_rows` turns its rows into StoredRecords)."""
+        return self._base(form, principal, action)
+
+    def stored_rows(self, form: FormSpec, rows: Any) -> list[StoredRecord]:
+        return [_stored(form, row) for row in rows]
+
+    def _base(self, form: FormSpec, principal: Principal, action: str) -> Any:
+        return (
+            select(*RECORD_COLUMNS)
+            .join(OrgUnit, OrgUnit.id == Record.unit_id)
+            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal))
+        )
+
+    def get(self, form: FormSpec, record_id: int, principal: Principal, action: str = "read",
+            session: DbSession | None = None, lock: bool = False) -> StoredRecord | None:
+        """The record if it exists AND the user's scope for `action` reaches it; otherwise None (a 404).
+
+        `lock` (in a write `session`): the record's row is locked until the transaction ends (PostgreSQL;
+        SQLite's write transaction holds the database already)."""
+        if session is not None:
+            return self._get(form, record_id, principal, action, session.connection(), session if lock else None)
+        with self.db.single() as connection:
+            return self._get(form, record_id, principal, action, connection, None)
+
+    def _get(self, form: FormSpec, record_id: int, principal: Principal, action: str, connection: Connection,
+             locking: DbSession | None) -> StoredRecord | None:
+        """`get` on `connection`; `locking`: the write session whose transaction locks the row (None: no lock).
+        Core execution: the columns need no ORM loading."""
+        if scope(principal, action, form).everything:
+            reader = self._get_any(form.key, locking is not None)
+            if locking is not None:
+                reader = lock_rows(locking, self._get_any(form.key, "nowait"), reader)
+            row = reader.first(connection, {"b_id": record_id})
+        else:
+            query = self._base(form, principal, action).where(Record.id == record_id)
+            if locking is not None:
+                query = lock_rows(locking, query.with_for_update(of=Record, nowait=True), query.with_for_update(of=Record))
+            row = connection.execute(query).first()
+        return _stored(form, row) if row else None
+
+    def _get_any(self, form_key: str, lock: bool | str) -> Read:
+        """`get` for a scope that reaches everywhere (the workflow's effects, admins), compiled once per form and
+        `lock`: False, True (FOR UPDATE) or "nowait" (FOR UPDATE NOWAIT)."""
+        reader = self._unscoped.get((form_key, lock))
+        if reader is None:
+            query = (select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                     .where(form_is(form_key), Record.id == bindparam("b_id")))
+            if lock:
+                query = query.with_for_update(of=Record, nowait=lock == "nowait")
+            reader = self._unscoped[(form_key, lock)] = Read(query)
+        return reader
+
+    def list(self, form: FormSpec, principal: Principal, query: ListQuery) -> Page:
+        found = policy(principal, form)
+        dialect = self.db.dialect
+        stmt = self._base(form, principal, "read")
+        for key, value in query.filters.items():
+            spec = form.fields.get(key)
+            if spec is not None and _filterable(found, spec):
+                stored = _filter_value(spec, value)
+                stmt = stmt.where(false() if stored is None else value_expr(dialect, spec) == sql_value(dialect, stored))
+        if query.search.strip():
+            term = f"%{query.search.strip()}%"
+            searchable = [form.fields[k] for k in form.list.search if _filterable(found, form.fields[k])]
+            stmt = stmt.where(or_(*(value_expr(dialect, f).like(term) for f in searchable)) if searchable else false())
+        if query.incomplete:
+            stmt = stmt.where(self._incomplete_clause(form))
+        counted = stmt.with_only_columns(Record.id)
+        if query.count_limit:
+            counted = counted.limit(query.count_limit + 1)
+        total_stmt = select(func.count()).select_from(counted.subquery())
+        stmt = stmt.order_by(*self._ordering(form, found, query.sort))
+        page = max(1, query.page)
+        stmt = stmt.limit(query.per_page).offset((page - 1) * query.per_page)
+        with self.db.read() as s:
+            total = s.execute(total_stmt).scalar_one()
+            rows = s.connection().execute(stmt).all()
+        capped = bool(query.count_limit) and total > query.count_limit
+        return Page([_stored(form, row) for row in rows], min(total, query.count_limit) if capped else total,
+                    page, query.per_page, capped)
+
+    def _ordering(self, form: FormSpec, found: FormPolicy | None, sort: str) -> list[ColumnElement]:
+        sort = sort or form.list.default_sort
+        key = sort.lstrip("-")
+        spec = form.fields.get(key)
+        if spec is None or found is None or not _filterable(found, spec):
+            return [Record.id.desc()]
+        expr = sort_expr(self.db.dialect, spec)
+        return [expr.desc() if sort.startswith("-") else expr.asc(), Record.id.desc()]
+
+    def _incomplete_clause(self, form: FormSpec) -> ColumnElement:
+        # Unconditionally required fields only: required_if depends on values SQL cannot evaluate.
+        checks = []
+        for spec in form.fields.values():
+            if spec.required and spec.kind.user_input and spec.visible_if is None:
+                expr = value_expr(self.db.dialect, spec)
+                checks.append(or_(expr.is_(None), expr == ""))
+        return or_(*checks) if checks else false()
+
+    def history(self, form: FormSpec, record_id: int) -> list[AuditEntry]:
+        with self.db.read() as s:
+            return list(s.scalars(
+                select(AuditEntry).where(AuditEntry.form_key == form.key, AuditEntry.record_id == record_id)
+                .order_by(AuditEntry.id.desc())
+            ))
+
+    # --- writing ---------------------------------------------------------------------------------------------
+    def create(self, form: FormSpec, principal: Principal, unit_id: int, submitted: Mapping[str, Any],
+               session: DbSession | None = None) -> SaveResult:
+        """Validate and insert one record in `unit_id`; `submitted` holds only fields this user may write."""
+        if not can(principal, "create", form):
+            raise NotPermitted()
+        found = policy(principal, form)
+        issues = _foreign_keys(form, found, submitted)
+        raw = {key: spec.default for key, spec in form.fields.items()}
+        raw.update(submitted)
+        cleaned = clean_record(form, raw)
+        with _transaction(self.db, session) as s:
+            self._check_unit(s, form, principal, "create", unit_id)
+            if issues or not cleaned.ok:
+                return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
+            write = RecordWrite(form, cleaned, unit_id=unit_id, submitted=submitted)
+            self.writer.check_unique(s, form, [write])
+            result = self._write_one(s, principal, write, session)
+            if result.ok and session is None:
+                s.commit()
+        return result
+
+    def update(self, form: FormSpec, principal: Principal, record_id: int, submitted: Mapping[str, Any],
+               base_revision: int, unit_id: int | None = None, session: DbSession | None = None,
+               note: str = "", current: StoredRecord | None = None) -> SaveResult:
+        """Validate and save changes made from `base_revision`; a newer revision means a conflict.
+
+        `current`: the record as the caller has just read it with `get(..., "update", session=session)` for
+        this principal (a workflow's effect reads and locks it first); it is not read a second time."""
+        with _transaction(self.db, session) as s:
+            if current is None or session is None:
+                current = self.get(form, record_id, principal, "update", session=s)
+            if current is None:
+                raise NotFound()
+            prepared = self.prepare_update(s, form, principal, current, submitted, base_revision, unit_id, note,
+                                           caller_session=session)
+            if isinstance(prepared, SaveResult):
+                return prepared
+            assert prepared is not None  # only a read-only preparation declines
+            result = self.write_update(s, prepared, caller_session=session)
+            if result.ok and session is None:
+                s.commit()
+        return result
+
+    def prepare_update(self, s: DbSession, form: FormSpec, principal: Principal, current: StoredRecord,
+                       submitted: Mapping[str, Any], base_revision: int, unit_id: int | None = None, note: str = "",
+                       caller_session: DbSession | None = None, read_only: bool = False
+                       ) -> PreparedUpdate | SaveResult | None:
+        """An update validated, not yet written (write_update writes it); or the SaveResult that ends it here:
+        issues or a conflict. `current` must have been read for this principal's "update" scope. `read_only`: `s`
+        may not write (a workflow working out a decision before it takes the write lock), so an update that must
+        draw a generated number or store an upload first is declined (None)."""
+        if not can(principal, "update", form):
+            raise NotPermitted()
+        if unit_id is not None and unit_id != current.unit_id:
+            self._check_unit(s, form, principal, "update", unit_id)
+        issues = _foreign_keys(form, policy(principal, form), submitted)
+        raw = dict(current.values)
+        raw.update(submitted)
+        cleaned = clean_record(form, raw)
+        if current.revision != base_revision:
+            return SaveResult(cleaned=cleaned, issues=issues,
+                              conflict=self._conflict(s, form, current.id, base_revision, current.revision))
+        if issues or not cleaned.ok:
+            return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
+        write = RecordWrite(form, cleaned, unit_id=unit_id, current=current, base_revision=base_revision, note=note,
+                            submitted=submitted)
+        if read_only and (self.writer.to_number(write) or any(isinstance(v, UploadedFile) for v in write.values.values())):
+            return None
+        self.writer.check_unique(s, form, [write])
+        if write.issues:
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=cleaned, issues=write.issues)
+        return PreparedUpdate(principal, write)
+
+    def write_update(self, s: DbSession, prepared: PreparedUpdate, caller_session: DbSession | None = None
+                     ) -> SaveResult:
+        """Write a prepared update with its audit entry, if the record is still at the revision it was built from
+        (otherwise a conflict)."""
+        return self._write_one(s, prepared.principal, prepared.write, caller_session)
+
+    def write_batch(self, s: DbSession, principal: Principal, form: FormSpec, writes: list[RecordWrite]) -> list[RecordWrite]:
+        """Many validated writes of one form in the caller's transaction (an import batch): checked as single saves
+        are, then written at once. Should the database refuse the batch (a unique value or a record changed since
+        the check), each write is made again on its own, in a SAVEPOINT, so that only the refused ones fail (their
+        `issues` or `conflict` say why). Returns the writes written."""
+        self.check_batch(s, principal, form, writes)
+        pending = [w for w in writes if not w.failed]
+        try:
+            with s.begin_nested():
+                return self.writer.write(s, principal, pending)
+        except (IntegrityError, Stale):
+            pass
+        written = []
+        for write in pending:
+            write.reset()
+            savepoint = s.begin_nested()
+            try:
+                done = self.writer.write(s, principal, [write])
+            except IntegrityError as exc:
+                savepoint.rollback()
+                write.issues.append(self.writer.unique_violation(form, exc, write.values))
+                continue
+            except Stale:
+                savepoint.rollback()
+                write.conflict = True
+                continue
+            except BaseException:
+                savepoint.rollback()
+                raise
+            savepoint.commit()
+            written += done
+        return written
+
+    def check_batch(self, s: DbSession, principal: Principal, form: FormSpec, writes: list[RecordWrite]) -> None:
+        """What write_batch checks before it writes, for a dry run too: the actions the principal's roles grant, the
+        fields they may write, the scope of each updated record, the units records go to, unique values. A refusal
+        of the whole batch is raised; a write's own problem becomes its issue."""
+        found = policy(principal, form)
+        for action in {"create" if w.is_new else "update" for w in writes}:
+            if not can(principal, action, form):
+                raise NotPermitted()
+        keys = {key for w in writes for key in w.submitted}
+        refused = {issue.path: issue for issue in _foreign_keys(form, found, dict.fromkeys(keys))}
+        reach = scope(principal, "update", form)
+        units: dict[tuple[str, int], bool] = {}
+        for w in writes:
+            if w.failed:
+                continue
+            w.issues += [refused[k] for k in w.submitted if k in refused]
+            if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id):
+                w.issues.append(Issue("not_found"))
+            target = w.unit_id if w.is_new or w.moves else None
+            if target is not None:
+                action = "create" if w.is_new else "update"
+                allowed = units.get((action, target))
+                if allowed is None:
+                    allowed = units[(action, target)] = self._unit_allowed(s, form, principal, action, target)
+                if not allowed:
+                    w.issues.append(Issue("unit_not_allowed", {"unit_label": form.unit_label}))
+        for w in writes:
+            if not w.failed:
+                w.issues += self.writer.number_sources(w)
+        self.writer.check_unique(s, form, writes)
+
+    def delete(self, form: FormSpec, principal: Principal, record_id: int) -> bool:
+        if not can(principal, "delete", form):
+            raise NotPermitted()
+        with self.db.write() as s:
+            current = self.get(form, record_id, principal, "delete", session=s)
+            if current is None:
+                return False
+            self.writer.delete(s, principal, form, record_id, current.revision, current.data)
+            s.commit()
+        return True
+
+    # --- helpers -------------------------------------------------------------------------------------------
+    def _write_one(self, s: DbSession, principal: Principal, write: RecordWrite, caller_session: DbSession | None) -> SaveResult:
+        if write.issues:
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=write.cleaned, issues=write.issues)
+        try:
+            self.writer.write(s, principal, [write])
+        except IntegrityError as exc:
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=write.cleaned, issues=[self.writer.unique_violation(write.form, exc, write.values)])
+        except Stale:
+            _abandon(s, caller_session)
+            current = write.base_revision + 1
+            return SaveResult(cleaned=write.cleaned,
+                              conflict=self._conflict(s, write.form, write.record_id, write.base_revision, current))
+        if write.issues:  # a generated number whose source is empty
+            _abandon(s, caller_session)
+            return SaveResult(cleaned=write.cleaned, issues=write.issues)
+        return SaveResult(record_id=write.record_id, cleaned=write.cleaned)
+
+    def _check_unit(self, s: DbSession, form: FormSpec, principal: Principal, action: str, unit_id: int) -> None:
+        if not self._unit_allowed(s, form, principal, action, unit_id):
+            raise UnitNotAllowed(unit_label=form.unit_label)
+
+    @staticmethod
+    def _unit_allowed(s: DbSession, form: FormSpec, principal: Principal, action: str, unit_id: int) -> bool:
+        unit = s.execute(select(OrgUnit.path, OrgUnit.level).where(OrgUnit.id == unit_id)).first()
+        return unit is not None and unit_allowed(principal, form, action, unit.path, unit.level)
+
+    def _conflict(self, s: DbSession, form: FormSpec, record_id: int, base: int, current: int) -> Conflict:
+        entries = list(s.scalars(
+            select(AuditEntry).where(AuditEntry.form_key == form.key, AuditEntry.record_id == record_id,
+                                     AuditEntry.revision > base).order_by(AuditEntry.id)
+        ))
+        return Conflict(entries=entries, current_revision=current)
+
+
+def _filterable(found: FormPolicy | None, spec: FieldSpec) -> bool:
+    """Hidden or masked values must not be probed through filters, search or sort order."""
+    if found is None or spec.key in found.hidden:
+        return False
+    return not (spec.key in found.masked or (spec.sensitive and not found.reveal_sensitive))
+
+
+def _filter_value(spec: FieldSpec, value: Any) -> Any:
+    """Text typed into a filter (a query string) as the stored value: "2021" is 2021 and "true" is true in JSON;
+    text the field cannot read matches nothing."""
+    if not isinstance(value, str):
+        return value
+    cleaned, issues = spec.kind.clean(value)
+    return None if issues or cleaned is None else spec.kind.to_json(cleaned)
+
+
+def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any]) -> list[Issue]:
+    """Submitted keys the form lacks, or that this user may not write, are refused, not ignored."""
+    issues = []
+    for key in submitted:
+        spec = form.fields.get(key)
+        if spec is None:
+            issues.append(Issue("unknown_field", {"name": key}, path=key))
+        elif found is None or not is_editable(found, spec):
+            issues.append(Issue("readonly", path=key))
+    return issues
+
+
+def _stored(form: FormSpec, row: Any) -> StoredRecord:
+    """A row of RECORD_COLUMNS as a StoredRecord."""
+    return StoredRecord(
+        id=row.id, form_key=row.form_key, unit_id=row.unit_id, unit_path=row.unit_path, unit_name=row.unit_name,
+        data=dict(row.data or {}), values=read_values(form, row.data or {}), revision=row.revision,
+        created_by=row.created_by, created_at=row.created_at, updated_at=row.updated_at,
+        def_version=row.def_version,
+    )
+
+
+def _abandon(s: DbSession, caller_session: DbSession | None) -> None:
+    """Undo a failed save. In a caller's session (an import batch) the caller rolls back its own
+    SAVEPOINT: Session.rollback() would discard the whole outer transaction, every earlier row included."""
+    if caller_session is None:
+        s.rollback()
+
+
+class _transaction:
+    """Use the caller's session (a larger unit of work such as an import batch) or open a write one."""
+
+    def __init__(self, db: Database, session: DbSession | None) -> None:
+        self.db, self.session, self.own = db, session, session is None
+
+    def __enter__(self) -> DbSession:
+        if self.own:
+            self.session = self.db.write()
+        return self.session  # type: ignore[return-value]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.own and self.session is not None:
+            self.session.close()
