@@ -214,6 +214,10 @@ class FieldType:
         """Excel cell value -> raw input for `to_python` (undoing Excel's number/date habits)."""
         return cell
 
+    def cell_reader(self) -> Callable[[Any], Any] | None:
+        """`from_cell`, or None where the type takes cells as they are: an import then skips the call per cell."""
+        return None if type(self).from_cell is FieldType.from_cell else self.from_cell
+
     def format_hint(self) -> str:
         """Plain-Chinese description of the accepted format, for the 填写说明 sheet and docs."""
         return self.title

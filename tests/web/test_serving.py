@@ -104,7 +104,8 @@ def test_workers_share_the_socket_reload_together_restart_and_stop(two_workers: 
         "      - key: name\n", "      - key: nickname\n        label: 小名\n        type: text\n      - key: name\n", 1),
         encoding="utf-8")
     assert "nickname" in student.read_text(encoding="utf-8")
-    reload = subprocess.run([str(DANGAN), "reload"], env=two_workers.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    reload = subprocess.run([str(DANGAN), "reload", "--port", base.rsplit(":", 1)[1]], env=two_workers.env, cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
     assert reload.returncode == 0, reload.stderr
     _wait_for(lambda: len(re.findall(r"定义已重新加载", log.read_text(errors="replace"))) == 2,
               what="both workers to reload")

@@ -147,3 +147,10 @@ def test_parse_limit__sample_is_a_limit(name):
 def test_parse_limit__nonsense_refused(name):
     with pytest.raises(ValueError, match="“max”"):
         build(name).parse_limit("max", "很多")
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_cell_reader__from_cell_or_none_when_cells_pass_as_they_are(name):
+    kind = build(name)
+    reader = kind.cell_reader()
+    assert reader == kind.from_cell if type(kind).from_cell is not FieldType.from_cell else reader is None
