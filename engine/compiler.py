@@ -11,8 +11,9 @@ from typing import Any, Mapping
 from engine.errors import DefinitionError, did_you_mean
 from engine.expressions import ExpressionCompiler, ExpressionProblem
 from engine.fields import FIELD_TYPES, Option
-from engine.fields.base import FieldType
+from engine.fields.base import FieldType, UnknownName
 from engine.metaschema import FIELD_COMMON, check_shape
+from engine.permissions import is_masked
 from engine.spec import (
     Expression, FieldSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
 )
@@ -121,6 +122,7 @@ class FormCompiler:
         if kind is None:
             return None
         constraints = self._constraints(raw, kind)
+        checks = tuple((RULES[name], limit) for name, limit in constraints.items())
         renamed = raw.get("renamed_from", ())
         spec = FieldSpec(
             key=raw["key"], label=raw["label"], kind=kind, required=raw.get("required", False),
@@ -128,7 +130,7 @@ class FormCompiler:
             unique=raw.get("unique", False), sensitive=raw.get("sensitive", False),
             constraints=MappingProxyType(constraints), messages=MappingProxyType(dict(raw.get("messages", {}))),
             renamed_from=(renamed,) if isinstance(renamed, str) else tuple(renamed), section=section,
-            origin=key_origin(raw, "key"),
+            origin=key_origin(raw, "key"), checks=checks,
         )
         return self._with_default(raw, spec)
 
@@ -150,32 +152,44 @@ class FormCompiler:
 
     def _build_kind(self, raw: Mapping[str, Any], kind_cls: type[FieldType]) -> FieldType | None:
         params = {k: raw[k] for k in kind_cls.params_schema if k in raw}
-        if "columns" in params and kind_cls.widget == "table":
-            columns = []
-            for column in params["columns"]:
-                if not isinstance(column, Mapping) or not {"key", "label", "type"} <= set(column):
-                    self.problems.add(getattr(column, "origin", raw.origin), "表格列需要 key、label 和 type")
-                    continue
-                if column["type"] == kind_cls.name:
-                    self.problems.add(key_origin(column, "type"), "表格里不能再嵌套表格")
-                    continue
-                spec = self._field(column, "", in_table=True)
-                if spec is not None:
-                    columns.append(spec)
-            params["columns"] = tuple(columns)
+        for name in kind_cls.sub_field_params:
+            if name in params:
+                params[name] = self._sub_fields(raw, params[name])
         try:
             return kind_cls.build(params, self.options)
+        except UnknownName as exc:
+            self.problems.add(key_origin(raw, next(iter(params))) if len(params) == 1 else key_origin(raw, "type"),
+                              f"字段“{raw['key']}”的参数有误：{exc}",
+                              did_you_mean(exc.name, exc.known) or (f"已定义的{exc.what}：{'、'.join(exc.known)}" if exc.known else ""))
+            return None
         except ValueError as exc:
             # With one parameter the fault is in it (e.g. `options: no_such_list`); otherwise point at the type.
             where = key_origin(raw, next(iter(params))) if len(params) == 1 else key_origin(raw, "type")
             self.problems.add(where, f"字段“{raw['key']}”的参数有误：{exc}")
             return None
 
+    def _sub_fields(self, raw: Mapping[str, Any], columns: Any) -> tuple[FieldSpec, ...]:
+        """A table's columns, compiled as fields; a column cannot itself hold fields."""
+        specs = []
+        for column in columns:
+            if not isinstance(column, Mapping) or not {"key", "label", "type"} <= set(column):
+                self.problems.add(getattr(column, "origin", raw.origin), "表格列需要 key、label 和 type")
+                continue
+            kind_cls = FIELD_TYPES.get(column["type"])
+            if kind_cls is not None and kind_cls.sub_field_params:
+                self.problems.add(key_origin(column, "type"), "表格里不能再嵌套表格")
+                continue
+            spec = self._field(column, "", in_table=True)
+            if spec is not None:
+                specs.append(spec)
+        return tuple(specs)
+
     def _constraints(self, raw: Mapping[str, Any], kind: FieldType) -> dict[str, Any]:
         result = {}
-        for key in GENERIC_CONSTRAINTS & set(kind.constraints) & set(raw):
+        # In the order written, so that messages come in the order an administrator reads them.
+        for key in (k for k in raw if k in GENERIC_CONSTRAINTS and k in kind.constraints):
             try:
-                result[key] = compile_limit(key, raw[key], kind.name)
+                result[key] = compile_limit(key, raw[key], kind)
             except ValueError as exc:
                 self.problems.add(key_origin(raw, key), str(exc))
         return result
@@ -243,8 +257,16 @@ class FormCompiler:
         parent = parent if parent is not None else self.data
         for index, key in enumerate(keys):
             if key not in specs and key not in self.declared:
-                self.problems.add(item_origin(parent, name, index), f"“{name}”引用了不存在的字段“{key}”", did_you_mean(key, specs))
+                self.problems.add(item_origin(parent, name, index), f"“{name}”引用了不存在的字段“{key}”", field_hint(key, specs))
         return tuple(k for k in keys if k in specs)
+
+
+def field_hint(key: str, fields: Mapping[str, FieldSpec]) -> str:
+    """For a key that names no field: the field it was renamed to, else the closest key."""
+    renamed = next((spec.key for spec in fields.values() if key in spec.renamed_from), None)
+    if renamed is not None:
+        return f"字段已改名为“{renamed}”（renamed_from），请改用新键"
+    return did_you_mean(key, fields)
 
 
 # --- roles and org ------------------------------------------------------------------------------
@@ -266,7 +288,7 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
         for name in ("readonly", "hidden", "masked"):
             for index, key in enumerate(raw.get(name, [])):
                 if form is not None and key not in form.fields and key not in (declared or {}).get(form_key, ()):
-                    problems.add(item_origin(raw, name, index), f"表单“{form_key}”没有字段“{key}”", did_you_mean(key, form.fields))
+                    problems.add(item_origin(raw, name, index), f"表单“{form_key}”没有字段“{key}”", field_hint(key, form.fields))
         policies[form_key] = FormPolicy(
             actions=frozenset(raw["actions"]), hidden=frozenset(raw.get("hidden", [])),
             readonly=frozenset(raw.get("readonly", [])), masked=frozenset(raw.get("masked", [])),
@@ -276,6 +298,44 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
                     admin=data.get("admin", False), require_2fa=data.get("require_2fa", False),
                     issue_reset_codes=data.get("issue_reset_codes", False), description=data.get("description", ""),
                     origin=data.origin)
+
+
+def create_blockers(data: Mapping[str, Any], role: RoleSpec, forms: Mapping[str, FormSpec]) -> list[DefinitionError]:
+    """Warnings for forms this role may create but never could: a required field it cannot fill, with no default.
+
+    A sensitive field is one such: a role without `reveal_sensitive` sees it masked, so it cannot type it."""
+    warnings = []
+    for form_key, found in role.forms.items():
+        if "create" not in found.actions:
+            continue
+        # "*" covers the forms without an entry of their own.
+        targets = [f for k, f in forms.items() if k not in role.forms] if form_key == "*" else [forms.get(form_key)]
+        for form in (f for f in targets if f is not None):
+            for spec in form.fields.values():
+                reason = _why_unfillable(found, spec)
+                if reason and spec.required and spec.kind.user_input and spec.default is None and spec.visible_if is None:
+                    warnings.append(DefinitionError(
+                        name_origin(data.get("forms"), form_key),
+                        f"警告：角色“{role.name}”可以新建“{form.title}”，但不能填写必填字段“{spec.label}”（{reason}），"
+                        "因此无法新建任何记录",
+                        "给该角色加上 reveal_sensitive: true" if reason.startswith("敏感") else
+                        "让该角色可以填写这个字段，或去掉 create，或为字段设置 default",
+                    ))
+    return warnings
+
+
+def _why_unfillable(found: FormPolicy, spec: FieldSpec) -> str:
+    if spec.key in found.hidden:
+        return "在该角色的 hidden 中"
+    if spec.key in found.readonly:
+        return "在该角色的 readonly 中"
+    if spec.readonly:
+        return "字段设为 readonly"
+    if spec.key in found.masked:
+        return "在该角色的 masked 中"
+    if is_masked(found, spec):
+        return "敏感字段，而该角色没有 reveal_sensitive: true"
+    return ""
 
 
 def compile_org_levels(data: Mapping[str, Any], problems: Problems) -> tuple[OrgLevel, ...]:

@@ -35,7 +35,7 @@ def read_definition_files(directory: Path, pattern: str, schema: dict, problems:
         try:
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            problems.append(DefinitionError(Origin(shown, 1, 1), "文件不是 UTF-8 编码", "用 UTF-8 编码保存该文件"))
+            problems.append(DefinitionError(Origin(shown, 1, 1), "文件不是 UTF-8 编码", "用 UTF-8 编码保存该文件", syntax=True))
             continue
         data, found = load_yaml(text, shown)
         problems.extend(found)

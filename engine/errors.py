@@ -1,7 +1,7 @@
 """Definition problems located at `path:line:column`, reported all at once."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Iterable
 
@@ -13,6 +13,9 @@ class DefinitionError:
     origin: Origin | None
     message: str
     hint: str = ""
+    # The file could not be read at all (YAML syntax, encoding): what it defines is unknown, so the loader
+    # reports such errors alone instead of every reference to that file's contents as unknown.
+    syntax: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         where = f"{self.origin}: " if self.origin else ""

@@ -64,6 +64,15 @@ class ExpressionCompiler:
         # Every name, not just Jinja's "undeclared" ones: `self` would otherwise reach the template object.
         names = {node.name for node in tree.find_all(nodes.Name)}
         known = set(known)
+        called = {node.node.name for node in tree.find_all(nodes.Call) if isinstance(node.node, nodes.Name)}
+        unknown_calls = sorted(n for n in called if n not in self.functions)
+        if unknown_calls:
+            close = did_you_mean(unknown_calls[0], self.functions)
+            raise ExpressionProblem(
+                f"表达式调用了不存在的函数“{unknown_calls[0]}()”",
+                (close + " " if close else "")
+                + f"可用函数：{'、'.join(f'{name}()' for name in self.functions)}；四则运算直接写 + - * / // %",
+            )
         unknown = sorted(n for n in names if n not in known and n not in self.functions)
         if unknown:
             raise ExpressionProblem(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +10,9 @@ from types import MappingProxyType
 from typing import Any
 
 from engine.certificates.compiler import compile_certificates
-from engine.compiler import FormCompiler, Problems, compile_options, compile_org_levels, compile_role
+from engine.compiler import (
+    FormCompiler, Problems, compile_options, compile_org_levels, compile_role, create_blockers,
+)
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
 from engine.metaschema import FORM, OPTIONS, ORG, ROLE
@@ -19,6 +22,8 @@ from engine.workflows.compiler import compile_workflows
 from engine.yaml_source import key_origin, load_yaml
 
 DEFAULT_LEVELS = (OrgLevel("unit", "单位"),)
+log = logging.getLogger("dangan.definitions")
+log.addHandler(logging.NullHandler())  # the application decides where warnings go; `dangan check` prints them
 
 
 def _read_all(directory: Path, pattern: str, schema: dict, problems: Problems,
@@ -49,16 +54,25 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     # cache keyed by the version (principals, rendered forms) never keeps what an older file produced.
     version = files_version(root)
     org_files = _read_all(root, "org.yaml", ORG, problems)
+    option_files = _read_all(root, "options/*.yaml", OPTIONS, problems)
+    rejected: list[Any] = []
+    form_files = _read_all(root, "forms/*.yaml", FORM, problems, rejected)
+    role_files = _read_all(root, "roles/*.yaml", ROLE, problems)
+    if any(problem.syntax for problem in problems):
+        # A file that cannot be read says nothing about what it defines: every form, option list or level it
+        # holds would come back as "unknown" wherever another file names it. Report what stopped the reading
+        # alone; the cross-references are checked once every file reads.
+        raise DefinitionErrors(problems)
+
     levels = compile_org_levels(org_files[0][1], problems) if org_files else DEFAULT_LEVELS
     level_keys = tuple(level.key for level in levels)
 
-    option_data = _unique_keys(_read_all(root, "options/*.yaml", OPTIONS, problems), "选项列表", problems)
+    option_data = _unique_keys(option_files, "选项列表", problems)
     options = {key: compile_options(data) for key, data in option_data.items()}
 
     expressions = ExpressionCompiler()
     forms, declared = {}, {}
-    rejected: list[Any] = []
-    for key, data in _unique_keys(_read_all(root, "forms/*.yaml", FORM, problems, rejected), "表单", problems).items():
+    for key, data in _unique_keys(form_files, "表单", problems).items():
         compiler = FormCompiler(data, options, level_keys, expressions, problems)
         spec = compiler.compile()
         declared[key] = compiler.declared
@@ -70,8 +84,10 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
         problems.add(Origin(display_path(root / "forms"), 1, 1), "没有任何表单定义", "在 forms/ 下添加至少一个 .yaml 文件")
 
     roles = {}
-    for key, data in _unique_keys(_read_all(root, "roles/*.yaml", ROLE, problems), "角色", problems).items():
+    warnings = Problems()
+    for key, data in _unique_keys(role_files, "角色", problems).items():
         roles[key] = compile_role(data, forms, level_keys, problems, declared)
+        warnings.extend(create_blockers(data, roles[key], forms))
 
     definitions = Definitions(
         forms=MappingProxyType(forms), roles=MappingProxyType(roles), options=MappingProxyType(options),
@@ -82,8 +98,10 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     certificates = compile_certificates(root, definitions, workflows, expressions, problems)
     if problems:
         raise DefinitionErrors(problems)
+    for warning in warnings:
+        log.warning("%s", warning)
     return replace(definitions, workflows=MappingProxyType(workflows), certificates=MappingProxyType(certificates),
-                   version=version)
+                   version=version, warnings=tuple(warnings))
 
 
 def files_version(root: Path) -> str:

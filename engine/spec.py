@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
-from engine.fields.base import FieldType
+from engine.fields.base import Clean, FieldType
+from engine.issues import Issue
 
 if TYPE_CHECKING:
     from engine.certificates.spec import CertificateSpec
+    from engine.errors import DefinitionError
     from engine.workflows.spec import WorkflowSpec
 
 
@@ -33,6 +34,18 @@ class Expression:
     origin: Origin | None = field(default=None, compare=False)
 
 
+# A generic constraint compiled for one field: the rule of engine/validation/rules.py and its limit.
+Check = tuple[Callable[[Any, Any], Iterator[Issue]], Any]
+
+
+def constrained(value: Any, issues: list[Issue], checks: tuple[Check, ...]) -> list[Issue]:
+    """`issues` plus what the constraints find in a converted value (none when conversion failed or gave nothing)."""
+    if not issues and value is not None:
+        for check, limit in checks:
+            issues.extend(check(limit, value))
+    return issues
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     key: str
@@ -53,10 +66,21 @@ class FieldSpec:
     renamed_from: tuple[str, ...] = ()
     section: str = ""
     origin: Origin | None = field(default=None, compare=False)
+    # `constraints` compiled with their rules (engine/compiler.py), in the order written.
+    checks: tuple[Check, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def type_name(self) -> str:
         return self.kind.name
+
+    def clean(self, raw: Any) -> tuple[Any, list[Issue]]:
+        """Convert one value and apply its type checks, constraints and unconditional `required`; issues
+        carry the field's key. A table's cells are cleaned by their columns' `clean`."""
+        value, issues = self.kind.clean(raw)
+        issues = constrained(value, issues, self.checks)
+        if value is None and not issues and self.required and self.kind.user_input:
+            issues = [Issue("required")]
+        return value, [i.at(self.key) for i in issues]
 
     @property
     def stored_keys(self) -> tuple[str, ...]:
@@ -93,6 +117,40 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One field as the validator runs it, worked out when the form is compiled instead of once per record."""
+
+    key: str
+    spec: FieldSpec
+    clean: Clean  # the type's clean, remembering recent answers where values repeat (FieldType.cleaner)
+    checks: tuple[Check, ...]
+    visible_if: Expression | None
+    required: bool
+    required_if: Expression | None
+    asks_user: bool
+
+
+@dataclass(frozen=True)
+class ValidationPlan:
+    """What `engine.validation.clean_record` runs for one form, built with the form."""
+
+    steps: tuple[Step, ...]
+    conditional: tuple[Step, ...]  # steps with visible_if, required or required_if
+    rules: tuple[tuple[RuleSpec, frozenset[str]], ...]  # each rule with every name it reads
+
+    @classmethod
+    def of(cls, fields: Mapping[str, FieldSpec], rules: Iterable[RuleSpec]) -> "ValidationPlan":
+        steps = tuple(
+            Step(key, spec, spec.kind.cleaner(), spec.checks, spec.visible_if, spec.required, spec.required_if,
+                 spec.kind.user_input)
+            for key, spec in fields.items()
+        )
+        conditional = tuple(s for s in steps if s.visible_if is not None or s.required or s.required_if is not None)
+        read = tuple((rule, rule.check.names | (rule.when.names if rule.when else frozenset())) for rule in rules)
+        return cls(steps, conditional, read)
+
+
+@dataclass(frozen=True)
 class ListSpec:
     columns: tuple[str, ...]
     filters: tuple[str, ...]
@@ -117,24 +175,22 @@ class FormSpec:
     # The org levels (org.yaml, top down) the form's records sit under: projections keep a record's unit at each.
     levels: tuple[str, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
+    # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
+    # made by dataclasses.replace), never filled in later.
+    plan: ValidationPlan = field(init=False, repr=False, compare=False)
+    _dependents: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def derived(self) -> dict[str, Any]:
-        """What other modules build once from this compiled form (e.g. the validator's plan), by name."""
-        return {}
-
-    def dependents(self, key: str) -> tuple[str, ...]:
-        """Fields whose visibility or requiredness reads `key`, in form order."""
-        return self._dependents.get(key, ())
-
-    @cached_property
-    def _dependents(self) -> Mapping[str, tuple[str, ...]]:
-        # Computed once per compiled form; every widget asks whether it has dependents.
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plan", ValidationPlan.of(self.fields, self.rules))
         found: dict[str, list[str]] = {}
         for name, spec in self.fields.items():
             for source in spec.depends_on:
                 found.setdefault(source, []).append(name)
-        return MappingProxyType({k: tuple(v) for k, v in found.items()})
+        object.__setattr__(self, "_dependents", MappingProxyType({k: tuple(v) for k, v in found.items()}))
+
+    def dependents(self, key: str) -> tuple[str, ...]:
+        """Fields whose visibility or requiredness reads `key`, in form order."""
+        return self._dependents.get(key, ())
 
 
 @dataclass(frozen=True)
@@ -179,3 +235,6 @@ class Definitions:
     certificates: Mapping[str, CertificateSpec] = field(default_factory=lambda: MappingProxyType({}))
     version: str = ""
     source_dir: str = ""
+    # Definitions that load but cannot work as written (a role that may create a form and cannot fill one of its
+    # required fields), located where they are fixed; `dangan check` and the server's log show them.
+    warnings: tuple["DefinitionError", ...] = ()

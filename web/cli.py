@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.accounts import AccountInvalid, AccountService, UserChanges, UserNotFound, system_principal
 from engine.backup.manifest import BackupError, Counts
-from engine.backup.service import MANUAL_PREFIX, archive_name, restore_backup, run_backup
+from engine.backup.service import MANUAL_PREFIX, archive_name, restore_backup, run_backup, running_server
 from engine.errors import DefinitionErrors
 from engine.fields.files import human_size
 from engine.loader import load_definitions
@@ -22,7 +22,7 @@ from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
 from web.settings import Settings
-from web.state import RELOAD_ACK
+from web.state import reload_ack_name
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -34,11 +34,18 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(error)
         print(f"\n共 {len(exc.errors)} 处错误。", file=sys.stderr)
         return 1
+    for warning in definitions.warnings:
+        print(warning)
     fields = sum(len(f.fields) for f in definitions.forms.values())
     print(f"定义检查通过：{len(definitions.forms)} 个表单（{fields} 个字段）、{len(definitions.roles)} 个角色、"
           f"{len(definitions.options)} 个选项列表、{len(definitions.workflows)} 个流程、{len(definitions.certificates)} 种证书；"
-          f"版本 {definitions.version}")
+          f"版本 {definitions.version}" + (f"；{len(definitions.warnings)} 处警告" if definitions.warnings else ""))
     return 0
+
+
+def pid_file(var_dir: Path, port: int) -> Path:
+    """The serving parent's pid, one file per port: two servers from one checkout must not share it."""
+    return var_dir / f"dangan-{port}.pid"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -68,7 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         note.chmod(0o600)
         print(f"\n已创建第一个管理员账号：用户名 {admin.username}，初始密码 {admin.password}"
               f"\n（也保存在 {note}；首次登录后须修改密码）\n", flush=True)
-    (settings.var_dir / "dangan.pid").write_text(str(os.getpid()))
+    pid_file(settings.var_dir, args.port).write_text(str(os.getpid()))
     print(f"Dangan 运行在 http://{args.host}:{args.port}/ （数据库 {_safe_url(settings.database_url)}，"
           f"{workers} 个工作进程）", flush=True)
     serve(state, args.host, args.port, workers)
@@ -137,18 +144,19 @@ def cmd_reload(args: argparse.Namespace) -> int:
         print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
         return 1
     settings = Settings()
-    pid_file, ack = settings.var_dir / "dangan.pid", settings.var_dir / RELOAD_ACK
-    before = _read_ack(ack)
+    path = pid_file(settings.var_dir, args.port)
+    asked = time.time_ns()
     try:
-        pid = int(pid_file.read_text())
+        pid = int(path.read_text())
         os.kill(pid, signal.SIGHUP)
     except (FileNotFoundError, ValueError, ProcessLookupError):
-        print(f"没有找到运行中的服务（{pid_file}）", file=sys.stderr)
+        print(f"没有找到运行中的服务（{path}）；服务不在默认端口时用 --port 指定", file=sys.stderr)
         return 1
+    ack = settings.var_dir / reload_ack_name(pid)
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline:
         outcome = _read_ack(ack)
-        if outcome is not None and outcome != before:
+        if outcome is not None and outcome.get("at", 0) >= asked:
             if outcome.get("ok"):
                 print(f"服务（进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
                 return 0
@@ -159,6 +167,11 @@ def cmd_reload(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     print(f"已通知服务（进程 {pid}）重新加载定义，但 {args.wait:g} 秒内没有收到结果；请查看服务日志。", file=sys.stderr)
     return 1
+
+
+def _running_server_file(var_dir: Path) -> Path | None:
+    """The pid file of a server of this checkout that still runs (any port), for restore to refuse while it does."""
+    return next((f for f in sorted(var_dir.glob("dangan-*.pid")) if running_server(f) is not None), None)
 
 
 def _read_ack(path: Path) -> dict | None:
@@ -197,7 +210,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         result = restore_backup(settings.database_url, Path(args.file), definitions=settings.definitions, force=args.force,
                                 safety_dir=settings.backup_dir,
                                 definitions_out=Path(args.definitions) if args.definitions else None,
-                                server_pid_file=settings.var_dir / "dangan.pid", pg_bin=settings.pg_bin)
+                                server_pid_file=_running_server_file(settings.var_dir), pg_bin=settings.pg_bin)
     except BackupError as exc:
         print(f"未恢复，数据库没有改变：{exc}", file=sys.stderr)
         return 1
@@ -277,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
     unlock.set_defaults(func=cmd_unlock_user)
     reload = sub.add_parser("reload", help="让运行中的服务重新加载定义")
     reload.add_argument("--wait", type=float, default=60.0, help="等待服务加载结果的秒数（默认 60）")
+    reload.add_argument("--port", type=int, default=8000, help="服务的端口（默认 8000，与 serve 相同）")
     reload.set_defaults(func=cmd_reload)
     excel = sub.add_parser("import", help="从 Excel 或 CSV 文件导入记录（先预览，再导入）")
     excel.add_argument("form", help="表单，如 student")

@@ -1,52 +1,46 @@
-"""Reads a posted form into raw field values: table rows, checkbox groups, uploads."""
+"""Reads a posted form into raw field values: each field's widget reads its own part of the post."""
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
 from litestar.datastructures import FormMultiDict, UploadFile
 
-from engine.fields.files import UploadedFile
+from engine.fields import UploadedFile
+from engine.fields.table import MAX_TABLE_ROWS
+from engine.fields.widgets import PostedData
 from engine.spec import FormSpec
-
-_CELL = re.compile(r"^([a-z][a-z0-9_]*)\.(\d{1,4})\.([a-z][a-z0-9_]*)$")
-MAX_TABLE_ROWS = 200
 
 
 async def read_submission(form: FormSpec, data: FormMultiDict, writable: frozenset[str]) -> dict[str, Any]:
     """Raw values for `writable` fields, plus every other non-control key as sent (the service refuses those)."""
+    posted, files = await _split(data, writable)
     submitted: dict[str, Any] = {}
-    tables: dict[str, dict[int, dict[str, Any]]] = {}
-    for key in dict.fromkeys(data.keys()):
-        if key.startswith("_"):
-            continue
-        cell = _CELL.match(key)
-        if cell and form.fields.get(cell[1]) is not None and form.fields[cell[1]].kind.widget == "table":
-            if int(cell[2]) < MAX_TABLE_ROWS:
-                tables.setdefault(cell[1], {}).setdefault(int(cell[2]), {})[cell[3]] = data.get(key)
-            continue
-        base = key.split(".")[0]
-        spec = form.fields.get(base)
-        if spec is None or base not in writable:
-            submitted[base] = data.get(key)
-            continue
-        if spec.kind.widget == "checkboxes":
-            submitted[key] = [v for v in data.getall(key) if isinstance(v, str) and v.strip()]
-        elif spec.kind.widget in ("file", "image"):
-            upload = data.get(key)
-            if isinstance(upload, UploadFile) and upload.filename:
-                submitted[key] = UploadedFile(upload.filename, upload.content_type or "", await upload.read())
-        else:
-            value = data.get(key)
-            submitted[key] = value if isinstance(value, str) else None
     for key in writable:
-        spec = form.fields[key]
-        if spec.kind.widget == "table":
-            rows = tables.get(key, {})
-            submitted[key] = [rows[i] for i in sorted(rows)]
-        elif key not in submitted and spec.kind.widget not in ("file", "image"):
-            submitted[key] = [] if spec.kind.widget == "checkboxes" else None
+        widget = form.fields[key].kind.widget
+        if not widget.value_omitted_from_data(posted, files, key):
+            submitted[key] = widget.value_from_datadict(posted, files, key)
+    for name in dict.fromkeys(data.keys()):
+        if name.startswith("_"):
+            continue
+        base = name.split(".")[0]
+        spec = form.fields.get(base)
+        # Read by the field's widget; a table's cells are dropped, as ever, when this user may not write the table.
+        if spec is not None and spec.kind.widget.claims(base, name) and (base in writable or name != base):
+            continue
+        submitted[name if base in writable else base] = data.get(name)
     return submitted
+
+
+async def _split(data: FormMultiDict, writable: frozenset[str]) -> tuple[PostedData, dict[str, UploadedFile]]:
+    """Text values by name, and the chosen files of fields this user may write (others are never read)."""
+    values: dict[str, list[str]] = {}
+    files: dict[str, UploadedFile] = {}
+    for name, value in data.multi_items():
+        if isinstance(value, str):
+            values.setdefault(name, []).append(value)
+        elif isinstance(value, UploadFile) and value.filename and name.split(".")[0] in writable and name not in files:
+            files[name] = UploadedFile(value.filename, value.content_type or "", await value.read())
+    return PostedData({name: tuple(v) for name, v in values.items()}), files
 
 
 def table_action(data: Mapping[str, Any], submitted: dict[str, Any]) -> bool:

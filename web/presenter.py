@@ -15,7 +15,7 @@ class FieldView:
     key: str
     name: str  # the input's name in the post
     label: str
-    widget: str
+    widget: str  # the widget's name: web/templates/widgets/<widget>.html
     input_type: str
     required: bool
     help: str
@@ -44,7 +44,7 @@ def issue_text(form: FormSpec, issue: Issue) -> str:
         return render(issue, parts[0])
     label, overrides = spec.label, spec.messages
     if len(parts) == 3 and parts[1].isdigit():
-        column = next((c for c in getattr(spec.kind, "columns", ()) if c.key == parts[2]), None)
+        column = next((c for c in spec.kind.sub_fields() if c.key == parts[2]), None)
         if column is not None:
             label, overrides = f"{spec.label}第{int(parts[1]) + 1}行·{column.label}", column.messages
     return render(issue, label, overrides)
@@ -57,53 +57,32 @@ def display_text(spec: FieldSpec, value: Any, masked: bool) -> str:
     return spec.kind.mask(text) if masked else text
 
 
-def _input_value(spec: FieldSpec, value: Any, raw: Any) -> str:
-    if raw is not None and not isinstance(raw, (list, dict)) and not hasattr(raw, "data"):
-        return str(raw)
-    if value is None:
-        return ""
-    if spec.kind.widget == "select":
-        return str(value)
-    if spec.kind.widget == "date":
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return spec.kind.to_text(value)
-
-
-def _selected(value: Any, raw: Any) -> frozenset[str]:
-    source = raw if raw is not None else value
-    if source is None:
-        return frozenset()
-    if isinstance(source, (list, tuple, set, frozenset)):
-        return frozenset(str(v) for v in source)
-    if isinstance(source, bool):
-        return frozenset({"是" if source else "否"})
-    return frozenset({str(source)})
-
-
 def field_view(form: FormSpec, spec: FieldSpec, found: FormPolicy, value: Any = None, raw: Any = None,
                issues: Iterable[Issue] = (), visible: bool = True, required: bool | None = None,
                name: str | None = None) -> FieldView:
     masked = is_masked(found, spec)
     editable = is_editable(found, spec)
+    widget = spec.kind.widget
+    context = widget.get_context(value, raw)
     view = FieldView(
-        key=spec.key, name=name or spec.key, label=spec.label, widget=spec.kind.widget,
-        input_type=spec.kind.input_type, required=spec.required if required is None else required,
+        key=spec.key, name=name or spec.key, label=spec.label, widget=widget.name,
+        input_type=widget.input_type, required=spec.required if required is None else required,
         help=spec.help, placeholder=spec.placeholder, editable=editable, masked=masked,
-        display=display_text(spec, value, masked), value="" if masked else _input_value(spec, value, raw),
-        selected=_selected(value, raw), extra=spec.kind.widget_context(),
+        display=display_text(spec, value, masked), value="" if masked else context["value"],
+        selected=context["selected"], extra=context["extra"],
         errors=[issue_text(form, i) for i in issues], visible=visible,
         conditional=spec.visible_if is not None, condition=spec.visible_if.source if spec.visible_if else "",
         has_dependents=bool(form.dependents(spec.key)),
     )
     if isinstance(value, Mapping) and "id" in value and not masked:
         view.link = f"/files/{value['id']}"
-    if spec.kind.widget == "table":
+    if spec.kind.sub_fields():
         _table(form, spec, found, view, value, raw)
     return view
 
 
 def _table(form: FormSpec, spec: FieldSpec, found: FormPolicy, view: FieldView, value: Any, raw: Any) -> None:
-    columns = spec.kind.columns  # type: ignore[attr-defined]
+    columns = spec.kind.sub_fields()
     view.columns = [field_view(form, c, found) for c in columns]
     rows = raw if isinstance(raw, list) else (value or [])
     for index, row in enumerate(rows):

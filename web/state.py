@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -114,13 +115,15 @@ class AppState:
         return ReloadOutcome(True, [], candidate.version)
 
 
-RELOAD_ACK = "reload-outcome.json"
+def reload_ack_name(pid: int) -> str:
+    """Where the server with this pid (the one in its pid file) says what it made of a `dangan reload`."""
+    return f"reload-outcome-{pid}.json"
 
 
 def acknowledge_reload(settings: Settings, outcome: ReloadOutcome) -> None:
     """What the server made of a `dangan reload` (SIGHUP), for the command that is waiting for it (web/cli.py)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    target = settings.var_dir / RELOAD_ACK
+    target = settings.var_dir / reload_ack_name(os.getpid())
     partial = target.with_suffix(".tmp")
     partial.write_text(json.dumps({"ok": outcome.ok, "version": outcome.version, "errors": outcome.errors,
                                    "at": time.time_ns()}, ensure_ascii=False), encoding="utf-8")

@@ -5,7 +5,6 @@ from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
-from engine.fields.choice import ChoiceField
 from engine.spec import Expression, FormSpec
 
 _PARSER = Environment()
@@ -54,9 +53,12 @@ def _value(form: FormSpec, field: nodes.Node, node: nodes.Node) -> str:
 
 
 def _const(form: FormSpec, field: nodes.Node, value: Any) -> str:
+    """A constant compared with a field, as that field shows its values: an option's label for its code."""
     kind = form.fields[field.name].kind if isinstance(field, nodes.Name) and field.name in form.fields else None
-    if isinstance(kind, ChoiceField) and isinstance(value, str):
-        return kind.label_of(value)
+    if kind is not None and value is not None:
+        typed, issues = kind.clean(value)
+        if typed is not None and not issues:
+            return kind.to_text(typed)
     if isinstance(value, bool):
         return "是" if value else "否"
     return str(value)

@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from engine.excel.limits import FileRejected
-from engine.fields.files import FileField
 from engine.fields.normalise import remove_spaces, to_halfwidth
-from engine.fields.table import TableField
 from engine.issues import Issue
 from engine.permissions import is_masked, writable_keys
 from engine.spec import FieldSpec, FormPolicy, FormSpec
@@ -35,7 +33,7 @@ class Column:
 
 def importable(spec: FieldSpec) -> bool:
     """Table fields (家庭成员) and attachments are edited on the web page only; see docs/excel.md."""
-    return not isinstance(spec.kind, (TableField, FileField))
+    return spec.kind.importable
 
 
 def required_column(spec: FieldSpec) -> bool:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from engine.excel.layout import ColumnMap, KeySheet, header_score, key_lookup
 from engine.excel.limits import FileRejected
 from engine.excel.reader import Row
 from engine.excel.workbooks import FORMULA_PREFIXES
-from engine.fields.base import FieldType
 from engine.fields.normalise import integral_text
 from engine.issues import FieldError, Issue
 from engine.spec import FormSpec
@@ -78,18 +77,13 @@ def cell_text(cell: Any) -> str:
     return str(cell)
 
 
-def _cell_reader(kind: FieldType) -> Callable[[Any], Any] | None:
-    """The type's `from_cell`, or None where it is the base one, which returns the cell unchanged."""
-    return None if type(kind).from_cell is FieldType.from_cell else kind.from_cell
-
-
 class RowReader:
     """Turns a mapped file's rows into RowInputs: cells read, natural key found, each row validated as new."""
 
     def __init__(self, form: FormSpec, columns: ColumnMap, defaults: dict[str, Any], validate_as_new: bool) -> None:
         self.form, self.columns, self.defaults = form, columns, defaults
         self.validate_as_new = validate_as_new
-        self.readers = [(key, index, _cell_reader(form.fields[key].kind)) for key, index in columns.fields.items()]
+        self.readers = [(key, index, form.fields[key].kind.cell_reader()) for key, index in columns.fields.items()]
 
     def prepare(self, rows: list[Row]) -> list[RowInput]:
         """The rows read and validated; they come back without their cells, which the caller already has (a

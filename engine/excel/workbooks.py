@@ -17,13 +17,13 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from engine.excel.conditions import required_note
 from engine.excel.layout import FORM_MARK, UNIT_KEY, VERSION_MARK, Column
 from engine.excel.reader import INSTRUCTIONS_SHEET, KEYS_SHEET
-from engine.fields.boolean import BooleanField
-from engine.fields.choice import ChoiceField, MultiChoiceField
-from engine.fields.numbers import DecimalField, IntegerField
+from engine.fields.base import ExcelChoices
 from engine.spec import FieldSpec, FormSpec
 
 LISTS_SHEET = "_lists"
 DATE_FORMAT = "yyyy-mm-dd"
+TIME_FORMAT = "hh:mm"
+UNIT_WIDTH = 36
 REQUIRED_FILL = PatternFill("solid", fgColor="FFF4B183")
 HEADER_FILL = PatternFill("solid", fgColor="FFDDEBF7")
 ERROR_FILL = PatternFill("solid", fgColor="FFFF9999")
@@ -54,23 +54,31 @@ def text_cell(sheet: Any, value: str) -> Any:
     return cell
 
 
-def cell_value(sheet: Any, value: Any) -> Any:
-    """A value for a write-only row: dates get a date format, formula-like text is made inert."""
+def cell_value(sheet: Any, value: Any, number_format: str | None = None) -> Any:
+    """A value for a write-only row: formula-like text is made inert; dates and times get a format (the
+    column's type's `excel_format` where given), which a write-only cell does not take from its column."""
     if isinstance(value, str):
         return text_cell(sheet, value) if value.startswith(FORMULA_PREFIXES) else value
-    if isinstance(value, (dt.date, dt.datetime)):
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
         cell = WriteOnlyCell(sheet, value)
-        cell.number_format = DATE_FORMAT if not isinstance(value, dt.datetime) or value.time() == dt.time() else "yyyy-mm-dd hh:mm"
+        cell.number_format = number_format if number_format not in (None, "@", "General") else _date_format(value)
         return cell
-    if isinstance(value, (dt.time, dt.timedelta)):
+    if isinstance(value, dt.timedelta):
         return str(value)
     return value
 
 
+def _date_format(value: dt.date | dt.datetime | dt.time) -> str:
+    if isinstance(value, dt.time):
+        return TIME_FORMAT
+    if isinstance(value, dt.datetime) and value.time() != dt.time():
+        return "yyyy-mm-dd hh:mm"
+    return DATE_FORMAT
+
+
 # --- templates and exports ------------------------------------------------------------------------
 def _width(column: Column) -> float:
-    kind = column.spec.kind.name if column.spec else "unit"
-    base = {"unit": 36, "id_card": 22, "date": 13, "phone": 15, "textarea": 30, "text": 16}.get(kind, 12)
+    base = column.spec.kind.excel_width if column.spec else UNIT_WIDTH
     return max(base, len(column.header) * 2 + 4)
 
 
@@ -78,13 +86,10 @@ def _number_format(column: Column) -> str:
     return column.spec.kind.excel_format if column.spec is not None else "@"
 
 
-def _options(column: Column, unit_names: list[str]) -> list[str] | None:
-    if column.key == UNIT_KEY:
-        return unit_names
-    kind = column.spec.kind if column.spec else None
-    if isinstance(kind, ChoiceField) and not isinstance(kind, MultiChoiceField):
-        return [option.label for option in kind.options]
-    return None
+def _choices(column: Column, unit_names: list[str]) -> ExcelChoices | None:
+    if column.spec is None:
+        return ExcelChoices(tuple(unit_names))
+    return column.spec.kind.excel_choices()
 
 
 def _layout_sheet(workbook: Workbook, form: FormSpec, columns: list[Column], unit_names: list[str]) -> Any:
@@ -100,7 +105,7 @@ def _layout_sheet(workbook: Workbook, form: FormSpec, columns: list[Column], uni
         dimension.number_format = _number_format(column)
         if not column.writable:
             continue
-        validation = _validation(workbook, column, _options(column, unit_names), list_columns)
+        validation = _validation(workbook, column, _choices(column, unit_names), list_columns)
         if validation is not None:
             validation.add(f"{letter}2:{letter}{LAST_ROW}")
             sheet.data_validations.append(validation)
@@ -118,17 +123,16 @@ def _layout_sheet(workbook: Workbook, form: FormSpec, columns: list[Column], uni
     return sheet
 
 
-def _validation(workbook: Workbook, column: Column, options: list[str] | None, list_columns: list[list[str]]) -> DataValidation | None:
-    kind = column.spec.kind if column.spec else None
+def _validation(workbook: Workbook, column: Column, choices: ExcelChoices | None,
+                list_columns: list[list[str]]) -> DataValidation | None:
     message = {"error": f"请从下拉列表中选择{column.label}", "errorTitle": "不在可选项中",
                "prompt": f"请从下拉列表中选择{column.label}", "promptTitle": column.label}
-    if isinstance(kind, BooleanField):
-        return DataValidation(type="list", formula1='"是,否"', allow_blank=True, showErrorMessage=True,
-                              errorStyle="warning", showInputMessage=False, **message)
-    if options is None:
+    if choices is None or not choices.labels:
         return None
-    if not options:
-        return None
+    if choices.inline:
+        return DataValidation(type="list", formula1='"' + ",".join(choices.labels) + '"', allow_blank=True,
+                              showErrorMessage=True, errorStyle="warning", showInputMessage=False, **message)
+    options = list(choices.labels)
     list_columns.append(options)
     letter = get_column_letter(len(list_columns))
     name = f"list_{column.key.lstrip('_')}"
@@ -155,10 +159,7 @@ def _key_sheet(workbook: Workbook, form: FormSpec, columns: list[Column]) -> Non
 
 
 def example_text(spec: FieldSpec) -> str:
-    kind = spec.kind
-    if isinstance(kind, (IntegerField, DecimalField)) and "min" in spec.constraints:
-        return str(spec.constraints["min"])
-    return kind.to_text(kind.sample())
+    return spec.kind.example_text(spec.constraints)
 
 
 def _instructions(workbook: Workbook, form: FormSpec, columns: list[Column], unit_names: list[str]) -> None:
@@ -197,10 +198,7 @@ def _instruction_row(form: FormSpec, column: Column, unit_names: list[str]) -> l
     kind = spec.kind
     condition = required_note(form, column.key)
     required = "必填" if column.required else ("条件必填" if spec.required_if is not None else "选填")
-    fmt = kind.format_hint()
-    if isinstance(kind, ChoiceField):
-        prefix = "可选多项，用“、”分隔：" if isinstance(kind, MultiChoiceField) else "从下拉列表选择："
-        fmt = prefix + "、".join(option.label for option in kind.options)
+    fmt = kind.excel_hint()
     notes = [spec.help] if spec.help else []
     if column.key in form.natural_key:
         notes.append("用于识别已有记录，同一文件中不能重复")
@@ -216,8 +214,9 @@ def build_workbook(form: FormSpec, columns: list[Column], unit_names: list[str],
     """A template (no rows) or an export: data sheet, 填写说明, hidden option lists and field keys."""
     workbook = Workbook(write_only=True)
     sheet = _layout_sheet(workbook, form, columns, unit_names)
+    formats = [column.spec.kind.excel_format if column.spec else None for column in columns]
     for row in rows:
-        sheet.append([cell_value(sheet, value) for value in row])
+        sheet.append([cell_value(sheet, value, formats[i] if i < len(formats) else None) for i, value in enumerate(row)])
     _instructions(workbook, form, columns, unit_names)
     _key_sheet(workbook, form, columns)
     return save(workbook)

@@ -15,6 +15,7 @@ from engine.fields.id_card import IdCardField, id_card_birth, id_card_gender
 from engine.fields.numbers import DecimalField, IntegerField
 from engine.fields.table import TableField
 from engine.fields.text import TextareaField, TextField
+from engine.fields.times import TimeField
 
 FIELD_TYPES: Mapping[str, type[FieldType]] = MappingProxyType(
     {
@@ -25,6 +26,7 @@ FIELD_TYPES: Mapping[str, type[FieldType]] = MappingProxyType(
             IntegerField,
             DecimalField,
             DateField,
+            TimeField,
             ChoiceField,
             MultiChoiceField,
             BooleanField,

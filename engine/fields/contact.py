@@ -55,6 +55,7 @@ class PhoneField(FieldType):
     name = "phone"
     title = "电话号码"
     input_type = "tel"
+    excel_width = 15
 
     def to_python(self, raw: Any) -> str | None:
         if is_empty(raw):

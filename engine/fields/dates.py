@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from openpyxl.utils.datetime import from_excel
+from sqlalchemy import Date
 
-from engine.fields.base import FieldType, is_empty
+from engine.fields.base import FieldType, Limit, is_empty
 from engine.fields.normalise import normalise_code
+from engine.fields.widgets import Widget
 from engine.issues import FieldError
 
 _TIME = r"(?:[ T][0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
@@ -21,6 +23,11 @@ _FORMATS = (
 )
 # Serials of 1900-01-01 .. 9999-12-31; a number typed as 20100305 is far outside.
 _EXCEL_SERIALS = (1, 2958466)
+TODAY = "today"  # a `min`/`max` that moves with the calendar
+
+
+class DateInput(Widget):
+    name = "date"
 
 
 def parse_date(text: str) -> datetime.date | None:
@@ -39,9 +46,11 @@ def parse_date(text: str) -> datetime.date | None:
 class DateField(FieldType):
     name = "date"
     title = "日期"
-    widget = "date"
+    widget_type = DateInput
     input_type = "date"
     excel_format = "yyyy-mm-dd"
+    excel_width = 13
+    sql_type = Date
     constraints = frozenset({"min", "max"})
     orderable = True
     repeats = True
@@ -60,8 +69,19 @@ class DateField(FieldType):
             raise FieldError("date")
         return value
 
+    def parse_limit(self, name: str, raw: Any) -> Limit:
+        if raw == TODAY:
+            return Limit("今天", moving=datetime.date.today)
+        value = None if isinstance(raw, (bool, int, float)) else parse_date(str(raw))
+        if value is None:
+            raise ValueError(f"日期界限“{name}”应写成 2010-03-05 或 today，而不是“{raw}”")
+        return Limit(value.isoformat(), value)
+
     def to_json(self, value: Any) -> Any:
         return None if value is None else value.isoformat()
+
+    def to_sql(self, value: Any) -> Any:
+        return value
 
     def from_json(self, stored: Any) -> Any:
         return None if stored is None else datetime.date.fromisoformat(stored)

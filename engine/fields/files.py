@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from engine.fields.base import FieldType, is_empty
+from engine.fields.widgets import Files, PostedData, Widget
 from engine.issues import FieldError
 
 KB = 1024
@@ -47,6 +48,22 @@ class UploadedFile:
         return "." + base.rsplit(".", 1)[1].lower() if "." in base else ""
 
 
+class FileInput(Widget):
+    """A file input: the upload comes with the post's files; choosing nothing keeps the stored file."""
+
+    name = "file"
+
+    def value_from_datadict(self, data: PostedData, files: Files, name: str) -> Any:
+        return files.get(name)
+
+    def value_omitted_from_data(self, data: PostedData, files: Files, name: str) -> bool:
+        return name not in files
+
+
+class ImageInput(FileInput):
+    name = "image"
+
+
 def parse_size(size: int | str) -> int:
     if isinstance(size, int):
         return size
@@ -79,7 +96,9 @@ def image_format(data: bytes) -> str | None:
 class FileField(FieldType):
     name = "file"
     title = "附件"
-    widget = "file"
+    widget_type = FileInput
+    importable = False
+    sql_type = None  # a reference to an attachment, not a value to sort or filter by
     params_schema = {"accept": _ACCEPT_SCHEMA, "max_size": _SIZE_SCHEMA}
 
     accept: tuple[str, ...] = (".pdf", ".jpg", ".jpeg", ".png", ".doc", ".docx", ".xls", ".xlsx")
@@ -141,7 +160,7 @@ class FileField(FieldType):
 class ImageField(FileField):
     name = "image"
     title = "图片"
-    widget = "image"
+    widget_type = ImageInput
 
     accept: tuple[str, ...] = (".jpg", ".jpeg", ".png")
     max_size: int = 2 * MB

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
 from engine.fields.base import FieldType, is_empty
+from engine.fields.widgets import Display
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -77,7 +78,7 @@ def _render_value(name: str, value: Any) -> str:
 class GeneratedField(FieldType):
     name = "generated"
     title = "自动编号"
-    widget = "generated"
+    widget_type = Display
     params_schema = {"pattern": {"type": "string", "minLength": 1}}
     user_input = False
 

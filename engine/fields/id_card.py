@@ -101,6 +101,7 @@ def id_card_gender(value: Any) -> str | None:
 class IdCardField(FieldType):
     name = "id_card"
     title = "居民身份证号码"
+    excel_width = 22
 
     def to_python(self, raw: Any) -> str | None:
         if is_empty(raw):

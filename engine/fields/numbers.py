@@ -4,10 +4,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
+
+from sqlalchemy import BigInteger, Numeric
 
 from engine.fields.base import FieldType, is_empty
 from engine.fields.normalise import integral_text, normalise_code
+from engine.fields.widgets import NumberInput
 from engine.issues import FieldError, Issue
 
 _INTEGER = re.compile(r"[+-]?[0-9]+(?:\.0+)?")
@@ -15,12 +18,23 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 @dataclass(frozen=True)
-class IntegerField(FieldType):
+class _Number(FieldType):
+    """What whole numbers and decimals share."""
+
+    widget_type = NumberInput
+    input_type = "number"
+
+    def example_text(self, limits: Mapping[str, Any]) -> str:
+        # The sample (12, 1.5) is often out of range (入学年份 2000-2100); the lower bound never is.
+        return str(limits["min"]) if "min" in limits else super().example_text(limits)
+
+
+@dataclass(frozen=True)
+class IntegerField(_Number):
     name = "integer"
     title = "整数"
-    widget = "number"
-    input_type = "number"
     excel_format = "0"
+    sql_type = BigInteger
     constraints = frozenset({"min", "max"})
     orderable = True
     repeats = True
@@ -54,11 +68,10 @@ class IntegerField(FieldType):
 
 
 @dataclass(frozen=True)
-class DecimalField(FieldType):
+class DecimalField(_Number):
     name = "decimal"
     title = "小数"
-    widget = "number"
-    input_type = "number"
+    sql_type = Numeric
     params_schema = {"places": {"type": "integer", "minimum": 0, "maximum": 10}}
     constraints = frozenset({"min", "max"})
     orderable = True
@@ -109,6 +122,9 @@ class DecimalField(FieldType):
             return Decimal(str(stored))
         except InvalidOperation:
             return None
+
+    def to_sql(self, value: Any) -> Any:
+        return value
 
     def to_text(self, value: Any) -> str:
         return "" if value is None else format(value, "f")

@@ -1,10 +1,12 @@
 """Repeating rows of sub-fields, such as 家庭成员 or 获奖情况."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from engine.fields.base import FieldType, is_empty
+from engine.fields.widgets import Files, PostedData, Widget
 from engine.issues import FieldError, Issue
 
 if TYPE_CHECKING:
@@ -12,13 +14,44 @@ if TYPE_CHECKING:
     from engine.spec import FieldSpec
 
 Row = dict[str, Any]
+MAX_TABLE_ROWS = 200  # rows a form post may carry; more is not a person typing
+_CELL = re.compile(r"\.(\d{1,4})\.([a-z][a-z0-9_]*)")
+
+
+class RowsInput(Widget):
+    """A table of inputs, one row per value row; each cell is its column's own widget, named `table.row.column`."""
+
+    name = "table"
+
+    def claims(self, name: str, posted: str) -> bool:
+        # The table's own name carries nothing the rows do not; a stray value under it is not a row.
+        return posted == name or (posted.startswith(name + ".") and _CELL.fullmatch(posted, len(name)) is not None)
+
+    def value_from_datadict(self, data: PostedData, files: Files, name: str) -> Any:
+        indexes = set()
+        for posted in (*data.names(), *files):
+            cell = _CELL.fullmatch(posted, len(name)) if posted.startswith(name + ".") else None
+            if cell is not None and int(cell[1]) < MAX_TABLE_ROWS:
+                indexes.add(int(cell[1]))
+        rows = []
+        for index in sorted(indexes):
+            row: Row = {}
+            for column in self.kind.sub_fields():
+                widget, cell_name = column.kind.widget, f"{name}.{index}.{column.key}"
+                if not widget.value_omitted_from_data(data, files, cell_name):
+                    row[column.key] = widget.value_from_datadict(data, files, cell_name)
+            rows.append(row)
+        return rows
 
 
 @dataclass(frozen=True)
 class TableField(FieldType):
     name = "table"
     title = "多行表格"
-    widget = "table"
+    widget_type = RowsInput
+    importable = False
+    sql_type = None  # rows, not one value
+    sub_field_params = ("columns",)
     params_schema = {
         "columns": {"type": "array", "minItems": 1, "items": {"type": "object"}},
         "min_rows": {"type": "integer", "minimum": 0},
@@ -43,7 +76,7 @@ class TableField(FieldType):
         keys = [column.key for column in self.columns]
         if len(set(keys)) != len(keys):
             raise ValueError("表格的列名不能重复")
-        if any(isinstance(column.kind, TableField) for column in self.columns):
+        if any(column.kind.sub_fields() for column in self.columns):
             raise ValueError("表格的列不能再是表格")
         if self.min_rows is not None and self.max_rows is not None and self.min_rows > self.max_rows:
             raise ValueError(f"表格的最少行数{self.min_rows}大于最多行数{self.max_rows}")
@@ -81,10 +114,6 @@ class TableField(FieldType):
         return converted
 
     def clean(self, raw: Any) -> tuple[Any, list[Issue]]:
-        # Local import: engine.validation.runner imports engine.fields, so a module-level import
-        # here would be circular.
-        from engine.validation.runner import clean_field
-
         if is_empty(raw):
             return None, []
         try:
@@ -98,7 +127,7 @@ class TableField(FieldType):
         for key, row in pairs:
             cleaned: Row = {}
             for column in self.columns:
-                value, cell_issues = clean_field(column, row.get(column.key))
+                value, cell_issues = column.clean(row.get(column.key))
                 cleaned[column.key] = value
                 issues.extend(issue.at(key) for issue in cell_issues)
             rows.append(cleaned)
@@ -138,6 +167,9 @@ class TableField(FieldType):
 
     def widget_context(self) -> dict[str, Any]:
         return {"columns": self.columns, "min_rows": self.min_rows, "max_rows": self.max_rows}
+
+    def sub_fields(self) -> tuple["FieldSpec", ...]:
+        return self.columns
 
     def sample(self) -> list[Row]:
         return [{column.key: column.kind.sample() for column in self.columns}]

@@ -7,13 +7,14 @@ from typing import Any
 
 from engine.fields.base import FieldType, is_empty
 from engine.fields.normalise import clean_spaces, integral_text
+from engine.fields.widgets import Textarea
 
 
 @dataclass(frozen=True)
 class TextField(FieldType):
     name = "text"
     title = "单行文本"
-    widget = "text"
+    excel_width = 16
     constraints = frozenset({"min_length", "max_length", "pattern"})
 
     def to_python(self, raw: Any) -> str | None:
@@ -40,7 +41,8 @@ class TextField(FieldType):
 class TextareaField(TextField):
     name = "textarea"
     title = "多行文本"
-    widget = "textarea"
+    widget_type = Textarea
+    excel_width = 30
 
     def to_python(self, raw: Any) -> str | None:
         text = super().to_python(raw)

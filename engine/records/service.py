@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session as DbSession
 from engine.documents import read_values
 from engine.fields.files import UploadedFile
 from engine.issues import Issue
-from engine.permissions import Principal, Scope, can, is_editable, policy, scope, unit_allowed
+from engine.permissions import Principal, Scope, can, is_editable, policy, scope, unit_allowed, writable_keys
 from engine.records.model import (
     Conflict, ListQuery, Page, PreparedUpdate, RecordWrite, SaveResult, StoredRecord,
 )
@@ -200,10 +200,10 @@ class RecordService:
         if not can(principal, "create", form):
             raise NotPermitted()
         found = policy(principal, form)
-        issues = _foreign_keys(form, found, submitted)
+        issues = _foreign_keys(form, found, submitted, new=True)
         raw = {key: spec.default for key, spec in form.fields.items()}
         raw.update(submitted)
-        cleaned = clean_record(form, raw)
+        cleaned = clean_record(form, raw, writable=writable_keys(found, form) if found else frozenset())
         with _transaction(self.db, session) as s:
             self._check_unit(s, form, principal, "create", unit_id)
             if issues or not cleaned.ok:
@@ -416,15 +416,16 @@ def _filter_value(spec: FieldSpec, value: Any) -> Any:
     return None if issues else cleaned
 
 
-def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any]) -> list[Issue]:
-    """Submitted keys the form lacks, or that this user may not write, are refused, not ignored."""
+def _foreign_keys(form: FormSpec, found: FormPolicy | None, submitted: Mapping[str, Any], new: bool = False) -> list[Issue]:
+    """Submitted keys the form lacks, or that this user may not write, are refused, not ignored (on a new record
+    "不能由您填写", not "不可修改": there is nothing yet to change)."""
     issues = []
     for key in submitted:
         spec = form.fields.get(key)
         if spec is None:
             issues.append(Issue("unknown_field", {"name": key}, path=key))
         elif found is None or not is_editable(found, spec):
-            issues.append(Issue("readonly", path=key))
+            issues.append(Issue("not_writable" if new else "readonly", path=key))
     return issues
 
 

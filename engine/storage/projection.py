@@ -17,7 +17,6 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
@@ -154,31 +153,13 @@ def table_name(form_key: str) -> str:
 
 
 def _column_kind(spec: FieldSpec) -> tuple[str, TypeEngine, Callable[[Any], Any]]:
-    """(type tag, SQL type, value → column value) of a field. A value that is not one scalar (a table, several
-    choices, a file) is projected as text that says it is filled (fill rates, "incomplete" lists)."""
-    sql_type = getattr(spec.kind, "sql_type", None)
-    if sql_type is not None:  # the field type knows its column (engine/fields/base.py)
-        return _tag(sql_type), sql_type, spec.kind.to_sql  # type: ignore[attr-defined]
-    name = spec.kind.name
-    if name == "integer":
-        return "integer", BigInteger(), int
-    if name == "decimal":
-        return "numeric", Numeric(), Decimal
-    if name == "date":
-        return "date", Date(), _date
-    if name == "boolean":
-        return "boolean", Boolean(), bool
-    if name in ("text", "textarea", "choice", "email", "phone", "id_card", "generated"):
-        return "text", Text(), lambda v: spec.kind.to_text(v) if name != "choice" else str(spec.kind.to_json(v))
-    return "text", Text(), lambda v: spec.kind.to_text(v)[:200] or None
-
-
-def _tag(sql_type: TypeEngine) -> str:
-    return type(sql_type).__name__.lower()
-
-
-def _date(value: Any) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    """(type tag, SQL type, value → column value) of a field, from its type (engine/fields/base.py: `sql_type`,
+    `to_sql`). A value that is not one scalar (a table, several choices, a file) is projected as short text that
+    says what is there: enough for fill rates and "incomplete" lists."""
+    sql_type = spec.kind.sql_type
+    if sql_type is not None:
+        return sql_type.__name__.lower(), sql_type(), spec.kind.to_sql
+    return "summary", Text(), lambda value: spec.kind.to_text(value)[:200] or None
 
 
 def compile_projection(form: FormSpec, levels: Iterable[str], dialect: str) -> Projection:
@@ -202,7 +183,7 @@ def compile_projection(form: FormSpec, levels: Iterable[str], dialect: str) -> P
     for key, spec in form.fields.items():
         tag, sql_type, to_sql = _column_kind(spec)
         column_name = f"f_{key}"
-        search = f"t_{key}" if key in searchable and tag == "text" else None
+        search = f"t_{key}" if key in searchable and tag in ("text", "summary") else None
         columns.append(Column(column_name, sql_type))
         layout[column_name] = tag
         if search is not None:

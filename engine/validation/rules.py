@@ -1,23 +1,12 @@
 """Generic constraints a YAML field may declare; each is a small generator of issues."""
 from __future__ import annotations
 
-import datetime as dt
 import re
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Iterator
 
+from engine.fields.base import FieldType, Limit
 from engine.issues import Issue
-
-TODAY = "today"
-
-
-def _limit(limit: Any) -> Any:
-    return dt.date.today() if limit == TODAY else limit
-
-
-def _shown(limit: Any) -> str:
-    return "今天" if limit == TODAY else str(limit)
 
 
 def min_length(limit: int, value: Any) -> Iterator[Issue]:
@@ -35,14 +24,14 @@ def pattern(limit: re.Pattern, value: Any) -> Iterator[Issue]:
         yield Issue("pattern", {"pattern": limit.pattern})
 
 
-def min_value(limit: Any, value: Any) -> Iterator[Issue]:
-    if value < _limit(limit):
-        yield Issue("min_value", {"limit": _shown(limit)})
+def min_value(limit: Limit, value: Any) -> Iterator[Issue]:
+    if value < limit.value():
+        yield Issue("min_value", {"limit": limit.shown})
 
 
-def max_value(limit: Any, value: Any) -> Iterator[Issue]:
-    if value > _limit(limit):
-        yield Issue("max_value", {"limit": _shown(limit)})
+def max_value(limit: Limit, value: Any) -> Iterator[Issue]:
+    if value > limit.value():
+        yield Issue("max_value", {"limit": limit.shown})
 
 
 RULES: MappingProxyType[str, Callable[[Any, Any], Iterator[Issue]]] = MappingProxyType(
@@ -56,24 +45,15 @@ RULES: MappingProxyType[str, Callable[[Any, Any], Iterator[Issue]]] = MappingPro
 )
 
 
-def compile_limit(key: str, raw: Any, type_name: str) -> Any:
-    """Turn a YAML constraint value into what the rule compares against; ValueError if it cannot be."""
+def compile_limit(key: str, raw: Any, kind: FieldType) -> Any:
+    """Turn a YAML constraint value into what the rule compares against; ValueError if it cannot be.
+
+    `min`/`max` are values of the field's own type, so the type parses them (FieldType.parse_limit)."""
     if key == "pattern":
         try:
             return re.compile(raw)
         except re.error as exc:
             raise ValueError(f"正则表达式无效：{exc}") from exc
     if key in ("min", "max"):
-        if type_name == "date":
-            if raw == TODAY:
-                return TODAY
-            try:
-                return dt.date.fromisoformat(str(raw))
-            except ValueError as exc:
-                raise ValueError(f"日期界限应写成 2010-03-05 或 today，而不是“{raw}”") from exc
-        if type_name == "decimal":
-            return Decimal(str(raw))
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise ValueError(f"“{key}”应为数字")
-        return raw
+        return kind.parse_limit(key, raw)
     return raw

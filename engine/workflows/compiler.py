@@ -150,7 +150,7 @@ class WorkflowCompiler:
         found = self._target_keys(keys, self.data, "changes")
         for key in found:
             spec = self.form.fields[key]
-            if spec.readonly or not spec.kind.user_input or spec.kind.widget == "table":
+            if spec.readonly or not spec.kind.user_input or spec.kind.sub_fields():
                 self.problems.add(key_origin(self.data, "changes"), f"字段“{key}”不能作为受保护字段",
                                   "受保护字段须是用户可以填写的普通字段（不能是只读、自动编号或表格字段）")
         return found

@@ -171,3 +171,26 @@ def test_sandbox_refusal_at_run_time__false(compiler) -> None:
     # Format strings are only checked by the sandbox when they run; a refusal then is "no", not a crash.
     expression = compile_(compiler, "gender == '女' and '{0.__class__}'.format(name) == 'x'")
     assert holds(expression, {"gender": "女", "name": "张三"}) is False
+
+
+# --- arithmetic, as docs/definitions.md (条件与表达式 › 写法) shows it -----------------------------------------------
+
+ARITHMETIC = {"score_a": 40, "score_b": 35, "score_total": 75, "count": 4, "enrol_year": 2016,
+              "id_card": "110105200805120018"}
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("score_total == score_a + score_b", True),
+    ("enrol_year - id_card_birth(id_card).year >= 6", True),
+    ("count % 2 == 0", True),
+    ("score_a * 2 - score_b // 5 == 73", True),
+    ("score_total / count > 20", False),
+])
+def test_arithmetic__documented_forms(compiler, source, expected) -> None:
+    expression = compiler.compile(source, tuple(ARITHMETIC), None, ARITHMETIC)
+    assert holds(expression, ARITHMETIC) is expected
+
+
+def test_unknown_function__named_as_a_function(compiler) -> None:
+    found = problem(compiler, "round(gender) == 1")
+    assert found.message == "表达式调用了不存在的函数“round()”" and found.hint.startswith("可用函数：id_card_birth()")

@@ -23,7 +23,7 @@ def form_with(fields: str, extra: str = "") -> str:
 def test_yaml_syntax_error__located(tmp_path: Path) -> None:
     form = form_with("      - key: name\n        label: 姓名: 张三\n        type: text\n")
     assert_definition(tmp_path, form=form, errors__count=1, errors__contains=[
-        f"forms/t.yaml:{locate(form, ': 张三')}: YAML 语法错误：mapping values are not allowed here",
+        f"forms/t.yaml:{locate(form, ': 张三')}: YAML 语法错误：这里不能出现“: ”（提示：值中含有冒号加空格时，请用引号",
     ])
 
 
@@ -345,3 +345,117 @@ def test_check_command__summary_exit_0(tmp_path: Path, capsys: pytest.CaptureFix
 
 def _errors(root: Path) -> list[str]:
     return [os.path.relpath(root) + os.sep + line for line in definition_errors(root)]
+
+
+# --- issue 15 item 23: syntax errors alone and in Chinese; hints that name the real mistake ----------------------
+
+def test_yaml_syntax_error__in_chinese_without_english(tmp_path: Path) -> None:
+    form = form_with("      - key: name\n        label: 姓名\n\ttype: text\n")
+    (error,) = assert_definition(tmp_path, form=form, errors__count=1, errors__contains=["forms/t.yaml:"])
+    assert "YAML 语法错误：缩进中有制表符（Tab）" in error
+    assert not {"found", "token", "character", "expected"} & set(error.replace("（", " ").split())
+
+
+def test_yaml_syntax_error__follow_on_errors_suppressed(tmp_path: Path) -> None:
+    broken = SMALL_FORM.replace("title: 测试", "title: 测试: 二", 1)
+    role = ROLE + "  award:\n    actions: [read]\n"
+    errors = assert_definition(tmp_path, forms={"t": broken, "award": SMALL_FORM.replace("key: t", "key: award", 1)},
+                               roles={"r": role}, errors__count=1, errors__contains=["forms/t.yaml:2:10: YAML 语法错误"])
+    assert not any("未知的表单" in e for e in errors)
+
+
+def test_yaml_syntax_error_in_options__no_unknown_list_errors(tmp_path: Path) -> None:
+    form = form_with("      - key: grade\n        label: 年级\n        type: choice\n        options: grade\n")
+    assert_definition(tmp_path, form=form, options={"grade": "key: grade\noptions: [高一, 高二\n"}, errors__count=1,
+                      errors__contains=["options/grade.yaml:3:1: YAML 语法错误：应为“,”或“]”，却出现了文件结尾（这个方括号列表开始于第 2 行"])
+
+
+def test_unknown_option_list__did_you_mean(tmp_path: Path) -> None:
+    form = form_with("      - key: grade\n        label: 年级\n        type: choice\n        options: grades\n")
+    assert_definition(tmp_path, form=form, options={"grade": "key: grade\noptions: [高一, 高二]\n"}, errors__count=1,
+                      errors__contains=["未知的选项列表“grades”（提示：是不是“grade”？）"])
+
+
+def test_unknown_function__reported_as_function_listing_the_available(tmp_path: Path) -> None:
+    form = form_with("      - key: score\n        label: 分数\n        type: decimal\n"
+                     "      - key: note\n        label: 说明\n        type: text\n        visible_if: 'round(score) > 60'\n")
+    (error,) = assert_definition(tmp_path, form=form, errors__count=1, errors__contains=["表达式调用了不存在的函数“round()”"])
+    assert "可用函数：" in error and "age()" in error and "不存在的字段" not in error
+
+
+@pytest.mark.parametrize("limit", ["2010-03-05", "'2010-03-05'", "today"])
+def test_date_limit__quoted_or_not(tmp_path: Path, limit: str) -> None:
+    form = form_with(f"      - key: born\n        label: 出生日期\n        type: date\n        min: {limit}\n")
+    assert_definition(tmp_path, form=form)
+
+
+def test_date_limit__unquoted_date_compiled_as_date(tmp_path: Path) -> None:
+    form = form_with("      - key: born\n        label: 出生日期\n        type: date\n        min: 2010-03-05\n")
+    write_definitions(tmp_path, forms={"t": form})
+    spec = load_definitions(tmp_path).forms["t"].fields["born"]
+    assert [(i.code, dict(i.params)) for i in spec.clean("2010-03-04")[1]] == [("min_value", {"limit": "2010-03-05"})]
+
+
+def test_date_limit__nonsense_refused_with_hint(tmp_path: Path) -> None:
+    form = form_with("      - key: born\n        label: 出生日期\n        type: date\n        max: yesterday\n")
+    assert_definition(tmp_path, form=form, errors__count=1, errors__contains=[
+        f"forms/t.yaml:{locate(form, 'yesterday')}: 日期界限“max”应写成 2010-03-05 或 today，而不是“yesterday”",
+    ])
+
+
+# --- issue 15 item 24: a renamed field's old key points at the new one -------------------------------------------
+
+RENAMED = form_with("      - key: name\n        label: 姓名\n        type: text\n"
+                    "      - key: phone_number\n        label: 电话\n        type: text\n        renamed_from: tel\n",
+                    extra="list:\n  columns: [name, tel]\n")
+
+
+def test_renamed_field__list_naming_old_key_hints_new_key(tmp_path: Path) -> None:
+    assert_definition(tmp_path, form=RENAMED, errors__count=1, errors__contains=[
+        f"forms/t.yaml:{locate(RENAMED, 'tel]')}: “columns”引用了不存在的字段“tel”（提示：字段已改名为“phone_number”",
+    ])
+
+
+def test_renamed_field__role_naming_old_key_hints_new_key(tmp_path: Path) -> None:
+    form = RENAMED.replace("list:\n  columns: [name, tel]\n", "")
+    role = ROLE + "    hidden: [tel]\n"
+    assert_definition(tmp_path, form=form, roles={"r": role}, errors__count=1, errors__contains=[
+        "表单“t”没有字段“tel”（提示：字段已改名为“phone_number”",
+    ])
+
+
+# --- issue 15 item 22: a role that may create a form but cannot fill a required field ------------------------------
+
+SENSITIVE = form_with("      - key: name\n        label: 姓名\n        type: text\n        required: true\n"
+                      "      - key: number\n        label: 学籍号\n        type: text\n        required: true\n        sensitive: true\n")
+CREATOR = "key: r\nname: 班主任\nscope: school\nforms:\n  t:\n    actions: [create, read]\n"
+
+
+def test_sensitive_required__warning_at_the_role_not_an_error(tmp_path: Path) -> None:
+    assert_definition(tmp_path, form=SENSITIVE, roles={"r": CREATOR})
+    (warning,) = load_definitions(tmp_path).warnings
+    assert str(warning).startswith(f"{os.path.relpath(tmp_path)}/roles/r.yaml:{locate(CREATOR, 't:')}: 警告：角色“班主任”可以新建“测试”，"
+                                   "但不能填写必填字段“学籍号”（敏感字段，而该角色没有 reveal_sensitive: true）")
+    assert warning.hint == "给该角色加上 reveal_sensitive: true"
+
+
+@pytest.mark.parametrize("policy", ["    reveal_sensitive: true\n", ""])
+def test_sensitive_required__no_warning_when_revealed_or_not_created(tmp_path: Path, policy: str) -> None:
+    role = CREATOR + policy if policy else CREATOR.replace("[create, read]", "[read, update]")
+    assert_definition(tmp_path, form=SENSITIVE, roles={"r": role})
+    assert load_definitions(tmp_path).warnings == ()
+
+
+def test_required_hidden_from_star_policy__warned_per_form(tmp_path: Path) -> None:
+    role = "key: r\nname: 录入员\nscope: school\nforms:\n  '*':\n    actions: [create]\n    hidden: [name]\n"
+    assert_definition(tmp_path, form=SENSITIVE, roles={"r": role})
+    reasons = sorted(str(w).split("（")[1].split("）")[0] for w in load_definitions(tmp_path).warnings)
+    assert reasons == ["在该角色的 hidden 中", "敏感字段，而该角色没有 reveal_sensitive: true"]
+
+
+def test_check_command__prints_warning_and_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_definitions(tmp_path, forms={"t": SENSITIVE}, roles={"r": CREATOR})
+    assert dangan(["check", str(tmp_path)]) == 0
+    out, _ = capsys.readouterr()
+    assert "警告：角色“班主任”可以新建“测试”" in out.splitlines()[0]
+    assert out.splitlines()[1].startswith("定义检查通过：") and "1 处警告" in out

@@ -286,3 +286,73 @@ def test_unhashable_input__cleaned_without_memory(tmp_path) -> None:
     result = clean_record(form, {"tags": ["甲"]})
     result.values["tags"].append("乙")
     assert clean_record(form, {"tags": ["甲"]}).values["tags"] == ["甲"]
+
+
+# --- issue 15 item 5: personal names outside the basic plane pass the shipped 姓名 pattern ---------------------
+
+@pytest.mark.parametrize("name", ["𠮷田", "张𪚥", "𡈼兰", "王𬭚", "阿依古丽·买买提", "張三", "Zhang San"])
+def test_student_name__rare_characters_accepted(student, name: str) -> None:
+    assert codes(clean_record(student, student_raw(student, name=name)), "name") == []
+
+
+@pytest.mark.parametrize("name", ["张3", "李_四", "Tom!"])
+def test_student_name__digits_and_symbols_still_refused(student, name: str) -> None:
+    assert [c for c, _ in codes(clean_record(student, student_raw(student, name=name)), "name")] == ["pattern"]
+
+
+# --- issue 15 item 22: a required field the user may not fill says so ----------------------------------------
+
+def test_required_not_writable__named_as_such(form) -> None:
+    result = clean_record(form, valid(name=None), writable=frozenset({"code", "score"}))
+    assert codes(result, "name") == [("required_not_writable", {})]
+    assert "不能查看或填写" in text_of(form, result.issues_for("name")[0])
+
+
+def test_required_writable__plain_required(form) -> None:
+    assert codes(clean_record(form, valid(name=None), writable=frozenset({"name"})), "name") == [("required", {})]
+
+
+# --- issue 15 item 13: a stored value whose option was deleted must be chosen again ------------------------------
+
+CHOICES = """
+key: c
+title: 选择
+sections:
+  - key: main
+    title: 主要
+    fields:
+      - {key: health, label: 健康状况, type: choice, options: [健康, 良好]}
+      - {key: sports, label: 运动, type: multi_choice, options: [篮球, 足球]}
+"""
+
+
+@pytest.fixture(scope="module")
+def choices(tmp_path_factory: pytest.TempPathFactory) -> FormSpec:
+    return compile_form(tmp_path_factory.mktemp("choices"), CHOICES)
+
+
+def test_removed_option__stored_value_refused_naming_it(choices) -> None:
+    stored = {"health": choices.fields["health"].kind.from_json("一般")}
+    result = clean_record(choices, stored)
+    assert codes(result, "health") == [("choice_removed", {"value": "一般"})]
+    assert text_of(choices, result.issues[0]) == "健康状况的原值“一般”已不在选项中，请重新选择"
+
+
+def test_removed_option__in_a_multi_choice(choices) -> None:
+    stored = {"sports": choices.fields["sports"].kind.from_json(["篮球", "排球"])}
+    assert codes(clean_record(choices, stored), "sports") == [("choice_removed", {"value": "排球"})]
+
+
+def test_removed_option__a_current_choice_saves(choices) -> None:
+    stored = {"health": choices.fields["health"].kind.from_json("一般")}
+    result = clean_record(choices, {**stored, "health": "良好"})
+    assert (result.ok, result.values["health"]) == (True, "良好")
+
+
+def test_removed_option__typed_unknown_value_is_plain_choice_issue(choices) -> None:
+    assert codes(clean_record(choices, {"health": "一般"}), "health") == [("choice", {"value": "一般"})]
+
+
+def test_stored_label__read_as_its_option_not_removed(student) -> None:
+    """A list moved from names to codes (民族 "汉族" → "01") still reads what was stored before."""
+    assert student.fields["ethnicity"].kind.from_json("汉族") == "01"

@@ -83,6 +83,22 @@ def test_booleans__all_spellings(shared: AppState, cell: object, expected: bool)
     assert stored(shared, row["身份证号"])["is_only_child"] is expected
 
 
+@pytest.mark.parametrize(("cell", "expected"), [("✓", True), ("√", True), ("✔", True), ("对", True), ("✗", False),
+                                                ("×", False), ("✘", False), ("错", False), (" √ ", True)])
+def test_booleans__ticks_crosses_and_right_wrong(shared: AppState, cell: object, expected: bool) -> None:
+    """Issue 15 item 2: schools mark 是否独生子女 with ticks and crosses, or 对/错."""
+    header = HEADER + ["是否独生子女"]
+    row = new_student(是否独生子女=cell)
+    job = import_file(shared, "reg", xlsx([row], header))
+    assert job.count_new == 1, errors_of(shared, job)
+    assert stored(shared, row["身份证号"])["is_only_child"] is expected
+
+
+def test_booleans__unknown_mark_still_refused(shared: AppState) -> None:
+    job = preview(shared, "reg", xlsx([new_student(是否独生子女="?")], HEADER + ["是否独生子女"]))
+    assert errors_of(shared, job) == {2: [MESSAGES["boolean"].format(label="是否独生子女")]}
+
+
 def test_columns_in_any_order__mapped_by_header(shared: AppState) -> None:
     header = list(reversed(HEADER))
     row = new_student(姓名="倒序")

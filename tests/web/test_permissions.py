@@ -543,12 +543,12 @@ def _editable_values(world: World, name: str, username: str) -> dict[str, str]:
     policy = policy_of(role_of(world, username), "student")
     values = {}
     for key, spec in form.fields.items():
-        if spec.kind.widget in ("table", "image", "file") or not spec.kind.user_input:
+        if not spec.kind.importable or not spec.kind.user_input:  # tables and uploads are not posted as text
             continue
         if key in policy.hidden or key in policy.readonly or spec.readonly or not shows_field(policy, spec):
             continue
         value = record.values[key]
-        values[key] = "" if value is None else (value.isoformat() if hasattr(value, "isoformat") else spec.kind.to_text(value) if spec.kind.widget != "select" else str(value))
+        values[key] = spec.kind.widget.format_value(value)
     return values
 
 

@@ -104,7 +104,8 @@ def test_workers_share_the_socket_reload_together_restart_and_stop(two_workers: 
         "      - key: name\n", "      - key: nickname\n        label: 小名\n        type: text\n      - key: name\n", 1),
         encoding="utf-8")
     assert "nickname" in student.read_text(encoding="utf-8")
-    reload = subprocess.run([str(DANGAN), "reload"], env=two_workers.env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    reload = subprocess.run([str(DANGAN), "reload", "--port", base.rsplit(":", 1)[1]], env=two_workers.env, cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
     assert reload.returncode == 0, reload.stderr
     assert "已重新加载定义" in reload.stdout
     # Each worker re-reads them before its next request (fresh connections are handed to the workers in turn).

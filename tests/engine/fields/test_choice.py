@@ -116,4 +116,4 @@ def test_sample__first_value(gender):
 
 
 def test_declaration(gender):
-    assert (gender.widget, gender.excel_format, gender.constraints) == ("select", "@", frozenset())
+    assert (gender.widget.name, gender.excel_format, gender.constraints) == ("select", "@", frozenset())

@@ -76,6 +76,6 @@ def test_sample(date):
 
 
 def test_declaration(date):
-    assert (date.widget, date.input_type, date.excel_format, date.orderable, date.constraints) == (
+    assert (date.widget.name, date.input_type, date.excel_format, date.orderable, date.constraints) == (
         "date", "date", "yyyy-mm-dd", True, {"min", "max"},
     )

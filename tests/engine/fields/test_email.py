@@ -38,4 +38,4 @@ def test_mask(email):
 
 
 def test_declaration(email):
-    assert (email.widget, email.input_type, email.constraints) == ("text", "email", {"max_length"})
+    assert (email.widget.name, email.input_type, email.constraints) == ("text", "email", {"max_length"})

@@ -106,4 +106,4 @@ def test_human_size(size, text):
 
 
 def test_declaration(file):
-    assert (file.widget, file.excel_format) == ("file", "@")
+    assert (file.widget.name, file.excel_format) == ("file", "@")

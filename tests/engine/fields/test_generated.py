@@ -82,4 +82,4 @@ def test_not_user_input():
 
 
 def test_widget():
-    assert build("{seq:4}").widget == "generated"
+    assert build("{seq:4}").widget.name == "generated"

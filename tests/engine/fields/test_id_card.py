@@ -138,4 +138,4 @@ def test_id_card_gender__invalid_is_none(value):
 
 
 def test_declaration(id_card):
-    assert (id_card.name, id_card.widget, id_card.excel_format) == ("id_card", "text", "@")
+    assert (id_card.name, id_card.widget.name, id_card.excel_format) == ("id_card", "text", "@")

@@ -66,4 +66,4 @@ def test_widget_context(image):
 
 
 def test_widget(image):
-    assert image.widget == "image"
+    assert image.widget.name == "image"

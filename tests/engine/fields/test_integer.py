@@ -42,6 +42,6 @@ def test_to_cell__number(integer):
 
 
 def test_declaration(integer):
-    assert (integer.widget, integer.excel_format, integer.orderable, integer.constraints) == (
+    assert (integer.widget.name, integer.excel_format, integer.orderable, integer.constraints) == (
         "number", "0", True, {"min", "max"},
     )

@@ -55,4 +55,4 @@ def test_sample__valid(sports):
 
 
 def test_widget(sports):
-    assert sports.widget == "checkboxes"
+    assert sports.widget.name == "checkboxes"

@@ -60,4 +60,4 @@ def test_to_cell__text(phone):
 
 
 def test_declaration(phone):
-    assert (phone.widget, phone.input_type, phone.excel_format) == ("text", "tel", "@")
+    assert (phone.widget.name, phone.input_type, phone.excel_format) == ("text", "tel", "@")

@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -7,10 +8,12 @@ import engine.fields as fields
 from engine.fields import FIELD_TYPES
 from engine.fields.base import FieldType
 from engine.fields.text import TextField
+from engine.issues import FieldError
 from engine.messages import MESSAGES
 from engine.spec import FieldSpec
 from engine.validation.rules import RULES
 
+REPO = Path(__file__).resolve().parents[3]
 MINIMAL_PARAMS = {
     "choice": {"options": ["男", "女"]},
     "multi_choice": {"options": ["篮球", "足球"]},
@@ -19,9 +22,9 @@ MINIMAL_PARAMS = {
 }
 # Every code a field type raises or yields; each needs a sentence in the catalogue.
 CODES = {
-    "integer", "decimal", "decimal_places", "date", "choice", "boolean", "email", "phone", "invalid",
+    "integer", "decimal", "decimal_places", "date", "time", "choice", "boolean", "email", "phone", "invalid",
     "id_card_length", "id_card_chars", "id_card_region", "id_card_birth", "id_card_check", "id_card_float",
-    "file_type", "file_size", "file_empty", "file_not_importable",
+    "file_type", "file_size", "file_empty", "file_not_importable", "choice_removed",
     "table_rows_min", "table_rows_max", "table_row", "table_not_importable",
 }
 
@@ -37,7 +40,7 @@ def test_registry__read_only():
 
 def test_registry__every_type():
     assert set(FIELD_TYPES) == {
-        "text", "textarea", "integer", "decimal", "date", "choice", "multi_choice", "boolean", "email", "phone",
+        "text", "textarea", "integer", "decimal", "date", "time", "choice", "multi_choice", "boolean", "email", "phone",
         "id_card", "file", "image", "table", "generated",
     }
 
@@ -50,7 +53,7 @@ def test_registry__keyed_by_name(name):
 @pytest.mark.parametrize("name", FIELD_TYPES)
 def test_declaration__complete(name):
     kind = FIELD_TYPES[name]
-    assert issubclass(kind, FieldType) and kind.title and kind.widget
+    assert issubclass(kind, FieldType) and kind.title and kind.widget_type.name
 
 
 @pytest.mark.parametrize("name", FIELD_TYPES)
@@ -99,3 +102,55 @@ def test_messages__every_code_has_a_sentence():
 
 def test_exports():
     assert {"Option", "UploadedFile", "id_card_birth", "id_card_gender"} <= set(fields.__all__)
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_to_sql__python_type_of_sql_type(name):
+    kind = build(name)
+    value = kind.clean(kind.sample())[0]
+    if kind.sql_type is None:
+        assert kind.to_sql(value) is None
+    else:
+        assert isinstance(kind.to_sql(value), kind.sql_type().python_type)
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_to_sql__empty_is_null(name):
+    assert build(name).to_sql(None) is None
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_widget__template_exists(name):
+    widget = build(name).widget
+    assert (REPO / "web" / "templates" / widget.template_name).is_file()
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_importable__cell_reader_accepts_sample(name):
+    kind = build(name)
+    if kind.importable:
+        cell = kind.to_cell(kind.clean(kind.sample())[0])
+        assert kind.clean(kind.from_cell(cell)) == kind.clean(kind.sample())
+    else:
+        with pytest.raises(FieldError):
+            kind.from_cell("x")
+
+
+@pytest.mark.parametrize("name", [n for n, kind in FIELD_TYPES.items() if {"min", "max"} & kind.constraints])
+def test_parse_limit__sample_is_a_limit(name):
+    kind = build(name)
+    limit = kind.parse_limit("min", kind.to_text(kind.sample()))
+    assert (limit.value(), limit.shown) == (kind.clean(kind.sample())[0], kind.to_text(kind.sample()))
+
+
+@pytest.mark.parametrize("name", [n for n, kind in FIELD_TYPES.items() if {"min", "max"} & kind.constraints])
+def test_parse_limit__nonsense_refused(name):
+    with pytest.raises(ValueError, match="“max”"):
+        build(name).parse_limit("max", "很多")
+
+
+@pytest.mark.parametrize("name", FIELD_TYPES)
+def test_cell_reader__from_cell_or_none_when_cells_pass_as_they_are(name):
+    kind = build(name)
+    reader = kind.cell_reader()
+    assert reader == kind.from_cell if type(kind).from_cell is not FieldType.from_cell else reader is None

@@ -1,8 +1,11 @@
 import datetime
+from pathlib import Path
 
 import pytest
 
 from engine.fields.text import TextareaField, TextField
+
+DOCS = (Path(__file__).resolve().parents[3] / "docs" / "definitions.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture
@@ -68,4 +71,13 @@ def test_textarea__normalises_line_endings():
 
 
 def test_textarea__widget():
-    assert (TextareaField.name, TextareaField.widget) == ("textarea", "textarea")
+    assert (TextareaField.name, TextareaField.widget_type.name) == ("textarea", "textarea")
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("张三", "张*"), ("欧阳修文", "欧**文"), ("新城路12号3单元1号", "新城路******1号"), ("G110105200805120018", "G11010*********0018"),
+])
+def test_mask__as_docs_definitions_describe_it(text, masked):
+    """docs/definitions.md, 敏感字段与脱敏: the examples there are these."""
+    assert TextField().mask(text) == masked
+    assert f"`{text}` → `{masked}`" in DOCS
