@@ -228,7 +228,7 @@ def test_create_with_unknown_field__refused(shared: World) -> None:
 
 def test_create_with_generated_field__refused(shared: World) -> None:
     result = shared.create({**student_values(121), "school_no": "202399999"})
-    assert Issue("readonly", path="school_no") in result.issues and result.record_id is None
+    assert Issue("not_writable", path="school_no") in result.issues and result.record_id is None
 
 
 def test_deleted_record_id__not_reused(shared: World) -> None:
