@@ -28,6 +28,7 @@ from web.features import Feature
 from web.pages import NavItem, flash, page
 from web.presenter import field_view, issues_by_field
 from web.state import AppState
+from web.params import Id
 
 KEY_DIR = "keys"  # under the settings' var directory: see docs/operations.md
 _BATCH_POLICY = FormPolicy(actions=frozenset({"create"}))  # the batch's own fields: every one is the registrar's to fill
@@ -73,13 +74,13 @@ class CertificateController(Controller):
         return page(request, "certificates/index.html", kinds=kinds, title="证书颁发")
 
     @get("/{key:str}/batch", name="cert:batch", opt={"certificate": "batch"})
-    async def batch(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Template:
+    async def batch(self, request: Request, key: FromPath[str], unit: FromQuery[Id]) -> Template:
         state, spec = app_state(request), _spec(request, key)
         batch = certificate_service(state).preview(state.definitions, current_principal(request), spec, unit)
         return _batch_page(request, batch, raw={}, issues=[])
 
     @post("/{key:str}/batch", name="cert:issue", opt={"certificate": "batch"})
-    async def issue(self, request: Request, key: FromPath[str], unit: FromQuery[int]) -> Response:
+    async def issue(self, request: Request, key: FromPath[str], unit: FromQuery[Id]) -> Response:
         state, spec, principal = app_state(request), _spec(request, key), current_principal(request)
         data = await request.form()
         raw = {k: data.get(k, "") for k in (spec.batch_form.fields if spec.batch_form else ())}
@@ -94,7 +95,7 @@ class CertificateController(Controller):
         return Redirect(f"/cert/{key}/batch?unit={unit}", status_code=303)
 
     @get("/c/{certificate_id:int}/pdf", name="cert:pdf", opt={"certificate": "one"}, sync_to_thread=True)
-    def pdf(self, request: Request, certificate_id: FromPath[int]) -> Response:
+    def pdf(self, request: Request, certificate_id: Id) -> Response:
         # In a thread: embedding the font subset takes a second or two of CPU. Imported here, as `dangan serve` does
         # for its own modules: the PDF libraries (fpdf2, fontTools, Pillow) would add ~1.5 s to every worker's start.
         from engine.certificates.pdf import render_pdf  # noqa: PLC0415
@@ -108,7 +109,7 @@ class CertificateController(Controller):
                         headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
 
     @post("/c/{certificate_id:int}/reissue", name="cert:reissue", opt={"certificate": "one"})
-    async def reissue(self, request: Request, certificate_id: FromPath[int]) -> Redirect:
+    async def reissue(self, request: Request, certificate_id: Id) -> Redirect:
         state = app_state(request)
         data = await request.form()
         new = certificate_service(state).reissue(state.definitions, current_principal(request), certificate_id,
@@ -117,7 +118,7 @@ class CertificateController(Controller):
         return Redirect(_record_url(state, new), status_code=303)
 
     @post("/c/{certificate_id:int}/revoke", name="cert:revoke", opt={"certificate": "one"})
-    async def revoke(self, request: Request, certificate_id: FromPath[int]) -> Redirect:
+    async def revoke(self, request: Request, certificate_id: Id) -> Redirect:
         state = app_state(request)
         data = await request.form()
         ended = certificate_service(state).revoke(state.definitions, current_principal(request), certificate_id,

@@ -173,9 +173,14 @@ class ListQuery:
         values: dict[str, Any] = {
             "filters": filters, "ranges": {k: (v[0], v[1]) for k, v in ranges.items()}, "empty": frozenset(empty),
             "search": params.get("q") or "", "sort": params.get("sort") or "",
-            "page": int(page_text) if page_text.isdigit() and 0 < len(page_text) < 10 else 1,
+            "page": _small_int(page_text) or 1,
             "incomplete": params.get("incomplete") == "1",
-            "unit": int(unit_text) if unit_text.isdigit() and len(unit_text) < 10 else None,
+            "unit": _small_int(unit_text),
         }
         values.update(fixed)
         return cls(**values)
+
+
+def _small_int(text: str) -> int | None:
+    """A positive number written in ASCII digits (not "²", which str.isdigit accepts), short enough for any id."""
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 10 and int(text) > 0 else None
