@@ -158,7 +158,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
         outcome = _read_ack(ack)
         if outcome is not None and outcome.get("at", 0) >= asked:
             if outcome.get("ok"):
-                print(f"服务（进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
+                print(f"服务（端口 {args.port}，进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
                 return 0
             print(f"服务（进程 {pid}）未加载新定义，仍使用版本 {outcome.get('version')}：", file=sys.stderr)
             for error in outcome.get("errors", []):

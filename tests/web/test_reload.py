@@ -89,7 +89,8 @@ def test_reload__every_worker_answers_the_next_request_with_the_new_role(two_wor
 
     shutil.copy(TEACHER, two_workers.definitions / "roles" / "teacher.yaml")
     _edit(two_workers.definitions / "roles" / "teacher.yaml", *NO_AWARDS)
-    reload = subprocess.run([str(DANGAN), "reload"], env=two_workers.env, cwd=REPO, capture_output=True, text=True,
+    port = two_workers.base.rsplit(":", 1)[1].strip("/")
+    reload = subprocess.run([str(DANGAN), "reload", "--port", port], env=two_workers.env, cwd=REPO, capture_output=True, text=True,
                             timeout=90)
     assert reload.returncode == 0, reload.stdout + reload.stderr
     assert "已重新加载定义" in reload.stdout
