@@ -21,7 +21,7 @@ from engine.validation.rules import RULES, compile_limit
 from engine.yaml_source import item_origin, key_origin, name_origin
 
 GENERIC_CONSTRAINTS = frozenset(RULES)
-NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from")
+NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from", "compute")
 BUILTIN_SCOPES = ("own", "subtree", "all")
 
 
@@ -70,6 +70,7 @@ class FormCompiler:
                 specs[spec.key] = spec
         specs = self._with_conditions(raw_fields, specs)
         self._check_generated(specs)
+        self._check_cycles(specs)
         rules = self._rules(specs)
         list_spec = self._list(specs)
         natural_key = self._keys(self.data.get("natural_key", []), "natural_key", specs)
@@ -203,10 +204,11 @@ class FormCompiler:
             return spec
         return _replace(spec, default=value)
 
-    def _expression(self, source: Any, origin: Origin | None, known: Mapping[str, FieldSpec]) -> Expression | None:
+    def _expression(self, source: Any, origin: Origin | None, known: Mapping[str, FieldSpec],
+                    boolean: bool = True) -> Expression | None:
         samples = {k: f.kind.sample() for k, f in known.items()}
         try:
-            return self.expressions.compile(source, known, origin, samples)
+            return self.expressions.compile(source, known, origin, samples, boolean=boolean)
         except ExpressionProblem as exc:
             broken = self.declared - set(known)
             # Whole identifiers only: a failed field `d` must not silence an error about `nofield`.
@@ -224,8 +226,33 @@ class FormCompiler:
             for name in ("visible_if", "required_if"):
                 if name in raw:
                     changes[name] = self._expression(raw[name], key_origin(raw, name), specs)
+            if "compute" in raw:
+                changes["compute"] = self._computed(raw, spec, specs)
             result[spec.key] = _replace(spec, **changes) if changes else spec
         return result
+
+    def _computed(self, raw: Mapping[str, Any], spec: FieldSpec, specs: Mapping[str, FieldSpec]) -> Expression | None:
+        where = key_origin(raw, "compute")
+        if not spec.kind.user_input or spec.kind.sub_fields() or spec.kind.sql_type is None:
+            self.problems.add(where, f"类型 {spec.kind.name}（{spec.kind.title}）的字段不能设置 compute",
+                              "计算字段用于数字、文字、日期、是/否等单个值，例如 type: decimal")
+            return None
+        return self._expression(raw["compute"], where, specs, boolean=False)
+
+    def _check_cycles(self, specs: Mapping[str, FieldSpec]) -> None:
+        """Computed values and generated numbers made from one another in a circle could never be worked out: each
+        save would fail. Refused here, at the first field of each circle."""
+        reads = {key: set(spec.compute.names) if spec.compute is not None else set(spec.kind.referenced_fields())
+                 for key, spec in specs.items()}
+        reported: set[str] = set()
+        for start in specs:
+            path = _cycle_from(start, reads)
+            if path and not reported & set(path):
+                reported |= set(path)
+                spec = specs[start]
+                self.problems.add(spec.compute.origin if spec.compute is not None else spec.origin,
+                                  f"字段之间循环引用：{' → '.join(specs[k].label for k in path)}",
+                                  "计算字段（compute）和自动编号（pattern）不能直接或间接引用自己")
 
     def _check_generated(self, specs: Mapping[str, FieldSpec]) -> None:
         for spec in specs.values():
@@ -267,6 +294,21 @@ def field_hint(key: str, fields: Mapping[str, FieldSpec]) -> str:
     if renamed is not None:
         return f"字段已改名为“{renamed}”（renamed_from），请改用新键"
     return did_you_mean(key, fields)
+
+
+def _cycle_from(start: str, reads: Mapping[str, set[str]]) -> list[str]:
+    """The fields of a circle of references that returns to `start` (start first and last), or []."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        key, path = stack.pop()
+        for name in sorted(reads.get(key, ())):
+            if name == start:
+                return [*path, start]
+            if name not in seen and name in reads:
+                seen.add(name)
+                stack.append((name, [*path, name]))
+    return []
 
 
 # --- roles and org ------------------------------------------------------------------------------
@@ -313,7 +355,7 @@ def create_blockers(data: Mapping[str, Any], role: RoleSpec, forms: Mapping[str,
         for form in (f for f in targets if f is not None):
             for spec in form.fields.values():
                 reason = _why_unfillable(found, spec)
-                if reason and spec.required and spec.kind.user_input and spec.default is None and spec.visible_if is None:
+                if reason and spec.required and spec.user_input and spec.default is None and spec.visible_if is None:
                     warnings.append(DefinitionError(
                         name_origin(data.get("forms"), form_key),
                         f"警告：角色“{role.name}”可以新建“{form.title}”，但不能填写必填字段“{spec.label}”（{reason}），"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -28,6 +29,67 @@ def _age(born: Any, on: Any = None) -> int | None:
     return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
 
 
+def _numbers(args: tuple[Any, ...]) -> list[Any]:
+    """The filled numbers among the arguments, lists (a table column) flattened: sum(a, b, c) and sum(col(t, 'x'))."""
+    found: list[Any] = []
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            found += _numbers(tuple(arg))
+        elif arg is not None and not isinstance(arg, bool) and isinstance(arg, (int, float, Decimal)):
+            found.append(arg)
+    return found
+
+
+def _sum(*args: Any) -> Any:
+    numbers = _numbers(args)
+    return sum(numbers) if numbers else None
+
+
+def _avg(*args: Any) -> Any:
+    numbers = _numbers(args)
+    if not numbers:
+        return None
+    total = sum(Decimal(str(n)) if isinstance(n, float) else n for n in numbers)
+    return Decimal(total) / len(numbers)
+
+
+def _min(*args: Any) -> Any:
+    numbers = _numbers(args)
+    return min(numbers) if numbers else None
+
+
+def _max(*args: Any) -> Any:
+    numbers = _numbers(args)
+    return max(numbers) if numbers else None
+
+
+def _round(value: Any, places: int = 0) -> Any:
+    """四舍五入 as schools count it (half up, not Python's half to even)."""
+    if value is None:
+        return None
+    exact = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    rounded = exact.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+    return int(rounded) if places <= 0 else rounded
+
+
+def _count(*args: Any) -> int:
+    """How many of the arguments are filled (lists counted by their filled items)."""
+    total = 0
+    for arg in args:
+        if isinstance(arg, (list, tuple)):
+            total += _count(*arg)
+        elif arg is not None and arg != "":
+            total += 1
+    return total
+
+
+def _column(rows: Any, key: str) -> list[Any]:
+    """One column of a table field's rows: col(family, 'age')."""
+    if not isinstance(rows, (list, tuple)):
+        return []
+    return [row.get(key) for row in rows if isinstance(row, Mapping)]
+
+
 def _functions() -> dict[str, Callable[..., Any]]:
     return {
         "id_card_birth": id_card_birth,
@@ -35,6 +97,13 @@ def _functions() -> dict[str, Callable[..., Any]]:
         "today": dt.date.today,
         "age": _age,
         "len": lambda value: len(value) if value is not None else 0,
+        "round": _round,
+        "sum": _sum,
+        "avg": _avg,
+        "min": _min,
+        "max": _max,
+        "count": _count,
+        "col": _column,
     }
 
 
@@ -49,9 +118,11 @@ class ExpressionCompiler:
         self.env.globals.update(self.functions)
 
     def compile(
-        self, source: Any, known: Iterable[str], origin: Origin | None, samples: Mapping[str, Any]
+        self, source: Any, known: Iterable[str], origin: Origin | None, samples: Mapping[str, Any],
+        boolean: bool = True,
     ) -> Expression:
-        """Compile and prove boolean: evaluating with sample values must give True or False."""
+        """Compile; a condition (`boolean`) is proved boolean: evaluating it with sample values must give True or
+        False. A value (a computed field's `compute`) must evaluate with the sample values without an error."""
         if not isinstance(source, str) or not source.strip():
             raise ExpressionProblem("表达式不能为空", "例如 gender == '女'")
         text = source.strip()
@@ -65,6 +136,10 @@ class ExpressionCompiler:
         names = {node.name for node in tree.find_all(nodes.Name)}
         known = set(known)
         called = {node.node.name for node in tree.find_all(nodes.Call) if isinstance(node.node, nodes.Name)}
+        shadowed = sorted(n for n in called if n in known and n in self.functions)
+        if shadowed:
+            raise ExpressionProblem(f"字段“{shadowed[0]}”与函数 {shadowed[0]}() 同名，表达式里无法调用这个函数",
+                                    "给该字段换一个键（可用 renamed_from 保留已存的数据），例如 average")
         unknown_calls = sorted(n for n in called if n not in self.functions)
         if unknown_calls:
             close = did_you_mean(unknown_calls[0], self.functions)
@@ -87,7 +162,10 @@ class ExpressionCompiler:
         field_names = frozenset(names & known)
         evaluate = self._lowered(tree, field_names) or self._jinja(text, field_names)
 
-        self._prove_boolean(text, evaluate, field_names, samples)
+        if boolean:
+            self._prove_boolean(text, evaluate, field_names, samples)
+        else:
+            self._prove_value(evaluate, field_names, samples)
         return Expression(source=text, names=field_names, evaluate=evaluate, origin=origin)
 
     def _lowered(self, tree: nodes.Template, field_names: frozenset[str]) -> Callable[[Mapping[str, Any]], Any] | None:
@@ -108,10 +186,17 @@ class ExpressionCompiler:
         return evaluate
 
     @staticmethod
+    def _prove_value(evaluate: Callable, names: frozenset[str], samples: Mapping[str, Any]) -> None:
+        try:
+            evaluate({n: samples.get(n) for n in names})
+        except (TypeError, UndefinedError, SecurityError, ValueError, AttributeError, ArithmeticError) as exc:
+            raise ExpressionProblem(f"表达式无法计算：{exc}", "参与运算的字段类型要一致，例如数字和数字；合计用 sum(a, b)，平均用 avg(a, b)")
+
+    @staticmethod
     def _prove_boolean(text: str, evaluate: Callable, names: frozenset[str], samples: Mapping[str, Any]) -> None:
         try:
             result = evaluate({n: samples.get(n) for n in names})
-        except (TypeError, UndefinedError, SecurityError, ValueError, AttributeError) as exc:
+        except (TypeError, UndefinedError, SecurityError, ValueError, AttributeError, ArithmeticError) as exc:
             raise ExpressionProblem(f"表达式无法计算：{exc}", "比较的两边类型要一致，例如日期和日期、数字和数字")
         if not isinstance(result, bool):
             raise ExpressionProblem(
@@ -141,5 +226,14 @@ def holds(expression: Expression | None, values: Mapping[str, Any], default: boo
         return default
     try:
         return expression.evaluate(values) is True
-    except (TypeError, ValueError, UndefinedError, SecurityError, AttributeError):
+    except (TypeError, ValueError, ArithmeticError, UndefinedError, SecurityError, AttributeError):
         return False
+
+
+def value_of(expression: Expression, values: Mapping[str, Any]) -> Any:
+    """A computed field's value: None when a value it needs is missing or the arithmetic cannot be done with what
+    the record holds (a computed total of nine subjects with one empty is empty; sum() and avg() skip empties)."""
+    try:
+        return expression.evaluate(values)
+    except (TypeError, ValueError, ArithmeticError, UndefinedError, SecurityError, AttributeError):
+        return None

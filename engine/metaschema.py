@@ -29,6 +29,7 @@ FIELD_COMMON: dict[str, Any] = {
     "sensitive": {"type": "boolean"},
     "visible_if": {"type": "string"},
     "required_if": {"type": "string"},
+    "compute": {"type": "string"},
     "renamed_from": {"anyOf": [KEY, KEY_LIST]},
     "messages": {"type": "object", "additionalProperties": {"type": "string"}},
     "min_length": {"type": "integer", "minimum": 0},

@@ -123,7 +123,7 @@ def is_editable(found: FormPolicy, spec: FieldSpec) -> bool:
         and spec.key not in found.readonly
         and not spec.readonly
         and not is_masked(found, spec)
-        and spec.kind.user_input
+        and spec.user_input
     )
 
 

@@ -68,17 +68,24 @@ class FieldSpec:
     origin: Origin | None = field(default=None, compare=False)
     # `constraints` compiled with their rules (engine/compiler.py), in the order written.
     checks: tuple[Check, ...] = field(default=(), compare=False, repr=False)
+    # A computed field's formula: its value is worked out by the validator from the fields it reads, never typed.
+    compute: Expression | None = None
 
     @property
     def type_name(self) -> str:
         return self.kind.name
+
+    @property
+    def user_input(self) -> bool:
+        """Whether people type this field's value (not a generated number, not a computed value)."""
+        return self.kind.user_input and self.compute is None
 
     def clean(self, raw: Any) -> tuple[Any, list[Issue]]:
         """Convert one value and apply its type checks, constraints and unconditional `required`; issues
         carry the field's key. A table's cells are cleaned by their columns' `clean`."""
         value, issues = self.kind.clean(raw)
         issues = constrained(value, issues, self.checks)
-        if value is None and not issues and self.required and self.kind.user_input:
+        if value is None and not issues and self.required and self.user_input:
             issues = [Issue("required")]
         return value, [i.at(self.key) for i in issues]
 
@@ -89,8 +96,9 @@ class FieldSpec:
 
     @property
     def depends_on(self) -> frozenset[str]:
+        """Fields whose value changes this field's visibility, requiredness or computed value."""
         names: set[str] = set()
-        for expr in (self.visible_if, self.required_if):
+        for expr in (self.visible_if, self.required_if, self.compute):
             if expr is not None:
                 names |= expr.names
         return frozenset(names)
@@ -137,17 +145,31 @@ class ValidationPlan:
     steps: tuple[Step, ...]
     conditional: tuple[Step, ...]  # steps with visible_if, required or required_if
     rules: tuple[tuple[RuleSpec, frozenset[str]], ...]  # each rule with every name it reads
+    computed: tuple[Step, ...] = ()  # computed fields, each after the computed fields it reads
 
     @classmethod
     def of(cls, fields: Mapping[str, FieldSpec], rules: Iterable[RuleSpec]) -> "ValidationPlan":
         steps = tuple(
             Step(key, spec, spec.kind.cleaner(), spec.checks, spec.visible_if, spec.required, spec.required_if,
-                 spec.kind.user_input)
+                 spec.user_input)
             for key, spec in fields.items()
         )
         conditional = tuple(s for s in steps if s.visible_if is not None or s.required or s.required_if is not None)
         read = tuple((rule, rule.check.names | (rule.when.names if rule.when else frozenset())) for rule in rules)
-        return cls(steps, conditional, read)
+        return cls(steps, conditional, read, _in_dependency_order([s for s in steps if s.spec.compute is not None]))
+
+
+def _in_dependency_order(computed: list[Step]) -> tuple[Step, ...]:
+    """Computed fields ordered so that each comes after the computed fields its formula reads (the compiler has
+    refused cycles; one that slipped through keeps the form's order for the rest)."""
+    pending = {step.key: step for step in computed}
+    ordered: list[Step] = []
+    while pending:
+        ready = [s for s in pending.values() if not (s.spec.compute.names & set(pending)) - {s.key}]  # type: ignore[union-attr]
+        for step in ready or list(pending.values()):
+            ordered.append(step)
+            pending.pop(step.key)
+    return tuple(ordered)
 
 
 @dataclass(frozen=True)
@@ -182,14 +204,25 @@ class FormSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "plan", ValidationPlan.of(self.fields, self.rules))
-        found: dict[str, list[str]] = {}
+        direct: dict[str, set[str]] = {}
         for name, spec in self.fields.items():
             for source in spec.depends_on:
-                found.setdefault(source, []).append(name)
-        object.__setattr__(self, "_dependents", MappingProxyType({k: tuple(v) for k, v in found.items()}))
+                direct.setdefault(source, set()).add(name)
+        # Transitive: a total computed from scores, and a level computed from the total, both follow a score.
+        found: dict[str, tuple[str, ...]] = {}
+        for source in direct:
+            reached, todo = set(), list(direct[source])
+            while todo:
+                name = todo.pop()
+                if name not in reached and name != source:
+                    reached.add(name)
+                    todo += direct.get(name, ())
+            found[source] = tuple(k for k in self.fields if k in reached)
+        object.__setattr__(self, "_dependents", MappingProxyType(found))
 
     def dependents(self, key: str) -> tuple[str, ...]:
-        """Fields whose visibility or requiredness reads `key`, in form order."""
+        """Fields whose visibility, requiredness or computed value follows `key` (directly or through others), in
+        form order."""
         return self._dependents.get(key, ())
 
 

@@ -159,6 +159,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
         if outcome is not None and outcome.get("at", 0) >= asked:
             if outcome.get("ok"):
                 print(f"服务（端口 {args.port}，进程 {pid}）已重新加载定义，版本 {outcome.get('version')}；所有已登录用户的下一次请求即按新定义处理。")
+                for note in outcome.get("notes", []):
+                    print(f"  {note}")
                 return 0
             print(f"服务（进程 {pid}）未加载新定义，仍使用版本 {outcome.get('version')}：", file=sys.stderr)
             for error in outcome.get("errors", []):

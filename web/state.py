@@ -34,6 +34,7 @@ class ReloadOutcome:
     ok: bool
     errors: list[str] = field(default_factory=list)
     version: str = ""
+    notes: list[str] = field(default_factory=list)  # what the new definitions recomputed (records per form)
 
 
 class AppState:
@@ -102,17 +103,20 @@ class AppState:
     def _load(self, sync: bool = True) -> ReloadOutcome:
         """Load the definitions; `sync`: also make the projection tables follow them (the process that checks a
         reload does that, once, before the others follow it)."""
+        recomputed: dict[str, int] = {}
         try:
             candidate = load_definitions(self.settings.definitions)
             if sync:
-                prepare_projections(self.db, candidate)
+                recomputed = prepare_projections(self.db, candidate)
         except DefinitionErrors as exc:
             return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
         except IndexConflict as exc:
             return ReloadOutcome(False, [str(exc)], self.definitions.version)
         self.definitions = candidate
         log.info("definitions reloaded: version %s", candidate.version)
-        return ReloadOutcome(True, [], candidate.version)
+        notes = [f"表单“{candidate.forms[key].title}”：{count} 条记录按新定义重新计算（计算字段、完整性、索引数据）"
+                 for key, count in recomputed.items() if count and key in candidate.forms]
+        return ReloadOutcome(True, [], candidate.version, notes)
 
 
 def reload_ack_name(pid: int) -> str:
@@ -126,5 +130,6 @@ def acknowledge_reload(settings: Settings, outcome: ReloadOutcome) -> None:
     target = settings.var_dir / reload_ack_name(os.getpid())
     partial = target.with_suffix(".tmp")
     partial.write_text(json.dumps({"ok": outcome.ok, "version": outcome.version, "errors": outcome.errors,
+                                   "notes": outcome.notes,
                                    "at": time.time_ns()}, ensure_ascii=False), encoding="utf-8")
     partial.replace(target)  # the command never reads half a file

@@ -37,7 +37,7 @@ def importable(spec: FieldSpec) -> bool:
 
 
 def required_column(spec: FieldSpec) -> bool:
-    return spec.required and spec.kind.user_input
+    return spec.required and spec.user_input
 
 
 def writable(found: FormPolicy, form: FormSpec) -> frozenset[str]:

@@ -43,7 +43,7 @@ class Context:
         self.update_reach = scope(self.principal, "update", self.form)
         self.defaults = {key: spec.default for key, spec in self.form.fields.items()}
         single_key = self.form.natural_key if len(self.form.natural_key) == 1 else ()
-        self.unique_checked = [k for k, f in self.form.fields.items() if f.unique and f.kind.user_input and k not in single_key]
+        self.unique_checked = [k for k, f in self.form.fields.items() if f.unique and f.user_input and k not in single_key]
         with self.db.read() as s:
             self.create_units = unit_choices(s, self.principal, self.form, "create") if can(self.principal, "create", self.form) else UnitChoices([])
             self.update_units = unit_choices(s, self.principal, self.form, "update") if can(self.principal, "update", self.form) else UnitChoices([])

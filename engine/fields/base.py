@@ -201,6 +201,10 @@ class FieldType:
         """Other fields this type reads (generated numbers); the compiler checks they exist."""
         return ()
 
+    def computed(self, value: Any) -> Any:
+        """A formula's result as this type takes it before it is cleaned (a decimal rounds to its places)."""
+        return value
+
     def sample(self) -> Any:
         """A valid value, used at load time to check that expressions evaluate to booleans."""
         return "示例"

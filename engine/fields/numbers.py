@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Iterator, Mapping
 
 from sqlalchemy import BigInteger, Numeric
@@ -106,6 +106,12 @@ class DecimalField(_Number):
         if not number.is_finite():
             raise FieldError("decimal")
         return number
+
+    def computed(self, value: Any) -> Any:
+        """An average lands on its `places` (四舍五入) instead of being refused for too many decimals."""
+        if self.places is None or value is None or isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            return value
+        return Decimal(str(value) if isinstance(value, float) else value).quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_UP)
 
     def validate(self, value: Decimal) -> Iterator[Issue]:
         # 12.50 has one significant decimal place, so trailing zeros do not count.

@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeEngine
 
 from engine.documents import read_values
 from engine.spec import Definitions, FieldSpec, FormSpec
-from engine.storage.models import OrgUnit, ProjectionState, Record
+from engine.storage.models import AuditEntry, OrgUnit, ProjectionState, Record
 from engine.storage.statements import Write
 from engine.validation import clean_record
 
@@ -247,7 +247,7 @@ def _rows_version(form: FormSpec) -> str:
     for key, spec in form.fields.items():
         parts.append([key, repr(spec.kind), spec.required, sorted((k, repr(v)) for k, v in spec.constraints.items()),
                       spec.visible_if.source if spec.visible_if else "", spec.required_if.source if spec.required_if else "",
-                      list(spec.renamed_from)])
+                      list(spec.renamed_from), spec.compute.source if spec.compute else ""])
     parts.append([[rule.key, rule.check.source, rule.when.source if rule.when else ""] for rule in form.rules])
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
@@ -421,7 +421,7 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
     `after`, in the caller's transaction; returns the last record id done (0 when there were none left). The
     records are locked (PostgreSQL) so that a save meanwhile cannot be overwritten with what was read before it."""
     table, form = projection.table, projection.form
-    query = (select(Record.id, Record.unit_id, Record.created_by, Record.data)
+    query = (select(Record.id, Record.unit_id, Record.created_by, Record.data, Record.revision)
              .select_from(Record.__table__.outerjoin(table, table.c.record_id == Record.id))
              .where(Record.form_key == form.key, Record.id > after,
                     (table.c.record_id.is_(None)) | (table.c.def_version != projection.rows_version))
@@ -431,10 +431,16 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
         return 0
     places = unit_places(connection, {r.unit_id for r in records})
     rows = []
+    computed = [key for key, spec in form.fields.items() if spec.compute is not None]
     for record in records:
         values = read_values(form, record.data or {})
+        cleaned = clean_record(form, values)
+        changed = {k: cleaned.values[k] for k in computed if cleaned.values[k] != values[k]}
+        if changed:  # a formula changed: the stored values follow it, audited like any save
+            values.update(changed)
+            _recomputed(connection, form, record, changed)
         rows.append(projection.row(record.id, places[record.unit_id], record.created_by, values,
-                                   incomplete=not clean_record(form, values).ok))
+                                   incomplete=not cleaned.ok))
     connection.execute(table.delete().where(table.c.record_id.in_([r.id for r in records])))
     _ROWS.insert(connection, projection, rows)
     state = ProjectionState.__table__
@@ -442,6 +448,23 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
                        .values(stale=func.max(state.c.stale - len(records), 0) if connection.dialect.name == "sqlite"
                                else func.greatest(state.c.stale - len(records), 0)))
     return records[-1].id
+
+
+def _recomputed(connection: Connection, form: FormSpec, record: Any, changed: dict[str, Any]) -> None:
+    """A record's computed values as the current formulas give them, written into its document with an audit
+    entry (the system's, not a person's), so the history says why they changed."""
+    data = dict(record.data or {})
+    audit = {}
+    for key, value in changed.items():
+        stored = None if value is None else form.fields[key].kind.to_json(value)
+        audit[key] = [data.get(key), stored]
+        data[key] = stored
+    records = Record.__table__
+    connection.execute(records.update().where(records.c.id == record.id)
+                       .values(data=data, revision=records.c.revision + 1, def_version=form.version))
+    connection.execute(AuditEntry.__table__.insert().values(
+        form_key=form.key, record_id=record.id, action="update", user_id=None, username="", revision=record.revision + 1,
+        changes=audit, note="计算公式已更改，按新公式重新计算", at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)))
 
 
 # --- full-text search --------------------------------------------------------------------------------------
@@ -533,7 +556,7 @@ _ROWS = ProjectionRows()
 
 def prepare_projections(db: Any, definitions: Definitions) -> dict[str, int]:
     """Start-up and reload: tables and indexes made to match the definitions, then every stale row recomputed, a
-    batch per transaction (writers wait at most one batch). Returns how many rows each form recomputed."""
+    batch per transaction (writers wait at most one batch). Returns how many records each form recomputed."""
     with db.engine.begin() as connection:
         stale = sync_projections(connection, definitions)
     done: dict[str, int] = {}
@@ -549,8 +572,8 @@ def prepare_projections(db: Any, definitions: Definitions) -> dict[str, int]:
                 s.commit()
             if not last:
                 break
-            done[key] += 1
             after = last
+        done[key] = count
     return done
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from engine.expressions import holds
+from engine.expressions import holds, value_of
 from engine.issues import Issue
 from engine.spec import FieldSpec, FormSpec, constrained
 
@@ -44,6 +44,13 @@ def clean_record(form: FormSpec, raw: Mapping[str, Any], writable: frozenset[str
         values[step.key] = value
         if found:
             issues[step.key] = [i.at(step.key) for i in found]
+    for step in plan.computed:
+        # A computed value is the formula's, whatever was posted for it; one that reads an invalid value is empty.
+        if any(name in issues for name in step.spec.compute.names):  # type: ignore[union-attr]
+            values[step.key] = None
+            continue
+        value, found = step.clean(step.spec.kind.computed(value_of(step.spec.compute, values)))  # type: ignore[arg-type]
+        values[step.key] = None if found else value
     result = CleanResult(values=values)
     for step in plan.conditional:
         key = step.key

@@ -150,7 +150,7 @@ class WorkflowCompiler:
         found = self._target_keys(keys, self.data, "changes")
         for key in found:
             spec = self.form.fields[key]
-            if spec.readonly or not spec.kind.user_input or spec.kind.sub_fields():
+            if spec.readonly or not spec.user_input or spec.kind.sub_fields():
                 self.problems.add(key_origin(self.data, "changes"), f"字段“{key}”不能作为受保护字段",
                                   "受保护字段须是用户可以填写的普通字段（不能是只读、自动编号或表格字段）")
         return found
@@ -333,7 +333,7 @@ class WorkflowCompiler:
             if spec is None:
                 self.problems.add(where, f"表单“{self.form.key}”没有字段“{key}”", did_you_mean(key, self.form.fields))
                 continue
-            if not spec.kind.user_input:
+            if not spec.user_input:
                 self.problems.add(where, f"字段“{key}”由系统生成，流程不能设置它")
                 continue
             cleaned, issues = spec.kind.clean(value)

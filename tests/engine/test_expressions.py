@@ -192,5 +192,5 @@ def test_arithmetic__documented_forms(compiler, source, expected) -> None:
 
 
 def test_unknown_function__named_as_a_function(compiler) -> None:
-    found = problem(compiler, "round(gender) == 1")
-    assert found.message == "表达式调用了不存在的函数“round()”" and found.hint.startswith("可用函数：id_card_birth()")
+    found = problem(compiler, "floor(gender) == 1")
+    assert found.message == "表达式调用了不存在的函数“floor()”" and found.hint.startswith("可用函数：id_card_birth()")

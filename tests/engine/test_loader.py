@@ -378,8 +378,8 @@ def test_unknown_option_list__did_you_mean(tmp_path: Path) -> None:
 
 def test_unknown_function__reported_as_function_listing_the_available(tmp_path: Path) -> None:
     form = form_with("      - key: score\n        label: 分数\n        type: decimal\n"
-                     "      - key: note\n        label: 说明\n        type: text\n        visible_if: 'round(score) > 60'\n")
-    (error,) = assert_definition(tmp_path, form=form, errors__count=1, errors__contains=["表达式调用了不存在的函数“round()”"])
+                     "      - key: note\n        label: 说明\n        type: text\n        visible_if: 'floor(score) > 60'\n")
+    (error,) = assert_definition(tmp_path, form=form, errors__count=1, errors__contains=["表达式调用了不存在的函数“floor()”"])
     assert "可用函数：" in error and "age()" in error and "不存在的字段" not in error
 
 
