@@ -76,6 +76,7 @@ class FormCompiler:
         natural_key = self._keys(self.data.get("natural_key", []), "natural_key", specs)
         title_field = self.data.get("title_field") or next(iter(specs), "")
         self._keys([title_field] if title_field else [], "title_field", specs)
+        parent_field = self._parent(specs)
         unit = self.data.get("unit", {})
         if unit.get("level") and unit["level"] not in self.org_levels:
             self.problems.add(key_origin(unit, "level"), f"未知的组织层级“{unit['level']}”",
@@ -85,8 +86,27 @@ class FormCompiler:
             fields=MappingProxyType(specs), sections=sections, title_field=title_field, list=list_spec,
             natural_key=natural_key, rules=rules, version=digest(self.data),
             unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), levels=tuple(self.org_levels),
-            origin=self.origin,
+            parent_field=parent_field, origin=self.origin,
         )
+
+    def _parent(self, specs: Mapping[str, FieldSpec]) -> str:
+        key = self.data.get("belongs_to", "")
+        if not key:
+            return ""
+        where = key_origin(self.data, "belongs_to")
+        spec = specs.get(key)
+        if spec is None:
+            if key not in self.declared:
+                self.problems.add(where, f"belongs_to 引用了不存在的字段“{key}”", did_you_mean(key, specs) or "写本表单中关联到上级记录的 link 字段")
+            return ""
+        if spec.kind.name != "link":
+            self.problems.add(where, f"belongs_to 须是关联字段（type: link），“{key}”是 {spec.kind.name}",
+                              "例如 - {key: student, label: 学生, type: link, form: student, required: true}")
+            return ""
+        if not spec.required:
+            self.problems.add(where, f"belongs_to 的字段“{key}”须设为必填（required: true）", "每条记录都要属于一条上级记录")
+            return ""
+        return key
 
     def _collect_fields(self) -> tuple[list[tuple[Mapping, str]], tuple[SectionSpec, ...]]:
         seen_fields: dict[str, Origin] = {}
@@ -294,6 +314,37 @@ def field_hint(key: str, fields: Mapping[str, FieldSpec]) -> str:
     if renamed is not None:
         return f"字段已改名为“{renamed}”（renamed_from），请改用新键"
     return did_you_mean(key, fields)
+
+
+def check_links(forms: dict[str, FormSpec], declared: Mapping[str, set[str]], problems: Problems) -> None:
+    """Links name forms and their fields, which only the set of all forms knows: checked once every form compiled.
+    A child form (belongs_to) takes its parent's unit level and label: its records sit in their parent's unit."""
+    for form in forms.values():
+        for spec in form.fields.values():
+            if spec.kind.name != "link":
+                continue
+            target_key = spec.kind.form  # type: ignore[attr-defined]
+            target = forms.get(target_key)
+            if target is None:
+                if target_key not in declared:  # a form whose own file has errors was reported there
+                    problems.add(spec.origin, f"字段“{spec.key}”关联的表单“{target_key}”不存在", did_you_mean(target_key, forms))
+                continue
+            for name in spec.kind.display:  # type: ignore[attr-defined]
+                if name not in target.fields:
+                    problems.add(spec.origin, f"字段“{spec.key}”的 display 引用了表单“{target_key}”中不存在的字段“{name}”",
+                                 did_you_mean(name, target.fields))
+    for key, form in list(forms.items()):
+        parent = forms.get(form.parent_form) if form.parent_field else None
+        if parent is None:
+            continue
+        if parent.parent_field:
+            problems.add(form.fields[form.parent_field].origin, f"表单“{form.key}”属于“{parent.key}”，而“{parent.key}”本身也属于另一个表单",
+                         "belongs_to 只支持一层：成绩属于学生，学生不再属于别的表单")
+        elif form.unit_level and form.unit_level != parent.unit_level:
+            problems.add(form.origin, f"表单“{form.key}”属于“{parent.key}”，记录随上级记录放在它的单位里，不能另设单位层级“{form.unit_level}”",
+                         "去掉 unit: level，或写成与上级表单相同的层级")
+        else:
+            forms[key] = _replace(form, unit_level=parent.unit_level, unit_label=parent.unit_label)
 
 
 def _cycle_from(start: str, reads: Mapping[str, set[str]]) -> list[str]:

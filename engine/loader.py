@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.certificates.compiler import compile_certificates
 from engine.compiler import (
-    FormCompiler, Problems, compile_options, compile_org_levels, compile_role, create_blockers,
+    FormCompiler, Problems, check_links, compile_options, compile_org_levels, compile_role, create_blockers,
 )
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
@@ -78,6 +78,7 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
         declared[key] = compiler.declared
         if spec is not None:
             forms[key] = spec
+    check_links(forms, declared, problems)
     # A form whose file failed its shape check is still declared: roles naming it get no second error.
     declared.update({data["key"]: set() for data in rejected if isinstance(data.get("key"), str) and data["key"] not in declared})
     if not forms and not problems:

@@ -54,6 +54,7 @@ FORM = {
             "properties": {"level": KEY, "label": TEXT},
         },
         "title_field": KEY,
+        "belongs_to": KEY,
         "natural_key": KEY_LIST,
         "list": {
             "type": "object",

@@ -196,6 +196,9 @@ class FormSpec:
     unit_label: str = "所属单位"
     # The org levels (org.yaml, top down) the form's records sit under: projections keep a record's unit at each.
     levels: tuple[str, ...] = ()
+    # A child form (`belongs_to: <link field>`): its records belong to the record that field links to, sit in that
+    # record's unit (no unit of their own to choose) and move with it.
+    parent_field: str = ""
     origin: Origin | None = field(default=None, compare=False)
     # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
     # made by dataclasses.replace), never filled in later.
@@ -219,6 +222,11 @@ class FormSpec:
                     todo += direct.get(name, ())
             found[source] = tuple(k for k in self.fields if k in reached)
         object.__setattr__(self, "_dependents", MappingProxyType(found))
+
+    @property
+    def parent_form(self) -> str:
+        """The form a child form's records belong to ("" for a form of its own)."""
+        return self.fields[self.parent_field].kind.form if self.parent_field else ""  # type: ignore[attr-defined]
 
     def dependents(self, key: str) -> tuple[str, ...]:
         """Fields whose visibility, requiredness or computed value follows `key` (directly or through others), in

@@ -361,7 +361,7 @@ def command_import(args: Any, out: Any, err: Any) -> int:
         return 1
     error_mode = "skip_invalid" if args.skip_invalid else "all_or_nothing"
     job_id = create_job(db, form, principal, path.name, path.read_bytes(), kind, args.mode, error_mode)
-    bar, records = ProgressBar(err), RecordService(db)
+    bar, records = ProgressBar(err), RecordService(db, lambda: definitions.forms)
     job = run_job(db, definitions, job_id, limits, records, progress=bar)
     bar.end()
     assert job is not None

@@ -76,6 +76,8 @@ def field_view(form: FormSpec, spec: FieldSpec, found: FormPolicy, value: Any = 
     )
     if isinstance(value, Mapping) and "id" in value and not masked:
         view.link = f"/files/{value['id']}"
+    elif getattr(value, "href", "") and not masked:  # a linked record the reader may open (engine/fields/link.py)
+        view.link = value.href
     if spec.kind.sub_fields():
         _table(form, spec, found, view, value, raw)
     return view

@@ -45,7 +45,7 @@ class AppState:
         self.settings = settings
         self.definitions = definitions
         self.db = db
-        self.records = RecordService(db)
+        self.records = RecordService(db, lambda: self.definitions.forms)
         self.accounts = AccountService(db, settings.account_policy(), secret or secrets.token_bytes(32))
         self.recovery = RecoveryService(self.accounts, settings.senders(), settings.public_url or "http://localhost:8000",
                                         dt.timedelta(hours=settings.reset_code_hours))

@@ -165,7 +165,7 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
         with upload_file(db, job) as path:
             inspection = inspect_upload(path, job.filename, limits)
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
-            ctx = Context(db, records or RecordService(db), form, principal, job.mode, limits,
+            ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
                           note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected)
             opener = lambda: open_table(path, inspection, form.title, limits)  # noqa: E731
             if job.phase == "preview":

@@ -11,6 +11,7 @@ from engine.fields.contact import EmailField, PhoneField
 from engine.fields.dates import DateField
 from engine.fields.files import FileField, ImageField, UploadedFile
 from engine.fields.generated import GeneratedField
+from engine.fields.link import LinkField, LinkRef, LinkValue
 from engine.fields.id_card import IdCardField, id_card_birth, id_card_gender
 from engine.fields.numbers import DecimalField, IntegerField
 from engine.fields.table import TableField
@@ -37,8 +38,9 @@ FIELD_TYPES: Mapping[str, type[FieldType]] = MappingProxyType(
             ImageField,
             TableField,
             GeneratedField,
+            LinkField,
         )
     }
 )
 
-__all__ = ["FIELD_TYPES", "FieldType", "Option", "UploadedFile", "id_card_birth", "id_card_gender"]
+__all__ = ["FIELD_TYPES", "FieldType", "LinkField", "LinkRef", "LinkValue", "Option", "UploadedFile", "id_card_birth", "id_card_gender"]

@@ -6,6 +6,7 @@ reaches, which units a new record may go to, which fields the user may write. Wr
 """
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from sqlalchemy import ColumnElement, Connection, bindparam, false, func, literal_column, or_, select, true
@@ -19,6 +20,7 @@ from engine.permissions import Principal, Scope, can, is_editable, policy, scope
 from engine.records.model import (
     Conflict, ListQuery, Page, PreparedUpdate, RecordWrite, SaveResult, StoredRecord,
 )
+from engine.records.links import Forms, Links
 from engine.records.writer import RecordWriter, Stale
 from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
 from engine.spec import FieldSpec, FormPolicy, FormSpec
@@ -40,9 +42,12 @@ RECORD_COLUMNS = (
 )
 
 class RecordService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, forms: Forms = lambda: MappingProxyType({})) -> None:
+        """`forms`: the current definitions' forms (they change on reload), for what one form's records say about
+        another's: links."""
         self.db = db
-        self.writer = RecordWriter(db.dialect)
+        self.writer = RecordWriter(db.dialect, forms)
+        self.links = Links(db.dialect, forms)
         self._unscoped: dict[tuple[str, bool | str], Read] = {}
 
     # --- reading ---------------------------------------------------------------------------------
@@ -194,9 +199,10 @@ class RecordService:
             ))
 
     # --- writing ---------------------------------------------------------------------------------------------
-    def create(self, form: FormSpec, principal: Principal, unit_id: int, submitted: Mapping[str, Any],
+    def create(self, form: FormSpec, principal: Principal, unit_id: int | None, submitted: Mapping[str, Any],
                session: DbSession | None = None) -> SaveResult:
-        """Validate and insert one record in `unit_id`; `submitted` holds only fields this user may write."""
+        """Validate and insert one record in `unit_id` (a child form's record goes to its parent's unit, whatever
+        is given); `submitted` holds only fields this user may write."""
         if not can(principal, "create", form):
             raise NotPermitted()
         found = policy(principal, form)
@@ -205,11 +211,14 @@ class RecordService:
         raw.update(submitted)
         cleaned = clean_record(form, raw, writable=writable_keys(found, form) if found else frozenset())
         with _transaction(self.db, session) as s:
-            self._check_unit(s, form, principal, "create", unit_id)
+            if not form.parent_field:
+                self._check_unit(s, form, principal, "create", unit_id)  # type: ignore[arg-type]
             if issues or not cleaned.ok:
                 return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
             write = RecordWrite(form, cleaned, unit_id=unit_id, submitted=submitted)
-            self.writer.check_unique(s, form, [write])
+            self._verify(s, principal, form, [write])
+            if form.parent_field and not write.failed:
+                self._check_unit(s, form, principal, "create", write.unit_id)  # type: ignore[arg-type]
             result = self._write_one(s, principal, write, session)
             if result.ok and session is None:
                 s.commit()
@@ -262,10 +271,12 @@ class RecordService:
                             submitted=submitted)
         if read_only and (self.writer.to_number(write) or any(isinstance(v, UploadedFile) for v in write.values.values())):
             return None
-        self.writer.check_unique(s, form, [write])
+        self._verify(s, principal, form, [write])
         if write.issues:
             _abandon(s, caller_session)
             return SaveResult(cleaned=cleaned, issues=write.issues)
+        if form.parent_field and write.moves:  # linked to another parent: it goes where that parent is
+            self._check_unit(s, form, principal, "update", write.unit_id)  # type: ignore[arg-type]
         return PreparedUpdate(principal, write)
 
     def write_update(self, s: DbSession, prepared: PreparedUpdate, caller_session: DbSession | None = None
@@ -318,13 +329,18 @@ class RecordService:
         keys = {key for w in writes for key in w.submitted}
         refused = {issue.path: issue for issue in _foreign_keys(form, found, dict.fromkeys(keys))}
         reach = scope(principal, "update", form)
-        units: dict[tuple[str, int], bool] = {}
         for w in writes:
             if w.failed:
                 continue
             w.issues += [refused[k] for k in w.submitted if k in refused]
             if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id):
                 w.issues.append(Issue("not_found"))
+        self.links.check(s, principal, form, writes)
+        self._place_children(s, form, writes)
+        units: dict[tuple[str, int], bool] = {}
+        for w in writes:
+            if w.failed:
+                continue
             target = w.unit_id if w.is_new or w.moves else None
             if target is not None:
                 action = "create" if w.is_new else "update"
@@ -338,6 +354,37 @@ class RecordService:
                 w.issues += self.writer.number_sources(w)
         self.writer.check_unique(s, form, writes)
 
+    def _verify(self, s: DbSession, principal: Principal, form: FormSpec, writes: list[RecordWrite]) -> None:
+        """What only the database can tell about validated writes: links to records that exist and that the user
+        may see (named ones resolved to ids), a child record's unit (its parent's), then unique values."""
+        self.links.check(s, principal, form, writes)
+        self._place_children(s, form, writes)
+        self.writer.check_unique(s, form, writes)
+
+    def _place_children(self, s: DbSession, form: FormSpec, writes: list[RecordWrite]) -> None:
+        """A child form's records sit in their parent record's unit: set (new) or moved (a changed parent)."""
+        if not form.parent_field:
+            return
+        parents = {w.values.get(form.parent_field) for w in writes if not w.failed}
+        places = self.links.units_of(s, form.parent_form, {p for p in parents if isinstance(p, int)})
+        for w in writes:
+            parent = w.values.get(form.parent_field)
+            if not w.failed and parent in places:
+                w.unit_id = places[parent]
+
+    def titled(self, principal: Principal, form: FormSpec, records: list[StoredRecord]) -> list[StoredRecord]:
+        """The records with each link shown as its target's title, as this principal may see it (engine/records/
+        links.py); returned for chaining."""
+        if any(spec.kind.name == "link" for spec in form.fields.values()):
+            with self.db.read() as s:
+                self.links.titled(s, principal, form, records)
+        return records
+
+    def link_titles(self, principal: Principal, form: FormSpec, ids: set[int], display: tuple[str, ...] = ()) -> dict[int, Any]:
+        """How links to these records of `form` read for this principal (a link picker's options)."""
+        with self.db.read() as s:
+            return self.links.titles(s, principal, form, ids, display)
+
     def delete(self, form: FormSpec, principal: Principal, record_id: int) -> bool:
         if not can(principal, "delete", form):
             raise NotPermitted()
@@ -345,6 +392,7 @@ class RecordService:
             current = self.get(form, record_id, principal, "delete", session=s)
             if current is None:
                 return False
+            self.links.refuse_if_linked(s, form, record_id)
             self.writer.delete(s, principal, form, record_id, current.revision, current.data)
             s.commit()
         return True

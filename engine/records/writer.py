@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import bindparam, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -61,8 +61,9 @@ class Stale(Exception):
 
 
 class RecordWriter:
-    def __init__(self, dialect: str) -> None:
-        self.dialect = dialect
+    def __init__(self, dialect: str, forms: Callable[[], Mapping[str, FormSpec]] = lambda: {}) -> None:
+        """`forms`: the current forms, for the child forms whose records follow a record that moves."""
+        self.dialect, self.forms = dialect, forms
 
     # --- before writing: checks a dry run makes too --------------------------------------------------------
     def check_unique(self, s: DbSession, form: FormSpec, writes: Iterable[RecordWrite]) -> None:
@@ -143,6 +144,7 @@ class RecordWriter:
                  "updated_by": principal.user_id, "created_at": now, "updated_at": now} for w in new])
         self._update(connection, form, principal, [w for w in todo if not w.is_new], now)
         self._project(connection, form, principal, todo)
+        self._move_children(connection, principal, form, [w for w in todo if w.moves], now)
         _INSERT_AUDIT.run(connection, [
             {"form_key": form.key, "record_id": w.record_id, "action": "create" if w.is_new else "update",
              "user_id": principal.user_id, "username": principal.username,
@@ -194,6 +196,33 @@ class RecordWriter:
         for group in (r for r in (_same_keys(rows, True), _same_keys(rows, False)) if r):
             if _ROWS.update(connection, projection, group) != len(group):
                 self._project_missing(connection, projection, [w for w in updated if w.record_id in {r["record_id"] for r in group}])
+
+    def _move_children(self, connection: Any, principal: Principal, form: FormSpec, moved: list[RecordWrite], now: Any) -> None:
+        """Records of child forms (belongs_to) go where their parent goes (a transferred student's grades go to the
+        new school), each with an audit entry that says why."""
+        children = [c for c in self.forms().values() if c.parent_field and c.parent_form == form.key]
+        if not moved or not children:
+            return
+        places = unit_places(connection, {w.unit_id for w in moved if w.unit_id is not None})
+        records = Record.__table__
+        for child in children:
+            projection = projection_of(child, self.dialect)
+            table = projection.table
+            for w in moved:
+                assert w.unit_id is not None and w.current is not None
+                owned = select(table.c.record_id).where(projection.column(child.parent_field) == w.record_id)
+                rows = connection.execute(select(records.c.id, records.c.revision).where(records.c.id.in_(owned))).all()
+                if not rows:
+                    continue
+                ids = [row.id for row in rows]
+                connection.execute(records.update().where(records.c.id.in_(ids))
+                                   .values(unit_id=w.unit_id, revision=records.c.revision + 1, updated_at=now))
+                connection.execute(table.update().where(table.c.record_id.in_(ids)).values(**projection.place_columns(places[w.unit_id])))
+                _INSERT_AUDIT.run(connection, [
+                    {"form_key": child.key, "record_id": row.id, "action": "update", "user_id": principal.user_id,
+                     "username": principal.username, "revision": row.revision + 1,
+                     "changes": {"_unit": [w.current.unit_id, w.unit_id]}, "note": f"随{form.title} #{w.record_id} 转移", "at": now}
+                    for row in rows])
 
     def _project_missing(self, connection: Any, projection: Projection, writes: list[RecordWrite]) -> None:
         """Updated records that had no projection row yet (saved before their form's table was refreshed): insert

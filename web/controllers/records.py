@@ -40,6 +40,7 @@ class RecordController(Controller):
         query = ListQuery.parse(form, request.query_params, page=page_no, count_limit=LIST_COUNT_LIMIT)
         filters = query.filters
         result = app_state(request).records.list(form, principal, query)
+        app_state(request).records.titled(principal, form, result.records)
         columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
         rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
         filter_views = [field_view(form, form.fields[k], found, raw=filters.get(k, "")) for k in form.list.filters if k not in found.hidden]
@@ -48,6 +49,22 @@ class RecordController(Controller):
                     sort_query=lambda key, ascending: _query_string(request, sort=f"-{key}" if ascending else key, page="1"),
                     page_query=lambda number: _query_string(request, page=str(number)),
                     list_actions=_list_actions(request, form, principal), title=form.title)
+
+    @get("/pick", opt={"action": "read"}, name="records:pick")
+    async def pick(self, request: Request) -> Template:
+        """htmx: the records a link field's search box finds (what the user may read), titled as the field shows
+        them; the box posts its text as `<field>__text`."""
+        form, principal = _form(request), current_principal(request)
+        params = request.query_params
+        typed = next((v for k, v in params.items() if k.endswith("__text")), "") or params.get("q", "")
+        display = tuple(k for k in (params.get("display") or "").split(",") if k in form.fields)
+        state = app_state(request)
+        options: list[Any] = []
+        if typed.strip():
+            found = state.records.list(form, principal, ListQuery(search=typed, per_page=10))
+            titles = state.records.link_titles(principal, form, {r.id for r in found.records}, display)
+            options = [titles[r.id] for r in found.records if r.id in titles]
+        return Template(template_name="widgets/link_options.html", context={"options": options, "searched": bool(typed.strip())})
 
     @get("/new", opt={"action": "create"}, name="records:new")
     async def new_record(self, request: Request) -> Template:
@@ -205,10 +222,12 @@ def _list_actions(request: Request, form: FormSpec, principal: Principal) -> lis
 
 
 def _get(request: Request, form: FormSpec, principal: Principal, record_id: int, action: str) -> StoredRecord:
-    record = app_state(request).records.get(form, record_id, principal, action)
+    """The record, its links titled as this user sees them; a 404 when it is absent or out of scope."""
+    records = app_state(request).records
+    record = records.get(form, record_id, principal, action)
     if record is None:
         raise NotFoundException("记录不存在或不在您的权限范围内")
-    return record
+    return records.titled(principal, form, [record])[0]
 
 
 def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:

@@ -5,7 +5,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 import engine.fields as fields
-from engine.fields import FIELD_TYPES
+from engine.fields import LinkField, LinkRef, FIELD_TYPES
 from engine.fields.base import FieldType
 from engine.fields.text import TextField
 from engine.issues import FieldError
@@ -19,13 +19,14 @@ MINIMAL_PARAMS = {
     "multi_choice": {"options": ["篮球", "足球"]},
     "table": {"columns": (FieldSpec("name", "姓名", TextField(), required=True),)},
     "generated": {"pattern": "G{seq:4}"},
+    "link": {"form": "student"},
 }
 # Every code a field type raises or yields; each needs a sentence in the catalogue.
 CODES = {
     "integer", "decimal", "decimal_places", "date", "time", "choice", "boolean", "email", "phone", "invalid",
     "id_card_length", "id_card_chars", "id_card_region", "id_card_birth", "id_card_check", "id_card_float",
     "file_type", "file_size", "file_empty", "file_not_importable", "choice_removed",
-    "table_rows_min", "table_rows_max", "table_row", "table_not_importable",
+    "table_rows_min", "table_rows_max", "table_row", "table_not_importable", "link", "link_unresolved",
 }
 
 
@@ -41,7 +42,7 @@ def test_registry__read_only():
 def test_registry__every_type():
     assert set(FIELD_TYPES) == {
         "text", "textarea", "integer", "decimal", "date", "time", "choice", "multi_choice", "boolean", "email", "phone",
-        "id_card", "file", "image", "table", "generated",
+        "id_card", "file", "image", "table", "generated", "link",
     }
 
 
@@ -128,7 +129,10 @@ def test_widget__template_exists(name):
 @pytest.mark.parametrize("name", FIELD_TYPES)
 def test_importable__cell_reader_accepts_sample(name):
     kind = build(name)
-    if kind.importable:
+    if isinstance(kind, LinkField):
+        # A cell names the linked record (学号, 学籍号…); the record service finds it when the row is saved.
+        assert kind.from_cell("2025000001") == LinkRef("2025000001")
+    elif kind.importable:
         cell = kind.to_cell(kind.clean(kind.sample())[0])
         assert kind.clean(kind.from_cell(cell)) == kind.clean(kind.sample())
     else:
