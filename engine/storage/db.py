@@ -312,3 +312,21 @@ class Database:
     def engines(self) -> list[Engine]:
         """Every engine this database uses (SQLite: readers and writers; PostgreSQL: transactions and single reads)."""
         return [e for e in (self.engine, self._write_engine, self._autocommit) if e is not None]
+
+
+def gather_statistics(db: Database, tables: list[str] | None = None) -> None:
+    """Planner statistics after a bulk load (an import, a projection rebuild, start-up): ANALYZE on PostgreSQL (the
+    engine does not rely on autovacuum, which some servers run without), `PRAGMA optimize` on SQLite, which runs
+    ANALYZE where the statistics are missing or out of date (a never-analysed database gets them all: without
+    them a class's 47-row list walks the wrong index). `tables`: only these (PostgreSQL)."""
+    with db.engine.connect() as connection:
+        if db.dialect == "postgresql":
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            for table in tables or [""]:
+                connection.exec_driver_sql(f'ANALYZE "{table}"' if table else "ANALYZE")
+            return
+        analysed = connection.exec_driver_sql(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar_one()
+        connection.exec_driver_sql("PRAGMA analysis_limit=1000")
+        connection.exec_driver_sql("PRAGMA optimize" if analysed else "ANALYZE")
+        connection.commit()
