@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, select
 
@@ -20,11 +20,14 @@ class InitialAdmin:
     password: str
 
 
-def bootstrap(db: Database, definitions: Definitions, demo_units: Iterable[Any]) -> InitialAdmin | None:
-    """Seed an empty database; returns the first admin's credentials when it was just created."""
+def bootstrap(db: Database, definitions: Definitions, demo_units: Iterable[Any] | Callable[[], Iterable[Any]]
+              ) -> InitialAdmin | None:
+    """Seed an empty database; returns the first admin's credentials when it was just created. `demo_units` may be
+    a function that reads them: called only when the database has no unit yet (a large org.yaml is not parsed
+    again on every start)."""
     with db.write() as s:
-        if not s.scalar(select(func.count()).select_from(OrgUnit)):
-            seed_units(s, demo_units)
+        if not s.scalar(select(OrgUnit.id).limit(1)):
+            seed_units(s, demo_units() if callable(demo_units) else demo_units)
         has_users = bool(s.scalar(select(func.count()).select_from(User)))
         roots = list(s.scalars(select(OrgUnit.id).where(OrgUnit.parent_id.is_(None))))
         s.commit()

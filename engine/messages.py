@@ -69,6 +69,7 @@ MESSAGES: Mapping[str, str] = {
     "conflict": "保存失败：在您编辑期间，{who}于{when}修改了这条记录。请查看下方变更后重新修改。",
     "generated": "{label}由系统生成，不能填写",
     "generated_source": "{label}需要先填写“{source}”才能生成",
+    "sequence_exhausted": "{label}的编号已用完：{prefix}开头的编号最多 {limit} 个，均已使用；请联系系统管理员调整编号规则（如加长流水号位数）",
     "protected_by_review": "{label}的修改须经信息变更审核，不能通过 Excel 导入修改；请在学生页面发起信息变更",
     # workflows (engine/workflows)
     "wf_not_in_progress": "该申请{status}，不能再进行此操作",

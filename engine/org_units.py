@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from engine.accounts import AccountInvalid
-from engine.org import Unit, all_units, ancestor_ids, create_unit, move_unit_name
+from engine.org import Unit, all_units, ancestor_ids, create_unit, move_unit_name, tree_changed
 from engine.permissions import Principal
 from engine.refusals import NotFound, NotPermitted, Refused
 from engine.spec import Definitions, OrgLevel
@@ -146,6 +146,7 @@ class OrgUnitService:
                 if blockers:
                     raise UnitInUse(name=name, what=f"它还有{'、'.join(blockers)}。请先移走或删除这些内容")
                 s.delete(unit)
+                tree_changed(s)
                 s.commit()
         except IntegrityError as exc:
             # A feature's own table may still point at the unit; the foreign key has the last word.

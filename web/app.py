@@ -17,7 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from engine.bootstrap import InitialAdmin, bootstrap
 from engine.loader import demo_units, load_definitions
-from engine.storage.db import Database
+from engine.storage.db import Database, gather_statistics
 from engine.storage.projection import prepare_projections
 from web.auth import session_guard
 from web.certificates import certificates_feature
@@ -58,7 +58,8 @@ def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     db = Database(settings.database_url)
     db.upgrade()
     prepare_projections(db, definitions)
-    admin = bootstrap(db, definitions, demo_units(settings.definitions))
+    gather_statistics(db, stale_only=True)
+    admin = bootstrap(db, definitions, lambda: demo_units(settings.definitions))
     return AppState(settings, definitions, db), admin
 
 

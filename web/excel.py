@@ -160,21 +160,15 @@ class ExcelController(Controller):
         found = policy(principal, form)
         assert found is not None
         query = _list_query(request, form)
-        first = state.records.list(form, principal, query)
         limit = limits_for(state.settings).max_rows
-        if first.total > limit:
-            raise HTTPException(status_code=422, detail=f"要导出的记录有 {first.total} 条，超过上限 {limit} 条，请先筛选")
+        ids = state.records.matching_ids(form, principal, query, limit)
+        if len(ids) > limit:
+            raise HTTPException(status_code=422, detail=f"要导出的记录超过上限 {limit} 条，请先筛选")
         units = unit_options(request, principal, form)
         columns = export_columns(form, found, unit_required=len(units) != 1)
         names = {u.id: u.full_name for u in state.units()}
-
-        def records() -> Iterator[StoredRecord]:
-            yield from first.records
-            for number in range(2, first.pages + 1):
-                yield from state.records.list(form, principal, replace(query, page=number)).records
-
         rows = ([names.get(r.unit_id, r.unit_name)] + [export_value(c.spec, found, r.values.get(c.key)) for c in columns[1:]]
-                for r in records())
+                for r in state.records.stream(form, ids))
         data = build_workbook(form, columns, [u.full_name for u in units], rows)
         return _download(data, f"{form.title}导出.xlsx")
 

@@ -17,7 +17,7 @@ from engine.recovery import RecoveryService
 from engine.twofactor import TwoFactorService
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
-from engine.org import Unit, all_units
+from engine.org import OrgTree, Unit
 from engine.records import RecordService
 from engine.spec import Definitions
 from engine.storage.db import Database
@@ -26,7 +26,6 @@ from web import generations
 from web.settings import Settings
 
 log = logging.getLogger("dangan")
-UNITS_TTL = 30.0
 
 
 @dataclass
@@ -51,25 +50,21 @@ class AppState:
                                         dt.timedelta(hours=settings.reset_code_hours))
         self.two_factor = TwoFactorService(db, self.accounts.policy)
         self._lock = threading.Lock()
-        self._units: tuple[int, float, list[Unit]] | None = None
+        self.org_tree = OrgTree(db, lambda: generations.org_units.value)
+        self.records.org_tree = self.org_tree
         # The reload generation these definitions answer to; a process forked later inherits both.
         self._definitions_seen = generations.definitions.value
         # Rendered blank forms by (definitions version, form, policy); a reload changes the version.
         self.blank_forms: dict[tuple, Markup] = {}
 
     def units(self) -> list[Unit]:
-        """The org tree, cached: it changes rarely and every form page needs it.
+        """The org tree, kept until it changes (engine/org.py OrgTree): every form page needs it.
 
         The admin pages call `units_changed()`, which every worker of this server sees at once (a shared counter);
-        a change by another server or command shows within UNITS_TTL.
+        a change by another server or command shows within OrgTree.CHECK_SECONDS (the tree's version in the
+        database). The whole tree is read again only after a change, never on a timer.
         """
-        cached, generation = self._units, generations.org_units.value
-        if cached is not None and cached[0] == generation and time.monotonic() - cached[1] < UNITS_TTL:
-            return cached[2]
-        with self.db.read() as s:
-            units = all_units(s)
-        self._units = (generation, time.monotonic(), units)
-        return units
+        return self.org_tree.units()
 
     def units_changed(self) -> None:
         generations.org_units.bump()

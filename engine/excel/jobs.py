@@ -34,10 +34,11 @@ from engine.org import build_principal
 from engine.permissions import Principal, can
 from engine.records import RecordService
 from engine.spec import Definitions, FormSpec
-from engine.storage.db import Database
+from engine.storage.db import Database, gather_statistics
 from engine.storage.models import ImportFile, ImportJob, ImportRowError, User, utcnow
 
 log = logging.getLogger("dangan")
+ANALYZE_AFTER_ROWS = 5_000  # an import of at least this many rows refreshes the planner statistics
 ACTIVE = ("queued", "previewing", "validating", "importing")
 FINAL = ("previewed", "done", "rejected", "failed")
 STATUS_NAMES = {"queued": "排队中", "previewing": "正在预览", "previewed": "预览完成，待确认", "validating": "正在校验",
@@ -297,6 +298,8 @@ def _commit(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any
     result = _run_pass(db, job, ctx, opener, phase="commit", write=True, status="importing", known=known,
                        start_after=start_after, should_stop=should_stop, progress=progress)
     done = (load_job(db, job.id) or job).done
+    if result.processed >= ANALYZE_AFTER_ROWS:  # the planner's statistics follow a bulk load (not autovacuum)
+        gather_statistics(db, stale_only=True)
     _set(db, job.id, status="done", total=max(done, result.processed), finished_at=utcnow())
 
 

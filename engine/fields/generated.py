@@ -14,6 +14,14 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SEQUENCE = re.compile(r"seq(?::([0-9]*))?")
 
 
+class SequenceExhausted(ValueError):
+    """Every number of a sequence's declared width is used up for this prefix."""
+
+    def __init__(self, prefix: str, limit: int) -> None:
+        super().__init__(f"sequence {prefix!r} exhausted at {limit}")
+        self.prefix, self.limit = prefix, limit
+
+
 class Part(NamedTuple):
     kind: str  # "text" | "field" | "seq"
     value: str | int  # the text, the field key, or the sequence width
@@ -108,13 +116,23 @@ class GeneratedField(FieldType):
             prefix.append(self._render_part(part, values))
         return "".join(prefix)
 
+    @property
+    def sequence_limit(self) -> int:
+        """The largest sequence number the declared width holds ({seq:5}: 99,999); 0 without a sequence. A number
+        past it is refused (RecordWriter: "编号已用完"), never written with more digits than declared."""
+        width = next((int(part.value) for part in self.parts if part.kind == "seq"), 0)
+        return 10 ** width - 1 if width else 0
+
     def render(self, values: Mapping[str, Any], next_seq: Callable[[str], int] | None = None) -> str:
         rendered = []
         for part in self.parts:
             if part.kind == "seq":
                 if next_seq is None:
                     raise ValueError(f"编号模式“{self.pattern}”含序号，需要提供序号来源")
-                rendered.append(str(next_seq(self.scope_key(values))).zfill(int(part.value)))
+                number = next_seq(self.scope_key(values))
+                if number > self.sequence_limit:
+                    raise SequenceExhausted(self.scope_key(values), self.sequence_limit)
+                rendered.append(str(number).zfill(int(part.value)))
             else:
                 rendered.append(self._render_part(part, values))
         return "".join(rendered)

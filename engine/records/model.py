@@ -123,7 +123,8 @@ class Page:
     total: int
     page: int
     per_page: int
-    capped: bool = False  # more than `total` records match; the exact number was not counted
+    capped: bool = False  # more than `count_limit` records match; the exact number was not counted
+    estimated: bool = False  # capped, and `total` is an estimate from a sample ("约 N 条"); otherwise "超过 N 条"
 
     @property
     def pages(self) -> int:
@@ -145,8 +146,8 @@ class ListQuery:
     page: int = 1
     per_page: int = PER_PAGE
     incomplete: bool = False
-    # Count at most this many matches (0 = exact): counting every JSON document of a large school
-    # costs more than the page itself, and "1000+ 条" tells a person as much.
+    # Count at most this many matches exactly (0 = count them all): past it the list says "约 N 条", estimated
+    # from a sample of record ids (RecordService._estimate), or "超过 N 条" when the sample is too thin to say.
     count_limit: int = 0
     unit: int | None = None  # only records in this org unit's subtree (within the principal's scope)
     ranges: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (from, to): from <= value < to

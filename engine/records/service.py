@@ -6,8 +6,9 @@ reaches, which units a new record may go to, which fields the user may write. Wr
 """
 from __future__ import annotations
 
+import random
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy import ColumnElement, Connection, bindparam, false, func, literal_column, or_, select, true
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +31,13 @@ from engine.storage.models import AuditEntry, OrgUnit, Record
 from engine.storage.statements import Read
 from engine.validation import CleanResult, clean_record
 
+# Past a list's exact-count limit, its count is estimated from this many record ids (see RecordService._estimate);
+# fewer than ESTIMATE_HITS matches among them say only "more than the limit".
+ESTIMATE_SAMPLE = 4_000
+ESTIMATE_HITS = 40
+STREAM_CHUNK = 1_000  # records an export reads at a time
+
+
 def form_is(form_key: str) -> ColumnElement:
     # A literal, not a parameter: the records indexes lead with form_key, and SQLite plans with the value.
     return Record.form_key == literal_column(f"'{form_key}'")
@@ -49,6 +57,7 @@ class RecordService:
         self.writer = RecordWriter(db.dialect, forms)
         self.links = Links(db.dialect, forms)
         self._unscoped: dict[tuple[str, bool | str], Read] = {}
+        self.org_tree: Any = None  # the app's kept org tree (engine/org.py OrgTree), when there is one
 
     # --- reading ---------------------------------------------------------------------------------
     def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
@@ -151,6 +160,26 @@ class RecordService:
             conditions.append(false() if path is None else projection_scope(table, Scope(paths=frozenset({path})), principal))
         return projection, conditions
 
+    def matching_ids(self, form: FormSpec, principal: Principal, query: ListQuery, limit: int) -> list[int]:
+        """The ids of the records a list shows, in its order, at most `limit` + 1 of them (one more than an
+        export may hold says it holds too many): one query over the projection, no OFFSET pages."""
+        with self.db.read() as s:
+            projection, conditions = self.conditions(s, form, principal, query)
+            ordered = (select(projection.table.c.record_id).where(*conditions)
+                       .order_by(*self._ordering(form, policy(principal, form), projection, query.sort)).limit(limit + 1))
+            return list(s.execute(ordered).scalars())
+
+    def stream(self, form: FormSpec, ids: list[int], chunk: int = STREAM_CHUNK) -> Iterator[StoredRecord]:
+        """The records of `ids` (from matching_ids: the principal's), in that order, read `chunk` at a time, each
+        chunk in its own short read: an export's memory is one chunk of documents, however many rows it has."""
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            with self.db.single() as connection:
+                rows = connection.execute(select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                                          .where(Record.id.in_(part))).all()
+            by_id = {row.id: row for row in rows}
+            yield from (_stored(form, by_id[i]) for i in part if i in by_id)
+
     @staticmethod
     def _compared(projection: Projection, spec: FieldSpec, value: Any, op: str) -> ColumnElement:
         """The field's column compared with a value typed into a query string (read by the field's own type);
@@ -174,8 +203,43 @@ class RecordService:
                                       .where(Record.id.in_(ids))).all() if ids else []
         by_id = {row.id: row for row in rows}
         capped = bool(query.count_limit) and total > query.count_limit
-        return Page([_stored(form, by_id[i]) for i in ids if i in by_id],
-                    min(total, query.count_limit) if capped else total, page, query.per_page, capped)
+        estimated = False
+        if capped:
+            estimate = self._estimate(s, projection, conditions)
+            if estimate is not None and estimate[1]:  # the sample was the whole id range: an exact count
+                total, capped = estimate[0], False
+            elif estimate is not None and estimate[0] > query.count_limit:
+                total, estimated = estimate[0], True
+            else:
+                total = query.count_limit
+        return Page([_stored(form, by_id[i]) for i in ids if i in by_id], total, page, query.per_page, capped, estimated)
+
+    @staticmethod
+    def _estimate(s: DbSession, projection: Projection, conditions: list[Any]) -> tuple[int, bool] | None:
+        """How many rows match, from a sample of record ids: ESTIMATE_SAMPLE ids spread evenly (stratified, from a
+        fixed seed, so that flipping pages shows the same figure) over the table's id range are looked up by
+        primary key with the list's conditions; the share that matched times the range's width is the estimate,
+        rounded to two significant figures. The same on both databases, with no reliance on the planner's
+        statistics (which assume filters independent: 年级 and 入学年份 are not). Returns (count, exact): exact when
+        the range is no wider than the sample (every id was looked at); None when fewer than ESTIMATE_HITS ids
+        matched (too few to say more than "over the limit")."""
+        table = projection.table
+        low, high = s.execute(select(func.min(table.c.record_id), func.max(table.c.record_id))).one()
+        if low is None:
+            return 0, True
+        width = high - low + 1
+        if width <= ESTIMATE_SAMPLE:
+            return s.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one(), True
+        rng = random.Random(width)
+        sample = sorted({low + int((i + rng.random()) * width / ESTIMATE_SAMPLE) for i in range(ESTIMATE_SAMPLE)})
+        hits = s.execute(select(func.count()).select_from(table)
+                         .where(table.c.record_id.in_(bindparam("b_sample", expanding=True)), *conditions),
+                         {"b_sample": sample}).scalar_one()
+        if hits < ESTIMATE_HITS:
+            return None
+        estimate = hits * width / len(sample)
+        digits = max(0, len(str(int(estimate))) - 2)
+        return int(round(estimate, -digits)), False
 
     def _ordering(self, form: FormSpec, found: FormPolicy | None, projection: Projection, sort: str) -> list[ColumnElement]:
         """The chosen sort, then the record id in the same direction: a page walks the sort column's index (which

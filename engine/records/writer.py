@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import stored_changes, stored_value, write_document
 from engine.fields.files import UploadedFile
+from engine.fields.generated import SequenceExhausted
 from engine.issues import Issue
 from engine.permissions import Principal
 from engine.records.model import RecordWrite
@@ -54,6 +55,16 @@ _UPDATE_RECORD = Write(
 _MOVE_RECORD = Write(_UPDATE_RECORD.statement.values(unit_id=bindparam("b_unit")))
 _INSERT_AUDIT = Write(insert(AuditEntry.__table__))
 _ROWS = ProjectionRows()
+
+
+def _render(w: RecordWrite, key: str, draw: Any) -> None:
+    """The write's generated value of `key`, with the sequence number `draw` gives; a number past the declared
+    width is the write's issue ("编号已用完"), not a longer number."""
+    try:
+        w.values[key] = w.form.fields[key].kind.render(w.values, draw)
+    except SequenceExhausted as exc:
+        w.issues.append(Issue("sequence_exhausted", {"prefix": f"“{exc.prefix}”" if exc.prefix else "",
+                                                     "limit": f"{exc.limit:,}"}, path=key))
 
 
 class Stale(Exception):
@@ -297,11 +308,12 @@ class RecordWriter:
             for prefix, members in blocks.items():
                 last = s.execute(BLOCK_SQL, {"scope": scope_of.format(prefix), "n": len(members)}).scalar_one()
                 for number, w in enumerate(members, start=last - len(members) + 1):
-                    w.values[key] = kind.render(w.values, lambda _prefix, n=number: n)
-            if spec.unique and blocks:
-                self._skip_taken(s, form, spec, [w for group in blocks.values() for w in group],
+                    _render(w, key, lambda _prefix, n=number: n)
+            drawn = [w for group in blocks.values() for w in group if not w.failed]
+            if spec.unique and drawn:
+                self._skip_taken(s, form, spec, drawn,
                                  lambda prefix: s.execute(BLOCK_SQL, {"scope": scope_of.format(prefix), "n": 1}).scalar_one())
-        return numbered
+        return {w for w in numbered if not w.failed}
 
     def _skip_taken(self, s: DbSession, form: FormSpec, spec: FieldSpec, writes: list[RecordWrite], draw: Any) -> None:
         kind: Any = spec.kind
@@ -312,7 +324,8 @@ class RecordWriter:
             if not writes:
                 return
             for w in writes:
-                w.values[spec.key] = kind.render(w.values, draw)
+                _render(w, spec.key, draw)
+            writes = [w for w in writes if not w.failed]
 
     def _reserve_ids(self, s: DbSession, count: int) -> list[int]:
         """Record ids for new records up front, so that rows go in at once (no RETURNING per row) and uploads can

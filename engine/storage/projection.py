@@ -574,6 +574,10 @@ def prepare_projections(db: Any, definitions: Definitions) -> dict[str, int]:
                 break
             after = last
         done[key] = count
+    if done:
+        from engine.storage.db import gather_statistics  # noqa: PLC0415 — db imports nothing of this module's
+
+        gather_statistics(db, stale_only=True)
     return done
 
 

@@ -169,14 +169,20 @@ class WorkflowService:
     def __init__(self, db: Database, records: RecordService) -> None:
         self.db, self.records = db, records
 
+    def _kept_units(self) -> list[Unit] | None:
+        """The app's kept org tree (RecordService.org_tree), if it has one; None: read it in the transaction."""
+        tree = getattr(self.records, "org_tree", None)
+        return tree.units() if tree is not None else None
+
     # --- starting -------------------------------------------------------------------------------
     def start(self, definitions: Definitions, spec: WorkflowSpec, principal: Principal, record_id: int,
               raw: Mapping[str, Any], chosen_unit_id: int | None = None, draft: bool = False) -> StartResult:
         """Validate and submit an application (or keep it as a draft for the applicant to complete)."""
         form = definitions.forms[spec.form]
+        kept = self._kept_units()  # before the write transaction: reading 23,000 units inside it holds every writer
         with self.db.write() as s:
             _lock(s, select(Record.id).where(Record.id == record_id))
-            units = all_units(s)
+            units = kept if kept is not None else all_units(s)
             record = self.startable_record(s, spec, form, principal, record_id, units)
             if record is None:
                 raise StartNotAllowed(workflow=spec.title)
@@ -321,7 +327,8 @@ class WorkflowService:
             if record is None:
                 raise RecordMissing()
             routing.ensure_with_applicant(Bundle(app, [], []).state(), Actor.of(principal), app.applicant_id)
-            units = all_units(s)
+            kept = self._kept_units()
+            units = kept if kept is not None else all_units(s)
             values = {**self.values(spec, app), **raw}
             cleaned, issues, changes = self.validate(spec, form, record, values, chosen_unit_id, units)
             if issues:

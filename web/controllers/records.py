@@ -22,7 +22,7 @@ from web.params import Id, PageNo, parse_id
 from web.presenter import display_text, field_view, issue_text, issues_by_field
 
 
-LIST_COUNT_LIMIT = 1000
+LIST_COUNT_LIMIT = 10_000  # exact below this many matches; "约 N 条" (estimated) above
 
 
 def _form(request: Request) -> FormSpec:
