@@ -241,14 +241,16 @@ def compile_projections(definitions: Definitions, dialect: str) -> Mapping[str, 
 
 
 def _rows_version(form: FormSpec) -> str:
-    """What a projection row is computed from: the fields' keys, types and checks, and the form's rules (they decide
-    `incomplete`). Labels, help texts and list settings are not in it: changing them leaves the rows as they are."""
+    """What a projection row is computed from: the fields' keys, types and checks, the form's rules (they decide
+    `incomplete`) and which fields are searchable (their words). Labels, help texts and the other list settings
+    are not in it: changing them leaves the rows as they are."""
     parts = []
     for key, spec in form.fields.items():
         parts.append([key, repr(spec.kind), spec.required, sorted((k, repr(v)) for k, v in spec.constraints.items()),
                       spec.visible_if.source if spec.visible_if else "", spec.required_if.source if spec.required_if else "",
                       list(spec.renamed_from), spec.compute.source if spec.compute else ""])
     parts.append([[rule.key, rule.check.source, rule.when.source if rule.when else ""] for rule in form.rules])
+    parts.append(sorted(form.list.search))  # a field made searchable needs its words in the rows already there
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

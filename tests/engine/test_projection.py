@@ -232,3 +232,29 @@ def test_tokens__cjk_bigrams_and_words() -> None:
     assert query_terms("小明 2025") == [("小明",), ("2025*",)]
     assert query_terms("王小明") == [("王小", "小明")]
     assert query_terms("𠮷") == [("𠮷",)]
+
+
+def test_a_field_made_searchable__its_existing_records_found(pupils) -> None:  # type: ignore[no-untyped-def]
+    """Adding a field to `list.search` gives it a search column; the rows already there are computed again, so that
+    records saved before the change are found by it too (not only those saved after)."""
+    state, pupil_yaml = pupils
+    form = state.definitions.forms["pupil"]
+    admin = principal_of(state, "boss")
+    before = state.records.create(form, admin, unit_id(state, "区/甲校/一班"), {"name": "赵六", "code": "Z9"}).record_id
+    assert _listed(state, admin, search="搜索词") == []
+    text = pupil_yaml.read_text(encoding="utf-8").replace("search: [name, code]", "search: [name, code, grade]")
+    pupil_yaml.write_text(text.replace("{key: grade, label: 年级, type: choice, options: [高一, 高二, 高三]}",
+                                       "{key: grade, label: 年级, type: text}"), encoding="utf-8")
+    assert state.reload().ok
+    form = state.definitions.forms["pupil"]
+    state.records.update(form, admin, before, {"grade": "高一"}, base_revision=1)
+    after = state.records.create(form, admin, unit_id(state, "区/甲校/一班"), {"name": "钱七", "grade": "高一"}).record_id
+    assert sorted(_listed(state, admin, search="高一")) == sorted([before, after])
+    # …and a field made searchable without any other change to it
+    text = pupil_yaml.read_text(encoding="utf-8").replace("search: [name, code, grade]", "search: [grade]")
+    pupil_yaml.write_text(text, encoding="utf-8")
+    assert state.reload().ok
+    text = pupil_yaml.read_text(encoding="utf-8").replace("search: [grade]", "search: [grade, name]")
+    pupil_yaml.write_text(text, encoding="utf-8")
+    assert state.reload().ok
+    assert _listed(state, admin, search="赵六") == [before]
