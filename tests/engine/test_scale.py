@@ -152,3 +152,17 @@ def test_gather_statistics(world: World) -> None:
             assert analysed is not None
     assert isinstance(gather_statistics(world.state.db, stale_only=True), list)
 
+
+
+@pytest.mark.parametrize("sort", ["", "name", "-name", "gender", "-gender", "enrol_year", "-school_no"])
+def test_pages_walking_the_sort_index__the_same_records(world: World, sort: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite walks the sort column's index past a number of matches (RecordService._walk_sort_index); the pages
+    are the same as when the matches are sorted."""
+    filters = [{}, {"gender": "女"}, {"gender": "男", "grade": "高一"}]
+    expected = {i: _all(world, ListQuery(sort=sort, filters=f)) for i, f in enumerate(filters)}
+    monkeypatch.setattr(records_service, "SORT_BUDGET", 10)
+    for i, f in enumerate(filters):
+        assert _all(world, ListQuery(sort=sort, filters=f)) == expected[i]
+        bureau = principal_of(world.state, "bureau_a")
+        assert [r.id for r in world.service.list(world.form, bureau, ListQuery(sort=sort, filters=f, per_page=50)).records] \
+            == expected[i][:50]
