@@ -65,7 +65,7 @@ scope: class
 forms:
   pupil: {actions: [read]}
   exam: {actions: [read], scope: school}
-  mark: {actions: [create, read, update, delete]}
+  mark: {actions: [create, read, update, delete, import, export]}
 """
 SHY = """
 key: shy
