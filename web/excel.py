@@ -5,7 +5,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, Litestar, Request, get, post
@@ -26,7 +26,7 @@ from engine.fields.files import MB
 from engine.loader import load_definitions
 from engine.org import Unit, build_principal
 from engine.permissions import Principal, can, is_masked, policy
-from engine.records import ListQuery, RecordService, StoredRecord
+from engine.records import ListQuery, RecordService
 from engine.spec import FormPolicy, FormSpec
 from engine.storage.db import Database
 from engine.storage.models import ImportJob, ImportRowError, User
@@ -168,7 +168,7 @@ class ExcelController(Controller):
         columns = export_columns(form, found, unit_required=len(units) != 1)
         names = {u.id: u.full_name for u in state.units()}
         rows = ([names.get(r.unit_id, r.unit_name)] + [export_value(c.spec, found, r.values.get(c.key)) for c in columns[1:]]
-                for r in state.records.stream(form, ids))
+                for r in state.records.stream(form, ids, principal))  # links as their targets' titles, as on the page
         data = build_workbook(form, columns, [u.full_name for u in units], rows)
         return _download(data, f"{form.title}导出.xlsx")
 
