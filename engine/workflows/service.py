@@ -628,8 +628,28 @@ def _subject(form: FormSpec, record: StoredRecord) -> str:
 
 
 def _levels(path: str, units: Iterable[Unit]) -> dict[str, UnitInfo]:
-    """The unit at `path` and every unit above it, by org level."""
-    return {u.level: UnitInfo(u.id, u.path, u.name) for u in units if path.startswith(u.path)}
+    """The unit at `path` and every unit above it, by org level: looked up by the ids in the path, not by a scan
+    of every unit (23,000 of them, for each workflow a record page offers)."""
+    index = _unit_index(units)
+    found = {}
+    for unit_id in ancestor_ids(path):
+        unit = index.get(unit_id)
+        if unit is not None:
+            found[unit.level] = UnitInfo(unit.id, unit.path, unit.name)
+    return found
+
+
+_indexed: tuple[Any, dict[int, Unit]] | None = None  # the last tree indexed: OrgTree hands out one list until it changes
+
+
+def _unit_index(units: Iterable[Unit]) -> dict[int, Unit]:
+    global _indexed
+    kept = _indexed
+    if kept is not None and kept[0] is units:
+        return kept[1]
+    index = {u.id: u for u in units}
+    _indexed = (units, index)
+    return index
 
 
 def _snapshot(record_path: str, chosen_unit_id: int | None, principal: Principal, units: list[Unit],
@@ -646,7 +666,7 @@ def _snapshot(record_path: str, chosen_unit_id: int | None, principal: Principal
     for level, paths in principal.anchors.items():
         # Several units at one level: prefer the one the record belongs to.
         best = sorted(paths, key=lambda p: (not record_path.startswith(p), p))[0]
-        unit = next((u for u in units if u.path == best), None)
+        unit = _unit_index(units).get(ancestor_ids(best)[-1]) if ancestor_ids(best) else None
         if unit is not None:
             mine[level] = UnitInfo(unit.id, unit.path, unit.name)
     sides["applicant_unit"] = mine
