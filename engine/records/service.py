@@ -10,7 +10,8 @@ import random
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import Column, ColumnElement, Connection, bindparam, false, func, literal_column, or_, select, true
+from sqlalchemy import BigInteger, Column, ColumnElement, Connection, any_, bindparam, false, func, literal_column, or_, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.visitors import replacement_traverse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
@@ -260,8 +261,11 @@ class RecordService:
             return s.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one(), True
         rng = random.Random(width)
         sample = sorted({low + int((i + rng.random()) * width / ESTIMATE_SAMPLE) for i in range(ESTIMATE_SAMPLE)})
-        hits = s.execute(select(func.count()).select_from(table)
-                         .where(table.c.record_id.in_(bindparam("b_sample", expanding=True)), *conditions),
+        if s.get_bind().dialect.name == "postgresql":  # one array parameter: 4,000 placeholders cost more to plan
+            sampled = table.c.record_id == any_(bindparam("b_sample", type_=ARRAY(BigInteger)))
+        else:
+            sampled = table.c.record_id.in_(bindparam("b_sample", expanding=True))
+        hits = s.execute(select(func.count()).select_from(table).where(sampled, *conditions),
                          {"b_sample": sample}).scalar_one()
         if hits < ESTIMATE_HITS:
             return None
