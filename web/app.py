@@ -55,7 +55,7 @@ def template_environment() -> Environment:
 def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     """Everything start-up does before serving; raises DefinitionErrors or IndexConflict to refuse."""
     definitions = load_definitions(settings.definitions)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
     prepare_projections(db, definitions)
     admin = bootstrap(db, definitions, demo_units(settings.definitions))

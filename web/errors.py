@@ -7,8 +7,10 @@ from urllib.parse import quote
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Template
+from sqlalchemy.exc import OperationalError
 
 from engine.refusals import Refused
+from engine.storage.db import gave_up_waiting
 from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
 
 log = logging.getLogger("dangan")
@@ -80,6 +82,16 @@ def refused(request: Request, exc: Refused) -> Response:
     return _error(request, REFUSAL_STATUS.get(exc.kind, 400), exc.message)
 
 
+def database_busy(request: Request, exc: OperationalError) -> Response:
+    """A lock held too long (an import's batch, a stuck transaction) or a statement over its time (ServerTimeouts)."""
+    if not gave_up_waiting(exc.orig):
+        return internal_error(request, exc)
+    log.warning("database wait ended on %s: %s", request.url.path, exc.orig)
+    response = _error(request, 503, "数据正被其他操作占用，请稍后重试")
+    response.headers["Retry-After"] = "10"
+    return response
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return _error(request, 500)
@@ -93,5 +105,6 @@ HANDLERS = {
     PermissionDeniedException: http_error,
     HTTPException: http_error,
     Refused: refused,
+    OperationalError: database_busy,
     Exception: internal_error,
 }

@@ -337,7 +337,7 @@ def command_import(args: Any, out: Any, err: Any) -> int:
     if form is None:
         print(f"没有表单“{args.form}”；可用：{'、'.join(definitions.forms)}", file=err)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
     with db.read() as s:
         user = s.scalar(select(User).where(User.username == args.user))

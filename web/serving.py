@@ -32,7 +32,7 @@ from typing import Any, Callable
 import uvicorn
 
 from engine.backup.schedule import BackupScheduler
-from engine.storage.db import Database, in_memory_sqlite
+from engine.storage.db import Database, ServerTimeouts, in_memory_sqlite
 from web.app import create_app
 from web.state import AppState, acknowledge_reload
 
@@ -262,18 +262,19 @@ class Supervisor:
                 pass
 
 
-def worker_database(url: str, workers: int, number: int) -> Database:
+def worker_database(url: str, workers: int, number: int, timeouts: ServerTimeouts = ServerTimeouts()) -> Database:
     """Worker `number`'s Database. Only worker 0 runs a SQLite file's checkpointer: one thread copying the WAL is
     enough, and with one per worker both could take a RESTART (holding every writer off for ~40 ms, bench/RESULTS.md)
     one after the other. (The fsyncs per second did not change measurably: a second checkpointer mostly found
     nothing new to copy.) A replaced worker 0 starts it again; the writers' autocheckpoint covers the pause."""
-    return Database(url, processes=workers, checkpoint=number == 0)
+    return Database(url, processes=workers, checkpoint=number == 0, timeouts=timeouts)
 
 
 def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
-    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number),
+    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number,
+                                                                    parent.settings.database_timeouts()),
                      secret=parent.accounts.secret)  # a challenge one worker drew, another checks
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()

@@ -7,6 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, TypeVar
@@ -43,12 +44,32 @@ T = TypeVar("T")
 POOL_SIZE, POOL_OVERFLOW = 10, 20
 CONNECTION_BUDGET = 70
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to a NOWAIT row lock another transaction holds
+_QUERY_CANCELED = "57014"  # statement_timeout
 _NOWAIT = "dangan.lock_nowait"  # Session.info key read by lock_rows
 # How long a SQLite writer's BEGIN IMMEDIATE waits for another connection's write transaction (SQLite's busy handler
 # sleeps meanwhile). 0 inside without_lock_waits: a writer on the event loop must not sleep there.
 BUSY_TIMEOUT_MS = 30_000
 _sqlite_waits: ContextVar[bool] = ContextVar("dangan_sqlite_waits", default=True)
 _BUSY_TIMEOUT = {True: f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", False: "PRAGMA busy_timeout=0"}
+
+
+@dataclass(frozen=True)
+class ServerTimeouts:
+    """What PostgreSQL itself ends, whoever holds the connection (set on every connection of ours; 0 = no limit).
+
+    A client that stops talking in the middle of a transaction (a process killed, or frozen) would otherwise keep
+    it open with its locks for ever, and every writer after it would queue behind. `idle_in_transaction` ends such a
+    transaction; `lock` bounds how long a statement waits for a lock (as SQLite's busy timeout does); `statement`
+    bounds any one statement. Settings: docs/operations.md."""
+
+    statement_seconds: float = 300
+    lock_seconds: float = BUSY_TIMEOUT_MS / 1000
+    idle_in_transaction_seconds: float = 60
+
+    def statement(self) -> str:
+        ms = {"statement_timeout": self.statement_seconds, "lock_timeout": self.lock_seconds,
+              "idle_in_transaction_session_timeout": self.idle_in_transaction_seconds}
+        return "; ".join(f"SET {name} = {int(seconds * 1000)}" for name, seconds in ms.items())
 
 
 class LockBusy(Exception):
@@ -81,12 +102,18 @@ def _lock_refused(error: BaseException | None) -> bool:
     return getattr(error, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
+def gave_up_waiting(error: BaseException | None) -> bool:
+    """The database ended a wait (ServerTimeouts: a lock or a statement that took too long; SQLite's busy timeout)."""
+    return _lock_refused(error) or getattr(error, "sqlstate", None) == _QUERY_CANCELED
+
+
 def lock_rows(session: Session, nowait: T, waiting: T) -> T:
     """Which of a locking query's two forms (…FOR UPDATE NOWAIT, …FOR UPDATE) this session's transaction uses."""
     return nowait if session.info.get(_NOWAIT) else waiting
 
 
-def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW)) -> Engine:
+def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW),
+                timeouts: ServerTimeouts = ServerTimeouts()) -> Engine:
     """`begin`: how a SQLite transaction starts on this engine's connections (BEGIN, or BEGIN IMMEDIATE for writers).
     `pool`: PostgreSQL connections kept and the overflow allowed under load."""
     if url.startswith("sqlite"):
@@ -98,14 +125,27 @@ def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SI
         return engine
     engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1])
     _ping_when_idle(engine)
+    _bound_by_server(engine, timeouts)
     return engine
 
 
-def make_autocommit_engine(url: str, pool: tuple[int, int] = (2, 3)) -> Engine:
+def _bound_by_server(engine: Engine, timeouts: ServerTimeouts) -> None:
+    """A pool event, paid once per new connection (a connection event would run on every statement)."""
+    statement = timeouts.statement()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(statement)
+        dbapi_connection.commit()
+
+
+def make_autocommit_engine(url: str, pool: tuple[int, int] = (2, 3), timeouts: ServerTimeouts = ServerTimeouts()) -> Engine:
     """PostgreSQL connections that run each statement on its own: a single read needs no BEGIN and ROLLBACK round
     trips, and a pool of its own saves switching a shared connection's mode on every checkout and checkin."""
     engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1], isolation_level="AUTOCOMMIT")
     _ping_when_idle(engine)
+    _bound_by_server(engine, timeouts)
     return engine
 
 
@@ -176,6 +216,8 @@ def upgrade(engine: Engine) -> None:
     """Create or upgrade the engine tables to the newest revision."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # an index built over many rows may take longer than a request
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
@@ -268,18 +310,20 @@ class Database:
     On PostgreSQL both are ordinary transactions and writers lock rows explicitly.
     """
 
-    def __init__(self, url: str, processes: int = 1, checkpoint: bool = True) -> None:
+    def __init__(self, url: str, processes: int = 1, checkpoint: bool = True,
+                 timeouts: ServerTimeouts = ServerTimeouts()) -> None:
         """`processes`: how many processes of one server open this database (PostgreSQL pools are sized to share).
-        `checkpoint`: run the Checkpointer for a SQLite file (one process of a server does)."""
+        `checkpoint`: run the Checkpointer for a SQLite file (one process of a server does).
+        `timeouts`: what PostgreSQL ends by itself (ServerTimeouts)."""
         self.url = url
-        self.engine = make_engine(url, pool=_transaction_pool(processes))
+        self.engine = make_engine(url, pool=_transaction_pool(processes), timeouts=timeouts)
         self.read = sessionmaker(self.engine, expire_on_commit=False)
         path = sqlite_file(url)
         # SQLite writers start with BEGIN IMMEDIATE, so they get an engine (and a pool of connections) of their own.
         # An in-memory database exists once per connection pool, so it keeps one engine.
         self._write_engine = make_engine(url, begin="BEGIN IMMEDIATE") if path else None
         self.write = sessionmaker(self._write_engine or self.engine, expire_on_commit=False)
-        self._autocommit = make_autocommit_engine(url) if self.dialect == "postgresql" else None
+        self._autocommit = make_autocommit_engine(url, timeouts=timeouts) if self.dialect == "postgresql" else None
         self.checkpointer = Checkpointer(path) if path and checkpoint else None
 
     @property
