@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from engine.refusals import Refused
 from engine.storage.db import gave_up_waiting
 from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
+from web.params import DanganRequest
 
 log = logging.getLogger("dangan")
 
@@ -44,23 +45,23 @@ def _error(request: Request, status: int, detail: str = "") -> Response:
     return Template(template_name="error.html", context=context, status_code=status)
 
 
-def login_required(request: Request, exc: LoginRequired) -> Response:
+def login_required(request: DanganRequest, exc: LoginRequired) -> Response:
     if _wants_json(request):
         return _error(request, 401)
     target = "/login?next=" + quote(request.url.path) + ("&expired=1" if exc.expired else "")
-    if request.headers.get("hx-request") == "true":
+    if request.htmx:
         return Response("", status_code=401, headers={"HX-Redirect": target})
     return Redirect(target, status_code=303)
 
 
-def two_factor_setup_required(request: Request, _exc: TwoFactorSetupRequired) -> Response:
-    if request.headers.get("hx-request") == "true":
+def two_factor_setup_required(request: DanganRequest, _exc: TwoFactorSetupRequired) -> Response:
+    if request.htmx:
         return Response("", status_code=403, headers={"HX-Redirect": "/account/2fa"})
     return Redirect("/account/2fa", status_code=303)
 
 
-def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
-    if request.headers.get("hx-request") == "true":
+def password_change_required(request: DanganRequest, _exc: PasswordChangeRequired) -> Response:
+    if request.htmx:
         return Response("", status_code=403, headers={"HX-Redirect": "/password"})
     return Redirect("/password", status_code=303)
 
