@@ -20,15 +20,12 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-# Pages in the WAL before a committing connection checkpoints it itself. SQLite's default is 1,000 (4 MB), which puts a
-# ~12 ms checkpoint into every ~40th save; the Checkpointer below does that work between requests, so this is only
-# the safety net for when it falls behind or is not running.
+# Pages in the WAL before a committing connection checkpoints it itself: only the safety net, the Checkpointer below
+# does that work off the event loop (why and the sizes: bench/RESULTS.md, workflows, fifth session).
 AUTOCHECKPOINT_PAGES = 40_000
-# WAL frames (a 4 KB page each) at which the Checkpointer starts the WAL again (see Checkpointer), below
-# AUTOCHECKPOINT_PAGES so that it comes first; how long it may wait for the write lock and readers (writers wait
-# meanwhile), and how long it leaves the WAL alone after a reader made it give up. A workflow
-# approval writes ~20 pages, so at full load (~350/s here) that is one short wait every 5 s; at 8,192 it was more
-# than once a second, as often as the stalls it replaced. The WAL file keeps that size (~128 MB) once grown.
+# WAL frames (4 KB each) at which the Checkpointer begins the WAL anew, below AUTOCHECKPOINT_PAGES so that it comes
+# first; how long it waits for the write lock and readers, and how long it leaves the WAL alone after a reader made it
+# give up. The WAL file keeps that size (~128 MB) once grown.
 RESTART_FRAMES = 32_768
 RESTART_WAIT_SECONDS = 0.1
 RESTART_BACKOFF_SECONDS = 5.0
@@ -240,12 +237,11 @@ class Checkpointer:
     every `interval` seconds, so that no request pays for it (a PASSIVE checkpoint: it never waits for
     readers or writers, it copies what it can).
 
-    Under a steady stream of writes a passive checkpoint never catches up with the last frame, and only a writer that
-    starts with every frame copied begins the WAL again from its start. So the WAL grew to the writers' autocheckpoint
-    size and stayed there, and from then on commits checkpointed themselves, with two fsyncs each time: 25-45 ms
-    stalls of the event loop, several per 10 s at full load (bench/RESULTS.md, fifth session). Once the WAL holds
-    `restart_frames`, this thread takes a RESTART checkpoint instead: it holds the write lock while it copies the last
-    frames, so the next writer begins the WAL anew. Writers on the event loop do not wait for it (LockBusy)."""
+    Under a steady stream of writes a passive checkpoint never catches up with the last frame, so no writer begins the
+    WAL anew and commits would end up checkpointing themselves, fsyncs on the event loop (bench/RESULTS.md, workflows,
+    fifth session). Once the WAL holds `restart_frames`, this thread takes a RESTART checkpoint instead: it holds the
+    write lock while it copies the last frames, so the next writer begins the WAL anew. Writers on the event loop do
+    not wait for it (LockBusy)."""
 
     def __init__(self, path: str, interval: float = 0.2, restart_frames: int = RESTART_FRAMES) -> None:
         self.path, self.interval, self.restart_frames = path, interval, restart_frames
