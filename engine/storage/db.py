@@ -8,9 +8,8 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -169,19 +168,25 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def _tune_sqlite(engine: Engine, begin: str) -> None:
+    """SQLAlchemy's recipe for pysqlite transactions: we issue BEGIN (or BEGIN IMMEDIATE) ourselves."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         tune_sqlite_connection(dbapi_connection)
 
-    # The dialect's own hook (a no-op for pysqlite), set on this engine's dialect instance, rather than SQLAlchemy's
-    # "begin" connection event: any connection event makes every statement on the engine run the event dispatch
-    # (about 7 % of a workflow approval's CPU on SQLite).
-    engine.dialect.do_begin = partial(_begin if begin == "BEGIN" else _begin_writing, begin)  # type: ignore[method-assign]
+    writer = begin != "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # type: ignore[no-untyped-def]
+        raw = connection.connection.driver_connection
+        if writer:  # waiting for the write lock as long as this transaction may (without_lock_waits)
+            raw.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
+        raw.execute(begin)
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     """What every SQLite connection of ours is set to (also used by bench/excel_import.py's bare write)."""
-    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (_begin) so that
+    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (_tune_sqlite) so that
     # writers take the lock up front and concurrent saves serialise instead of failing late.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -191,16 +196,6 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
-
-
-def _begin(statement: str, dbapi_connection: Any) -> None:
-    dbapi_connection.execute(statement)
-
-
-def _begin_writing(statement: str, dbapi_connection: Any) -> None:
-    """A writer's BEGIN IMMEDIATE, waiting for the write lock as long as this transaction may (without_lock_waits)."""
-    dbapi_connection.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
-    dbapi_connection.execute(statement)
 
 
 def alembic_config() -> Config:
