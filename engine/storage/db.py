@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -179,9 +179,12 @@ def _tune_sqlite(engine: Engine, begin: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):  # type: ignore[no-untyped-def]
         raw = connection.connection.driver_connection
-        if writer:  # waiting for the write lock as long as this transaction may (without_lock_waits)
-            raw.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
-        raw.execute(begin)
+        try:
+            if writer:  # waiting for the write lock as long as this transaction may (without_lock_waits)
+                raw.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
+            raw.execute(begin)
+        except sqlite3.Error as exc:  # raised as SQLAlchemy's own (OperationalError …), as from any statement
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
