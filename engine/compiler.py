@@ -22,7 +22,7 @@ from engine.yaml_source import item_origin, key_origin, name_origin
 
 GENERIC_CONSTRAINTS = frozenset(RULES)
 NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from", "compute")
-BUILTIN_SCOPES = ("own", "subtree", "all")
+BUILTIN_SCOPES = ("own", "subtree", "all", "linked")
 
 
 def digest(data: Any) -> str:

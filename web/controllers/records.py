@@ -283,7 +283,7 @@ def _parent_link(request: Request, form: FormSpec, principal: Principal) -> Link
 
 
 def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:
-    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id)
+    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id, record)
 
 
 def _stored_for_check(request: Request, form: FormSpec, principal: Principal) -> StoredRecord | None:
