@@ -56,6 +56,14 @@ class ReportResult:
     described: list[tuple[str, str]] = field(default_factory=list)  # (what, value) of each filter, for export
     completeness: bool = False
 
+    @property
+    def rows_label(self) -> str:
+        return self.report.rows.label if self.report.rows else "范围"
+
+    @property
+    def columns_label(self) -> str:
+        return self.report.columns.label if self.report.columns else ""
+
     def cell(self, row: Header, column: Header | None = None) -> dict[str, Any]:
         return self.cells.get((row.key, column.key if column else ()), {})
 
