@@ -243,7 +243,7 @@ class ReportService:
                 filled = row[f"f_{k}"]
                 totals[k] += filled
                 cells[(key, (k,))] = {"count": n - filled, "share": _percent(filled, n, 1)}
-        rows = grouped[0].headers(s, {k[0] for k in seen}) if grouped else [Header((), "全部", {})]
+        rows = grouped[0].headers(s, seen) if grouped else [Header((), "全部", {})]
         column_totals = {("incomplete",): {"count": totals["bad"], "share": _percent(totals["bad"], totals["n"], 1)}}
         column_totals.update({(k,): {"count": totals["n"] - totals[k], "share": _percent(totals[k], totals["n"], 1)} for k in keys})
         return ReportResult(report, form, (), rows, columns, cells, row_totals, column_totals, {"count": totals["n"]},

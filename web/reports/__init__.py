@@ -91,43 +91,45 @@ async def _report_page(request: Request, key: str, printing: bool) -> Template:
 
 
 def report_view(result: ReportResult) -> dict[str, Any]:
-    """The table as rows of (text, href) cells, and the chart, from a result."""
+    """The table as rows of (text, href, counts records) cells, and the chart, from a result. Every number links to
+    the list of the records it is computed from; a number that counts them is marked (the list shows as many)."""
     form_key = result.form.key
     href = lambda *headers: list_href(form_key, result.drill(*headers))  # noqa: E731
     if result.completeness:
         head = [result.rows_label, "记录数", *(c.label for c in result.columns)]
         body = []
         for row in result.rows:
-            line = [(row.label, ""), (shown(result.row_totals.get(row.key, {}).get("count")), href(row))]
+            line = [(row.label, "", False), (shown(result.row_totals.get(row.key, {}).get("count")), href(row), True)]
             for column in result.columns:
                 cell = result.cell(row, column)
                 text = f"{shown(cell.get('share'), True)}（缺 {cell.get('count', 0)}）" if column.key != ("incomplete",) \
                     else str(cell.get("count", 0))
-                line.append((text, href(row, column) if cell.get("count") else ""))
+                line.append((text, href(row, column) if cell.get("count") else "", False))
             body.append(line)
-        foot = [("合计", ""), (shown(result.total.get("count")), href())]
+        foot = [("合计", "", False), (shown(result.total.get("count")), href(), True)]
         for column in result.columns:
             total = result.column_totals.get(column.key, {})
             text = str(total.get("count", 0)) if column.key == ("incomplete",) else f"{shown(total.get('share'), True)}（缺 {total.get('count', 0)}）"
-            foot.append((text, href(column) if total.get("count") else ""))
+            foot.append((text, href(column) if total.get("count") else "", False))
         return {"head": head, "body": body, "foot": foot, "chart": None}
     measures = result.measures
     first = measures[0]
     if result.columns:
         head = [f"{result.rows_label} \\ {result.columns_label}", *(c.label for c in result.columns), "合计"]
-        body = [[(row.label, "")] + [(shown(result.cell(row, c).get(first.key), first.percent), href(row, c))
-                                     if result.cell(row, c) else ("0" if not first.percent else "—", "") for c in result.columns]
-                + [(shown(result.row_totals.get(row.key, {}).get(first.key), first.percent), href(row))] for row in result.rows]
-        foot = [("合计", "")] + [(shown(result.column_totals.get(c.key, {}).get(first.key), first.percent), href(c))
-                                 for c in result.columns] + [(shown(result.total.get(first.key), first.percent), href())]
+        counts = first.kind == "count"
+        body = [[(row.label, "", False)] + [(shown(result.cell(row, c).get(first.key), first.percent), href(row, c), counts)
+                                            if result.cell(row, c) else ("0" if counts else "—", "", False) for c in result.columns]
+                + [(shown(result.row_totals.get(row.key, {}).get(first.key), first.percent), href(row), counts)] for row in result.rows]
+        foot = [("合计", "", False)] + [(shown(result.column_totals.get(c.key, {}).get(first.key), first.percent), href(c), counts)
+                                        for c in result.columns] + [(shown(result.total.get(first.key), first.percent), href(), counts)]
         series = [c.label for c in result.columns]
         values = [[result.cell(row, c).get(first.key) for c in result.columns] for row in result.rows]
         chart_href = lambda i, j: href(result.rows[i], result.columns[j]) if j >= 0 else href(result.rows[i])  # noqa: E731
     else:
         head = [result.rows_label, *(m.label for m in measures)]
-        body = [[(row.label, "")] + [(shown(result.cell(row).get(m.key), m.percent), href(row)) for m in measures]
-                for row in result.rows]
-        foot = [("合计", "")] + [(shown(result.total.get(m.key), m.percent), href()) for m in measures]
+        body = [[(row.label, "", False)] + [(shown(result.cell(row).get(m.key), m.percent), href(row), m.kind == "count")
+                                            for m in measures] for row in result.rows]
+        foot = [("合计", "", False)] + [(shown(result.total.get(m.key), m.percent), href(), m.kind == "count") for m in measures]
         series = [first.label]
         values = [[result.cell(row).get(first.key)] for row in result.rows]
         chart_href = lambda i, _j: href(result.rows[i])  # noqa: E731
