@@ -493,4 +493,4 @@ def _percent(part: Any, whole: Any, places: int) -> Decimal | None:
     """part / whole as a percentage, rounded half up; None when there is nothing to divide by."""
     if not whole:
         return None
-    return _round(Decimal(int(part)) * 100 / Decimal(int(whole)), places)
+    return _round(Decimal(int(part) * 100) / int(whole), places)
