@@ -167,13 +167,16 @@ def bench(kind: str, url: str, args: argparse.Namespace) -> list[str]:
                          f"p95/goal {p95 / goal:5.2f}  {ratio}")
     dashboard = definitions.dashboards["district"]
 
-    def home() -> None:
+    def home() -> None:  # counted afresh: what the first sign-in of a minute waits for
         service.card_counts(definitions, who["district"], dashboard)
         for key in dashboard.charts:
             service.run(definitions, who["district"], key, {})
 
     p50, p95 = timed(home, args.runs)
-    lines.append(f"{kind:10} {'home dashboard (district)':40} district p50 {p50 * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  "
+    lines.append(f"{kind:10} {'home dashboard (district), counted':40} district p50 {p50 * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  "
+                 f"p95/goal {p95 / GOALS[(kind, 'dashboard')]:5.2f}")
+    p50, p95 = timed(lambda: service.dashboard_numbers(definitions, who["district"], dashboard), args.runs)
+    lines.append(f"{kind:10} {'home dashboard (district), within 60 s':40} district p50 {p50 * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms  "
                  f"p95/goal {p95 / GOALS[(kind, 'dashboard')]:5.2f}")
     db.dispose()
     return lines

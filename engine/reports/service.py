@@ -9,6 +9,9 @@ a report with one runs a grouped query per total.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable, Mapping
@@ -24,6 +27,7 @@ from engine.spec import Definitions, FormSpec
 from engine.storage.models import OrgUnit
 from engine.storage.projection import Projection
 
+DASHBOARD_TTL = 60.0  # seconds a dashboard's numbers are reused for the same roles and scope
 EMPTY_LABEL = "（未填）"
 NO_UNIT_LABEL = "（未归属）"
 Key = tuple[Any, ...]
@@ -254,6 +258,30 @@ class ReportService:
         roles = {r.key for r in principal.roles}
         return next((d for d in definitions.dashboards.values() if roles & set(d.roles)), None)
 
+    def dashboard_numbers(self, definitions: Definitions, principal: Principal, dashboard: DashboardSpec
+                          ) -> tuple[list[tuple[Any, int | None, dict[str, str] | None]], list[ReportResult]]:
+        """The dashboard's cards and chart results, reused for DASHBOARD_TTL seconds by everyone with the same roles
+        and scope: the home page is opened at every sign-in, and a district's numbers are a scan of a million rows
+        (docs/architecture.md "Reports"). Report pages are always counted afresh."""
+        own = any(role.scope == "own" for role in principal.roles)
+        key = (definitions.version, dashboard.key, tuple(sorted(r.key for r in principal.roles)),
+               principal.unit_paths, tuple(sorted((k, tuple(sorted(v))) for k, v in principal.anchors.items())),
+               principal.user_id if own else 0)
+        now = time.monotonic()
+        with _DASHBOARDS_LOCK:
+            cache = _DASHBOARDS.setdefault(self.db, {})
+            found = cache.get(key)
+        if found is not None and found[0] > now:
+            return found[1]
+        cards = self.card_counts(definitions, principal, dashboard)
+        charts = [self.run(definitions, principal, k, {}) for k in dashboard.charts
+                  if self.may(definitions, principal, definitions.reports[k])]
+        with _DASHBOARDS_LOCK:
+            if len(cache) > 512:
+                cache.clear()
+            cache[key] = (now + DASHBOARD_TTL, (cards, charts))
+        return cards, charts
+
     def card_counts(self, definitions: Definitions, principal: Principal,
                     dashboard: DashboardSpec) -> list[tuple[Any, int | None, dict[str, str] | None]]:
         """(card, number, list filters) for every card of a form the principal may read; `tasks` cards come back
@@ -278,6 +306,11 @@ class ReportService:
                 number = s.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
                 shown.append((card, number, params))
         return shown
+
+
+# Per database (a test process opens many): {key: (expires, numbers)}.
+_DASHBOARDS: "weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[float, Any]]]" = weakref.WeakKeyDictionary()
+_DASHBOARDS_LOCK = threading.Lock()
 
 
 # --- grouping ------------------------------------------------------------------------------------------

@@ -146,20 +146,16 @@ def dashboard_context(request: Request) -> dict[str, Any] | None:
     if dashboard is None:
         return None
     todo = next((item for item in request.app.state.get("nav_extra", []) if item.key == "wf_todo"), None)
+    numbers, results = service.dashboard_numbers(state.definitions, principal, dashboard)
     cards = []
-    for card, number, params in service.card_counts(state.definitions, principal, dashboard):
+    for card, number, params in numbers:
         if card.tasks:
             if todo is None or not todo.visible(principal):
                 continue
             cards.append({"label": card.label, "number": todo.count(principal) if todo.count else 0, "href": todo.href, "help": card.help})
         else:
             cards.append({"label": card.label, "number": number, "href": list_href(card.form, params), "help": card.help})
-    charts = []
-    for key in dashboard.charts:
-        report = state.definitions.reports[key]
-        if service.may(state.definitions, principal, report):
-            result = service.run(state.definitions, principal, key, {})
-            charts.append({"report": report, "view": report_view(result)})
+    charts = [{"report": result.report, "view": report_view(result)} for result in results]
     return {"title": dashboard.title, "cards": cards, "charts": charts}
 
 
