@@ -197,7 +197,7 @@ class ReportCompiler:
         if type_name in DATES:
             by = raw.get("by")
             if by is None:
-                self.problems.add(where, f"日期字段“{spec.label}”须写按年还是按月分组", "加上 by: year 或 by: month")
+                self.problems.add(where, f"日期字段“{spec.label}”须写按年还是按月分组", "加上 by: year、by: term（学期）或 by: month")
                 return None
             return Dimension("date", label, key, spec, by=by, origin=where)
         if "by" in raw:

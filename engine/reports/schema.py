@@ -6,7 +6,7 @@ from typing import Any
 from engine.metaschema import KEY, KEY_LIST, TEXT
 
 CHARTS = ["bar", "stacked_bar", "pie", "donut", "line", "none"]
-DATE_BUCKETS = ["year", "month"]
+DATE_BUCKETS = ["year", "term", "month"]
 NUMBER = {"type": "number"}
 # A filter's value: one value (equals), {from, to} (from ≤ value < to) or {empty: true}.
 FILTER_VALUE: dict[str, Any] = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Iterable, Mapping
 
-from sqlalchemy import and_, case, distinct, extract, func, literal, select
+from sqlalchemy import and_, case, distinct, extract, func, literal, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from engine.permissions import Principal, is_masked, policy
@@ -325,7 +325,11 @@ class _Grouping:
             self.exprs: list[ColumnElement] = [projection.table.c[f"lv_{d.key}"]]
             return
         column = projection.column(d.key)
-        if d.kind == "date":
+        if d.kind == "date" and d.by == "term":
+            # 学年 from September; the first term is September to January, the second February to August.
+            year, month = extract("year", column), extract("month", column)
+            self.exprs = [case((month >= 9, year), else_=year - 1), case((or_(month >= 9, month == 1), 1), else_=2)]
+        elif d.kind == "date":
             self.exprs = [extract("year", column)] + ([extract("month", column)] if d.by == "month" else [])
         elif d.kind in ("bands", "age"):
             self.ranges = _number_ranges(d.bands) if d.kind == "bands" else _age_ranges(d.bands, today)
@@ -375,7 +379,12 @@ class _Grouping:
     def _date_header(self, key: Key) -> Header:
         d = self.dimension
         year = int(key[0])
-        if d.by == "month":
+        if d.by == "term":
+            first = int(key[1]) == 1
+            start = dt.date(year, 9, 1) if first else dt.date(year + 1, 2, 1)
+            end = dt.date(year + 1, 2, 1) if first else dt.date(year + 1, 9, 1)
+            label = f"{year}–{year + 1}学年第{'一' if first else '二'}学期"
+        elif d.by == "month":
             month = int(key[1])
             start = dt.date(year, month, 1)
             end = dt.date(year + (month == 12), month % 12 + 1, 1)

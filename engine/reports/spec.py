@@ -46,7 +46,7 @@ class Dimension:
     label: str
     key: str  # the field key, or the org level key
     spec: FieldSpec | None = None
-    by: str = ""  # date: "year" | "month"
+    by: str = ""  # date: "year" | "term" (学期: September–January, February–August) | "month"
     bands: tuple[Any, ...] = ()  # bands / age: the edges, ascending
     origin: Origin | None = field(default=None, compare=False)
 

@@ -46,7 +46,7 @@ def test_unknown_field__located_with_hint(tmp_path: Path) -> None:
     ("key: t\ntitle: T\nform: studnt\nrows: gender\n", "studnt", "未知的表单“studnt”（提示：是不是“student”？）"),
     ("key: t\ntitle: T\nform: student\nrows: id_card\n", "id_card", "字段“身份证号”是敏感字段，不能作为报表的分组（提示：报表只按非敏感字段分组）"),
     ("key: t\ntitle: T\nform: student\nrows: {level: shcool}\n", "{level", "未知的组织层级“shcool”（提示：是不是“school”？）"),
-    ("key: t\ntitle: T\nform: student\nrows: birth_date\n", "birth_date", "日期字段“出生日期”须写按年还是按月分组（提示：加上 by: year 或 by: month）"),
+    ("key: t\ntitle: T\nform: student\nrows: birth_date\n", "birth_date", "日期字段“出生日期”须写按年还是按月分组（提示：加上 by: year、by: term（学期）或 by: month）"),
     ("key: t\ntitle: T\nform: student\nrows: gender\nfilters:\n  status: 在校\n", "在校", "字段“学籍状态”的筛选值“在校”无效"),
     ("key: t\ntitle: T\nform: student\nrows: gender\nmeasures:\n  - {avg: name}\n", "{avg", "平均须用数字字段，“姓名”是"),
     ("key: t\ntitle: T\nform: student\nrows: gender\nmeasures:\n  - {rate: enrol_year}\n", "{rate", "达标率（rate）须写达标的分数"),

@@ -84,6 +84,13 @@ rows: {field: exam_date, by: month}
 columns: {level: school}
 chart: line
 """,
+    "score_terms": """\
+key: score_terms
+title: 各学期考试
+form: score
+rows: {field: exam_date, by: term}
+columns: subject
+""",
     "health_grade": """\
 key: health_grade
 title: 健康状况
@@ -249,6 +256,21 @@ def test_months_by_school_with_fixed_filter__equals_brute_force(world: World, us
     assert [r.label for r in result.rows] == sorted({d["exam_date"][:7] for d in docs})
 
 
+@pytest.mark.parametrize("username", PRINCIPALS)
+def test_terms__equal_brute_force(world: World, username: str) -> None:
+    result = world.run(username, "score_terms")
+    docs = _documents(world, "score", username)
+
+    def term(d: dict[str, Any]) -> str:
+        day = dt.date.fromisoformat(d["exam_date"])
+        year = day.year if day.month >= 9 else day.year - 1
+        return f"{year}–{year + 1}学年第{'一' if day.month >= 9 or day.month == 1 else '二'}学期"
+
+    expected = _group(docs, lambda d: (term(d), d["subject"]))
+    found = {(r.label, c.key[0]): result.cell(r, c)["m0"] for r in result.rows for c in result.columns if result.cell(r, c)}
+    assert found == {k: len(v) for k, v in expected.items()}
+
+
 @pytest.mark.parametrize("username", ["admin1", "bureau1", "reg1"])
 @pytest.mark.parametrize("key", ["students_grade_gender", "students_status", "students_by_school", "students_age"])
 def test_shipped_student_reports__equal_brute_force(world: World, username: str, key: str) -> None:
@@ -322,7 +344,7 @@ def _list_count(client: TestClient, href: str) -> int:
 
 
 @pytest.mark.parametrize("username", ["bureau1", "reg1"])
-@pytest.mark.parametrize("key", ["score_by_class", "score_bands", "score_months"])
+@pytest.mark.parametrize("key", ["score_by_class", "score_bands", "score_months", "score_terms"])
 def test_report_page__every_number_links_to_a_list_of_that_many(world: World, username: str, key: str) -> None:
     with TestClient(app=world.app, base_url="http://testserver.local") as client:
         sign_in(client, world.state, username)
