@@ -410,3 +410,19 @@ def test_home_dashboard__cards_count_the_lists_they_link_to(world: World) -> Non
         for href, number in cards:
             assert _list_count(client, href.replace("&amp;", "&")) == int(number)
         assert "<svg" in page.text
+
+
+def test_every_report__page_print_and_export(world: World) -> None:
+    """Every report of the definitions (shipped and the test's) renders, prints and exports for an administrator."""
+    with TestClient(app=world.app, base_url="http://testserver.local") as client:
+        sign_in(client, world.state, "admin1")
+        for key, report in world.state.definitions.reports.items():
+            page = client.get(f"/reports/{key}")
+            assert page.status_code == 200, (key, page.text[:500])
+            if report.chart != "none" and "没有符合条件的记录" not in page.text:
+                assert '<svg class="chart" role="img"' in page.text, key
+            printed = client.get(f"/reports/{key}/print")
+            assert printed.status_code == 200 and "导出 Excel" not in printed.text
+            exported = client.get(f"/reports/{key}/xlsx")
+            assert exported.status_code == 200
+            assert openpyxl.load_workbook(io.BytesIO(exported.content)).active["A1"].value == report.title
