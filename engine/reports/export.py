@@ -11,7 +11,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from engine.reports.service import Header, ReportResult
+from engine.reports.service import ReportResult
 
 PERCENT_FORMAT = "0.0%"
 
@@ -76,5 +76,3 @@ def table_rows(result: ReportResult) -> list[list[tuple[Any, bool]]]:
     rows.append([("合计", False), *(number(result.total.get(m.key), m.percent) for m in measures)])
     return rows
 
-
-__all__ = ["Header", "report_workbook", "table_rows"]

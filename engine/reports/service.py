@@ -192,9 +192,9 @@ class ReportService:
             column_parts = _combined(parts, found, lambda k: k[1]) if report.columns else {}
             total_parts = _combined(parts, found, lambda k: ()).get((), {p.name: None for p in parts})
         else:
-            row_parts = self._regroup(s, grouped[:1], parts, conditions, 0)
-            column_parts = self._regroup(s, grouped[1:], parts, conditions, 1) if report.columns else {}
-            total_parts = self._regroup(s, [], parts, conditions, 0).get((), {})
+            row_parts = self._regroup(s, grouped[:1], parts, conditions)
+            column_parts = self._regroup(s, grouped[1:], parts, conditions) if report.columns else {}
+            total_parts = self._regroup(s, [], parts, conditions).get((), {})
         grand = total_parts.get("n_count") or 0
         finish = lambda values: _measures(report.measures, values, grand)  # noqa: E731
         rows = grouped[0].headers(s, {k[0] for k in found})
@@ -204,8 +204,9 @@ class ReportService:
             cells={k: finish(v) for k, v in found.items()}, row_totals={k: finish(v) for k, v in row_parts.items()},
             column_totals={k: finish(v) for k, v in column_parts.items()}, total=finish(total_parts), params={})
 
-    def _regroup(self, s: Any, grouped: list["_Grouping"], parts: list["_Part"], conditions: list[Any],
-                 _which: int) -> dict[Key, dict[str, Any]]:
+    def _regroup(self, s: Any, grouped: list["_Grouping"], parts: list["_Part"], conditions: list[Any]
+                 ) -> dict[Key, dict[str, Any]]:
+        """The parts grouped by these dimensions alone: the totals of a report whose parts cannot be combined."""
         exprs = [e.label(f"g{j}") for g in grouped for j, e in enumerate(g.exprs)]
         statement = select(*exprs, *(p.expr.label(p.name) for p in parts)).where(*conditions)
         if exprs:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qsl, urlsplit
 
 import openpyxl
 import pytest

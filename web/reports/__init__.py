@@ -13,7 +13,7 @@ from litestar.response import Response, Template
 
 from engine.permissions import policy, scope
 from engine.reports.export import report_workbook
-from engine.reports.service import Header, ReportResult, ReportService
+from engine.reports.service import ReportResult, ReportService
 from web.auth import app_state, current_principal
 from web.features import Feature
 from web.pages import NavItem, page
@@ -167,5 +167,3 @@ def reports_feature() -> Feature:
 
     return Feature("reports", routes=(ReportController,), nav=nav)
 
-
-__all__ = ["Header", "dashboard_context", "reports_feature"]
