@@ -13,7 +13,7 @@ from engine.reports.spec import MEASURE_LABELS, Card, DashboardSpec, Dimension, 
 from engine.spec import Definitions, FieldSpec, FormSpec, Origin
 from engine.yaml_source import item_origin, key_origin
 
-GROUPABLE = frozenset({"choice", "boolean", "integer", "text", "generated"})
+GROUPABLE = frozenset({"choice", "boolean", "integer", "text", "generated", "link"})
 NUMERIC = frozenset({"integer", "decimal"})
 DATES = frozenset({"date"})
 
@@ -205,7 +205,7 @@ class ReportCompiler:
             return None
         if type_name not in GROUPABLE or spec.kind.sql_type is None:
             self.problems.add(where, f"不能按{spec.kind.title}字段“{spec.label}”分组",
-                              "可按单选、是/否、整数字段分组，数字字段用 bands 分段，日期字段用 by 或 age")
+                              "可按单选、是/否、整数、关联字段分组，数字字段用 bands 分段，日期字段用 by 或 age")
             return None
         return Dimension("field", label, key, spec, origin=where)
 

@@ -137,7 +137,10 @@ class ReportService:
             if report.kind == "completeness":
                 result = self._completeness(s, definitions, principal, report, form, projection, conditions)
             else:
-                result = self._table(s, report, form, projection, conditions)
+                def titles(target: str, ids: set[int]) -> dict[int, str]:  # a link's records as the principal sees them
+                    found = self.records.links.titles(s, principal, definitions.forms[target], ids)
+                    return {i: str(value) for i, value in found.items()}
+                result = self._table(s, report, form, projection, conditions, titles)
         result.params, result.unit_path, result.described = params, unit_path or "", described
         return result
 
@@ -172,10 +175,10 @@ class ReportService:
         return lines
 
     def _table(self, s: Any, report: ReportSpec, form: FormSpec, projection: Projection,
-               conditions: list[Any]) -> ReportResult:
+               conditions: list[Any], titles: Callable[[str, set[int]], dict[int, str]]) -> ReportResult:
         today = dt.date.today()
         dims = [d for d in (report.rows, report.columns) if d is not None]
-        grouped = [_Grouping(d, projection, today) for d in dims]
+        grouped = [_Grouping(d, projection, today, titles) for d in dims]
         parts = _parts(report.measures, projection)
         exprs = [e.label(f"g{i}_{j}") for i, g in enumerate(grouped) for j, e in enumerate(g.exprs)]
         selected = [*exprs, *(p.expr.label(p.name) for p in parts)]
@@ -319,8 +322,9 @@ _DASHBOARDS_LOCK = threading.Lock()
 class _Grouping:
     """A dimension as SQL: the expressions grouped by, and how their values become headers."""
 
-    def __init__(self, dimension: Dimension, projection: Projection, today: dt.date) -> None:
-        self.dimension, self.projection = dimension, projection
+    def __init__(self, dimension: Dimension, projection: Projection, today: dt.date,
+                 titles: Callable[[str, set[int]], dict[int, str]] | None = None) -> None:
+        self.dimension, self.projection, self.titles = dimension, projection, titles
         d = dimension
         if d.kind == "level":
             self.exprs: list[ColumnElement] = [projection.table.c[f"lv_{d.key}"]]
@@ -360,6 +364,11 @@ class _Grouping:
                 if high is not None:
                     params[f"{d.key}__lt"] = _text(high)
                 found.append(Header(k, label, params))
+        elif d.spec is not None and d.spec.kind.name == "link" and self.titles is not None:
+            ids = {int(k[0]) for k in keys if k[0] is not None}
+            named = self.titles(d.spec.kind.form, ids) if ids else {}  # type: ignore[attr-defined]
+            found = [Header((k[0],), named.get(int(k[0]), f"#{k[0]}"), {d.key: str(k[0])}) for k in keys if k[0] is not None]
+            found.sort(key=lambda h: (h.label, h.key))
         else:
             found = [self._value_header(k[0]) for k in keys if k[0] is not None]
             order = _option_order(d)

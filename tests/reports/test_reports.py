@@ -28,9 +28,9 @@ from tests.support import (
 )
 from web.state import AppState
 
-SCORE_FORM = """\
-key: score
-title: 考试成绩
+QUIZ_FORM = """\
+key: quiz
+title: 测验成绩
 unit: {level: class, label: 所属班级}
 title_field: student_name
 list:
@@ -51,7 +51,7 @@ REPORTS = {
     "score_by_class": """\
 key: score_by_class
 title: 各班成绩
-form: score
+form: quiz
 pick: [subject]
 rows: {level: class}
 measures:
@@ -68,7 +68,7 @@ chart: bar
     "score_bands": """\
 key: score_bands
 title: 分数段
-form: score
+form: quiz
 rows: {field: score, bands: [60, 80]}
 columns: subject
 chart: stacked_bar
@@ -76,7 +76,7 @@ chart: stacked_bar
     "score_months": """\
 key: score_months
 title: 每月考试
-form: score
+form: quiz
 filters:
   subject: 数学
 rows: {field: exam_date, by: month}
@@ -86,7 +86,7 @@ chart: line
     "score_terms": """\
 key: score_terms
 title: 各学期考试
-form: score
+form: quiz
 rows: {field: exam_date, by: term}
 columns: subject
 """,
@@ -117,18 +117,18 @@ class World:
 
 def _definitions(tmp: Path) -> Path:
     root = copy_definitions(tmp / "definitions")
-    (root / "forms" / "score.yaml").write_text(SCORE_FORM, encoding="utf-8")
+    (root / "forms" / "quiz.yaml").write_text(QUIZ_FORM, encoding="utf-8")
     for name, text in REPORTS.items():
         (root / "reports" / f"{name}.yaml").write_text(text, encoding="utf-8")
     for role, actions in (("registrar", "[create, read, update, delete]"), ("bureau", "[read]"), ("teacher", "[read]")):
         path = root / "roles" / f"{role}.yaml"
-        path.write_text(path.read_text(encoding="utf-8") + f"  score:\n    actions: {actions}\n", encoding="utf-8")
+        path.write_text(path.read_text(encoding="utf-8") + f"  quiz:\n    actions: {actions}\n", encoding="utf-8")
     return root
 
 
 def _seed(state: AppState, rng: random.Random) -> None:
     admin = principal_of(state, "admin1")
-    student, score = state.definitions.forms["student"], state.definitions.forms["score"]
+    student, quiz = state.definitions.forms["student"], state.definitions.forms["quiz"]
     units = {path: unit_id(state, path) for path in CLASSES}
     grades = ["高一", "高二", "初一"]
     ids = []
@@ -141,7 +141,7 @@ def _seed(state: AppState, rng: random.Random) -> None:
         assert result.ok, result.issues
         ids.append(result.record_id)
     for n in range(90):
-        result = state.records.create(score, admin, units[rng.choice(CLASSES)], {
+        result = state.records.create(quiz, admin, units[rng.choice(CLASSES)], {
             "student_name": f"学生{n}", "subject": rng.choice(["语文", "数学", "英语"]),
             "score": rng.choice([None, *range(30, 101)]),
             "exam_date": (dt.date(2024, 1, 5) + dt.timedelta(days=rng.randrange(0, 200))).isoformat()})
@@ -212,7 +212,7 @@ def _group(docs: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> 
 @pytest.mark.parametrize("username", ["admin1", "bureau1", "reg1", "teacher1"])
 def test_every_measure__equals_brute_force(world: World, username: str) -> None:
     result = world.run(username, "score_by_class")
-    docs = _documents(world, "score", username)
+    docs = _documents(world, "quiz", username)
     expected = _group(docs, lambda d: _unit_at(world, d["_path"], "class"))
     assert {h.key[0] for h in result.rows} == set(expected)
     for header in result.rows:
@@ -234,7 +234,7 @@ def test_every_measure__equals_brute_force(world: World, username: str) -> None:
 @pytest.mark.parametrize("username", PRINCIPALS)
 def test_bands_by_subject__pivot_equals_brute_force(world: World, username: str) -> None:
     result = world.run(username, "score_bands")
-    docs = _documents(world, "score", username)
+    docs = _documents(world, "quiz", username)
     band = lambda v: None if v is None else 0 if v < 60 else 1 if v < 80 else 2  # noqa: E731
     expected = _group(docs, lambda d: (band(d.get("score")), d["subject"]))
     found = {(r.key[0], c.key[0]): result.cell(r, c).get("m0") for r in result.rows for c in result.columns if result.cell(r, c)}
@@ -248,7 +248,7 @@ def test_bands_by_subject__pivot_equals_brute_force(world: World, username: str)
 @pytest.mark.parametrize("username", PRINCIPALS)
 def test_months_by_school_with_fixed_filter__equals_brute_force(world: World, username: str) -> None:
     result = world.run(username, "score_months")
-    docs = [d for d in _documents(world, "score", username) if d["subject"] == "数学"]
+    docs = [d for d in _documents(world, "quiz", username) if d["subject"] == "数学"]
     expected = _group(docs, lambda d: (d["exam_date"][:7], _unit_at(world, d["_path"], "school")))
     found = {(r.label, c.key[0]): result.cell(r, c)["m0"] for r in result.rows for c in result.columns if result.cell(r, c)}
     assert found == {k: len(v) for k, v in expected.items()}
@@ -258,7 +258,7 @@ def test_months_by_school_with_fixed_filter__equals_brute_force(world: World, us
 @pytest.mark.parametrize("username", PRINCIPALS)
 def test_terms__equal_brute_force(world: World, username: str) -> None:
     result = world.run(username, "score_terms")
-    docs = _documents(world, "score", username)
+    docs = _documents(world, "quiz", username)
 
     def term(d: dict[str, Any]) -> str:
         day = dt.date.fromisoformat(d["exam_date"])
@@ -331,7 +331,7 @@ def test_picked_field_not_in_pick__ignored(world: World) -> None:
     all_rows = world.run("admin1", "score_by_class")
     assert world.run("admin1", "score_by_class", {"score": "100", "student_name": "学生1"}).total == all_rows.total
     math = world.run("admin1", "score_by_class", {"subject": "数学"})
-    assert math.total["m0"] == len([d for d in _documents(world, "score", "admin1") if d["subject"] == "数学"])
+    assert math.total["m0"] == len([d for d in _documents(world, "quiz", "admin1") if d["subject"] == "数学"])
 
 
 # --- web: page, drill-down, export --------------------------------------------------------------------------
@@ -350,7 +350,7 @@ def test_report_page__every_number_links_to_a_list_of_that_many(world: World, us
         page = client.get(f"/reports/{key}")
         assert page.status_code == 200, page.text[:1000]
         assert "<svg" in page.text and "<title" in page.text
-        cells = re.findall(r'<td class="num count"><a href="(/f/score/\?[^"]+)">([0-9]+)</a></td>', page.text)
+        cells = re.findall(r'<td class="num count"><a href="(/f/quiz/\?[^"]+)">([0-9]+)</a></td>', page.text)
         assert cells
         for href, number in cells[:16]:
             href = href.replace("&amp;", "&")
