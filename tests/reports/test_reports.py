@@ -45,6 +45,7 @@ sections:
       - {key: score, label: 分数, type: integer, min: 0, max: 100}
       - {key: exam_date, label: 考试日期, type: date, required: true}
       - {key: passed_note, label: 备注, type: text}
+      - {key: pupil, label: 学生, type: link, form: student}
 """
 # Reports that exist only in this test.
 REPORTS = {
@@ -89,6 +90,13 @@ title: 各学期考试
 form: quiz
 rows: {field: exam_date, by: term}
 columns: subject
+""",
+    "quiz_by_pupil": """\
+key: quiz_by_pupil
+title: 各学生测验次数
+form: quiz
+rows: pupil
+measures: [count, {avg: score}]
 """,
     "health_grade": """\
 key: health_grade
@@ -141,7 +149,8 @@ def _seed(state: AppState, rng: random.Random) -> None:
         assert result.ok, result.issues
         ids.append(result.record_id)
     for n in range(90):
-        result = state.records.create(quiz, admin, units[rng.choice(CLASSES)], {
+        linked = {"pupil": rng.choice(ids[:6])} if n % 3 == 0 else {}
+        result = state.records.create(quiz, admin, units[rng.choice(CLASSES)], {**linked,
             "student_name": f"学生{n}", "subject": rng.choice(["语文", "数学", "英语"]),
             "score": rng.choice([None, *range(30, 101)]),
             "exam_date": (dt.date(2024, 1, 5) + dt.timedelta(days=rng.randrange(0, 200))).isoformat()})
@@ -268,6 +277,26 @@ def test_terms__equal_brute_force(world: World, username: str) -> None:
     expected = _group(docs, lambda d: (term(d), d["subject"]))
     found = {(r.label, c.key[0]): result.cell(r, c)["m0"] for r in result.rows for c in result.columns if result.cell(r, c)}
     assert found == {k: len(v) for k, v in expected.items()}
+
+
+@pytest.mark.parametrize("username", PRINCIPALS)
+def test_link_dimension__headed_by_the_linked_title(world: World, username: str) -> None:
+    result = world.run(username, "quiz_by_pupil")
+    docs = _documents(world, "quiz", username)
+    expected = {k: len(v) for k, v in _group(docs, lambda d: d.get("pupil")).items()}
+    assert {r.key[0]: result.cell(r)["m0"] for r in result.rows} == expected
+    principal = world.principal(username)
+    reach = scope(principal, "read", world.state.definitions.forms["student"])
+    with world.state.db.read() as s:
+        students = s.execute(select(Record.id, Record.data, Record.created_by, OrgUnit.path)
+                             .join(OrgUnit, OrgUnit.id == Record.unit_id).where(Record.form_key == "student")).all()
+    # A linked student reads as their name to whoever may read them, as "#id" to others (never their name).
+    titles = {i: data["name"] if reach.contains(path, by, principal.user_id) else f"#{i}" for i, data, by, path in students}
+    for row in result.rows:
+        if row.key[0] is None:
+            assert row.label == "（未填）" and row.params == {"pupil__empty": "1"}
+        else:
+            assert row.label.startswith(titles[row.key[0]]) and row.params == {"pupil": str(row.key[0])}
 
 
 @pytest.mark.parametrize("username", ["admin1", "bureau1", "reg1"])
