@@ -142,6 +142,14 @@ def naive(db: Database, prefix: str) -> None:
         s.execute(query).all()
 
 
+class Lines(list):
+    """The result lines, printed as they come (a long run that stops still shows what it measured)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
 def bench(kind: str, url: str, args: argparse.Namespace) -> list[str]:
     definitions = load_definitions(REPO / "definitions")
     db = Database(url)
@@ -152,7 +160,7 @@ def bench(kind: str, url: str, args: argparse.Namespace) -> list[str]:
     service = ReportService(db, RecordService(db, lambda: definitions.forms))
     who = {"district": principal(definitions, "bureau", paths, "district"),
            "school": principal(definitions, "registrar", paths, "school")}
-    lines = []
+    lines = Lines()
     base50, base95 = timed(lambda: naive(db, paths["district"]), args.runs)
     lines.append(f"{kind:10} {'naive JSON GROUP BY (grade×gender)':40} district p50 {base50 * 1000:8.1f} ms  p95 {base95 * 1000:8.1f} ms")
     reports = [r for r in definitions.reports.values() if r.form == "student"]
