@@ -139,9 +139,49 @@ def seed(db_url: str, var_dir: Path, students: int, exams: int) -> Seeded:
 
         table = projection_of(forms["student"], state.db.dialect).table
         school_nos = list(s.execute(select(table.c.f_school_no).order_by(table.c.record_id)).scalars())
+    materialise_vs_read(state, admin, exam_ids[-1], grade_id)
     state.db.dispose()
     return Seeded(exam_ids, classes[0][0], grade_id, score_id, school_nos, "导入测试" if import_exam.ok else "",
                   time.perf_counter() - started)
+
+
+def materialise_vs_read(state, admin, exam: int, grade_id: int, rounds: int = 20) -> None:  # type: ignore[no-untyped-def]
+    """The choice in docs/architecture.md "Figures": what reading a page's figures costs (window functions over the
+    projection, engine/records/figures.py) against what keeping them stored would cost on every save — one changed
+    total moves the rank of every record of its exam and grade below it, so a materialised rank means recomputing
+    the group and writing its rows back (the UPDATE a materialising design would run, timed here in a rolled-back
+    transaction)."""
+    from sqlalchemy import bindparam, update  # noqa: PLC0415
+
+    from engine.records import ListQuery  # noqa: PLC0415
+    from engine.records.figures import figure_values, shown_figures  # noqa: PLC0415
+    from engine.storage.projection import projection_of  # noqa: PLC0415
+
+    form = state.definitions.forms["score"]
+    projection = projection_of(form, state.db.dialect)
+    figures = shown_figures(form, __import__("engine.permissions", fromlist=["policy"]).policy(admin, form))
+    rank = next(f for f in figures if f.key == "grade_rank")
+    page = state.records.list(form, admin, ListQuery(filters={"exam": str(exam)}, unit=grade_id, per_page=20)).records
+    group = state.records.list(form, admin, ListQuery(filters={"exam": str(exam)}, unit=grade_id, per_page=10_000)).records
+    read, write = [], []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        with state.db.single() as connection:
+            figure_values(connection, projection, figures, [r.id for r in page])
+        read.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        with state.db.write() as s:
+            connection = s.connection()
+            ranks = figure_values(connection, projection, [rank], [r.id for r in group])
+            table = projection.table
+            column = table.c.f_total  # stands in for a stored rank column of the same size
+            connection.execute(update(table).where(table.c.record_id == bindparam("rid")).values({column: bindparam("v")}),
+                               [{"rid": rid, "v": values["grade_rank"]} for rid, values in ranks.items()])
+            write.append(time.perf_counter() - began)
+            s.rollback()
+    print(f"  figures of a 20-row page, read time: p50 {statistics.median(read) * 1000:.1f} ms; "
+          f"materialised, per save: recompute and rewrite the {len(group)} ranks of the exam's grade: "
+          f"p50 {statistics.median(write) * 1000:.1f} ms")
 
 
 def unit_by_path_id(state, path: str) -> int:  # type: ignore[no-untyped-def]

@@ -197,6 +197,18 @@ class FigureSpec:
 
 
 @dataclass(frozen=True)
+class GridSpec:
+    """Entering a whole group at once (`grid:`): one row per record that the link field `rows` can point at in the
+    chosen unit (the students of a class), the `fixed` fields chosen once for the page (the exam), one input per
+    `columns` field (the subjects). Saved through the record service, all rows or none."""
+
+    rows: str
+    fixed: tuple[str, ...]
+    columns: tuple[str, ...]
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class ListSpec:
     columns: tuple[str, ...]
     filters: tuple[str, ...]
@@ -224,6 +236,7 @@ class FormSpec:
     # record's unit (no unit of their own to choose) and move with it.
     parent_field: str = ""
     figures: Mapping[str, FigureSpec] = field(default_factory=lambda: MappingProxyType({}))
+    grid: GridSpec | None = None
     origin: Origin | None = field(default=None, compare=False)
     # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
     # made by dataclasses.replace), never filled in later.
