@@ -247,6 +247,10 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
                 raise Unclassified(f"form route with path parameters {sorted(params - {'form_key', 'record_id'})}")
             if "record_id" not in params:
                 url = _path(route.path, {"form_key": form_key}) + query(world.form(form_key))
+                if handler.name in ("records:grid", "records:grid_save") and world.form(form_key).grid is None:
+                    # The form's right first; a form that declares no grid has no grid page.
+                    cases.append(Case(method, url, base, {404} if allowed else {403}, f"{form_key} has no grid"))
+                    continue
                 cases.append(Case(method, url, base, granted if allowed else {403},
                                   f"{USERS[username][0]} {'may' if allowed else 'may not'} {'/'.join(actions)} {form_key}"))
                 continue

@@ -95,7 +95,7 @@ class RecordController(Controller):
             elif len(parts) == 2 and parts[0] == "r" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19 \
                     and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
                 revisions[int(parts[1])] = int(value)
-        grid = app_state(request).grids.save(principal, form, unit_id, fixed, cells, revisions)
+        grid = await run_sync(app_state(request).grids.save, principal, form, unit_id, fixed, cells, revisions)
         if grid.ok:
             flash(request, f"已保存 {grid.saved} 行" if grid.saved else "没有修改")
             return Redirect(f"/f/{form.key}/grid?{urlencode({'unit': unit_id, **fixed})}", status_code=303)
