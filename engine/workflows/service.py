@@ -180,9 +180,7 @@ class WorkflowService:
             record = self.startable_record(s, spec, form, principal, record_id, units)
             if record is None:
                 raise StartNotAllowed(workflow=spec.title)
-            open_id = s.scalar(select(Application.id).where(
-                Application.workflow_key == spec.key, Application.form_key == form.key,
-                Application.record_id == record_id, Application.status.in_(OPEN_STATUSES)))
+            open_id = self.open_application(spec, record_id, s)
             if open_id is not None:
                 raise AlreadyOpen(workflow=spec.title, id=open_id)
             cleaned, issues, changes = self.validate(spec, form, record, raw, chosen_unit_id, units)
@@ -211,6 +209,22 @@ class WorkflowService:
                 self._apply(s, definitions, spec, app, outcome, principal, "submit")
             s.commit()
             return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
+
+    def open_application(self, spec: WorkflowSpec, record_id: int, s: DbSession | None = None) -> int | None:
+        """The id of an application of `spec` on the record still in flight (draft, pending or returned)."""
+        stmt = select(Application.id).where(Application.workflow_key == spec.key, Application.form_key == spec.form,
+                                            Application.record_id == record_id, Application.status.in_(OPEN_STATUSES))
+        if s is not None:
+            return s.scalar(stmt)
+        with self.db.read() as read:
+            return read.scalar(stmt)
+
+    @staticmethod
+    def start_values(spec: WorkflowSpec, record: StoredRecord) -> dict[str, Any]:
+        """What a new application starts from: its fields' defaults, and a change request's fields as the record has them."""
+        values = {k: f.default for k, f in spec.application.fields.items()}
+        values.update({k: record.values.get(k) for k in spec.changes})
+        return values
 
     def startable_record(self, s: DbSession | None, spec: WorkflowSpec, form: FormSpec, principal: Principal,
                          record_id: int, units: list[Unit]) -> StoredRecord | None:
