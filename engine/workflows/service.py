@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from engine.certificates.service import issue_on_approval
 from engine.documents import read_values
+from engine.expressions import holds, value_of
 from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
 from engine.messages import render
@@ -30,7 +31,8 @@ from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
 from engine.workflows.errors import (
-    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, NoAssigneeGroup,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, ExclusiveOpen, NoAssigneeGroup,
+    StartConditionLost,
     RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
@@ -183,6 +185,7 @@ class WorkflowService:
             open_id = self.open_application(spec, record_id, s)
             if open_id is not None:
                 raise AlreadyOpen(workflow=spec.title, id=open_id)
+            self.refuse_exclusive(s, definitions, spec, record_id)
             cleaned, issues, changes = self.validate(spec, form, record, raw, chosen_unit_id, units)
             if draft:
                 issues = [i for i in issues if i.path in spec.changes]
@@ -218,6 +221,33 @@ class WorkflowService:
             return s.scalar(stmt)
         with self.db.read() as read:
             return read.scalar(stmt)
+
+    def exclusive_conflict(self, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                           s: DbSession | None = None, before: Application | Row | None = None) -> Row | None:
+        """Another application of `spec`'s exclusive group in flight on the record (None: none, or no group).
+        `before`: for a decision on that application, only one submitted earlier (the first one is decided first)."""
+        keys = [w.key for w in definitions.workflows.values()
+                if spec.exclusive and w.exclusive == spec.exclusive and w.form == spec.form]
+        if not keys:
+            return None
+        stmt = (select(Application.id, Application.workflow_key).where(
+            Application.workflow_key.in_(keys), Application.form_key == spec.form, Application.record_id == record_id,
+            Application.status.in_(("pending", "returned")))  # a draft claims nothing until it is submitted
+            .order_by(Application.id))
+        if before is not None:
+            stmt = stmt.where(Application.id < before.id)
+        if s is not None:
+            return s.execute(stmt).first()
+        with self.db.read() as read:
+            return read.execute(stmt).first()
+
+    def refuse_exclusive(self, s: DbSession | None, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                         before: Application | Row | None = None) -> None:
+        other = self.exclusive_conflict(definitions, spec, record_id, s, before)
+        if other is not None:
+            title = definitions.workflows[other.workflow_key].title if other.workflow_key in definitions.workflows \
+                else other.workflow_key
+            raise ExclusiveOpen(other=title, id=other.id, workflow=spec.title)
 
     @staticmethod
     def start_values(spec: WorkflowSpec, record: StoredRecord) -> dict[str, Any]:
@@ -299,7 +329,16 @@ class WorkflowService:
             if problems:
                 raise AttachmentInvalid(detail=render(problems[0], "附件"))
         spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
-        record_values = self._record_values(s, definitions, app) if spec.reads_record else {}
+        # The group is today's definition's: applications in flight when it was declared are covered too.
+        group = definitions.workflows.get(app.workflow_key, spec)
+        recheck = decision.action == "approve" and bool(group.exclusive)
+        record_values = self._record_values(s, definitions, app) if spec.reads_record or recheck else {}
+        if recheck:
+            # Exclusive workflows change the same thing (学籍状态): the one submitted first is decided first, and an
+            # approval still needs the record to be as the start condition wants it (another may have changed it).
+            self.refuse_exclusive(s, definitions, group, app.record_id, before=app)
+            if spec.start_when is not None and not holds(spec.start_when, self._context(app, spec, record_values).names()):
+                raise StartConditionLost(workflow=spec.title)
         outcome = routing.decide(spec, self._context(app, spec, record_values), state, decision.task_id, decision.action,
                                  actor, decision.comment, decision.upload is not None)
         effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
@@ -334,7 +373,8 @@ class WorkflowService:
             record = self.records.get(form, app.record_id, system_principal(principal, form), "read", session=s)
             if record is None:
                 raise RecordMissing()
-            routing.ensure_with_applicant(Bundle(app, [], []).state(), Actor.of(principal), app.applicant_id)
+            state = Bundle(app, self._tasks(s, app.id), []).state()
+            routing.ensure_with_applicant(state, Actor.of(principal), app.applicant_id)
             units = all_units(s)
             values = {**self.values(spec, app), **raw}
             cleaned, issues, changes = self.validate(spec, form, record, values, chosen_unit_id, units)
@@ -345,10 +385,12 @@ class WorkflowService:
             app.data = self._store(s, spec, app.id, principal, cleaned.values, app.data)
             app.changes = changes
             app.units = _snapshot(record.unit_path, chosen_unit_id, principal, units, app.units.get("applicant_unit"))
+            moved = chosen_unit_id != app.chosen_unit_id
             app.chosen_unit_id = chosen_unit_id
             app.round += 1
             s.flush()
-            outcome = routing.submit(spec, self._context(app, spec, record.values))
+            outcome = routing.resubmit(spec, self._context(app, spec, record.values), state, Actor.of(principal),
+                                       restart=moved)
             self._apply(s, definitions, spec, app, outcome, principal, action)
             s.commit()
             return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
@@ -392,7 +434,9 @@ class WorkflowService:
                     raise Stale()
                 if not written.ok:  # a unique value someone else saved since the check
                     raise _effect_failed(effect.update.form, written.issues)
-            actions.append(_action(app, principal, "effects", now, effect.note))
+            notes = [effect.note] if effect.note else []
+            notes += self._create_children(s, definitions, spec, app, principal)
+            actions.append(_action(app, principal, "effects", now, "；".join(notes)))
             # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.
             issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id,
                               lambda: self.values(spec, app), principal)
@@ -407,12 +451,15 @@ class WorkflowService:
         for key, (_old, new) in (app.changes or {}).items():
             if key in form.fields:
                 submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
-        target = _writable(form, submitted)
+        target = _writable(form, [*submitted, *spec.effects.compute])
         system = system_principal(principal, target)
         # Read once; under `lock` also locked (PostgreSQL), so that the revision this update starts from cannot move.
         current = self.records.get(target, app.record_id, system, "update", session=s, lock=lock)
         if current is None:
             raise RecordMissing()
+        if spec.effects.compute:  # expressions over the application and the record as it is now
+            names = self._context(app, spec, current.values).names()
+            submitted.update({k: value_of(e, names) for k, e in spec.effects.compute.items()})
         unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
         prepared = self.records.prepare_update(s, target, system, current, submitted, current.revision, unit_id,
                                                note=f"{spec.title}申请 #{app.id} 审批通过后生效", caller_session=s,
@@ -432,6 +479,26 @@ class WorkflowService:
         if unit_id is not None and unit_id != current.unit_id:
             notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
         return Effect(prepared, "；".join(notes))
+
+    def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+                         principal: Principal) -> list[str]:
+        """`on_approve.create`: records of child forms, linked to the target record, written by RecordService in
+        the approving transaction (a refusal fails the whole approval). Returns the timeline's notes."""
+        if not spec.effects.create:
+            return []
+        parent = definitions.forms[spec.form]
+        record_values = self._record_values(s, definitions, app)
+        names = self._context(app, spec, record_values).names()
+        notes = []
+        for child in spec.effects.create:
+            form = definitions.forms[child.form]
+            values = {k: value_of(e, names) for k, e in child.compute.items()}
+            values[form.parent_field] = app.record_id
+            result = self.records.create(form, creator_principal(principal, form, parent), None, values, session=s)
+            if not result.ok:
+                raise _effect_failed(form, result.issues)
+            notes.append(f"已新建{form.title}记录 #{result.record_id}")
+        return notes
 
     def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
                values: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -694,6 +761,18 @@ def system_principal(principal: Principal, form: FormSpec) -> Principal:
         role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType(
             {form.key: FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)}))
         _system_roles[form.key] = role
+    return Principal(principal.user_id, principal.username, principal.display_name, (role,))
+
+
+def creator_principal(principal: Principal, child: FormSpec, parent: FormSpec) -> Principal:
+    """The approver creating an approval's child record: may create it anywhere and link it to any parent record."""
+    key = f"{child.key}<{parent.key}"
+    role = _system_roles.get(key)
+    if role is None:
+        role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({
+            child.key: FormPolicy(actions=frozenset({"create", "read"}), reveal_sensitive=True),
+            parent.key: FormPolicy(actions=frozenset({"read"}), reveal_sensitive=True)}))
+        _system_roles[key] = role
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 

@@ -17,7 +17,7 @@ from engine.storage.models import Application
 from engine.validation import clean_record
 from engine.workflows import routing
 from engine.workflows.compiler import CHANGES_SECTION
-from engine.workflows.errors import StartNotAllowed, VersionBroken
+from engine.workflows.errors import ExclusiveOpen, StartNotAllowed, VersionBroken
 from engine.workflows.routing import Actor
 from engine.workflows.service import Bundle, WorkflowService, unit_options
 from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
@@ -184,4 +184,8 @@ def start_record(request: Request, spec: WorkflowSpec, form: FormSpec, principal
     record = service(request).startable_record(None, spec, form, principal, record_id, state.units())
     if record is None:
         raise PermissionDeniedException(StartNotAllowed(workflow=spec.title).message)
+    try:
+        service(request).refuse_exclusive(None, state.definitions, spec, record_id)
+    except ExclusiveOpen as exc:
+        raise HTTPException(status_code=exc.status, detail=exc.message) from exc
     return record

@@ -10,6 +10,7 @@ from engine.records import StoredRecord
 from engine.spec import FormSpec
 from engine.workflows.changes import ChangeRequests
 from engine.workflows.errors import WorkflowError
+from engine.workflows.service import WorkflowService
 from engine.workflows.spec import STATUS_LABELS
 from web.auth import app_state
 from web.features import Action, HeldUpdate
@@ -24,15 +25,26 @@ def record_actions(holder: dict[str, AppState], form: FormSpec, principal: Princ
     if state is None:
         return []
     units = state.units()
+    workflows = WorkflowService(state.db, state.records)
+    busy: dict[str, bool] = {}  # exclusive group -> an application of it is in flight on this record
     actions = []
     for spec in state.definitions.workflows.values():
         if spec.form != form.key:
             continue
         starter = starter_of(principal, spec)
         if starter.roles and scope(starter, "read", form).contains(record.unit_path, record.created_by, principal.user_id) \
-                and may_start(spec, principal, record, units):
+                and may_start(spec, principal, record, units) \
+                and not _busy(busy, workflows, state, spec, record):
             actions.append({"href": f"/wf/new/{spec.key}/start?record={record.id}", "label": spec.start_label})
     return actions
+
+
+def _busy(busy: dict[str, bool], workflows: WorkflowService, state: AppState, spec: Any, record: StoredRecord) -> bool:
+    if not spec.exclusive:
+        return False
+    if spec.exclusive not in busy:
+        busy[spec.exclusive] = workflows.exclusive_conflict(state.definitions, spec, record.id) is not None
+    return busy[spec.exclusive]
 
 
 def record_panels(request: Request, form: FormSpec, principal: Principal, record: StoredRecord) -> list[dict[str, Any]]:
