@@ -197,6 +197,7 @@ class WorkflowService:
                 subject=_subject(form, record), applicant_id=principal.user_id, applicant_name=principal.display_name,
                 status="draft", step="", step_title="", round=1, revision=1, data={}, changes=changes,
                 units=_snapshot(record.unit_path, chosen_unit_id, principal, units), chosen_unit_id=chosen_unit_id,
+                record_path=record.unit_path, record_snapshot=record_snapshot(spec, form, record, units),
             )
             s.add(app)
             s.flush()
@@ -387,6 +388,7 @@ class WorkflowService:
             app.units = _snapshot(record.unit_path, chosen_unit_id, principal, units, app.units.get("applicant_unit"))
             moved = chosen_unit_id != app.chosen_unit_id
             app.chosen_unit_id = chosen_unit_id
+            app.record_path, app.record_snapshot = record.unit_path, record_snapshot(spec, form, record, units)
             app.round += 1
             s.flush()
             outcome = routing.resubmit(spec, self._context(app, spec, record.values), state, Actor.of(principal),
@@ -436,6 +438,7 @@ class WorkflowService:
                     raise _effect_failed(effect.update.form, written.issues)
             notes = [effect.note] if effect.note else []
             notes += self._create_children(s, definitions, spec, app, principal)
+            self._snapshot_decided(s, definitions, spec, app, principal)
             actions.append(_action(app, principal, "effects", now, "；".join(notes)))
             # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.
             issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id,
@@ -479,6 +482,16 @@ class WorkflowService:
         if unit_id is not None and unit_id != current.unit_id:
             notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
         return Effect(prepared, "；".join(notes))
+
+    def _snapshot_decided(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+                          principal: Principal) -> None:
+        """The record as final approval left it, kept with the application (the page shows it to viewers the
+        record is out of reach for now: the sending school after a transfer)."""
+        form = definitions.forms[spec.form]
+        record = self.records.get(form, app.record_id, system_principal(principal, form), "read", session=s)
+        if record is not None:
+            snapshot = record_snapshot(spec, form, record, all_units(s))
+            s.execute(update(Application).where(Application.id == app.id).values(record_snapshot=snapshot))
 
     def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                          principal: Principal) -> list[str]:
@@ -597,12 +610,19 @@ class WorkflowService:
         with self.db.read() as s:
             return s.scalar(select(func.count(func.distinct(ApplicationTask.application_id))).where(_inbox(principal))) or 0
 
+    def count_returned(self, principal: Principal) -> int:
+        """The user's applications returned to them for changes (the 我的申请 badge)."""
+        with self.db.read() as s:
+            return s.scalar(select(func.count()).select_from(Application).where(
+                Application.applicant_id == principal.user_id, Application.status == "returned")) or 0
+
     def inbox(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1,
-              total: int | None = None) -> Listing:
-        """Open tasks' applications, newest first; `total` may be passed in (the 待办 badge has just counted it)."""
+              total: int | None = None, within: str = "") -> Listing:
+        """Open tasks' applications, newest first; `total` may be passed in (the 待办 badge has just counted it).
+        `within`: only records that were in the unit at this path (or below it) when submitted."""
         ids = select(ApplicationTask.application_id).where(_inbox(principal))
-        if workflow or status:
-            return self._listing(Application.id.in_(ids), workflow, status, page)
+        if workflow or status or within:
+            return self._listing(Application.id.in_(ids), workflow, status, page, within=within)
         page = max(1, page)
         with self.db.read() as s:
             if total is None:
@@ -613,16 +633,19 @@ class WorkflowService:
             rows = s.execute(select(*LIST_COLUMNS).where(Application.id.in_(chosen)).order_by(Application.id.desc())).all()
         return Listing([dict(row._mapping) for row in rows], total, page)
 
-    def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+    def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1, within: str = "") -> Listing:
         ids = select(ApplicationAction.application_id).where(
             ApplicationAction.user_id == principal.user_id, ApplicationAction.action.in_(routing.DECISIONS))
-        return self._listing(Application.id.in_(ids), workflow, status, page)
+        return self._listing(Application.id.in_(ids), workflow, status, page, within=within)
 
-    def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
-        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page)
+    def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1, within: str = "") -> Listing:
+        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page, within=within)
 
-    def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None) -> Listing:
+    def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None,
+                 within: str = "") -> Listing:
         stmt = select(*LIST_COLUMNS).where(condition)
+        if within:
+            stmt = stmt.where(Application.record_path.startswith(within, autoescape=True))
         if workflow:
             stmt = stmt.where(Application.workflow_key == workflow)
         if status:
@@ -688,10 +711,10 @@ def _action(app: Application | Row, principal: Principal, action: str, now: dt.d
             "display_name": principal.display_name, "comment": comment, "attachment": attachment, "at": now}
 
 
-LIST_COLUMNS = (  # what a list row shows: no JSON documents to decode
+LIST_COLUMNS = (  # what a list row shows: no record or application documents (units: a few ids and names)
     Application.id, Application.workflow_key.label("workflow"), Application.subject,
     Application.applicant_name.label("applicant"), Application.status, Application.step_title, Application.created_at,
-    Application.updated_at,
+    Application.updated_at, Application.units,
 )
 
 
@@ -699,6 +722,14 @@ def _subject(form: FormSpec, record: StoredRecord) -> str:
     spec = form.fields.get(form.title_field)
     value = record.values.get(form.title_field) if spec is not None else None
     return (spec.kind.to_text(value) if spec is not None and value is not None else "") or f"#{record.id}"
+
+
+def record_snapshot(spec: WorkflowSpec, form: FormSpec, record: StoredRecord, units: Iterable[Unit]) -> dict[str, Any]:
+    """The record's summary fields (stored form) and unit names, as an application keeps them."""
+    values = {k: None if record.values.get(k) is None else form.fields[k].kind.to_json(record.values[k])
+              for k in spec.summary if k in form.fields}
+    names = [u.name for u in sorted((u for u in units if record.unit_path.startswith(u.path)), key=lambda u: len(u.path))]
+    return {"values": values, "unit": "/".join(names) or record.unit_name}
 
 
 def _levels(path: str, units: Iterable[Unit]) -> dict[str, UnitInfo]:

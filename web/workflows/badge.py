@@ -47,6 +47,12 @@ def inbox_count(state: AppState, principal: Principal) -> int:
                        lambda: WorkflowService(state.db, state.records).count_inbox(principal))
 
 
+def returned_count(state: AppState, principal: Principal) -> int:
+    """The 我的申请 badge: the user's applications returned to them for changes."""
+    return counts.get(("returned", state.db.url, principal.user_id),
+                      lambda: WorkflowService(state.db, state.records).count_returned(principal))
+
+
 def service(connection: ASGIConnection) -> WorkflowService:
     state = app_state(connection)
     return WorkflowService(state.db, state.records)

@@ -28,7 +28,7 @@ from web.presenter import field_view, issue_text, issues_by_field
 from web.workflows.badge import inbox_count, service
 from web.workflows.views import (
     application_policy, check_url, current_values, diff_rows, file_link, masked_all, parse_unit, progress_rows,
-    reader_of, starter_of, submission, timeline_rows, unit_full_name,
+    is_assignee, reader_of, returned_note, row_unit, startable, unit_column, snapshot_values, starter_of, submission, timeline_rows, unit_full_name,
 )
 
 LISTS = {"todo": "待办", "done": "已办", "mine": "我的申请"}
@@ -38,16 +38,23 @@ def list_page(request: Request, kind: str, page_no: int) -> Template:
     state, principal = app_state(request), current_principal(request)
     params = request.query_params
     workflow, status = params.get("workflow", ""), params.get("status", "")
+    level, units = unit_column(state, principal)
+    chosen = next((u for u in units if str(u.id) == params.get("unit", "")), None)
+    within = chosen.path if chosen is not None else ""
     workflows = service(request)
     if kind == "todo":
-        total = None if workflow or status else inbox_count(state, principal)
-        listing = workflows.inbox(principal, workflow, status, page_no, total)
+        total = None if workflow or status or within else inbox_count(state, principal)
+        listing = workflows.inbox(principal, workflow, status, page_no, total, within=within)
     else:
-        listing = getattr(workflows, kind)(principal, workflow, status, page_no)
+        listing = getattr(workflows, kind)(principal, workflow, status, page_no, within=within)
     titles = {k: w.title for k, w in state.definitions.workflows.items()}
-    return page(request, "workflows/list.html", kind=kind, kinds=LISTS, listing=listing, titles=titles,
+    kinds = {k: label for k, label in LISTS.items()
+             if k == kind or (k == "mine" and startable(state, principal)) or (k != "mine" and is_assignee(state, principal))}
+    unit = str(chosen.id) if chosen is not None else ""
+    return page(request, "workflows/list.html", kind=kind, kinds=kinds, listing=listing, titles=titles,
                 workflow=workflow, status=status, statuses=STATUS_LABELS, title=LISTS[kind],
-                page_query=lambda number: urlencode({"workflow": workflow, "status": status, "page": number}))
+                level=level, units=units, unit=unit, unit_of=lambda row: row_unit(row, level),
+                page_query=lambda number: urlencode({"workflow": workflow, "status": status, "unit": unit, "page": number}))
 
 
 def application_page(request: Request, bundle: Bundle | None, error: str = "", status: int = 200,
@@ -58,10 +65,16 @@ def application_page(request: Request, bundle: Bundle | None, error: str = "", s
     app = bundle.application
     spec = spec_of_application(request, app)
     form = state.definitions.forms[spec.form]
-    record = state.records.get(form, app.record_id, reader_of(principal, form), "read")
+    # The record as it is now only for a viewer whose read scope reaches it; anyone else (an approver of another
+    # school, the sending school after a transfer) sees it as submitted and decided, kept with the application.
+    record = state.records.get(form, app.record_id, principal, "read")
     found = policy(principal, form) or masked_all(form)
-    summary = [field_view(form, form.fields[k], found, record.values.get(k)) for k in spec.summary
-               if record is not None and k in form.fields and k not in found.hidden]
+    if record is not None:
+        shown, record_unit = record.values, unit_full_name(state, record.unit_id)
+    else:
+        shown, record_unit = snapshot_values(form, app), (app.record_snapshot or {}).get("unit", "")
+    summary = [field_view(form, form.fields[k], found, shown.get(k)) for k in spec.summary
+               if k in form.fields and k not in found.hidden and (record is not None or app.record_snapshot)]
     app_found = application_policy(spec, form, found)
     values = WorkflowService.values(spec, app)
     cleaned = clean_record(spec.application, values)
@@ -72,8 +85,9 @@ def application_page(request: Request, bundle: Bundle | None, error: str = "", s
     mine = routing.actionable(spec, state_, actor, app.applicant_id)
     template = page(
         request, "workflows/application.html", app=app, spec=spec, form=form, record=record, summary=summary,
+        snapshot=record is None and bool(app.record_snapshot), returned=returned_note(bundle),
         sections=sections, diff=diff_rows(form, found, app), timeline=timeline_rows(bundle), steps=progress_rows(spec, bundle),
-        chosen=unit_full_name(state, app.chosen_unit_id), record_unit=unit_full_name(state, record.unit_id) if record else "",
+        chosen=unit_full_name(state, app.chosen_unit_id), record_unit=record_unit,
         tasks=[(t, routing.actions_for(spec, t), spec.step(t.step)) for t in mine],
         action_labels=ACTION_LABELS, status_labels=STATUS_LABELS, error=error, comment=comment,
         can_withdraw=routing.can_withdraw(state_, actor, app.applicant_id),

@@ -8,7 +8,8 @@ from litestar.datastructures import UploadFile
 from engine.fields.files import UploadedFile
 from engine.permissions import Principal, is_editable, is_masked, policy, writable_keys
 from engine.records import StoredRecord
-from engine.spec import FormPolicy, FormSpec
+from engine.org import Unit
+from engine.spec import FormPolicy, FormSpec, OrgLevel
 from engine.storage.models import Application
 from engine.workflows import routing
 from engine.workflows.routing import Actor, Context
@@ -157,3 +158,56 @@ def submitted_message(outcome: Any, spec: WorkflowSpec) -> str:
         return "申请已提交，无需审批，已生效"
     step = spec.step(outcome.step)
     return f"申请已提交，等待“{step.title}”" if step else "申请已提交"
+
+
+def snapshot_values(form: FormSpec, app: Application) -> dict[str, Any]:
+    """The record's summary values as the application kept them (submitted, then decided)."""
+    values = {}
+    for key, stored in ((app.record_snapshot or {}).get("values") or {}).items():
+        spec = form.fields.get(key)
+        if spec is not None and stored is not None:
+            try:
+                values[key] = spec.kind.from_json(stored)
+            except (ValueError, TypeError, KeyError):
+                values[key] = None
+    return values
+
+
+def returned_note(bundle: Bundle) -> dict[str, Any] | None:
+    """Why a returned application came back: the return of the current round (shown at the top of its page)."""
+    app = bundle.application
+    if app.status != "returned":
+        return None
+    found = [a for a in bundle.actions if a.action == "return" and a.round == app.round]
+    if not found:
+        return None
+    last = found[-1]
+    return {"comment": last.comment, "who": last.display_name, "step": last.step_title, "at": last.at}
+
+
+def is_assignee(state: AppState, principal: Principal) -> bool:
+    """Holds a role some workflow step is assigned to (待办 and 已办 concern them)."""
+    keys = {r.key for r in principal.roles}
+    return any(a.role in keys for w in state.definitions.workflows.values() for s in w.steps for a in s.assignees)
+
+
+def unit_column(state: AppState, principal: Principal) -> tuple[OrgLevel | None, list[Unit]]:
+    """The org level a list shows and filters applications by, for a user over several units of it (a bureau: the
+    school), with the units of that level they reach; (None, []) for a user within one unit of every level."""
+    levels = list(state.definitions.org_levels)
+    keys = [level.key for level in levels]
+    top = min((keys.index(k) for k, paths in principal.anchors.items() if paths and k in keys), default=None)
+    if top is None or top + 1 >= len(levels) - 1:  # no level between the user's and the records' (a class)
+        return None, []
+    level = levels[top + 1]
+    reach = tuple(p for paths in principal.anchors.values() for p in paths) + tuple(principal.unit_paths)
+    units = [u for u in state.units() if u.level == level.key and (principal.is_admin or u.path.startswith(reach))]
+    return level, sorted(units, key=lambda u: u.full_name)
+
+
+def row_unit(row: dict[str, Any], level: OrgLevel | None) -> str:
+    """A list row's record unit at `level`, as fixed at submission."""
+    if level is None:
+        return ""
+    found = ((row.get("units") or {}).get("record_unit") or {}).get(level.key)
+    return found[2] if found else ""

@@ -5,10 +5,10 @@ from engine.permissions import Principal
 from web.features import Feature
 from web.pages import NavItem
 from web.state import AppState
-from web.workflows.badge import inbox_count
+from web.workflows.badge import inbox_count, returned_count
 from web.workflows.controller import WorkflowController
 from web.workflows.record_hooks import hold_update, record_actions, record_panels
-from web.workflows.views import startable
+from web.workflows.views import is_assignee, startable
 
 
 def workflows_feature() -> Feature:
@@ -19,18 +19,20 @@ def workflows_feature() -> Feature:
         holder["state"] = state
 
         def assignee(principal: Principal) -> bool:
-            keys = {r.key for r in principal.roles}
-            return any(a.role in keys for w in state.definitions.workflows.values() for s in w.steps for a in s.assignees)
+            return is_assignee(state, principal)
 
         def starter(principal: Principal) -> bool:
             return bool(startable(state, principal))
 
         def count(principal: Principal) -> int:
             return inbox_count(state, principal)
+
+        def returned(principal: Principal) -> int:
+            return returned_count(state, principal)
         return [
             NavItem("wf_todo", "/wf/todo", "待办", "等待我审批的申请", visible=assignee, count=count),
             NavItem("wf_done", "/wf/done", "已办", "我审批过的申请", visible=assignee),
-            NavItem("wf_mine", "/wf/mine", "我的申请", "我提交的申请及其进度", visible=starter),
+            NavItem("wf_mine", "/wf/mine", "我的申请", "我提交的申请及其进度", visible=starter, count=returned),
             NavItem("wf_new", "/wf/new", "发起申请", "转学、休学、复学、退学、毕业、信息变更", visible=starter),
         ]
 
