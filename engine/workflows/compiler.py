@@ -142,7 +142,24 @@ class WorkflowCompiler:
             self.problems.add(key_origin(raw, "level"), f"记录属于“{self.form.unit_level}”层级的单位，选择的单位也应是这一层级",
                               f"写 level: {self.form.unit_level}")
         return UnitChoiceSpec(label=raw["label"], level=raw["level"], outside=outside, help=raw.get("help", ""),
-                              origin=raw.origin)
+                              when=self._unit_condition(raw), origin=raw.origin)
+
+    def _unit_condition(self, raw: Any) -> Expression | None:
+        """`choose_unit.when`: which units fit the record, e.g. "unit.grade == record.grade"."""
+        if "when" not in raw or self.form is None:
+            return None
+        where = key_origin(raw, "when")
+        samples = {"unit": {level: "名称" for level in self.levels},
+                   RECORD: {k: f.kind.sample() for k, f in self.form.fields.items()}}
+        bad = self._unknown_attribute(str(raw["when"]).strip(), {"unit": self.levels, RECORD: self.form.fields})
+        if bad is not None:
+            self.problems.add(where, *bad)
+            return None
+        try:
+            return self.expressions.compile(raw["when"], samples, where, samples)
+        except ExpressionProblem as exc:
+            self.problems.add(where, exc.message, exc.hint or "例如 unit.grade == record.grade（所选班级的年级与学生的年级相同）")
+            return None
 
     def _changes(self) -> tuple[str, ...]:
         keys = self.data.get("changes", [])

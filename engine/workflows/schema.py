@@ -74,7 +74,7 @@ WORKFLOW = {
             "type": "object",
             "additionalProperties": False,
             "required": ["label", "level"],
-            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}},
+            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}, "when": {"type": "string"}},
         },
         "changes": NONEMPTY_KEYS,
         "application": APPLICATION,

@@ -36,7 +36,7 @@ from engine.workflows.errors import (
     RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -277,7 +277,7 @@ class WorkflowService:
         cleaned = clean_record(spec.application, raw)
         issues = list(cleaned.issues)
         if spec.unit_choice is not None:
-            allowed = {u.id for u in unit_options(spec, record.unit_path, units)}
+            allowed = {u.id for u in unit_options(spec, record.unit_path, units, record.values)}
             if chosen_unit_id is None:
                 issues.append(Issue("wf_unit_required", {"label": spec.unit_choice.label}, path="_unit"))
             elif chosen_unit_id not in allowed:
@@ -660,15 +660,32 @@ class WorkflowService:
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit]) -> list[Unit]:
-    """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit."""
+def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
+                 record: Mapping[str, Any] | None = None) -> list[Unit]:
+    """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit, and fitting
+    the record by the choice's `when` (a 高一 student goes to a 高一 class)."""
     choice = spec.unit_choice
     if choice is None:
         return []
     units = list(units)
     own = next((u.path for u in units if u.level == choice.outside and record_path.startswith(u.path)), None) \
         if choice.outside else None
-    return [u for u in units if u.level == choice.level and not (own and u.path.startswith(own))]
+    found = [u for u in units if u.level == choice.level and not (own and u.path.startswith(own))]
+    if choice.when is None:
+        return found
+    names = {u.path: u for u in units}
+    record_values = dict(record or {})
+
+    def fits(unit: Unit) -> bool:
+        above = (names.get(p) for p in _paths_above(unit.path))
+        return holds(choice.when, {"unit": {u.level: u.name for u in above if u is not None}, RECORD: record_values})
+    return [u for u in found if fits(u)]
+
+
+def _paths_above(path: str) -> list[str]:
+    """"/1/2/3/" → ["/1/", "/1/2/", "/1/2/3/"]: the unit and every unit above it."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    return ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)]
 
 
 def _inbox(principal: Principal) -> Any:

@@ -70,6 +70,8 @@ class UnitChoiceSpec:
     level: str
     outside: str = ""
     help: str = ""
+    # Which units fit the record: over `unit.<level>` (the candidate's unit names by level) and `record.<field>`.
+    when: Expression | None = None
     origin: Origin | None = field(default=None, compare=False)
 
 

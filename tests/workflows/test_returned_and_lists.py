@@ -99,3 +99,14 @@ def test_application_page__record_out_of_reach_shows_it_as_decided(world) -> Non
     assert "滨江中学" in target  # the unit as decided: the receiving class
     receiving = reg_in.get(f"/wf/a/{app}").text.split('id="wf-target"')[1].split("</section>")[0]
     assert "张新名" in receiving and 'id="wf-snapshot"' not in receiving
+
+
+def test_history__a_move_reads_as_unit_names(world) -> None:
+    w = world(*TRANSFER_PEOPLE)
+    student = w.student()
+    reg, reg_in, bureau, bureau_in = (w.login(u) for u in TRANSFER_PEOPLE)
+    app = application_id(reg.start("transfer", student, transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS)), proof()))
+    for person in (reg_in, bureau, bureau_in):
+        assert person.decide(app, "approve", comment="同意").status_code == 303
+    history = reg_in.get(f"/f/student/{student}/history").text
+    assert "示范区教育局/示范区第一中学/高一/高一(1)班" in history and "滨江区教育局/滨江中学/高一/高一(1)班" in history

@@ -124,7 +124,7 @@ def form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: P
     current = current_values(spec, form, found, target)
     summary = [field_view(form, form.fields[k], found, target.values.get(k)) for k in spec.summary
                if k in form.fields and k not in found.hidden]
-    options = unit_options(spec, target.unit_path, state.units()) if spec.unit_choice else []
+    options = unit_options(spec, target.unit_path, state.units(), target.values) if spec.unit_choice else []
     action = f"/wf/a/{bundle.application.id}/edit" if bundle else f"/wf/new/{spec.key}/start?record={target.id}"
     template = page(request, "workflows/form.html", spec=spec, form=form, target=target, summary=summary, sections=sections,
                     target_unit=unit_full_name(state, target.unit_id) or target.unit_name,
