@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.certificates.service import issue_on_approval
@@ -22,7 +22,7 @@ from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
-from engine.permissions import Principal
+from engine.permissions import Principal, scope
 from engine.records import PreparedUpdate, RecordService, SaveResult, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows, without_lock_waits
@@ -198,6 +198,7 @@ class WorkflowService:
                 status="draft", step="", step_title="", round=1, revision=1, data={}, changes=changes,
                 units=_snapshot(record.unit_path, chosen_unit_id, principal, units), chosen_unit_id=chosen_unit_id,
                 record_path=record.unit_path, record_snapshot=record_snapshot(spec, form, record, units),
+                chosen_path=_path_of(units, chosen_unit_id),
             )
             s.add(app)
             s.flush()
@@ -389,6 +390,7 @@ class WorkflowService:
             moved = chosen_unit_id != app.chosen_unit_id
             app.chosen_unit_id = chosen_unit_id
             app.record_path, app.record_snapshot = record.unit_path, record_snapshot(spec, form, record, units)
+            app.chosen_path = _path_of(units, chosen_unit_id)
             app.round += 1
             s.flush()
             outcome = routing.resubmit(spec, self._context(app, spec, record.values), state, Actor.of(principal),
@@ -598,7 +600,50 @@ class WorkflowService:
         if any(routing.is_member(as_task(t), actor) for t in bundle.tasks):
             return True
         form = definitions.forms.get(app.form_key)
-        return form is not None and self.records.get(form, app.record_id, principal, "read") is not None
+        if form is None:
+            return False
+        # Who read the record when it was submitted still reads the application (the sending school after a
+        # transfer, for its 学籍异动); the page then shows the record as kept with the application, not as it is now.
+        if app.record_path and scope(principal, "read", form).contains(app.record_path, None, principal.user_id):
+            return True
+        return self.records.get(form, app.record_id, principal, "read") is not None
+
+    def moves(self, definitions: Definitions, principal: Principal, workflow: str = "", side: str = "",
+              page: int = 1) -> Listing:
+        """学籍异动: approved applications whose approval changed a record (`on_approve`), in or out of the units
+        this user reads: an entry is the user's "out" side when the record was in their units when submitted, "in"
+        when the chosen unit (a transfer's destination) is theirs. Both schools list a transfer, each its part."""
+        keys = [k for k, w in definitions.workflows.items() if w.effects.set or w.effects.compute
+                or w.effects.move_to_chosen_unit or w.effects.create]
+        if workflow:
+            keys = [k for k in keys if k == workflow]
+        out_side, in_side = self._reach(definitions, principal, keys, "record_path"), \
+            self._reach(definitions, principal, keys, "chosen_path")
+        chosen = {"out": out_side, "in": in_side}.get(side)
+        condition = and_(Application.status == "approved", Application.workflow_key.in_(keys),
+                         chosen if chosen is not None else or_(out_side, in_side))
+        page = max(1, page)
+        stmt = select(*LIST_COLUMNS, Application.finished_at, Application.record_path, Application.chosen_path) \
+            .where(condition)
+        with self.db.read() as s:
+            total = s.scalar(select(func.count()).select_from(Application).where(condition)) or 0
+            rows = s.execute(stmt.order_by(Application.finished_at.desc(), Application.id.desc())
+                             .limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+        return Listing([dict(row._mapping) for row in rows], total, page)
+
+    @staticmethod
+    def _reach(definitions: Definitions, principal: Principal, keys: list[str], column: str) -> Any:
+        """Applications whose `column` (a unit path) lies in the read scope of this user on their workflow's form."""
+        target = getattr(Application, column)
+        parts = []
+        for form_key in {definitions.workflows[k].form for k in keys}:
+            form = definitions.forms.get(form_key)
+            reach = scope(principal, "read", form) if form is not None else None
+            if reach is None or (not reach.everything and not reach.paths):
+                continue
+            inside = target != "" if reach.everything else or_(*(target.startswith(p, autoescape=True) for p in sorted(reach.paths)))
+            parts.append(and_(Application.form_key == form_key, inside))
+        return or_(*parts) if parts else false()
 
     def for_record(self, form_key: str, record_id: int) -> list[Application]:
         with self.db.read() as s:
@@ -739,6 +784,10 @@ def _subject(form: FormSpec, record: StoredRecord) -> str:
     spec = form.fields.get(form.title_field)
     value = record.values.get(form.title_field) if spec is not None else None
     return (spec.kind.to_text(value) if spec is not None and value is not None else "") or f"#{record.id}"
+
+
+def _path_of(units: Iterable[Unit], unit_id: int | None) -> str:
+    return next((u.path for u in units if u.id == unit_id), "") if unit_id is not None else ""
 
 
 def record_snapshot(spec: WorkflowSpec, form: FormSpec, record: StoredRecord, units: Iterable[Unit]) -> dict[str, Any]:

@@ -110,3 +110,28 @@ def test_history__a_move_reads_as_unit_names(world) -> None:
         assert person.decide(app, "approve", comment="同意").status_code == 303
     history = reg_in.get(f"/f/student/{student}/history").text
     assert "示范区教育局/示范区第一中学/高一/高一(1)班" in history and "滨江区教育局/滨江中学/高一/高一(1)班" in history
+
+
+def test_moves__both_schools_list_a_transfer_for_their_part(world) -> None:
+    """学籍异动 (issue 15 item 16): the sending school keeps its transfers out, the receiving school lists them in."""
+    w = world(*TRANSFER_PEOPLE, "reg_b")
+    student = w.student()
+    reg, reg_in, bureau, bureau_in = (w.login(u) for u in TRANSFER_PEOPLE)
+    app = application_id(reg.start("transfer", student, transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS)), proof()))
+    assert f'id="move-{app}"' not in reg.get("/wf/moves").text  # not yet approved
+    for person in (reg_in, bureau, bureau_in):
+        assert person.decide(app, "approve", comment="同意").status_code == 303
+    colleague = w.login("reg_b")  # the sending school's other registrar, who took no part
+    assert colleague.get(f"/f/student/{student}").status_code == 404
+    out = colleague.get("/wf/moves").text
+    row = out.split(f'id="move-{app}"')[1].split("</tr>")[0]
+    assert "转学（转出）" in row and "张三" in row
+    assert "示范区教育局/示范区第一中学/高一/高一(1)班" in row and "滨江区教育局/滨江中学/高一/高一(1)班" in row
+    assert 'href="/wf/moves"' in colleague.get("/").text
+    page = colleague.get(f"/wf/a/{app}")
+    assert page.status_code == 200 and 'id="wf-snapshot"' in page.text
+    incoming = reg_in.get("/wf/moves").text.split(f'id="move-{app}"')[1].split("</tr>")[0]
+    assert "转学（转入）" in incoming
+    assert f'id="move-{app}"' not in reg_in.get("/wf/moves?side=out").text
+    assert f'id="move-{app}"' in colleague.get("/wf/moves?side=out").text
+    assert f'id="move-{app}"' not in colleague.get("/wf/moves?side=in").text

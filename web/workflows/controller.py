@@ -27,7 +27,7 @@ from web.writes import run_write
 from web.workflows.badge import counts, service
 from web.workflows.guard import workflow_guard
 from web.workflows.pages import (
-    application_page, check_field, edit_context, form_page, list_page, not_editable, starting,
+    application_page, check_field, edit_context, form_page, list_page, moves_page, not_editable, starting,
 )
 from web.workflows.views import (
     may_start, parse_unit, read_upload, startable, starter_of, step_lines, submission, submitted_message,
@@ -51,6 +51,10 @@ class WorkflowController(Controller):
     @get("/mine", opt={"workflow": "inbox"}, name="wf:mine")
     async def mine(self, request: Request, page_no: PageNo) -> Template:
         return list_page(request, "mine", page_no)
+
+    @get("/moves", opt={"workflow": "inbox"}, name="wf:moves")
+    async def moves(self, request: Request, page_no: PageNo) -> Template:
+        return moves_page(request, page_no)
 
     @get("/new", opt={"workflow": "inbox"}, name="wf:index")
     async def index(self, request: Request) -> Template:

@@ -28,7 +28,7 @@ from web.presenter import field_view, issue_text, issues_by_field
 from web.workflows.badge import inbox_count, service
 from web.workflows.views import (
     application_policy, check_url, current_values, diff_rows, file_link, masked_all, parse_unit, progress_rows,
-    is_assignee, reader_of, returned_note, row_unit, startable, unit_column, snapshot_values, starter_of, submission, timeline_rows, unit_full_name,
+    is_assignee, move_row, moving_workflows, reader_of, returned_note, row_unit, startable, unit_column, snapshot_values, starter_of, submission, timeline_rows, unit_full_name,
 )
 
 LISTS = {"todo": "待办", "done": "已办", "mine": "我的申请"}
@@ -55,6 +55,20 @@ def list_page(request: Request, kind: str, page_no: int) -> Template:
                 workflow=workflow, status=status, statuses=STATUS_LABELS, title=LISTS[kind],
                 level=level, units=units, unit=unit, unit_of=lambda row: row_unit(row, level),
                 page_query=lambda number: urlencode({"workflow": workflow, "status": status, "unit": unit, "page": number}))
+
+
+def moves_page(request: Request, page_no: int) -> Template:
+    """学籍异动: approved changes of records in or out of the user's units, each read from the user's side."""
+    state, principal = app_state(request), current_principal(request)
+    params = request.query_params
+    workflow, side = params.get("workflow", ""), params.get("side", "")
+    side = side if side in ("out", "in") else ""
+    listing = service(request).moves(state.definitions, principal, workflow, side, page_no)
+    rows = [move_row(state, principal, row) for row in listing.rows]
+    kinds = {k: w.title for k, w in state.definitions.workflows.items() if k in moving_workflows(state)}
+    return page(request, "workflows/moves.html", listing=listing, rows=rows, kinds=kinds, workflow=workflow, side=side,
+                title="学籍异动",
+                page_query=lambda number: urlencode({"workflow": workflow, "side": side, "page": number}))
 
 
 def application_page(request: Request, bundle: Bundle | None, error: str = "", status: int = 200,

@@ -1,12 +1,12 @@
 """What the workflow pages show, worked out from specs, applications and the viewer's rights (no requests here)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from litestar.datastructures import UploadFile
 
 from engine.fields.files import UploadedFile
-from engine.permissions import Principal, is_editable, is_masked, policy, writable_keys
+from engine.permissions import Principal, is_editable, is_masked, policy, scope, writable_keys
 from engine.records import StoredRecord
 from engine.org import Unit
 from engine.spec import FormPolicy, FormSpec, OrgLevel
@@ -211,3 +211,30 @@ def row_unit(row: dict[str, Any], level: OrgLevel | None) -> str:
         return ""
     found = ((row.get("units") or {}).get("record_unit") or {}).get(level.key)
     return found[2] if found else ""
+
+
+def moving_workflows(state: AppState) -> set[str]:
+    """Workflows whose approval changes the record (学籍异动 lists them)."""
+    return {k for k, w in state.definitions.workflows.items()
+            if w.effects.set or w.effects.compute or w.effects.move_to_chosen_unit or w.effects.create}
+
+
+def side_units(units: Mapping[str, Any] | None, side: str) -> str:
+    """A side's unit as fixed at submission, by its names from the top ("示范区教育局/示范区第一中学/…")."""
+    found = sorted(((units or {}).get(side) or {}).values(), key=lambda triple: len(triple[1]))
+    return "/".join(triple[2] for triple in found)
+
+
+def move_row(state: AppState, principal: Principal, row: dict[str, Any]) -> dict[str, Any]:
+    """One 学籍异动 entry as this user reads it: 转出 from their units, 转入 into them, else the workflow's title."""
+    spec = state.definitions.workflows.get(row["workflow"])
+    title = spec.title if spec is not None else row["workflow"]
+    kind = title
+    if spec is not None and spec.effects.move_to_chosen_unit:
+        form = state.definitions.forms.get(spec.form)
+        reach = scope(principal, "read", form) if form is not None else None
+        sides = [label for label, path in (("转出", row["record_path"]), ("转入", row["chosen_path"]))
+                 if reach is not None and path and reach.contains(path, None, principal.user_id)]
+        kind = f"{title}（{'、'.join(sides)}）" if sides else title
+    return {**row, "kind": kind, "from": side_units(row.get("units"), "record_unit"),
+            "to": side_units(row.get("units"), "chosen_unit")}
