@@ -185,7 +185,10 @@ class WorkflowCompiler:
         form_data = _located({"key": self.data["key"], "title": self.data["title"], "sections": sections,
                               "rules": raw.get("rules", [])}, origin, {"rules": key_origin(raw, "rules") or origin})
         before = len(self.problems)
-        compiler = FormCompiler(form_data, self.definitions.options, self.levels, self.expressions, self.problems)
+        # The application's expressions (visible_if, required_if, compute, rules) may read `record.<field>` too.
+        record = {k: f.kind.sample() for k, f in self.form.fields.items()} if self.form is not None else {}
+        compiler = FormCompiler(form_data, self.definitions.options, self.levels, self.expressions, self.problems,
+                                context={RECORD: record})
         compiled = compiler.compile()
         if compiled is None or len(self.problems) > before:
             return None

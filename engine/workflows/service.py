@@ -275,7 +275,7 @@ class WorkflowService:
     def validate(self, spec: WorkflowSpec, form: FormSpec, record: StoredRecord, raw: Mapping[str, Any],
                  chosen_unit_id: int | None, units: list[Unit]) -> tuple[CleanResult, list[Issue], dict[str, Any]]:
         """The application through the one validator; proposed values also through the target form's rules."""
-        cleaned = clean_record(spec.application, raw)
+        cleaned = clean_record(spec.application, raw, context={RECORD: record.values})
         issues = list(cleaned.issues)
         if spec.unit_choice is not None:
             allowed = {u.id for u in unit_options(spec, record.unit_path, units, record.values)}

@@ -41,6 +41,10 @@ application:
   fields:
     - {key: title, label: 称号, type: text, required: true}
     - {key: level, label: 级别, type: choice, options: [校级, 区级], required: true}
+    - {key: next_school, label: 升入学校, type: text, visible_if: "record.grade == '高三'", required_if: "record.grade == '高三'"}
+    - {key: headline, label: 标题, type: text, compute: "record.name + '：' + title"}
+  rules:
+    - {key: district_needs_senior, check: "level == '校级' or record.grade in ['高一', '高二', '高三']", message: 区级表彰限高中学生, fields: [level]}
 steps:
   - key: bureau
     title: 教育局审批
@@ -127,3 +131,20 @@ def test_effect_expressions__checked_at_load(tmp_path: Path, change: str, expect
         load_definitions(root)
     found = [str(e) for e in caught.value.errors]
     assert any("workflows/commend.yaml:" in p and expected in p for p in found), found
+
+
+def test_application_fields_read_the_record(world, tmp_path: Path) -> None:
+    """visible_if, required_if, compute and rules of the application form read `record.<field>`."""
+    w = world("reg", "bureau", definitions=definitions(tmp_path))
+    reg = w.login("reg")
+    senior = w.student(grade="高三")
+    form = reg.get(f"/wf/new/commend/start?record={senior}").text
+    assert 'name="next_school"' in form
+    missing = reg.start("commend", senior, {"title": "三好学生", "level": "区级"})
+    assert missing.status_code == 422 and "升入学校为必填项" in missing.text
+    app = application_id(reg.start("commend", senior, {"title": "三好学生", "level": "区级", "next_school": "北大"}))
+    assert w.application(app).data["headline"] == "张三：三好学生"
+    junior = w.student("李四", "110105200805120034", grade="初一")
+    assert "升入学校为必填项" not in reg.start("commend", junior, {"title": "三好学生", "level": "校级"}).text
+    refused = reg.start("commend", junior, {"title": "三好学生", "level": "区级"})
+    assert refused.status_code == 422 and "区级表彰限高中学生" in refused.text

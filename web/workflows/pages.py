@@ -20,7 +20,7 @@ from engine.workflows.compiler import CHANGES_SECTION
 from engine.workflows.errors import ExclusiveOpen, StartNotAllowed, VersionBroken
 from engine.workflows.routing import Actor
 from engine.workflows.service import Bundle, WorkflowService, unit_options
-from engine.workflows.spec import ACTION_LABELS, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, RECORD, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import check_context
 from web.pages import page
@@ -91,7 +91,9 @@ def application_page(request: Request, bundle: Bundle | None, error: str = "", s
                if k in form.fields and k not in found.hidden and (record is not None or app.record_snapshot)]
     app_found = application_policy(spec, form, found)
     values = WorkflowService.values(spec, app)
-    cleaned = clean_record(spec.application, values)
+    # Which application fields show may depend on the record (`record.<field>`): read for that only.
+    current = record or state.records.get(form, app.record_id, reader_of(principal, form), "read")
+    cleaned = clean_record(spec.application, values, context={RECORD: current.values if current else {}})
     sections = [(section, [file_link(field_view(spec.application, spec.application.fields[k], app_found, values.get(k)))
                            for k in section.fields if k not in cleaned.hidden])
                 for section in spec.application.sections if section.key != CHANGES_SECTION]
@@ -121,7 +123,7 @@ def form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: P
     found = policy(principal, form) or masked_all(form)
     app_found = application_policy(spec, form, found)
     merged = {**values, **{k: v for k, v in raw.items() if k in spec.application.fields}}
-    cleaned = clean_record(spec.application, merged)
+    cleaned = clean_record(spec.application, merged, context={RECORD: target.values})
     by_field = issues_by_field(issues)
     sections = []
     for section in spec.application.sections:
