@@ -197,7 +197,8 @@ class WorkflowService:
                 subject=_subject(form, record), applicant_id=principal.user_id, applicant_name=principal.display_name,
                 status="draft", step="", step_title="", round=1, revision=1, data={}, changes=changes,
                 units=_snapshot(record.unit_path, chosen_unit_id, principal, units), chosen_unit_id=chosen_unit_id,
-                record_path=record.unit_path, record_snapshot=record_snapshot(spec, form, record, units),
+                record_path=record.unit_path,
+                record_snapshot=record_snapshot(spec, form, record.values, record.unit_path, units),
                 chosen_path=_path_of(units, chosen_unit_id),
             )
             s.add(app)
@@ -389,7 +390,8 @@ class WorkflowService:
             app.units = _snapshot(record.unit_path, chosen_unit_id, principal, units, app.units.get("applicant_unit"))
             moved = chosen_unit_id != app.chosen_unit_id
             app.chosen_unit_id = chosen_unit_id
-            app.record_path, app.record_snapshot = record.unit_path, record_snapshot(spec, form, record, units)
+            app.record_path = record.unit_path
+            app.record_snapshot = record_snapshot(spec, form, record.values, record.unit_path, units)
             app.chosen_path = _path_of(units, chosen_unit_id)
             app.round += 1
             s.flush()
@@ -490,9 +492,11 @@ class WorkflowService:
         """The record as final approval left it, kept with the application (the page shows it to viewers the
         record is out of reach for now: the sending school after a transfer)."""
         form = definitions.forms[spec.form]
-        record = self.records.get(form, app.record_id, system_principal(principal, form), "read", session=s)
-        if record is not None:
-            snapshot = record_snapshot(spec, form, record, all_units(s))
+        # The stored document, not the record service's read: no projection columns (unique values) to fetch.
+        row = s.execute(select(Record.data, OrgUnit.path).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                        .where(Record.id == app.record_id)).first()
+        if row is not None:
+            snapshot = record_snapshot(spec, form, read_values(form, row.data or {}), row.path, all_units(s))
             s.execute(update(Application).where(Application.id == app.id).values(record_snapshot=snapshot))
 
     def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
@@ -790,12 +794,13 @@ def _path_of(units: Iterable[Unit], unit_id: int | None) -> str:
     return next((u.path for u in units if u.id == unit_id), "") if unit_id is not None else ""
 
 
-def record_snapshot(spec: WorkflowSpec, form: FormSpec, record: StoredRecord, units: Iterable[Unit]) -> dict[str, Any]:
+def record_snapshot(spec: WorkflowSpec, form: FormSpec, values: Mapping[str, Any], unit_path: str,
+                    units: Iterable[Unit]) -> dict[str, Any]:
     """The record's summary fields (stored form) and unit names, as an application keeps them."""
-    values = {k: None if record.values.get(k) is None else form.fields[k].kind.to_json(record.values[k])
-              for k in spec.summary if k in form.fields}
-    names = [u.name for u in sorted((u for u in units if record.unit_path.startswith(u.path)), key=lambda u: len(u.path))]
-    return {"values": values, "unit": "/".join(names) or record.unit_name}
+    kept = {k: None if values.get(k) is None else form.fields[k].kind.to_json(values[k])
+            for k in spec.summary if k in form.fields}
+    names = [u.name for u in sorted((u for u in units if unit_path.startswith(u.path)), key=lambda u: len(u.path))]
+    return {"values": kept, "unit": "/".join(names)}
 
 
 def _levels(path: str, units: Iterable[Unit]) -> dict[str, UnitInfo]:
