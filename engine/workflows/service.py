@@ -336,14 +336,14 @@ class WorkflowService:
         group = definitions.workflows.get(app.workflow_key, spec)
         recheck = decision.action == "approve" and bool(group.exclusive)
         record_values = self._record_values(s, definitions, app) if spec.reads_record or recheck else {}
-        if recheck:
+        outcome = routing.decide(spec, self._context(app, spec, record_values), state, decision.task_id, decision.action,
+                                 actor, decision.comment, decision.upload is not None)
+        if recheck:  # after routing: a decision on a closed task is refused as such first
             # Exclusive workflows change the same thing (学籍状态): the one submitted first is decided first, and an
             # approval still needs the record to be as the start condition wants it (another may have changed it).
             self.refuse_exclusive(s, definitions, group, app.record_id, before=app)
             if spec.start_when is not None and not holds(spec.start_when, self._context(app, spec, record_values).names()):
                 raise StartConditionLost(workflow=spec.title)
-        outcome = routing.decide(spec, self._context(app, spec, record_values), state, decision.task_id, decision.action,
-                                 actor, decision.comment, decision.upload is not None)
         effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
         return Plan(app, spec, outcome, effect)
 
