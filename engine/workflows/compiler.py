@@ -91,7 +91,8 @@ class WorkflowCompiler:
             key=self.data["key"], title=self.data["title"], description=self.data.get("description", ""),
             form=self.form.key, start_roles=roles, start_when=start_when,
             start_label=self.data["start"].get("label", f"发起{self.data['title']}"),
-            application=application, steps=steps, effects=effects, version=digest(self.data), source=self.text,
+            application=application, target=writable_target(self.form, (*effects.set, *effects.compute, *changes)),
+            steps=steps, effects=effects, version=digest(self.data), source=self.text,
             path=self.path, unit_choice=self.choice, changes=changes, summary=tuple(summary),
             allow_self_approval=self.data.get("allow_self_approval", False), exclusive=self.data.get("exclusive", ""),
             restart_on_return=self.data.get("on_return") == "restart", origin=self.data.origin,
@@ -408,6 +409,16 @@ class WorkflowCompiler:
                               f"create 只能新建下级表单的记录：在“{key}”中写 belongs_to，指向关联到“{self.form.key}”的 link 字段")
             return None
         return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field), origin=raw.origin)
+
+
+def writable_target(form: FormSpec, keys: Collection[str]) -> FormSpec:
+    """The target form with the fields the workflow writes writable: `readonly` keeps people out, not the approved
+    workflow. Built once here: a form made per decision would also rebuild what the validator plans with it."""
+    readonly = {k for k in keys if k in form.fields and form.fields[k].readonly}
+    if not readonly:
+        return form
+    return replace(form, fields=MappingProxyType(
+        {k: replace(f, readonly=False) if k in readonly else f for k, f in form.fields.items()}))
 
 
 def _choices_hint(spec: FieldSpec) -> str:

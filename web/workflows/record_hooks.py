@@ -32,7 +32,7 @@ def record_actions(holder: dict[str, AppState], form: FormSpec, principal: Princ
         if spec.form != form.key:
             continue
         starter = starter_of(principal, spec)
-        if starter.roles and scope(starter, "read", form).contains(record.unit_path, record.created_by, principal.user_id) \
+        if starter.roles and scope(starter, "read", form).contains(record.unit_path, record.created_by, principal.user_id, record) \
                 and may_start(spec, principal, record, units) \
                 and not _busy(busy, workflows, state, spec, record):
             actions.append({"href": f"/wf/new/{spec.key}/start?record={record.id}", "label": spec.start_label})
