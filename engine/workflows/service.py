@@ -845,14 +845,11 @@ def system_principal(principal: Principal, form: FormSpec) -> Principal:
 
 
 def creator_principal(principal: Principal, child: FormSpec, parent: FormSpec) -> Principal:
-    """The approver creating an approval's child record: may create it anywhere and link it to any parent record."""
-    key = f"{child.key}<{parent.key}"
-    role = _system_roles.get(key)
-    if role is None:
-        role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({
-            child.key: FormPolicy(actions=frozenset({"create", "read"}), reveal_sensitive=True),
-            parent.key: FormPolicy(actions=frozenset({"read"}), reveal_sensitive=True)}))
-        _system_roles[key] = role
+    """The approver creating an approval's child record: may create it anywhere and link it to any parent record.
+    Made per call, as system_principal is."""
+    role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({
+        child.key: FormPolicy(actions=frozenset({"create", "read"}), reveal_sensitive=True),
+        parent.key: FormPolicy(actions=frozenset({"read"}), reveal_sensitive=True)}))
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 

@@ -113,7 +113,7 @@ def test_child_refused__the_approval_writes_nothing(world, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("change", "expected"), [
-    ('create:\n    - form: award', "表单“award”不属于表单“student”"),
+    ('create:\n    - form: student', "表单“student”不属于表单“student”"),
     ("remarks: \"record.name + '获' + level + title\"", None),
     ("remarks: \"record.nmae\"", "“record”没有字段“nmae”"),
     ("remarks: \"已毕业\"", "表达式引用了不存在的字段“已毕业”"),
