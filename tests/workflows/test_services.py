@@ -28,8 +28,9 @@ def test_change_requests__held_and_refused_by_the_service(world) -> None:
     assert result.ok and workflows.open_application(held.spec, student) == result.application_id
     again = requests.hold(w.state.definitions, form, w.principal("reg"), record, {"name": "张仨"}, units)
     assert [i.code for i in again.issues] == ["wf_change_pending"]
-    # Who may not write the field has nothing held: the record service refuses their edit as a whole.
-    assert requests.hold(w.state.definitions, form, w.principal("admin2"), record, {"name": "张仨"}, units) is None
+    # A system administrator may edit the record but may not start a change request: the edit is refused.
+    refused = requests.hold(w.state.definitions, form, w.principal("admin2"), record, {"name": "张仨"}, units)
+    assert [i.code for i in refused.issues] == ["wf_change_forbidden"]
 
 
 def test_exclusive__refused_by_the_service(world) -> None:
