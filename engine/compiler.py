@@ -52,8 +52,10 @@ class FormCompiler:
     """Compiles one form file; `problems` collects everything wrong with it."""
 
     def __init__(self, data: Mapping[str, Any], options: Mapping[str, tuple], org_levels: tuple[str, ...],
-                 expressions: ExpressionCompiler, problems: Problems) -> None:
+                 expressions: ExpressionCompiler, problems: Problems, context: Mapping[str, Any] | None = None) -> None:
         self.data, self.options, self.org_levels = data, options, org_levels
+        # Names the expressions may read besides the fields, with sample values (a workflow application: `record`).
+        self.context = dict(context or {})
         self.expressions, self.problems = expressions, problems
         self.origin: Origin = data.origin
         # Keys of every field written in the file, compiled or not: a reference to a field that failed
@@ -227,9 +229,9 @@ class FormCompiler:
 
     def _expression(self, source: Any, origin: Origin | None, known: Mapping[str, FieldSpec],
                     boolean: bool = True) -> Expression | None:
-        samples = {k: f.kind.sample() for k, f in known.items()}
+        samples = {**{k: f.kind.sample() for k, f in known.items()}, **self.context}
         try:
-            return self.expressions.compile(source, known, origin, samples, boolean=boolean)
+            return self.expressions.compile(source, [*known, *self.context], origin, samples, boolean=boolean)
         except ExpressionProblem as exc:
             broken = self.declared - set(known)
             # Whole identifiers only: a failed field `d` must not silence an error about `nofield`.

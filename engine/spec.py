@@ -156,7 +156,9 @@ class ValidationPlan:
             for key, spec in fields.items()
         )
         conditional = tuple(s for s in steps if s.visible_if is not None or s.required or s.required_if is not None)
-        read = tuple((rule, rule.check.names | (rule.when.names if rule.when else frozenset())) for rule in rules)
+        # A rule waits for its fields to be filled; other names it reads (a workflow's `record`) are not the user's.
+        read = tuple((rule, (rule.check.names | (rule.when.names if rule.when else frozenset())) & fields.keys())
+                     for rule in rules)
         return cls(steps, conditional, read, _in_dependency_order([s for s in steps if s.spec.compute is not None]))
 
 

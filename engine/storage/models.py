@@ -261,10 +261,16 @@ class Application(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    record_path: Mapped[str] = mapped_column(String(255), default="", server_default="")  # the record's unit, submitted
+    chosen_path: Mapped[str] = mapped_column(String(255), default="", server_default="")  # choose_unit's unit, if any
+    # The record's summary fields and unit as submitted, then as decided: what a viewer out of the record's reach sees.
+    record_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc, nullable=True)
 
     __table_args__ = (
         Index("ix_wf_app_applicant", "applicant_id", "id"),
         Index("ix_wf_app_record", "form_key", "record_id"),
+        Index("ix_wf_app_record_path", "record_path", "id"),
+        Index("ix_wf_app_chosen_path", "chosen_path", "id"),
     )
 
 

@@ -1,6 +1,7 @@
 """Runs a form's fields, conditions and cross-field rules over one record's raw values."""
 from __future__ import annotations
 
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -29,13 +30,16 @@ def clean_field(field: FieldSpec, raw: Any) -> tuple[Any, list[Issue]]:
     return field.clean(raw)
 
 
-def clean_record(form: FormSpec, raw: Mapping[str, Any], writable: frozenset[str] | None = None) -> CleanResult:
+def clean_record(form: FormSpec, raw: Mapping[str, Any], writable: frozenset[str] | None = None,
+                 context: Mapping[str, Any] | None = None) -> CleanResult:
     """The one validation path: convert every field, apply conditions, then cross-field rules.
 
     `writable`: the fields the saving user may fill, when known; a required field left empty that is not among
-    them says so (required_not_writable) instead of asking for a value the user cannot give."""
+    them says so (required_not_writable) instead of asking for a value the user cannot give.
+    `context`: names the form's expressions read besides its fields (a workflow application's `record`)."""
     plan = form.plan
     values: dict[str, Any] = {}
+    scope: Mapping[str, Any] = ChainMap(values, dict(context)) if context else values
     issues: dict[str, list[Issue]] = {}  # only fields that have some
     for step in plan.steps:
         value, found = step.clean(raw.get(step.key))
@@ -49,17 +53,17 @@ def clean_record(form: FormSpec, raw: Mapping[str, Any], writable: frozenset[str
         if any(name in issues for name in step.spec.compute.names):  # type: ignore[union-attr]
             values[step.key] = None
             continue
-        value, found = step.clean(step.spec.kind.computed(value_of(step.spec.compute, values)))  # type: ignore[arg-type]
+        value, found = step.clean(step.spec.kind.computed(value_of(step.spec.compute, scope)))  # type: ignore[arg-type]
         values[step.key] = None if found else value
     result = CleanResult(values=values)
     for step in plan.conditional:
         key = step.key
-        if step.visible_if is not None and not holds(step.visible_if, values):
+        if step.visible_if is not None and not holds(step.visible_if, scope):
             result.hidden.add(key)
             values[key] = None
             issues.pop(key, None)
             continue
-        if step.required or holds(step.required_if, values):
+        if step.required or holds(step.required_if, scope):
             result.required.add(key)
             if values[key] is None and key not in issues and step.asks_user:
                 code = "required" if writable is None or key in writable else "required_not_writable"
@@ -68,9 +72,9 @@ def clean_record(form: FormSpec, raw: Mapping[str, Any], writable: frozenset[str
         # A rule speaks only about filled, individually valid values; emptiness is `required`'s job.
         if any(values.get(n) is None or n in issues for n in names):
             continue
-        if rule.when is not None and not holds(rule.when, values):
+        if rule.when is not None and not holds(rule.when, scope):
             continue
-        if not holds(rule.check, values):
+        if not holds(rule.check, scope):
             for target in rule.fields:
                 issues.setdefault(target, []).append(
                     Issue("rule", {"message": rule.message, "rule": rule.key}, path=target)

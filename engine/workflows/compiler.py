@@ -17,7 +17,7 @@ from engine.metaschema import check_shape
 from engine.spec import Definitions, Expression, FieldSpec, FormSpec, Origin, SectionSpec
 from engine.workflows.schema import WORKFLOW
 from engine.workflows.spec import (
-    END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, EffectSpec, StepSpec, UnitChoiceSpec, UnitRef, WorkflowSpec,
+    END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, ChildSpec, EffectSpec, StepSpec, UnitChoiceSpec, UnitRef, WorkflowSpec,
 )
 from engine.yaml_source import LocatedDict, LocatedList, key_origin, load_yaml
 
@@ -83,7 +83,7 @@ class WorkflowCompiler:
             return None
         start_when = self._condition(self.data["start"], "when", application, with_application=False)
         steps = self._steps(application)
-        effects = self._effects()
+        effects = self._effects(application)
         summary = self._target_keys(self.data.get("summary", []), self.data, "summary") or tuple(k for k in self.form.list.columns if k in self.form.fields)
         if len(self.problems) > before:
             return None
@@ -91,10 +91,11 @@ class WorkflowCompiler:
             key=self.data["key"], title=self.data["title"], description=self.data.get("description", ""),
             form=self.form.key, start_roles=roles, start_when=start_when,
             start_label=self.data["start"].get("label", f"发起{self.data['title']}"),
-            application=application, target=writable_target(self.form, (*effects.set, *changes)),
+            application=application, target=writable_target(self.form, (*effects.set, *effects.compute, *changes)),
             steps=steps, effects=effects, version=digest(self.data), source=self.text,
             path=self.path, unit_choice=self.choice, changes=changes, summary=tuple(summary),
-            allow_self_approval=self.data.get("allow_self_approval", False), origin=self.data.origin,
+            allow_self_approval=self.data.get("allow_self_approval", False), exclusive=self.data.get("exclusive", ""),
+            restart_on_return=self.data.get("on_return") == "restart", origin=self.data.origin,
         )
 
     # --- references to the rest of the definitions ------------------------------------------------
@@ -142,7 +143,24 @@ class WorkflowCompiler:
             self.problems.add(key_origin(raw, "level"), f"记录属于“{self.form.unit_level}”层级的单位，选择的单位也应是这一层级",
                               f"写 level: {self.form.unit_level}")
         return UnitChoiceSpec(label=raw["label"], level=raw["level"], outside=outside, help=raw.get("help", ""),
-                              origin=raw.origin)
+                              when=self._unit_condition(raw), origin=raw.origin)
+
+    def _unit_condition(self, raw: Any) -> Expression | None:
+        """`choose_unit.when`: which units fit the record, e.g. "unit.grade == record.grade"."""
+        if "when" not in raw or self.form is None:
+            return None
+        where = key_origin(raw, "when")
+        samples = {"unit": {level: "名称" for level in self.levels},
+                   RECORD: {k: f.kind.sample() for k, f in self.form.fields.items()}}
+        bad = self._unknown_attribute(str(raw["when"]).strip(), {"unit": self.levels, RECORD: self.form.fields})
+        if bad is not None:
+            self.problems.add(where, *bad)
+            return None
+        try:
+            return self.expressions.compile(raw["when"], samples, where, samples)
+        except ExpressionProblem as exc:
+            self.problems.add(where, exc.message, exc.hint or "例如 unit.grade == record.grade（所选班级的年级与学生的年级相同）")
+            return None
 
     def _changes(self) -> tuple[str, ...]:
         keys = self.data.get("changes", [])
@@ -168,7 +186,10 @@ class WorkflowCompiler:
         form_data = _located({"key": self.data["key"], "title": self.data["title"], "sections": sections,
                               "rules": raw.get("rules", [])}, origin, {"rules": key_origin(raw, "rules") or origin})
         before = len(self.problems)
-        compiler = FormCompiler(form_data, self.definitions.options, self.levels, self.expressions, self.problems)
+        # The application's expressions (visible_if, required_if, compute, rules) may read `record.<field>` too.
+        record = {k: f.kind.sample() for k, f in self.form.fields.items()} if self.form is not None else {}
+        compiler = FormCompiler(form_data, self.definitions.options, self.levels, self.expressions, self.problems,
+                                context={RECORD: record})
         compiled = compiler.compile()
         if compiled is None or len(self.problems) > before:
             return None
@@ -322,7 +343,7 @@ class WorkflowCompiler:
                 self.problems.add(raw_of[step.key].origin, f"步骤“{step.key}”永远不会被执行",
                                   "前面的步骤用 next 跳过了它；删除该步骤或修改前面步骤的 next")
 
-    def _effects(self) -> EffectSpec:
+    def _effects(self, application: FormSpec) -> EffectSpec:
         assert self.form is not None
         raw = self.data.get("on_approve")
         if raw is None:
@@ -346,7 +367,48 @@ class WorkflowCompiler:
         move = raw.get("move_to") == "chosen_unit"
         if move and self.choice is None:
             self.problems.add(key_origin(raw, "move_to"), "move_to: chosen_unit 需要流程有 choose_unit", "加上 choose_unit，让申请人选择转入的单位")
-        return EffectSpec(set=MappingProxyType(values), move_to_chosen_unit=move, origin=raw.origin)
+        compute = self._computed(raw, self.form, application)
+        children = tuple(c for c in (self._child(item, application) for item in raw.get("create", [])) if c is not None)
+        return EffectSpec(set=MappingProxyType(values), move_to_chosen_unit=move, compute=compute, create=children,
+                          origin=raw.origin)
+
+    def _computed(self, parent: Any, form: FormSpec, application: FormSpec, skip: str = "") -> Mapping[str, Expression]:
+        """`compute: {field: expression}` of an effect: fields of `form`, expressions over the application's fields
+        and `record.<field>` (the target record as final approval finds it)."""
+        raw = parent.get("compute", {})
+        samples, attributes = self._names(application, with_application=True)
+        found: dict[str, Expression] = {}
+        for key, source in raw.items():
+            spec, where = form.fields.get(key), key_origin(raw, key)
+            if spec is None or key == skip:
+                self.problems.add(where, f"表单“{form.key}”没有字段“{key}”" if spec is None else f"字段“{key}”由系统填写（关联到上级记录）",
+                                  did_you_mean(key, form.fields) if spec is None else "删去这一项")
+                continue
+            if not spec.user_input:
+                self.problems.add(where, f"字段“{key}”由系统生成，流程不能设置它")
+                continue
+            bad = self._unknown_attribute(str(source).strip(), attributes)
+            if bad is not None:
+                self.problems.add(where, *bad)
+                continue
+            try:
+                found[key] = self.expressions.compile(source, samples, where, samples, boolean=False)
+            except ExpressionProblem as exc:
+                self.problems.add(where, exc.message, exc.hint or "文字要加引号，例如 status: \"'已毕业'\"")
+        return MappingProxyType(found)
+
+    def _child(self, raw: Any, application: FormSpec) -> ChildSpec | None:
+        assert self.form is not None
+        key, where = raw["form"], key_origin(raw, "form")
+        child = self.definitions.forms.get(key)
+        if child is None:
+            self.problems.add(where, f"未知的表单“{key}”", did_you_mean(key, self.definitions.forms) or "")
+            return None
+        if not child.parent_field or child.parent_form != self.form.key:
+            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
+                              f"create 只能新建下级表单的记录：在“{key}”中写 belongs_to，指向关联到“{self.form.key}”的 link 字段")
+            return None
+        return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field), origin=raw.origin)
 
 
 def writable_target(form: FormSpec, keys: Collection[str]) -> FormSpec:

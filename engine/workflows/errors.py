@@ -106,3 +106,15 @@ class Stale(WorkflowError):
 
 class AttachmentInvalid(WorkflowError):
     code, status = "wf_attachment_invalid", 422
+
+
+class ExclusiveOpen(WorkflowError):
+    """Another workflow of the same exclusive group is in flight on the record (a 休学 while a 退学 is pending)."""
+
+    code = "wf_exclusive_open"
+
+
+class StartConditionLost(WorkflowError):
+    """An exclusive workflow's approval found the record no longer meets its start condition."""
+
+    code = "wf_start_condition_lost"

@@ -224,10 +224,26 @@ def ensure_with_applicant(state: State, actor: Actor, applicant_id: int) -> None
         raise NotInProgress(status=STATUS_LABELS.get(state.status, state.status))
 
 
-def resubmit(spec: WorkflowSpec, ctx: Context, state: State, actor: Actor) -> Outcome:
-    """After 退回修改 (or from a draft) the applicant submits again; approval restarts from the first step."""
+def resubmit(spec: WorkflowSpec, ctx: Context, state: State, actor: Actor, restart: bool = False) -> Outcome:
+    """After 退回修改 (or from a draft) the applicant submits again. Approval resumes at the step that returned it
+    (the steps before it stay approved), unless the workflow says `on_return: restart` or the caller `restart`s
+    (the application now names another unit, so earlier approvals were for something else)."""
     ensure_with_applicant(state, actor, ctx.applicant_id)
-    return submit(spec, ctx)
+    step = returned_at(spec, state)
+    if step is None or restart or spec.restart_on_return:
+        return submit(spec, ctx)
+    following, opened, skipped = enter(spec, ctx, spec.steps.index(step))
+    if following is None:
+        return Outcome("approved", skipped=skipped, effects=True)
+    return Outcome("pending", following.key, opened=opened, skipped=skipped)
+
+
+def returned_at(spec: WorkflowSpec, state: State) -> StepSpec | None:
+    """The step whose approver returned the application (None: not returned, or that step no longer exists)."""
+    if state.status != "returned":
+        return None
+    returned = [t for t in state.tasks if t.status == "returned" and t.round == state.round]
+    return spec.step(returned[-1].step) if returned else None
 
 
 def decide(spec: WorkflowSpec, ctx: Context, state: State, task_id: int, action: str, actor: Actor,

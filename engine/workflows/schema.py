@@ -32,6 +32,15 @@ STEP = {
     },
 }
 
+EXPRESSIONS = {"type": "object", "additionalProperties": {"type": "string"}}  # field -> expression
+
+CHILD = {  # on_approve.create: a record of a child form (belongs_to the workflow's form), its fields from expressions
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["form"],
+    "properties": {"form": KEY, "compute": EXPRESSIONS},
+}
+
 APPLICATION: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -58,12 +67,14 @@ WORKFLOW = {
             "properties": {"roles": NONEMPTY_KEYS, "when": {"type": "string"}, "label": TEXT},
         },
         "allow_self_approval": {"type": "boolean"},
+        "exclusive": KEY,
+        "on_return": {"enum": ["resume", "restart"]},
         "summary": KEY_LIST,
         "choose_unit": {
             "type": "object",
             "additionalProperties": False,
             "required": ["label", "level"],
-            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}},
+            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}, "when": {"type": "string"}},
         },
         "changes": NONEMPTY_KEYS,
         "application": APPLICATION,
@@ -74,6 +85,8 @@ WORKFLOW = {
             "properties": {
                 "set": {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}},
                 "move_to": {"enum": ["chosen_unit"]},
+                "compute": EXPRESSIONS,
+                "create": {"type": "array", "minItems": 1, "items": CHILD},
             },
         },
     },

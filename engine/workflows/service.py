@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.certificates.service import issue_on_approval
 from engine.documents import read_values
+from engine.expressions import holds, value_of
 from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
-from engine.permissions import Principal
+from engine.permissions import Principal, scope
 from engine.records import PreparedUpdate, RecordService, SaveResult, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows, without_lock_waits
@@ -30,11 +31,12 @@ from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import routing, versions
 from engine.workflows.errors import (
-    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, NoAssigneeGroup,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, ExclusiveOpen, NoAssigneeGroup,
+    StartConditionLost,
     RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -186,11 +188,10 @@ class WorkflowService:
             record = self.startable_record(s, spec, form, principal, record_id, units)
             if record is None:
                 raise StartNotAllowed(workflow=spec.title)
-            open_id = s.scalar(select(Application.id).where(
-                Application.workflow_key == spec.key, Application.form_key == form.key,
-                Application.record_id == record_id, Application.status.in_(OPEN_STATUSES)))
+            open_id = self.open_application(spec, record_id, s)
             if open_id is not None:
                 raise AlreadyOpen(workflow=spec.title, id=open_id)
+            self.refuse_exclusive(s, definitions, spec, record_id)
             cleaned, issues, changes = self.validate(spec, form, record, raw, chosen_unit_id, units)
             if draft:
                 issues = [i for i in issues if i.path in spec.changes]
@@ -202,6 +203,9 @@ class WorkflowService:
                 subject=_subject(form, record), applicant_id=principal.user_id, applicant_name=principal.display_name,
                 status="draft", step="", step_title="", round=1, revision=1, data={}, changes=changes,
                 units=_snapshot(record.unit_path, chosen_unit_id, principal, units), chosen_unit_id=chosen_unit_id,
+                record_path=record.unit_path,
+                record_snapshot=record_snapshot(spec, form, record.values, record.unit_path, units),
+                chosen_path=_path_of(units, chosen_unit_id),
             )
             s.add(app)
             s.flush()
@@ -217,6 +221,49 @@ class WorkflowService:
                 self._apply(s, definitions, spec, app, outcome, principal, "submit")
             s.commit()
             return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
+
+    def open_application(self, spec: WorkflowSpec, record_id: int, s: DbSession | None = None) -> int | None:
+        """The id of an application of `spec` on the record still in flight (draft, pending or returned)."""
+        stmt = select(Application.id).where(Application.workflow_key == spec.key, Application.form_key == spec.form,
+                                            Application.record_id == record_id, Application.status.in_(OPEN_STATUSES))
+        if s is not None:
+            return s.scalar(stmt)
+        with self.db.read() as read:
+            return read.scalar(stmt)
+
+    def exclusive_conflict(self, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                           s: DbSession | None = None, before: Application | Row | None = None) -> Row | None:
+        """Another application of `spec`'s exclusive group in flight on the record (None: none, or no group).
+        `before`: for a decision on that application, only one submitted earlier (the first one is decided first)."""
+        keys = [w.key for w in definitions.workflows.values()
+                if spec.exclusive and w.exclusive == spec.exclusive and w.form == spec.form]
+        if not keys:
+            return None
+        stmt = (select(Application.id, Application.workflow_key).where(
+            Application.workflow_key.in_(keys), Application.form_key == spec.form, Application.record_id == record_id,
+            Application.status.in_(("pending", "returned")))  # a draft claims nothing until it is submitted
+            .order_by(Application.id))
+        if before is not None:
+            stmt = stmt.where(Application.id < before.id)
+        if s is not None:
+            return s.execute(stmt).first()
+        with self.db.read() as read:
+            return read.execute(stmt).first()
+
+    def refuse_exclusive(self, s: DbSession | None, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                         before: Application | Row | None = None) -> None:
+        other = self.exclusive_conflict(definitions, spec, record_id, s, before)
+        if other is not None:
+            title = definitions.workflows[other.workflow_key].title if other.workflow_key in definitions.workflows \
+                else other.workflow_key
+            raise ExclusiveOpen(other=title, id=other.id, workflow=spec.title)
+
+    @staticmethod
+    def start_values(spec: WorkflowSpec, record: StoredRecord) -> dict[str, Any]:
+        """What a new application starts from: its fields' defaults, and a change request's fields as the record has them."""
+        values = {k: f.default for k, f in spec.application.fields.items()}
+        values.update({k: record.values.get(k) for k in spec.changes})
+        return values
 
     def startable_record(self, s: DbSession | None, spec: WorkflowSpec, form: FormSpec, principal: Principal,
                          record_id: int, units: list[Unit]) -> StoredRecord | None:
@@ -235,10 +282,10 @@ class WorkflowService:
     def validate(self, spec: WorkflowSpec, form: FormSpec, record: StoredRecord, raw: Mapping[str, Any],
                  chosen_unit_id: int | None, units: list[Unit]) -> tuple[CleanResult, list[Issue], dict[str, Any]]:
         """The application through the one validator; proposed values also through the target form's rules."""
-        cleaned = clean_record(spec.application, raw)
+        cleaned = clean_record(spec.application, raw, context={RECORD: record.values})
         issues = list(cleaned.issues)
         if spec.unit_choice is not None:
-            allowed = {u.id for u in unit_options(spec, record.unit_path, units)}
+            allowed = {u.id for u in unit_options(spec, record.unit_path, units, record.values)}
             if chosen_unit_id is None:
                 issues.append(Issue("wf_unit_required", {"label": spec.unit_choice.label}, path="_unit"))
             elif chosen_unit_id not in allowed:
@@ -291,9 +338,18 @@ class WorkflowService:
             if problems:
                 raise AttachmentInvalid(detail=render(problems[0], "附件"))
         spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
-        record_values = self._record_values(s, definitions, app) if spec.reads_record else {}
+        # The group is today's definition's: applications in flight when it was declared are covered too.
+        group = definitions.workflows.get(app.workflow_key, spec)
+        recheck = decision.action == "approve" and bool(group.exclusive)
+        record_values = self._record_values(s, definitions, app) if spec.reads_record or recheck else {}
         outcome = routing.decide(spec, self._context(app, spec, record_values), state, decision.task_id, decision.action,
                                  actor, decision.comment, decision.upload is not None)
+        if recheck:  # after routing: a decision on a closed task is refused as such first
+            # Exclusive workflows change the same thing (学籍状态): the one submitted first is decided first, and an
+            # approval still needs the record to be as the start condition wants it (another may have changed it).
+            self.refuse_exclusive(s, definitions, group, app.record_id, before=app)
+            if spec.start_when is not None and not holds(spec.start_when, self._context(app, spec, record_values).names()):
+                raise StartConditionLost(workflow=spec.title)
         effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
         return Plan(app, spec, outcome, effect)
 
@@ -326,7 +382,8 @@ class WorkflowService:
             record = self.records.get(form, app.record_id, system_principal(principal, form), "read", session=s)
             if record is None:
                 raise RecordMissing()
-            routing.ensure_with_applicant(Bundle(app, [], []).state(), Actor.of(principal), app.applicant_id)
+            state = Bundle(app, self._tasks(s, app.id), []).state()
+            routing.ensure_with_applicant(state, Actor.of(principal), app.applicant_id)
             kept = self._kept_units()
             units = kept if kept is not None else all_units(s)
             values = {**self.values(spec, app), **raw}
@@ -338,10 +395,15 @@ class WorkflowService:
             app.data = self._store(s, spec, app.id, principal, cleaned.values, app.data)
             app.changes = changes
             app.units = _snapshot(record.unit_path, chosen_unit_id, principal, units, app.units.get("applicant_unit"))
+            moved = chosen_unit_id != app.chosen_unit_id
             app.chosen_unit_id = chosen_unit_id
+            app.record_path = record.unit_path
+            app.record_snapshot = record_snapshot(spec, form, record.values, record.unit_path, units)
+            app.chosen_path = _path_of(units, chosen_unit_id)
             app.round += 1
             s.flush()
-            outcome = routing.submit(spec, self._context(app, spec, record.values))
+            outcome = routing.resubmit(spec, self._context(app, spec, record.values), state, Actor.of(principal),
+                                       restart=moved)
             self._apply(s, definitions, spec, app, outcome, principal, action)
             s.commit()
             return StartResult(application_id=application_id, cleaned=cleaned, outcome=outcome)
@@ -385,7 +447,10 @@ class WorkflowService:
                     raise Stale()
                 if not written.ok:  # a unique value someone else saved since the check
                     raise _effect_failed(effect.update.form, written.issues)
-            actions.append(_action(app, principal, "effects", now, effect.note))
+            notes = [effect.note] if effect.note else []
+            notes += self._create_children(s, definitions, spec, app, principal)
+            self._snapshot_decided(s, definitions, spec, app, principal)
+            actions.append(_action(app, principal, "effects", now, "；".join(notes)))
             # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.
             issue_on_approval(s, definitions, spec.key, app.form_key, app.record_id, app.id,
                               lambda: self.values(spec, app), principal)
@@ -406,6 +471,9 @@ class WorkflowService:
         current = self.records.get(target, app.record_id, system, "update", session=s, lock=lock)
         if current is None:
             raise RecordMissing()
+        if spec.effects.compute:  # expressions over the application and the record as it is now
+            names = self._context(app, spec, current.values).names()
+            submitted.update({k: value_of(e, names) for k, e in spec.effects.compute.items()})
         unit_id = app.chosen_unit_id if spec.effects.move_to_chosen_unit else None
         prepared = self.records.prepare_update(s, target, system, current, submitted, current.revision, unit_id,
                                                note=f"{spec.title}申请 #{app.id} 审批通过后生效", caller_session=s,
@@ -425,6 +493,40 @@ class WorkflowService:
         if unit_id is not None and unit_id != current.unit_id:
             notes.append(f"{form.unit_label}：{_full_name(s, current.unit_id)} → {_full_name(s, unit_id)}")
         return Effect(prepared, "；".join(notes))
+
+    def _snapshot_decided(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+                          principal: Principal) -> None:
+        """The record as final approval left it, kept with the application (the page shows it to viewers the
+        record is out of reach for now: the sending school after a transfer)."""
+        form = definitions.forms[spec.form]
+        # The stored document, not the record service's read: no projection columns (unique values) to fetch.
+        row = s.execute(select(Record.data, OrgUnit.path).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                        .where(Record.id == app.record_id)).first()
+        if row is not None:
+            kept = self._kept_units()
+            snapshot = record_snapshot(spec, form, read_values(form, row.data or {}), row.path,
+                                       kept if kept is not None else all_units(s))
+            s.execute(update(Application).where(Application.id == app.id).values(record_snapshot=snapshot))
+
+    def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
+                         principal: Principal) -> list[str]:
+        """`on_approve.create`: records of child forms, linked to the target record, written by RecordService in
+        the approving transaction (a refusal fails the whole approval). Returns the timeline's notes."""
+        if not spec.effects.create:
+            return []
+        parent = definitions.forms[spec.form]
+        record_values = self._record_values(s, definitions, app)
+        names = self._context(app, spec, record_values).names()
+        notes = []
+        for child in spec.effects.create:
+            form = definitions.forms[child.form]
+            values = {k: value_of(e, names) for k, e in child.compute.items()}
+            values[form.parent_field] = app.record_id
+            result = self.records.create(form, creator_principal(principal, form, parent), None, values, session=s)
+            if not result.ok:
+                raise _effect_failed(form, result.issues)
+            notes.append(f"已新建{form.title}记录 #{result.record_id}")
+        return notes
 
     def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
                values: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -511,7 +613,50 @@ class WorkflowService:
         if any(routing.is_member(as_task(t), actor) for t in bundle.tasks):
             return True
         form = definitions.forms.get(app.form_key)
-        return form is not None and self.records.get(form, app.record_id, principal, "read") is not None
+        if form is None:
+            return False
+        # Who read the record when it was submitted still reads the application (the sending school after a
+        # transfer, for its 学籍异动); the page then shows the record as kept with the application, not as it is now.
+        if app.record_path and scope(principal, "read", form).contains(app.record_path, None, principal.user_id):
+            return True
+        return self.records.get(form, app.record_id, principal, "read") is not None
+
+    def moves(self, definitions: Definitions, principal: Principal, workflow: str = "", side: str = "",
+              page: int = 1) -> Listing:
+        """学籍异动: approved applications whose approval changed a record (`on_approve`), in or out of the units
+        this user reads: an entry is the user's "out" side when the record was in their units when submitted, "in"
+        when the chosen unit (a transfer's destination) is theirs. Both schools list a transfer, each its part."""
+        keys = [k for k, w in definitions.workflows.items() if w.effects.set or w.effects.compute
+                or w.effects.move_to_chosen_unit or w.effects.create]
+        if workflow:
+            keys = [k for k in keys if k == workflow]
+        out_side, in_side = self._reach(definitions, principal, keys, "record_path"), \
+            self._reach(definitions, principal, keys, "chosen_path")
+        chosen = {"out": out_side, "in": in_side}.get(side)
+        condition = and_(Application.status == "approved", Application.workflow_key.in_(keys),
+                         chosen if chosen is not None else or_(out_side, in_side))
+        page = max(1, page)
+        stmt = select(*LIST_COLUMNS, Application.finished_at, Application.record_path, Application.chosen_path) \
+            .where(condition)
+        with self.db.read() as s:
+            total = s.scalar(select(func.count()).select_from(Application).where(condition)) or 0
+            rows = s.execute(stmt.order_by(Application.finished_at.desc(), Application.id.desc())
+                             .limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+        return Listing([dict(row._mapping) for row in rows], total, page)
+
+    @staticmethod
+    def _reach(definitions: Definitions, principal: Principal, keys: list[str], column: str) -> Any:
+        """Applications whose `column` (a unit path) lies in the read scope of this user on their workflow's form."""
+        target = getattr(Application, column)
+        parts = []
+        for form_key in {definitions.workflows[k].form for k in keys}:
+            form = definitions.forms.get(form_key)
+            reach = scope(principal, "read", form) if form is not None else None
+            if reach is None or (not reach.everything and not reach.paths):
+                continue
+            inside = target != "" if reach.everything else or_(*(target.startswith(p, autoescape=True) for p in sorted(reach.paths)))
+            parts.append(and_(Application.form_key == form_key, inside))
+        return or_(*parts) if parts else false()
 
     def for_record(self, form_key: str, record_id: int) -> list[Application]:
         with self.db.read() as s:
@@ -523,12 +668,19 @@ class WorkflowService:
         with self.db.read() as s:
             return s.scalar(select(func.count(func.distinct(ApplicationTask.application_id))).where(_inbox(principal))) or 0
 
+    def count_returned(self, principal: Principal) -> int:
+        """The user's applications returned to them for changes (the 我的申请 badge)."""
+        with self.db.read() as s:
+            return s.scalar(select(func.count()).select_from(Application).where(
+                Application.applicant_id == principal.user_id, Application.status == "returned")) or 0
+
     def inbox(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1,
-              total: int | None = None) -> Listing:
-        """Open tasks' applications, newest first; `total` may be passed in (the 待办 badge has just counted it)."""
+              total: int | None = None, within: str = "") -> Listing:
+        """Open tasks' applications, newest first; `total` may be passed in (the 待办 badge has just counted it).
+        `within`: only records that were in the unit at this path (or below it) when submitted."""
         ids = select(ApplicationTask.application_id).where(_inbox(principal))
-        if workflow or status:
-            return self._listing(Application.id.in_(ids), workflow, status, page)
+        if workflow or status or within:
+            return self._listing(Application.id.in_(ids), workflow, status, page, within=within)
         page = max(1, page)
         with self.db.read() as s:
             if total is None:
@@ -539,16 +691,19 @@ class WorkflowService:
             rows = s.execute(select(*LIST_COLUMNS).where(Application.id.in_(chosen)).order_by(Application.id.desc())).all()
         return Listing([dict(row._mapping) for row in rows], total, page)
 
-    def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
+    def done(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1, within: str = "") -> Listing:
         ids = select(ApplicationAction.application_id).where(
             ApplicationAction.user_id == principal.user_id, ApplicationAction.action.in_(routing.DECISIONS))
-        return self._listing(Application.id.in_(ids), workflow, status, page)
+        return self._listing(Application.id.in_(ids), workflow, status, page, within=within)
 
-    def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1) -> Listing:
-        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page)
+    def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1, within: str = "") -> Listing:
+        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page, within=within)
 
-    def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None) -> Listing:
+    def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None,
+                 within: str = "") -> Listing:
         stmt = select(*LIST_COLUMNS).where(condition)
+        if within:
+            stmt = stmt.where(Application.record_path.startswith(within, autoescape=True))
         if workflow:
             stmt = stmt.where(Application.workflow_key == workflow)
         if status:
@@ -563,15 +718,32 @@ class WorkflowService:
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit]) -> list[Unit]:
-    """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit."""
+def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
+                 record: Mapping[str, Any] | None = None) -> list[Unit]:
+    """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit, and fitting
+    the record by the choice's `when` (a 高一 student goes to a 高一 class)."""
     choice = spec.unit_choice
     if choice is None:
         return []
     units = list(units)
     own = next((u.path for u in units if u.level == choice.outside and record_path.startswith(u.path)), None) \
         if choice.outside else None
-    return [u for u in units if u.level == choice.level and not (own and u.path.startswith(own))]
+    found = [u for u in units if u.level == choice.level and not (own and u.path.startswith(own))]
+    if choice.when is None:
+        return found
+    names = {u.path: u for u in units}
+    record_values = dict(record or {})
+
+    def fits(unit: Unit) -> bool:
+        above = (names.get(p) for p in _paths_above(unit.path))
+        return holds(choice.when, {"unit": {u.level: u.name for u in above if u is not None}, RECORD: record_values})
+    return [u for u in found if fits(u)]
+
+
+def _paths_above(path: str) -> list[str]:
+    """"/1/2/3/" → ["/1/", "/1/2/", "/1/2/3/"]: the unit and every unit above it."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    return ["/" + "/".join(parts[:i]) + "/" for i in range(1, len(parts) + 1)]
 
 
 def _inbox(principal: Principal) -> Any:
@@ -614,10 +786,10 @@ def _action(app: Application | Row, principal: Principal, action: str, now: dt.d
             "display_name": principal.display_name, "comment": comment, "attachment": attachment, "at": now}
 
 
-LIST_COLUMNS = (  # what a list row shows: no JSON documents to decode
+LIST_COLUMNS = (  # what a list row shows: no record or application documents (units: a few ids and names)
     Application.id, Application.workflow_key.label("workflow"), Application.subject,
     Application.applicant_name.label("applicant"), Application.status, Application.step_title, Application.created_at,
-    Application.updated_at,
+    Application.updated_at, Application.units,
 )
 
 
@@ -625,6 +797,19 @@ def _subject(form: FormSpec, record: StoredRecord) -> str:
     spec = form.fields.get(form.title_field)
     value = record.values.get(form.title_field) if spec is not None else None
     return (spec.kind.to_text(value) if spec is not None and value is not None else "") or f"#{record.id}"
+
+
+def _path_of(units: Iterable[Unit], unit_id: int | None) -> str:
+    return next((u.path for u in units if u.id == unit_id), "") if unit_id is not None else ""
+
+
+def record_snapshot(spec: WorkflowSpec, form: FormSpec, values: Mapping[str, Any], unit_path: str,
+                    units: Iterable[Unit]) -> dict[str, Any]:
+    """The record's summary fields (stored form) and unit names, as an application keeps them."""
+    kept = {k: None if values.get(k) is None else form.fields[k].kind.to_json(values[k])
+            for k in spec.summary if k in form.fields}
+    names = [u.name for u in sorted((u for u in units if unit_path.startswith(u.path)), key=lambda u: len(u.path))]
+    return {"values": kept, "unit": "/".join(names)}
 
 
 def _levels(path: str, units: Iterable[Unit]) -> dict[str, UnitInfo]:
@@ -685,6 +870,15 @@ def system_principal(principal: Principal, form: FormSpec) -> Principal:
     """The approver acting for the workflow: may update this form anywhere, sees everything (audit keeps their name).
     A role of a few frozen objects, made per call: nothing about it is worth keeping between calls."""
     role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({form.key: _ACTING}))
+    return Principal(principal.user_id, principal.username, principal.display_name, (role,))
+
+
+def creator_principal(principal: Principal, child: FormSpec, parent: FormSpec) -> Principal:
+    """The approver creating an approval's child record: may create it anywhere and link it to any parent record.
+    Made per call, as system_principal is."""
+    role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({
+        child.key: FormPolicy(actions=frozenset({"create", "read"}), reveal_sensitive=True),
+        parent.key: FormPolicy(actions=frozenset({"read"}), reveal_sensitive=True)}))
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 

@@ -70,6 +70,17 @@ class UnitChoiceSpec:
     level: str
     outside: str = ""
     help: str = ""
+    # Which units fit the record: over `unit.<level>` (the candidate's unit names by level) and `record.<field>`.
+    when: Expression | None = None
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """A record of a child form created by final approval, linked to the target record; fields from expressions."""
+
+    form: str
+    compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -79,6 +90,9 @@ class EffectSpec:
 
     set: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # field -> Python value
     move_to_chosen_unit: bool = False
+    # field -> expression over the application's fields and `record.<field>` (evaluated at final approval)
+    compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
+    create: tuple[ChildSpec, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -102,6 +116,8 @@ class WorkflowSpec:
     changes: tuple[str, ...] = ()  # protected fields: edits become change requests reviewed here
     summary: tuple[str, ...] = ()  # target fields shown on the application page
     allow_self_approval: bool = False
+    exclusive: str = ""  # workflows of one group never run at once on one record (休学, 退学, 转学 …)
+    restart_on_return: bool = False  # after 退回修改 approval starts again from step one (default: at the returning step)
     origin: Origin | None = field(default=None, compare=False)
 
     def step(self, key: str) -> StepSpec | None:

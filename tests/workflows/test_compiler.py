@@ -190,7 +190,8 @@ def test_loader_reports_workflow_errors_with_the_rest(tmp_path: Path) -> None:
     with pytest.raises(DefinitionErrors) as caught:
         load_definitions(root)
     (error,) = caught.value.errors
-    assert error.origin.path.endswith("workflows/suspend.yaml") and error.origin.line == 49
+    line = 1 + path.read_text(encoding="utf-8").split("set: {statu: 休学}")[0].count("\n")
+    assert error.origin.path.endswith("workflows/suspend.yaml") and error.origin.line == line
     assert "没有字段“statu”" in error.message and error.hint == "是不是“status”？"
 
 

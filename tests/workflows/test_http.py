@@ -52,7 +52,7 @@ def test_transfer_across_districts__moves_the_student(world) -> None:
 
 def test_transfer_within_district__one_bureau(world) -> None:
     w = world("reg", "reg_near", "bureau", "bureau_in")
-    student = w.student()
+    student = w.student(grade="一年级")  # the receiving class must be of the student's grade (choose_unit.when)
     reg, near, bureau, bureau_in = (w.login(u) for u in ("reg", "reg_near", "bureau", "bureau_in"))
     app = application_id(reg.start("transfer", student, transfer_form(unit_id(w.state, OTHER_SCHOOL_CLASS)), proof()))
     near.decide(app, "approve")
@@ -70,6 +70,9 @@ def test_transfer_unit_picker__other_schools_only(world) -> None:
     options = re.findall(r'<option value="\d+"[^>]*>([^<]+)</option>', page.split('id="in-_unit"')[1].split("</select>")[0])
     assert options and all(not o.startswith("示范区教育局/示范区第一中学/") for o in options)
     assert "滨江区教育局/滨江中学/高一/高一(1)班" in options
+    assert not any("一年级" in o for o in options)  # choose_unit.when: a 高一 student goes to a 高一 class
+    misfit = reg.start("transfer", student, transfer_form(unit_id(w.state, OTHER_SCHOOL_CLASS)), proof())
+    assert misfit.status_code == 422 and MESSAGES["wf_unit_invalid"].format(label="转入学校及班级") in misfit.text
     own = unit_id(w.state, "示范区教育局/示范区第一中学/高一/高一(2)班")
     refused = reg.start("transfer", student, transfer_form(own), proof())
     assert refused.status_code == 422 and MESSAGES["wf_unit_invalid"].format(label="转入学校及班级") in refused.text
@@ -136,15 +139,15 @@ def test_return_and_resubmit(world) -> None:
     assert "修改后重新提交" in page and "请改转入本区学校" in page
     edit = reg.get(f"/wf/a/{app}/edit")
     assert edit.status_code == 200 and "证明.pdf" in edit.text  # the uploaded proof is kept unless replaced
-    resent = reg.post(f"/wf/a/{app}/edit", {**transfer_form(unit_id(w.state, OTHER_SCHOOL_CLASS))})
+    resent = reg.post(f"/wf/a/{app}/edit", {**transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS), reason="随迁")})
     assert resent.status_code == 303
     app_row = w.application(app)
     assert (app_row.status, app_row.step, app_row.round) == ("pending", "receiving_school", 2)
     assert app_row.data["proof"]["name"] == "证明.pdf"
-    assert [t.unit_name for t in w.open_tasks(app)] == ["示范区实验小学"]
+    assert [t.unit_name for t in w.open_tasks(app)] == ["滨江中学"]
     stale = reg_in.decide(app, "approve", task=old_task)
     assert stale.status_code == 409  # their step was decided (returned) already
-    assert near.decide(app, "approve").status_code == 303
+    assert reg_in.decide(app, "approve").status_code == 303
     assert reg.get(f"/wf/a/{app}/edit").status_code == 409  # no editing while it is being approved
 
 

@@ -287,16 +287,36 @@ def test_decide_after_withdrawal__not_in_progress() -> None:
     assert caught.value.message == "该申请已撤回，不能再进行此操作"
 
 
-def test_resubmit__starts_over_in_a_new_round() -> None:
+def test_resubmit__resumes_at_the_returning_step_in_a_new_round() -> None:
     run = Run(TRANSFER, context())
     run.decide(RECEIVING_REGISTRAR)
     run.decide(SENDING_BUREAU, "return", comment="请补充")
     with pytest.raises(NotApplicant):
         run.resubmit(SECOND_REGISTRAR)
     outcome = run.resubmit(APPLICANT)
-    assert (outcome.status, outcome.step) == ("pending", "receiving_school")
-    assert [t.round for t in run.tasks if t.status == "open"] == [2]
+    assert (outcome.status, outcome.step) == ("pending", "bureaus")  # the receiving school is not asked again
+    assert [(t.round, t.unit_path) for t in run.tasks if t.status == "open"] == [(2, D1.path), (2, D2.path)]
     assert not run.state.decided  # the first round's decisions do not block a withdrawal now
+
+
+def test_resubmit__on_return_restart__starts_over() -> None:
+    run = Run(replace(TRANSFER, restart_on_return=True), context())
+    run.decide(RECEIVING_REGISTRAR)
+    run.decide(SENDING_BUREAU, "return", comment="请补充")
+    assert run.resubmit(APPLICANT).step == "receiving_school"
+
+
+def test_resubmit__another_unit_chosen__starts_over() -> None:
+    run = Run(TRANSFER, context())
+    run.decide(RECEIVING_REGISTRAR)
+    run.decide(SENDING_BUREAU, "return", comment="请补充")
+    assert routing.resubmit(TRANSFER, run.ctx, run.state, APPLICANT, restart=True).step == "receiving_school"
+
+
+def test_on_return__compiled() -> None:
+    assert spec("- {key: a, title: A, assignees: [{role: bureau, unit: record_unit.district}]}\n",
+                "on_return: restart\n").restart_on_return
+    assert not TRANSFER.restart_on_return
 
 
 def test_resubmit__only_when_returned() -> None:

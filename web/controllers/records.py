@@ -226,7 +226,8 @@ class RecordController(Controller):
         record = _get(request, form, principal, record_id, "read")
         found = policy(principal, form)
         entries = app_state(request).records.history(form, record_id)
-        return page(request, "records/history.html", form=form, record=record, entries=_history_rows(form, found, entries),
+        units = {u.id: u.full_name for u in app_state(request).units()}
+        return page(request, "records/history.html", form=form, record=record, entries=_history_rows(form, found, entries, units),
                     title_text=_title(form, record, found), title=form.title)
 
 
@@ -450,22 +451,22 @@ def _failed_update(request: Request, form: FormSpec, principal: Principal, recor
     conflict = None
     if result.conflict is not None:
         found = policy(principal, form)
-        conflict = _history_rows(form, found, result.conflict.entries)
+        conflict = _history_rows(form, found, result.conflict.entries, {u.id: u.full_name for u in app_state(request).units()})
         # The user's typed values stay; the revision moves on so a deliberate re-save goes through.
         revision = result.conflict.current_revision
     return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=result.issues, record=record,
                       status=409 if conflict else 422, revision=revision, conflict=conflict)
 
 
-def _history_rows(form: FormSpec, found: Any, entries: list) -> list[dict[str, Any]]:
-    """Audit entries as readable rows, with each value shown as this user may see it."""
+def _history_rows(form: FormSpec, found: Any, entries: list, units: Mapping[int, str]) -> list[dict[str, Any]]:
+    """Audit entries as readable rows, with each value shown as this user may see it (a move by unit names)."""
     rows = []
     for entry in entries:
         changes = []
         for key, (old, new) in (entry.changes or {}).items():
             spec = form.fields.get(key)
             if key == "_unit":
-                changes.append({"label": form.unit_label, "old": str(old), "new": str(new)})
+                changes.append({"label": form.unit_label, "old": units.get(old, str(old)), "new": units.get(new, str(new))})
                 continue
             if spec is None or key in found.hidden:
                 continue
