@@ -184,7 +184,7 @@ def _read_ack(path: Path) -> dict | None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from web.excel import command_import  # noqa: PLC0415 — only `import` needs the Excel package
+    from web.cli_import import command_import  # noqa: PLC0415 — only `import` needs the Excel package
 
     return command_import(args, sys.stdout, sys.stderr)
 

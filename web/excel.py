@@ -1,4 +1,6 @@
-"""Excel pages: 下载导入模板, 导出, 导入 (upload → preview → 确认导入 → progress) and 导入记录."""
+"""Excel pages: 下载导入模板, 导出, 导入 (upload → preview → 确认导入 → progress) and 导入记录.
+
+`dangan import` is web/cli_import.py; limits come from Settings; jobs' rules and SQL from engine/excel/jobs.py."""
 from __future__ import annotations
 
 import os
@@ -12,52 +14,36 @@ from litestar import Controller, Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Response, Template
-from sqlalchemy import select
 
 from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
-                               error_workbook, interrupted, load_job, queue_commit, run_job)
+                               error_workbook, first_errors, interrupted, queue_commit, visible_job, visible_jobs)
 from engine.excel.layout import export_columns, template_columns
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.safety import inspect_upload
-from engine.permissions import placeable_units
 from engine.excel.workbooks import build_workbook
-from engine.errors import DefinitionErrors
 from engine.fields.files import MB
-from engine.loader import load_definitions
-from engine.org import Unit, build_principal
-from engine.permissions import Principal, can, is_masked, policy
-from engine.records import ListQuery, RecordService, StoredRecord
+from engine.org import Unit
+from engine.permissions import Principal, can, is_masked, placeable_units, policy
+from engine.records import ListQuery, StoredRecord
+from engine.storage.models import ImportJob
 from engine.spec import FormPolicy, FormSpec
-from engine.storage.db import Database
-from engine.storage.models import ImportJob, ImportRowError, User
 from web.auth import app_state, current_principal
 from web.features import Feature
 from web.guards import form_guard
 from web.pages import page
 from web.params import Id
 from web.presenter import display_text
-from web.settings import Settings
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 WORKER = "excel_worker"
 EXPORT_PAGE = 1000
 SHOWN_ERRORS = 200
-CLI_MAX_MB = 200
-
-
-def limits_for(settings: Settings) -> Limits:
-    """DANGAN_IMPORT_MAX_MB and DANGAN_IMPORT_MAX_ROWS; the file limit never exceeds the request limit."""
-    file_mb = os.environ.get("DANGAN_IMPORT_MAX_MB")
-    rows = os.environ.get("DANGAN_IMPORT_MAX_ROWS")
-    return replace(Limits(),
-                   max_file_bytes=min(int(file_mb) * MB if file_mb else settings.max_upload_bytes, settings.max_upload_bytes),
-                   max_rows=int(rows) if rows else Limits.max_rows)
 
 
 # --- worker lifecycle ---------------------------------------------------------------------------------
 def start_worker(app: Litestar) -> None:
     state = app_state_of(app)
-    worker = ImportWorker(state.db, lambda: state.definitions, state.records, limits_for(state.settings))
+    worker = ImportWorker(state.db, lambda: state.definitions, state.records, state.settings.import_limits())
     app.state[WORKER] = worker
     worker.resume_interrupted()
 
@@ -117,20 +103,10 @@ def export_value(spec: Any, found: FormPolicy, value: Any) -> Any:
 
 
 def _job(request: Request, form: FormSpec, principal: Principal, job_id: int) -> ImportJob:
-    job = load_job(app_state(request).db, job_id)
-    if job is None or job.form_key != form.key or not (job.user_id == principal.user_id or principal.is_admin):
+    job = visible_job(app_state(request).db, form, principal, job_id)
+    if job is None:
         raise NotFoundException("导入记录不存在")
     return job
-
-
-def _shown_errors(request: Request, job: ImportJob) -> list[dict[str, Any]]:
-    phase = "commit" if job.phase == "commit" else "preview"
-    with app_state(request).db.read() as s:
-        rows = s.execute(select(ImportRowError.row_no, ImportRowError.errors)
-                         .where(ImportRowError.job_id == job.id, ImportRowError.phase == phase)
-                         .order_by(ImportRowError.row_no).limit(SHOWN_ERRORS)).all()
-    return [{"row": number, "label": label, "value": value, "message": message}
-            for number, errors in rows for _column, label, value, message in errors]
 
 
 def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, Any]:
@@ -161,7 +137,7 @@ class ExcelController(Controller):
         assert found is not None
         query = _list_query(request, form)
         first = state.records.list(form, principal, query)
-        limit = limits_for(state.settings).max_rows
+        limit = state.settings.import_limits().max_rows
         if first.total > limit:
             raise HTTPException(status_code=422, detail=f"要导出的记录有 {first.total} 条，超过上限 {limit} 条，请先筛选")
         units = unit_options(request, principal, form)
@@ -181,11 +157,7 @@ class ExcelController(Controller):
     @get("/imports", opt={"action": "import"}, name="excel:jobs")
     async def jobs(self, request: Request) -> Template:
         form, principal = _form(request), current_principal(request)
-        query = select(ImportJob).where(ImportJob.form_key == form.key).order_by(ImportJob.id.desc()).limit(100)
-        if not principal.is_admin:
-            query = query.where(ImportJob.user_id == principal.user_id)
-        with app_state(request).db.read() as s:
-            jobs = list(s.scalars(query))
+        jobs = visible_jobs(app_state(request).db, form, principal)
         return page(request, "excel/jobs.html", form=form, jobs=jobs, status_names=STATUS_NAMES, mode_names=MODE_NAMES,
                     title=f"{form.title} - 导入记录")
 
@@ -197,7 +169,7 @@ class ExcelController(Controller):
                      error_mode: str = "all_or_nothing") -> Template:
         form, principal = _form(request), current_principal(request)
         modes = modes_for(principal, form)
-        limits = limits_for(app_state(request).settings)
+        limits = app_state(request).settings.import_limits()
         template = page(request, "excel/upload.html", form=form, modes=modes, mode_names=MODE_NAMES,
                         error_mode_names=ERROR_MODE_NAMES, chosen_mode=mode or (modes[-1] if modes else ""),
                         chosen_error_mode=error_mode, error=error, max_size=limits.max_file_bytes // MB,
@@ -220,7 +192,7 @@ class ExcelController(Controller):
             return again("请选择要导入的文件")
         content = await upload.read()
         try:
-            kind = _inspect(content, upload.filename, limits_for(state.settings))
+            kind = _inspect(content, upload.filename, state.settings.import_limits())
         except FileRejected as exc:
             return again(exc.message)
         job_id = create_job(state.db, form, principal, upload.filename, content, kind, mode, error_mode)
@@ -231,7 +203,7 @@ class ExcelController(Controller):
     async def job_page(self, request: Request, job_id: Id) -> Template:
         form, principal = _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
-        return page(request, "excel/job.html", errors=_shown_errors(request, job) if job.count_invalid else [],
+        return page(request, "excel/job.html", errors=first_errors(app_state(request).db, job, SHOWN_ERRORS) if job.count_invalid else [],
                     shown_limit=SHOWN_ERRORS, title=f"{form.title} - 导入 #{job.id}", **_job_context(request, form, job))
 
     @get("/imports/{job_id:int}/progress", opt={"action": "import"}, name="excel:progress")
@@ -265,7 +237,7 @@ class ExcelController(Controller):
     def errors(self, request: Request, job_id: Id) -> Response:
         state, form, principal = app_state(request), _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
-        data = error_workbook(state.db, state.definitions, job.id, limits_for(state.settings))
+        data = error_workbook(state.db, state.definitions, job.id, state.settings.import_limits())
         if data is None:
             raise NotFoundException("这次导入没有错误行")
         stem = job.filename.rsplit(".", 1)[0]
@@ -299,98 +271,3 @@ def _list_actions(form: FormSpec, principal: Principal) -> list[dict[str, str]]:
 def excel_feature() -> Feature:
     return Feature(name="excel", routes=(ExcelController,), list_actions=_list_actions,
                    on_startup=(start_worker,), on_shutdown=(stop_worker,))
-
-
-
-# --- the command line: `dangan import` -------------------------------------------------------------------
-class ProgressBar:
-    """A one-line text bar on stderr, redrawn after each batch."""
-
-    def __init__(self, stream: Any, width: int = 30) -> None:
-        self.stream, self.width, self.last = stream, width, ""
-
-    def __call__(self, status: str, done: int, total: int) -> None:
-        share = min(done / total, 1.0) if total else 0.0
-        filled = int(share * self.width)
-        line = f"\r{STATUS_NAMES.get(status, status)} [{'#' * filled}{'-' * (self.width - filled)}] {share:4.0%} {done}/{total} 行"
-        if line != self.last:
-            self.stream.write(line)
-            self.stream.flush()
-            self.last = line
-
-    def end(self) -> None:
-        if self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.last = ""
-
-
-def command_import(args: Any, out: Any, err: Any) -> int:
-    """`dangan import FORM FILE --user NAME [--mode] [--dry-run] [--skip-invalid]`: preview, then import."""
-    settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=err)
-        return 1
-    form = definitions.forms.get(args.form)
-    if form is None:
-        print(f"没有表单“{args.form}”；可用：{'、'.join(definitions.forms)}", file=err)
-        return 1
-    db = Database(settings.database_url)
-    db.upgrade()
-    with db.read() as s:
-        user = s.scalar(select(User).where(User.username == args.user))
-        principal = build_principal(s, user, definitions) if user is not None and user.is_active else None
-    if principal is None or not can(principal, "import", form):
-        print(f"用户“{args.user}”不存在、已停用或没有导入“{form.title}”的权限", file=err)
-        return 1
-    if args.mode not in modes_for(principal, form):
-        print(f"用户“{args.user}”不能以“{MODE_NAMES[args.mode]}”方式导入；可用：{'、'.join(MODE_NAMES[m] for m in modes_for(principal, form))}", file=err)
-        return 1
-    # No HTTP request here, so no request size limit: DANGAN_IMPORT_MAX_MB or 200 MB, or none at all.
-    file_mb = int(os.environ.get("DANGAN_IMPORT_MAX_MB") or CLI_MAX_MB)
-    path, limits = Path(args.file), replace(limits_for(settings), max_file_bytes=10**13 if args.no_size_limit else file_mb * MB)
-    try:
-        kind = inspect_upload(path, path.name, limits).kind
-    except FileRejected as exc:
-        print(f"文件被拒绝：{exc.message}", file=err)
-        return 1
-    except OSError as exc:
-        print(f"无法读取文件：{exc}", file=err)
-        return 1
-    error_mode = "skip_invalid" if args.skip_invalid else "all_or_nothing"
-    job_id = create_job(db, form, principal, path.name, path.read_bytes(), kind, args.mode, error_mode)
-    bar, records = ProgressBar(err), RecordService(db, lambda: definitions.forms)
-    job = run_job(db, definitions, job_id, limits, records, progress=bar)
-    bar.end()
-    assert job is not None
-    _report(job, "预览", out)
-    if job.status != "previewed":
-        print(job.message, file=err)
-        return 1
-    if not args.dry_run:
-        queue_commit(db, job_id, error_mode)
-        job = run_job(db, definitions, job_id, limits, records, progress=bar)
-        bar.end()
-        assert job is not None
-        _report(job, "导入", out)
-        if job.message:
-            print(job.message, file=err)
-    if job.count_invalid:
-        data = error_workbook(db, definitions, job_id, limits)
-        if data is not None:
-            target = Path.cwd() / f"{path.stem}-错误报告.xlsx"
-            target.write_bytes(data)
-            print(f"错误报告已保存到 {target}", file=out)
-    db.dispose()
-    if job.status in ("rejected", "failed"):
-        return 1
-    return 2 if job.count_invalid else 0
-
-
-def _report(job: ImportJob, what: str, out: Any) -> None:
-    print(f"{what}（任务 #{job.id}，{STATUS_NAMES[job.status]}）：新增 {job.count_new}，更新 {job.count_updated}，"
-          f"未变 {job.count_unchanged}，错误 {job.count_invalid}", file=out)
-    for warning in (job.details or {}).get("warnings", []):
-        print(f"  提示：{warning}", file=out)

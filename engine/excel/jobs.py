@@ -68,6 +68,37 @@ def load_job(db: Database, job_id: int) -> ImportJob | None:
         return s.get(ImportJob, job_id)
 
 
+def may_see(principal: Principal, job: ImportJob) -> bool:
+    """A job is its uploader's; administrators see every job."""
+    return job.user_id == principal.user_id or principal.is_admin
+
+
+def visible_job(db: Database, form: FormSpec, principal: Principal, job_id: int) -> ImportJob | None:
+    """The job of this form if the principal may see it; None otherwise (as if it did not exist)."""
+    job = load_job(db, job_id)
+    return job if job is not None and job.form_key == form.key and may_see(principal, job) else None
+
+
+def visible_jobs(db: Database, form: FormSpec, principal: Principal, limit: int = 100) -> list[ImportJob]:
+    """The latest jobs of this form the principal may see, newest first."""
+    query = select(ImportJob).where(ImportJob.form_key == form.key).order_by(ImportJob.id.desc()).limit(limit)
+    if not principal.is_admin:
+        query = query.where(ImportJob.user_id == principal.user_id)
+    with db.read() as s:
+        return list(s.scalars(query))
+
+
+def first_errors(db: Database, job: ImportJob, limit: int) -> list[dict[str, Any]]:
+    """The first invalid rows' reasons for the job's current phase, one entry per cell, for the job page."""
+    phase = "commit" if job.phase == "commit" else "preview"
+    with db.read() as s:
+        rows = s.execute(select(ImportRowError.row_no, ImportRowError.errors)
+                         .where(ImportRowError.job_id == job.id, ImportRowError.phase == phase)
+                         .order_by(ImportRowError.row_no).limit(limit)).all()
+    return [{"row": number, "label": label, "value": value, "message": message}
+            for number, errors in rows for _column, label, value, message in errors]
+
+
 def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
     """确认导入: only a previewed job moves on, once (a double click queues nothing twice)."""
     with db.write() as s:
