@@ -7,9 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.errors import DefinitionErrors
-from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, queue_commit, run_job
+from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit, run_job
 from engine.excel.limits import FileRejected
-from engine.excel.safety import inspect_upload
 from engine.loader import load_definitions
 from engine.org import build_principal
 from engine.permissions import can
@@ -75,7 +74,7 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         return 1
     path, limits = Path(args.file), settings.command_import_limits(args.no_size_limit)
     try:
-        kind = inspect_upload(path, path.name, limits).kind
+        look = first_look(path, path.name, form, limits)
     except FileRejected as exc:
         print(f"文件被拒绝：{exc.message}", file=err)
         return 1
@@ -83,7 +82,15 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         print(f"无法读取文件：{exc}", file=err)
         return 1
     error_mode = "skip_invalid" if args.skip_invalid else "all_or_nothing"
-    job_id = create_job(db, form, principal, path.name, path.read_bytes(), kind, args.mode, error_mode)
+    sheet, others = look.sheet, look.others
+    if args.sheet:
+        if args.sheet not in (look.sheet, *look.others):
+            print(f"工作表“{args.sheet}”不存在或没有表头和数据；可导入：{'、'.join((look.sheet, *look.others))}", file=err)
+            return 1
+        sheet, others = args.sheet, tuple(n for n in (look.sheet, *look.others) if n != args.sheet)
+    if others:
+        print(f"文件中另有工作表 {'、'.join(others)} 也带有表头和数据；这次只导入工作表“{sheet}”（用 --sheet 选择）", file=out)
+    job_id = create_job(db, form, principal, path.name, path.read_bytes(), look.kind, args.mode, error_mode, sheet, others)
     bar, records = ProgressBar(err), RecordService(db, lambda: definitions.forms)
     job = run_job(db, definitions, job_id, limits, records, progress=bar)
     bar.end()
@@ -112,6 +119,10 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
 
 
 def _report(job: ImportJob, what: str, out: Any) -> None:
+    if job.status == "aborted":  # nothing was written: say so before any count
+        print(f"{what}（任务 #{job.id}，{STATUS_NAMES[job.status]}）：没有导入任何数据。检查结果：可新增 {job.count_new}，"
+              f"可更新 {job.count_updated}，未变 {job.count_unchanged}，错误 {job.count_invalid}", file=out)
+        return
     print(f"{what}（任务 #{job.id}，{STATUS_NAMES[job.status]}）：新增 {job.count_new}，更新 {job.count_updated}，"
           f"未变 {job.count_unchanged}，错误 {job.count_invalid}", file=out)
     for warning in (job.details or {}).get("warnings", []):

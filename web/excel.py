@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
+import anyio
 from litestar import Controller, Litestar, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Response, Template
 
 from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
-                               error_workbook, first_errors, interrupted, queue_commit, visible_job, visible_jobs)
+                               FirstLook, error_workbook, first_errors, first_look, job_for_sheet, interrupted, queue_commit, visible_job, visible_jobs)
 from engine.excel.layout import export_columns, template_columns
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.safety import inspect_upload
 from engine.excel.workbooks import build_workbook
 from engine.fields.files import MB
 from engine.org import Unit
@@ -192,10 +192,11 @@ class ExcelController(Controller):
             return again("请选择要导入的文件")
         content = await upload.read()
         try:
-            kind = _inspect(content, upload.filename, state.settings.import_limits())
+            look = await anyio.to_thread.run_sync(_first_look, content, upload.filename, form, state.settings.import_limits())
         except FileRejected as exc:
             return again(exc.message)
-        job_id = create_job(state.db, form, principal, upload.filename, content, kind, mode, error_mode)
+        job_id = create_job(state.db, form, principal, upload.filename, content, look.kind, mode, error_mode,
+                            look.sheet, look.others)
         worker_of(request).submit(job_id)
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
 
@@ -225,6 +226,18 @@ class ExcelController(Controller):
             worker_of(request).submit(job.id)
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 
+    @post("/imports/{job_id:int}/sheet", opt={"action": "import"}, name="excel:sheet")
+    async def other_sheet(self, request: Request, job_id: Id) -> Redirect:
+        """另一个工作表: a new preview of the same upload, of another sheet that carries the form's header."""
+        state, form, principal = app_state(request), _form(request), current_principal(request)
+        job = _job(request, form, principal, job_id)
+        data = await request.form()
+        new_id = job_for_sheet(state.db, job, principal, str(data.get("sheet", "")))
+        if new_id is None:
+            raise NotFoundException("文件中没有这个可导入的工作表")
+        worker_of(request).submit(new_id)
+        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+
     @post("/imports/{job_id:int}/resume", opt={"action": "import"}, name="excel:resume")
     async def resume(self, request: Request, job_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
@@ -244,13 +257,13 @@ class ExcelController(Controller):
         return _download(data, f"{stem}-错误报告.xlsx")
 
 
-def _inspect(content: bytes, filename: str, limits: Limits) -> str:
-    """The cheap checks (size, real type, zip structure, DTDs) before a job is even created."""
+def _first_look(content: bytes, filename: str, form: FormSpec, limits: Limits) -> FirstLook:
+    """The checks before a job is even created (engine/excel/jobs.py:first_look); readers want a path."""
     handle, name = tempfile.mkstemp(prefix="dangan-upload-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(content)
-        return inspect_upload(Path(name), filename, limits).kind
+        return first_look(Path(name), filename, form, limits)
     finally:
         os.unlink(name)
 

@@ -41,6 +41,7 @@ class ImportPass:
         self.start_after = start_after
         self.should_stop = should_stop
         self.result = PassResult()
+        self.data_rows = 0
 
     def run(self, table: Table) -> PassResult:
         keys = read_key_sheet(table.keys)
@@ -57,6 +58,8 @@ class ImportPass:
         with fewer_collections(), prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
             for rows, prepared in batches:
                 self._batch(rows, prepared)
+        if not self.data_rows and not self.start_after:
+            raise FileRejected("import_no_data_rows", row=header_row)
         self.result.warnings += self.reporter.closing_warnings(table)
         return self.result
 
@@ -70,6 +73,7 @@ class ImportPass:
         for row in _chain(first, rest):
             is_filled = filled(row[1])
             data_rows += is_filled
+            self.data_rows = data_rows
             if data_rows > self.ctx.limits.max_rows:
                 raise FileRejected("import_file_rows", limit=self.ctx.limits.max_rows, count=f"{data_rows}+")
             if row[0] <= self.start_after:

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,8 +25,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
+from engine.excel.layout import read_key_sheet
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.reader import open_table
+from engine.excel.reader import choose_sheet, data_sheet_candidates, open_table
+from engine.excel.rows import filled, find_header
 from engine.excel.safety import extension, inspect_upload
 from engine.excel.workbooks import build_error_workbook
 from engine.issues import Issue
@@ -39,28 +42,98 @@ from engine.storage.models import ImportFile, ImportJob, ImportRowError, User, u
 
 log = logging.getLogger("dangan")
 ACTIVE = ("queued", "previewing", "validating", "importing")
-FINAL = ("previewed", "done", "rejected", "failed")
+# "aborted": an all-or-nothing import that found invalid rows and wrote nothing; its counts are what the check found.
+FINAL = ("previewed", "done", "aborted", "rejected", "failed")
+REPORTED = ("previewed", "done", "aborted")  # finished with rows read, so with counts and perhaps an error workbook
 STATUS_NAMES = {"queued": "排队中", "previewing": "正在预览", "previewed": "预览完成，待确认", "validating": "正在校验",
-                "importing": "正在导入", "done": "已完成", "rejected": "文件被拒绝", "failed": "失败"}
+                "importing": "正在导入", "done": "已完成", "aborted": "未导入：有错误行", "rejected": "文件被拒绝", "failed": "失败"}
 UPLOAD, ERRORS = "upload", "errors"
 MODE_NAMES = {"insert": "仅新增", "update": "仅更新", "upsert": "新增或更新"}
 ERROR_MODE_NAMES = {"all_or_nothing": "全部正确才导入", "skip_invalid": "跳过错误行，导入其余行"}
 Progress = Callable[[str, int, int], None]  # (status, rows done, rows in the file)
 
 
+@dataclass(frozen=True)
+class FirstLook:
+    kind: str  # "xlsx" or "csv"
+    sheet: str = ""  # the sheet to import ("" for CSV)
+    others: tuple[str, ...] = ()  # further sheets that carry the form's header and data rows
+
+
+def first_look(path: Path, filename: str, form: FormSpec, limits: Limits) -> FirstLook:
+    """The checks made before a job is created: the file's size, type and structure (`inspect_upload`), a header,
+    and at least one data row under it (reading stops at the first). A workbook's sheets are each looked at: every
+    one with the form's header and data is named, so the preview can say which is imported and offer the others.
+    Raises FileRejected with the first sheet's reason when no sheet has data."""
+    inspection = inspect_upload(path, filename, limits)
+    if inspection.kind == "csv":
+        _data_under_header(path, inspection, form, limits, "")
+        return FirstLook("csv")
+    default = choose_sheet(inspection.sheets, form.title).name
+    names = [default] + [s.name for s in data_sheet_candidates(inspection.sheets) if s.name != default][:MAX_SHEETS_LOOKED_AT]
+    found, first_refusal = [], None
+    for name in names:
+        try:
+            _data_under_header(path, inspection, form, limits, name)
+            found.append(name)
+        except FileRejected as exc:
+            first_refusal = first_refusal or exc
+    if not found:
+        assert first_refusal is not None
+        raise first_refusal
+    return FirstLook("xlsx", found[0], tuple(found[1:]))
+
+
+MAX_SHEETS_LOOKED_AT = 20
+
+
+def _data_under_header(path: Path, inspection: Any, form: FormSpec, limits: Limits, sheet: str) -> None:
+    with open_table(path, inspection, form.title, limits, sheet) as table:
+        (header_row, _header), scanned = find_header(form, table.rows, read_key_sheet(table.keys), limits.header_scan_rows)
+        if not any(filled(cells) for _n, cells in scanned) and not any(filled(cells) for _n, cells in table.rows):
+            raise FileRejected("import_no_data_rows", row=header_row)
+
+
 def create_job(db: Database, form: FormSpec, principal: Principal, filename: str, data: bytes, kind: str,
-               mode: str, error_mode: str) -> int:
+               mode: str, error_mode: str, sheet: str = "", other_sheets: tuple[str, ...] = ()) -> int:
+    """A job for the upload; `sheet` is the workbook's sheet it imports, `other_sheets` those it could import instead."""
     with db.write() as s:
         job_id = s.execute(insert(ImportJob).values(
             form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
             file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
             count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
-            details={}, upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            details=_sheet_details(sheet, other_sheets), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
             created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
         s.execute(insert(ImportFile).values(job_id=job_id, name=UPLOAD, data=data))
         s.commit()
     return job_id
+
+
+def _sheet_details(sheet: str, others: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    return {"sheet": sheet, "other_sheets": list(others)} if sheet else {}
+
+
+def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str) -> int | None:
+    """A new job over the same upload that imports another of its data sheets (named by the first look); None if the
+    sheet is not one of them."""
+    details = job.details or {}
+    sheets = [details.get("sheet", "")] + list(details.get("other_sheets", []))
+    if sheet not in sheets[1:]:
+        return None
+    with db.read() as s:
+        data = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job.id, ImportFile.name == UPLOAD)) or b""
+    with db.write() as s:
+        new_id = s.execute(insert(ImportJob).values(
+            form_key=job.form_key, user_id=principal.user_id, username=principal.username, filename=job.filename,
+            file_kind=job.file_kind, mode=job.mode, error_mode=job.error_mode, phase="preview", status="queued", total=0,
+            done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
+            details=_sheet_details(sheet, [n for n in sheets if n != sheet]), upload_sha256=job.upload_sha256,
+            def_version=job.def_version, created_at=utcnow(), updated_at=utcnow(),
+        ).returning(ImportJob.id)).scalar_one()
+        s.execute(insert(ImportFile).values(job_id=new_id, name=UPLOAD, data=data))
+        s.commit()
+    return new_id
 
 
 def load_job(db: Database, job_id: int) -> ImportJob | None:
@@ -198,7 +271,8 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
             ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
                           note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected)
-            opener = lambda: open_table(path, inspection, form.title, limits)  # noqa: E731
+            sheet = (job.details or {}).get("sheet", "")
+            opener = lambda: open_table(path, inspection, form.title, limits, sheet)  # noqa: E731
             if job.phase == "preview":
                 _preview(db, job, ctx, opener, should_stop, progress)
             else:
@@ -298,8 +372,9 @@ def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], An
     _reset(db, job.id, message="")
     result = _run_pass(db, job, ctx, opener, phase="preview", write=False, status="previewing", known=None,
                        start_after=0, should_stop=should_stop, progress=progress)
-    details = {"header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
-               "duplicates": result.duplicates}
+    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets")}
+    details = sheets | {"header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
+                        "duplicates": result.duplicates}
     _set(db, job.id, status="previewed", details=details, total=result.processed, finished_at=utcnow())
 
 
@@ -314,7 +389,7 @@ def _commit(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any
                             start_after=0, should_stop=should_stop, progress=progress)
         invalid = checked.counts["invalid"]
         if invalid:
-            _set(db, job.id, status="done", total=checked.processed, finished_at=utcnow(),
+            _set(db, job.id, status="aborted", total=checked.processed, finished_at=utcnow(),
                  message=render(Issue("import_aborted", {"count": invalid})))
             return
         details["validated"] = True
@@ -346,7 +421,7 @@ def error_rows(db: Database, job: ImportJob) -> dict[int, list[list[Any]]]:
 def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: Limits) -> bytes | None:
     """The upload's rows with each invalid cell red and commented, and 错误原因; built once, then kept."""
     job = load_job(db, job_id)
-    if job is None or job.status not in ("previewed", "done") or not job.count_invalid:
+    if job is None or job.status not in REPORTED or not job.count_invalid:
         return None
     with db.read() as s:
         cached = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
@@ -359,7 +434,7 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
     include_all = job.error_mode == "all_or_nothing"
     with upload_file(db, job) as path:
         inspection = inspect_upload(path, job.filename, limits)
-        with open_table(path, inspection, form.title, limits) as table:
+        with open_table(path, inspection, form.title, limits, (job.details or {}).get("sheet", "")) as table:
             header_row = (job.details or {}).get("header_row") or 1
             rest = iter(table.rows)
             header = next((cells for number, cells in rest if number == header_row), [])

@@ -147,6 +147,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
     keys_writable = writable(found, form)
     mapped = ColumnMap(header_row=header_row)
     seen: dict[str, list[int]] = {}
+    unknown: list[str] = []
     for index, cell in enumerate(cells):
         text = header_text(cell)
         if not text:
@@ -155,7 +156,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
         mapped.labels[index] = label
         key = _resolve_key(form, keys.headers[text]) if text in keys.headers else names.get(text)
         if key is None:
-            mapped.warnings.append(Issue("import_column_unknown", {"label": label}))
+            unknown.append(label)
             continue
         seen.setdefault(key, []).append(index)
         if key == UNIT_KEY:
@@ -171,6 +172,9 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
             mapped.warnings.append(Issue("import_column_match_only", {"label": label}))
         else:
             mapped.warnings.append(Issue("import_column_readonly", {"label": label}))
+    if unknown:  # one warning however many: a sheet with 175 extra columns is one fact, not 175
+        mapped.warnings.insert(0, Issue("import_column_unknown", {"label": unknown[0]}) if len(unknown) == 1 else
+                               Issue("import_columns_unknown", {"count": len(unknown), "labels": "、".join(unknown)}))
     for key, indexes in seen.items():
         if len(indexes) > 1:
             label = form.unit_label if key == UNIT_KEY else form.fields[key].label

@@ -7,6 +7,10 @@ import subprocess
 from pathlib import Path
 
 from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from engine.messages import MESSAGES
+from engine.storage.models import ImportJob
 
 from tests.excel.helpers import new_student, record_by_id_card, xlsx
 from tests.support import REPO
@@ -57,3 +61,26 @@ def test_import__file_over_the_size_limit__refused(shared: AppState, tmp_path: P
     done = dangan(shared, tmp_path, "import", "student", str(path), "--user", "reg", DANGAN_IMPORT_MAX_MB="1")
     assert done.returncode == 1
     assert "文件被拒绝" in done.stderr
+
+
+def test_import__header_only__no_data_rows_and_no_job(shared: AppState, tmp_path: Path) -> None:
+    path = tmp_path / "空.xlsx"
+    path.write_bytes(xlsx([[None] * 3, [" "]]))
+    with shared.db.read() as s:
+        before = s.scalar(select(func.count()).select_from(ImportJob))
+    done = dangan(shared, tmp_path, "import", "student", str(path), "--user", "reg")
+    assert done.returncode == 1
+    assert MESSAGES["import_no_data_rows"].format(row=1) in done.stderr
+    with shared.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ImportJob)) == before
+
+
+def test_import__all_or_nothing_refused__says_nothing_was_imported_first(shared: AppState, tmp_path: Path) -> None:
+    rows = [new_student(), new_student(民族="火星族")]
+    path = tmp_path / "b.xlsx"
+    path.write_bytes(xlsx(rows))
+    done = dangan(shared, tmp_path, "import", "student", str(path), "--user", "reg")
+    assert done.returncode == 2, done.stderr
+    result = next(line for line in done.stdout.splitlines() if line.startswith("导入（任务"))
+    assert "没有导入任何数据" in result and "新增 1" not in result
+    assert record_by_id_card(shared, rows[0]["身份证号"]) is None

@@ -147,10 +147,14 @@ def test_all_or_nothing__one_invalid_row_writes_nothing(web) -> None:  # type: i
         page = text_of(client.get(location).text)
         assert MESSAGES["choice"].format(label="民族", value="火星族") in page
         confirm(client, csrf, location)
-        job = wait_job(state, job_id_of(location), ("done",))
+        job = wait_job(state, job_id_of(location), ("aborted",))
+        page = text_of(client.get(location).text)
     assert job.count_invalid == 1
     assert job.message == MESSAGES["import_aborted"].format(count=1)
     assert records(state) == 0
+    # Nothing was imported: said first, and the counts are what the check found, not what was written.
+    assert page.index("没有导入任何数据") < page.index("可新增")
+    assert "导入结果" not in page and "已完成" not in page
 
 
 def test_skip_invalid__valid_rows_saved(web) -> None:  # type: ignore[no-untyped-def]
@@ -213,6 +217,40 @@ def test_rejected_upload__message_and_nothing_created(web) -> None:  # type: ign
     assert MESSAGES["import_file_fake"].format(ext=".xlsx") in response.text
     with state.db.read() as s:
         assert s.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+def test_header_without_data_rows__said_and_no_job(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    with signed_in(app, "reg") as (client, csrf):
+        response = client.post("/f/student/imports", data={"_csrf": csrf, "mode": "upsert", "error_mode": "all_or_nothing"},
+                               files={"file": ("学生.xlsx", xlsx([], above=[["学生名单"]]), XLSX_TYPE)})
+    assert response.status_code == 422
+    assert MESSAGES["import_no_data_rows"].format(row=2) in response.text
+    with state.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+def test_two_data_sheets__preview_names_the_other_and_offers_it(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    second = rows(2, start=301)
+
+    def add_sheet(workbook: openpyxl.Workbook) -> None:
+        sheet = workbook.create_sheet("高一(2)班")
+        sheet.append(HEADER)
+        for row in second:
+            sheet.append([row.get(h) for h in HEADER])
+
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, xlsx(rows(1), after=add_sheet))
+        first = wait_job(state, job_id_of(location))
+        page = client.get(location).text
+        assert first.count_new == 1
+        assert "另有 1 个工作表也带有表头和数据" in text_of(page) and "预览工作表“高一(2)班”" in page
+        moved = client.post(location + "/sheet", data={"_csrf": csrf, "sheet": "高一(2)班"}, follow_redirects=False)
+        assert moved.status_code == 303
+        other = wait_job(state, job_id_of(moved.headers["location"]))
+        assert other.count_new == 2 and other.details["sheet"] == "高一(2)班"
+        assert client.post(location + "/sheet", data={"_csrf": csrf, "sheet": "没有这个"}).status_code == 404
 
 
 def test_missing_required_column__job_rejected_on_its_page(web) -> None:  # type: ignore[no-untyped-def]
