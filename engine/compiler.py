@@ -151,7 +151,7 @@ class FormCompiler:
             unique=raw.get("unique", False), sensitive=raw.get("sensitive", False),
             constraints=MappingProxyType(constraints), messages=MappingProxyType(dict(raw.get("messages", {}))),
             renamed_from=(renamed,) if isinstance(renamed, str) else tuple(renamed), section=section,
-            origin=key_origin(raw, "key"), checks=checks,
+            origin=key_origin(raw, "key"), checks=checks, aliases=tuple(raw.get("aliases", ())),
         )
         return self._with_default(raw, spec)
 

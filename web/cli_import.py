@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.errors import DefinitionErrors
-from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit, run_job
+from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit, remembered_mapping, run_job
 from engine.excel.limits import FileRejected
 from engine.loader import load_definitions
 from engine.org import build_principal
@@ -74,7 +74,8 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         return 1
     path, limits = Path(args.file), settings.command_import_limits(args.no_size_limit)
     try:
-        look = first_look(path, path.name, form, limits)
+        mapping = remembered_mapping(db, form, principal)
+        look = first_look(path, path.name, form, limits, mapping)
     except FileRejected as exc:
         print(f"文件被拒绝：{exc.message}", file=err)
         return 1
@@ -90,7 +91,8 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         sheet, others = args.sheet, tuple(n for n in (look.sheet, *look.others) if n != args.sheet)
     if others:
         print(f"文件中另有工作表 {'、'.join(others)} 也带有表头和数据；这次只导入工作表“{sheet}”（用 --sheet 选择）", file=out)
-    job_id = create_job(db, form, principal, path.name, path.read_bytes(), look.kind, args.mode, error_mode, sheet, others)
+    job_id = create_job(db, form, principal, path.name, path.read_bytes(), look.kind, args.mode, error_mode, sheet, others,
+                        mapping)
     bar, records = ProgressBar(err), RecordService(db, lambda: definitions.forms)
     job = run_job(db, definitions, job_id, limits, records, progress=bar)
     bar.end()

@@ -17,8 +17,9 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Response, Template
 
 from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
-                               FirstLook, error_workbook, first_errors, first_look, job_for_sheet, interrupted, queue_commit, visible_job, visible_jobs)
-from engine.excel.layout import export_columns, template_columns
+                               FirstLook, error_workbook, first_errors, first_look, job_for_sheet, job_with_mapping,
+                               remembered_mapping, interrupted, queue_commit, visible_job, visible_jobs)
+from engine.excel.layout import export_columns, mapping_choices, template_columns
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.workbooks import build_workbook
 from engine.fields.files import MB
@@ -111,7 +112,8 @@ def _job(request: Request, form: FormSpec, principal: Principal, job_id: int) ->
 
 def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, Any]:
     stopped = interrupted(job) and not worker_of(request).is_active(job.id)
-    return {"form": form, "job": job, "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
+    found = policy(current_principal(request), form)
+    return {"form": form, "job": job, "mapping_choices": mapping_choices(form, found) if found else {}, "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
             "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": stopped,
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
 
@@ -192,11 +194,13 @@ class ExcelController(Controller):
             return again("请选择要导入的文件")
         content = await upload.read()
         try:
-            look = await anyio.to_thread.run_sync(_first_look, content, upload.filename, form, state.settings.import_limits())
+            mapping = remembered_mapping(state.db, form, principal)
+            look = await anyio.to_thread.run_sync(_first_look, content, upload.filename, form, state.settings.import_limits(),
+                                                  mapping)
         except FileRejected as exc:
             return again(exc.message)
         job_id = create_job(state.db, form, principal, upload.filename, content, look.kind, mode, error_mode,
-                            look.sheet, look.others)
+                            look.sheet, look.others, mapping)
         worker_of(request).submit(job_id)
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
 
@@ -238,6 +242,18 @@ class ExcelController(Controller):
         worker_of(request).submit(new_id)
         return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
 
+    @post("/imports/{job_id:int}/mapping", opt={"action": "import"}, name="excel:mapping")
+    async def mapping(self, request: Request, job_id: Id) -> Redirect:
+        """The mapping step: each unknown header given a field (or ignored); a new preview of the same upload."""
+        state, form, principal = app_state(request), _form(request), current_principal(request)
+        job = _job(request, form, principal, job_id)
+        data = await request.form()
+        headers, fields = data.getall("header", []), data.getall("field", [])
+        chosen = {str(h): str(f) for h, f in zip(headers, fields)}
+        new_id = job_with_mapping(state.db, job, principal, form, chosen)
+        worker_of(request).submit(new_id)
+        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+
     @post("/imports/{job_id:int}/resume", opt={"action": "import"}, name="excel:resume")
     async def resume(self, request: Request, job_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
@@ -257,13 +273,13 @@ class ExcelController(Controller):
         return _download(data, f"{stem}-错误报告.xlsx")
 
 
-def _first_look(content: bytes, filename: str, form: FormSpec, limits: Limits) -> FirstLook:
+def _first_look(content: bytes, filename: str, form: FormSpec, limits: Limits, mapping: dict[str, str]) -> FirstLook:
     """The checks before a job is even created (engine/excel/jobs.py:first_look); readers want a path."""
     handle, name = tempfile.mkstemp(prefix="dangan-upload-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(content)
-        return first_look(Path(name), filename, form, limits)
+        return first_look(Path(name), filename, form, limits, mapping)
     finally:
         os.unlink(name)
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy.orm import Session as DbSession
 
-from engine.excel.layout import map_header, read_key_sheet
+from engine.excel.layout import header_text, map_header, read_key_sheet
 from engine.excel.limits import FileRejected
 from engine.excel.parallel import helper_possible, prepared_batches
 from engine.excel.planning import Context, Plan, Planner
@@ -47,8 +47,12 @@ class ImportPass:
         keys = read_key_sheet(table.keys)
         if keys.form_key and keys.form_key != self.form.key:
             raise FileRejected("import_wrong_form", other=keys.form_key, target=self.form.title)
+        keys.headers.update({header_text(h): k for h, k in self.ctx.mapping.items() if k and header_text(h)})
+        ignored = {header_text(h) for h, k in self.ctx.mapping.items() if not k}
         (header_row, header), rest = find_header(self.form, table.rows, keys, self.ctx.limits.header_scan_rows)
+        header = [None if header_text(c) in ignored else c for c in header]  # columns the user chose to ignore
         columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
+        self.result.unknown = columns.unknown
         self.result.header_row = header_row
         self.result.warnings = list(columns.warnings)
         self.reader = RowReader(self.form, columns, self.ctx.defaults, validate_as_new=self.ctx.mode != "update")

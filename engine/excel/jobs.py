@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
-from engine.excel.layout import read_key_sheet
+from engine.excel.layout import UNIT_KEY, ColumnsMissing, header_text, read_key_sheet
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.reader import choose_sheet, data_sheet_candidates, open_table
 from engine.excel.rows import filled, find_header
@@ -60,21 +60,21 @@ class FirstLook:
     others: tuple[str, ...] = ()  # further sheets that carry the form's header and data rows
 
 
-def first_look(path: Path, filename: str, form: FormSpec, limits: Limits) -> FirstLook:
+def first_look(path: Path, filename: str, form: FormSpec, limits: Limits, mapping: dict[str, str] | None = None) -> FirstLook:
     """The checks made before a job is created: the file's size, type and structure (`inspect_upload`), a header,
     and at least one data row under it (reading stops at the first). A workbook's sheets are each looked at: every
     one with the form's header and data is named, so the preview can say which is imported and offer the others.
     Raises FileRejected with the first sheet's reason when no sheet has data."""
     inspection = inspect_upload(path, filename, limits)
     if inspection.kind == "csv":
-        _data_under_header(path, inspection, form, limits, "")
+        _data_under_header(path, inspection, form, limits, "", mapping or {})
         return FirstLook("csv")
     default = choose_sheet(inspection.sheets, form.title).name
     names = [default] + [s.name for s in data_sheet_candidates(inspection.sheets) if s.name != default][:MAX_SHEETS_LOOKED_AT]
     found, first_refusal = [], None
     for name in names:
         try:
-            _data_under_header(path, inspection, form, limits, name)
+            _data_under_header(path, inspection, form, limits, name, mapping or {})
             found.append(name)
         except FileRejected as exc:
             first_refusal = first_refusal or exc
@@ -87,22 +87,26 @@ def first_look(path: Path, filename: str, form: FormSpec, limits: Limits) -> Fir
 MAX_SHEETS_LOOKED_AT = 20
 
 
-def _data_under_header(path: Path, inspection: Any, form: FormSpec, limits: Limits, sheet: str) -> None:
+def _data_under_header(path: Path, inspection: Any, form: FormSpec, limits: Limits, sheet: str,
+                       mapping: dict[str, str]) -> None:
     with open_table(path, inspection, form.title, limits, sheet) as table:
-        (header_row, _header), scanned = find_header(form, table.rows, read_key_sheet(table.keys), limits.header_scan_rows)
+        keys = read_key_sheet(table.keys)
+        keys.headers.update({header_text(h): k for h, k in mapping.items() if k and header_text(h)})
+        (header_row, _header), scanned = find_header(form, table.rows, keys, limits.header_scan_rows)
         if not any(filled(cells) for _n, cells in scanned) and not any(filled(cells) for _n, cells in table.rows):
             raise FileRejected("import_no_data_rows", row=header_row)
 
 
 def create_job(db: Database, form: FormSpec, principal: Principal, filename: str, data: bytes, kind: str,
-               mode: str, error_mode: str, sheet: str = "", other_sheets: tuple[str, ...] = ()) -> int:
+               mode: str, error_mode: str, sheet: str = "", other_sheets: tuple[str, ...] = (),
+               mapping: dict[str, str] | None = None) -> int:
     """A job for the upload; `sheet` is the workbook's sheet it imports, `other_sheets` those it could import instead."""
     with db.write() as s:
         job_id = s.execute(insert(ImportJob).values(
             form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
             file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
             count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
-            details=_sheet_details(sheet, other_sheets), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            details=_sheet_details(sheet, other_sheets, mapping), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
             created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
         s.execute(insert(ImportFile).values(job_id=job_id, name=UPLOAD, data=data))
@@ -110,8 +114,21 @@ def create_job(db: Database, form: FormSpec, principal: Principal, filename: str
     return job_id
 
 
-def _sheet_details(sheet: str, others: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    return {"sheet": sheet, "other_sheets": list(others)} if sheet else {}
+def _sheet_details(sheet: str, others: tuple[str, ...] | list[str], mapping: dict[str, str] | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"sheet": sheet, "other_sheets": list(others)} if sheet else {}
+    return found | ({"mapping": mapping} if mapping else {})
+
+
+def remembered_mapping(db: Database, form: FormSpec, principal: Principal) -> dict[str, str]:
+    """The column mapping this user last chose for this form: the next file from the same school usually has the
+    same headers."""
+    query = (select(ImportJob.details).where(ImportJob.form_key == form.key, ImportJob.user_id == principal.user_id)
+             .order_by(ImportJob.id.desc()).limit(20))
+    with db.read() as s:
+        for details in s.scalars(query):
+            if details and details.get("mapping"):
+                return dict(details["mapping"])
+    return {}
 
 
 def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str) -> int | None:
@@ -121,6 +138,19 @@ def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str
     sheets = [details.get("sheet", "")] + list(details.get("other_sheets", []))
     if sheet not in sheets[1:]:
         return None
+    return _again(db, job, principal, _sheet_details(sheet, [n for n in sheets if n != sheet], details.get("mapping")))
+
+
+def job_with_mapping(db: Database, job: ImportJob, principal: Principal, form: FormSpec, chosen: dict[str, str]) -> int:
+    """A new job over the same upload with the mapping step's choices (header → field key, "" to ignore); kept in the
+    job, so the user's next upload of this form starts from them (`remembered_mapping`)."""
+    details = job.details or {}
+    allowed = {k for k in chosen.values() if k in form.fields or k == UNIT_KEY}
+    mapping = dict(details.get("mapping") or {}) | {h: (k if k in allowed else "") for h, k in chosen.items() if h}
+    return _again(db, job, principal, _sheet_details(details.get("sheet", ""), details.get("other_sheets", []), mapping))
+
+
+def _again(db: Database, job: ImportJob, principal: Principal, details: dict[str, Any]) -> int:
     with db.read() as s:
         data = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job.id, ImportFile.name == UPLOAD)) or b""
     with db.write() as s:
@@ -128,7 +158,7 @@ def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str
             form_key=job.form_key, user_id=principal.user_id, username=principal.username, filename=job.filename,
             file_kind=job.file_kind, mode=job.mode, error_mode=job.error_mode, phase="preview", status="queued", total=0,
             done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
-            details=_sheet_details(sheet, [n for n in sheets if n != sheet]), upload_sha256=job.upload_sha256,
+            details=details, upload_sha256=job.upload_sha256,
             def_version=job.def_version, created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
         s.execute(insert(ImportFile).values(job_id=new_id, name=UPLOAD, data=data))
@@ -270,7 +300,8 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
             inspection = inspect_upload(path, job.filename, limits)
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
             ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
-                          note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected)
+                          note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected,
+                          mapping=dict((job.details or {}).get("mapping") or {}))
             sheet = (job.details or {}).get("sheet", "")
             opener = lambda: open_table(path, inspection, form.title, limits, sheet)  # noqa: E731
             if job.phase == "preview":
@@ -279,6 +310,9 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
                 _commit(db, job, ctx, opener, resuming, should_stop, progress)
     except Interrupted:
         log.info("import job %s interrupted at row %s", job_id, load_job(db, job_id).last_row)  # type: ignore[union-attr]
+    except ColumnsMissing as exc:  # the mapping step can still fix it: keep what it needs
+        details = dict((load_job(db, job_id) or job).details or {}) | {"unmapped": exc.unknown, "missing": exc.missing}
+        _set(db, job_id, status="rejected", message=exc.message, finished_at=utcnow(), details=details)
     except FileRejected as exc:
         _set(db, job_id, status="rejected", message=exc.message, finished_at=utcnow())
     except Exception:  # noqa: BLE001 — the job records the failure; the worker thread carries on
@@ -372,8 +406,8 @@ def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], An
     _reset(db, job.id, message="")
     result = _run_pass(db, job, ctx, opener, phase="preview", write=False, status="previewing", known=None,
                        start_after=0, should_stop=should_stop, progress=progress)
-    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets")}
-    details = sheets | {"header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
+    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets", "mapping")}
+    details = sheets | {"unmapped": result.unknown, "header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
                         "duplicates": result.duplicates}
     _set(db, job.id, status="previewed", details=details, total=result.processed, finished_at=utcnow())
 

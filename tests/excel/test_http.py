@@ -253,6 +253,35 @@ def test_two_data_sheets__preview_names_the_other_and_offers_it(web) -> None:  #
         assert client.post(location + "/sheet", data={"_csrf": csrf, "sheet": "没有这个"}).status_code == 404
 
 
+def test_school_headers__mapping_step_then_remembered(web) -> None:  # type: ignore[no-untyped-def]
+    """班级 for 所属班级 (the unit label without 所属) and 学生联系电话 (an `aliases` entry) are read as they are;
+    家长电话 is offered as 家长联系电话, the user confirms, and the next file of this user is mapped the same way."""
+    app, state = web
+    school = {"所属班级": "班级", "家长联系电话": "家长电话"}
+    header = [school.get(h, h) for h in HEADER] + ["学生联系电话", "序号"]
+    data = [dict({school.get(k, k): v for k, v in row.items()}, 学生联系电话="13900001111", 序号=1) for row in rows(2)]
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, xlsx(data, header))
+        job = wait_job(state, job_id_of(location))
+        page = client.get(location).text
+        assert job.status == "rejected"
+        assert job.details["missing"] == ["家长联系电话"]  # every missing column is named
+        assert job.details["unmapped"] == {"家长电话": "guardian_phone", "序号": ""}
+        assert re.search(r'<option value="guardian_phone" selected>家长联系电话（建议）</option>', page)
+        mapped = client.post(location + "/mapping", data={"_csrf": csrf, "header": ["家长电话", "序号"],
+                                                          "field": ["guardian_phone", ""]}, follow_redirects=False)
+        assert mapped.status_code == 303
+        second = wait_job(state, job_id_of(mapped.headers["location"]))
+        assert (second.status, second.count_new, second.count_invalid) == ("previewed", 2, 0), second.message
+        confirm(client, csrf, mapped.headers["location"])
+        assert wait_job(state, second.id, ("done",)).count_new == 2
+        # The next upload from this user starts from the mapping chosen.
+        third = wait_job(state, job_id_of(upload(client, csrf, xlsx(data, header))))
+        assert (third.status, third.count_unchanged, third.count_invalid) == ("previewed", 2, 0), third.message
+    stored = read_values(state.definitions.forms["student"], record_by_id_card(state, data[0]["身份证号"]).data)  # type: ignore[union-attr]
+    assert stored["student_phone"] == "13900001111" and stored["guardian_phone"] == "13812345678"
+
+
 def test_missing_required_column__job_rejected_on_its_page(web) -> None:  # type: ignore[no-untyped-def]
     app, state = web
     header = [h for h in HEADER if h != "姓名"]
