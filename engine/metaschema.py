@@ -111,8 +111,9 @@ OPTIONS = {
                     {
                         "type": "object",
                         "additionalProperties": False,
-                        "required": ["value", "label"],
-                        "properties": {"value": {"type": ["string", "integer"]}, "label": TEXT},
+                        "required": ["value"],
+                        "properties": {"value": {"type": ["string", "integer"]}, "label": TEXT,
+                                       "aliases": {"type": "array", "items": {"type": "string", "minLength": 1}}},
                     },
                 ]
             },

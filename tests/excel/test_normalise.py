@@ -183,6 +183,14 @@ def test_unknown_columns__ignored_with_a_warning(shared: AppState) -> None:
     assert MESSAGES["import_column_unknown"].format(label="序号") in job.details["warnings"]
 
 
+def test_school_values__read_through_option_aliases(shared: AppState) -> None:
+    row = new_student(健康状况="良好", 录取类型="统招")
+    job = import_file(shared, "reg", xlsx([row], HEADER + ["健康状况", "录取类型"]))
+    assert job.count_new == 1, errors_of(shared, job)
+    values = stored(shared, row["身份证号"])
+    assert (values["health"], values["admission_type"]) == ("健康或良好", "统一招生")
+
+
 def test_many_unknown_columns__one_warning_naming_them(shared: AppState) -> None:
     extra = [f"备注{n}" for n in range(175)]
     job = preview(shared, "reg", xlsx([new_student()], HEADER + extra))
