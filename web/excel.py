@@ -21,7 +21,7 @@ from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES
                                remembered_mapping, interrupted, queue_commit, visible_job, visible_jobs)
 from engine.excel.layout import export_columns, mapping_choices, template_columns
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.workbooks import build_workbook
+from engine.excel.workbooks import build_csv, build_workbook
 from engine.fields.files import MB
 from engine.org import Unit
 from engine.permissions import Principal, can, is_masked, placeable_units, policy
@@ -36,6 +36,7 @@ from web.params import Id
 from web.presenter import display_text
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CSV = "text/csv; charset=utf-8"
 WORKER = "excel_worker"
 EXPORT_PAGE = 1000
 SHOWN_ERRORS = 200
@@ -68,8 +69,8 @@ def _form(request: Request) -> FormSpec:
     return app_state(request).definitions.forms[request.path_params["form_key"]]
 
 
-def _download(data: bytes, filename: str) -> Response:
-    return Response(data, media_type=XLSX, headers={
+def _download(data: bytes, filename: str, media_type: str = XLSX) -> Response:
+    return Response(data, media_type=media_type, headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
         "Cache-Control": "private, no-store",
     })
@@ -118,6 +119,29 @@ def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, 
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
 
 
+def _export_rows(request: Request) -> tuple[FormSpec, list[Any], list[Unit], Iterator[list[Any]]]:
+    state, form, principal = app_state(request), _form(request), current_principal(request)
+    found = policy(principal, form)
+    assert found is not None
+    query = _list_query(request, form)
+    first = state.records.list(form, principal, query)
+    limit = state.settings.import_limits().max_rows
+    if first.total > limit:
+        raise HTTPException(status_code=422, detail=f"要导出的记录有 {first.total} 条，超过上限 {limit} 条，请先筛选")
+    units = unit_options(request, principal, form)
+    columns = export_columns(form, found, unit_required=len(units) != 1)
+    names = {u.id: u.full_name for u in state.units()}
+
+    def records() -> Iterator[StoredRecord]:
+        yield from first.records
+        for number in range(2, first.pages + 1):
+            yield from state.records.list(form, principal, replace(query, page=number)).records
+
+    rows = ([names.get(r.unit_id, r.unit_name)] + [export_value(c.spec, found, r.values.get(c.key)) for c in columns[1:]]
+            for r in records())
+    return form, columns, units, rows
+
+
 # --- pages -------------------------------------------------------------------------------------------
 class ExcelController(Controller):
     path = "/f/{form_key:str}"
@@ -134,27 +158,15 @@ class ExcelController(Controller):
     @get("/excel/export", opt={"action": "export"}, name="excel:export", sync_to_thread=True)
     def export(self, request: Request) -> Response:
         """The list as filtered on the page, in the template's layout, masked as this user sees it."""
-        state, form, principal = app_state(request), _form(request), current_principal(request)
-        found = policy(principal, form)
-        assert found is not None
-        query = _list_query(request, form)
-        first = state.records.list(form, principal, query)
-        limit = state.settings.import_limits().max_rows
-        if first.total > limit:
-            raise HTTPException(status_code=422, detail=f"要导出的记录有 {first.total} 条，超过上限 {limit} 条，请先筛选")
-        units = unit_options(request, principal, form)
-        columns = export_columns(form, found, unit_required=len(units) != 1)
-        names = {u.id: u.full_name for u in state.units()}
-
-        def records() -> Iterator[StoredRecord]:
-            yield from first.records
-            for number in range(2, first.pages + 1):
-                yield from state.records.list(form, principal, replace(query, page=number)).records
-
-        rows = ([names.get(r.unit_id, r.unit_name)] + [export_value(c.spec, found, r.values.get(c.key)) for c in columns[1:]]
-                for r in records())
+        form, columns, units, rows = _export_rows(request)
         data = build_workbook(form, columns, [u.full_name for u in units], rows)
         return _download(data, f"{form.title}导出.xlsx")
+
+    @get("/excel/export.csv", opt={"action": "export"}, name="excel:export_csv", sync_to_thread=True)
+    def export_csv(self, request: Request) -> Response:
+        """The same rows as CSV; text that would run as a formula is made inert."""
+        form, columns, _units, rows = _export_rows(request)
+        return _download(build_csv(columns, rows), f"{form.title}导出.csv", CSV)
 
     @get("/imports", opt={"action": "import"}, name="excel:jobs")
     async def jobs(self, request: Request) -> Template:
@@ -294,6 +306,7 @@ def _list_actions(form: FormSpec, principal: Principal) -> list[dict[str, str]]:
     if can(principal, "export", form):
         # keep_query: the list page appends its current filters, so the export matches what is shown.
         actions.append({"href": f"/f/{form.key}/excel/export", "label": "导出 Excel", "keep_query": "1"})
+        actions.append({"href": f"/f/{form.key}/excel/export.csv", "label": "导出 CSV", "keep_query": "1"})
     return actions
 
 

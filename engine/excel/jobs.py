@@ -25,16 +25,17 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
-from engine.excel.layout import UNIT_KEY, ColumnsMissing, header_text, read_key_sheet
+from engine.excel.layout import UNIT_KEY, ColumnsMissing, header_text, key_lookup, read_key_sheet, template_columns
+from engine.excel.units import unit_choices
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.reader import choose_sheet, data_sheet_candidates, open_table
 from engine.excel.rows import filled, find_header
 from engine.excel.safety import extension, inspect_upload
-from engine.excel.workbooks import build_error_workbook
+from engine.excel.workbooks import TemplateLayout, build_error_workbook
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import build_principal
-from engine.permissions import Principal, can
+from engine.permissions import Principal, can, policy
 from engine.records import RecordService
 from engine.spec import Definitions, FormSpec
 from engine.storage.db import Database
@@ -483,12 +484,36 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
                         (by_column.setdefault(column, []) if column is not None else other).append(message)
                     yield number, cells, by_column, other
 
-            data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys)
+            layout = _template_layout(db, definitions, job, form, header, table.keys)
+            data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys, layout)
     with db.write() as s:
         s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
         s.execute(insert(ImportFile).values(job_id=job_id, name=ERRORS, data=data))
         s.commit()
     return data
+
+
+def _template_layout(db: Database, definitions: Definitions, job: ImportJob, form: FormSpec, header: list[Any],
+                     key_rows: list[list[Any]]) -> TemplateLayout | None:
+    """The template's columns as this job's user gets them, matched to the uploaded header as the import did."""
+    principal = _principal(db, definitions, job, form)
+    found = policy(principal, form) if principal is not None else None
+    if principal is None or found is None:
+        return None
+    with db.read() as s:
+        units = unit_choices(s, principal, form, "create").units or unit_choices(s, principal, form, "update").units
+    columns = template_columns(form, found, unit_required=len(units) != 1)
+    by_key = {c.key: c for c in columns}
+    keys = read_key_sheet(key_rows)
+    keys.headers.update({header_text(h): k for h, k in ((job.details or {}).get("mapping") or {}).items() if k})
+    names = key_lookup(form)
+    by_index = {}
+    for index, cell in enumerate(header):
+        text = header_text(cell)
+        key = keys.headers.get(text) or names.get(text)
+        if key in by_key:
+            by_index[index] = by_key[key]
+    return TemplateLayout(form, columns, by_index, [u.full_name for u in units])
 
 
 # --- the worker in the app process --------------------------------------------------------------------

@@ -316,6 +316,41 @@ def test_export__bureau_sees_masked_values(web) -> None:  # type: ignore[no-unty
     assert header[:3] == ["所属班级", "姓名", "性别"], header  # nothing is writable for the bureau: no "*"
 
 
+def test_error_workbook__keeps_the_templates_dropdowns_styling_and_instructions(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    data = xlsx(rows(1) + [student(501, 民族="火星族")])
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, data, error_mode="skip_invalid")
+        wait_job(state, job_id_of(location))
+        response = client.get(location + "/errors.xlsx")
+    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    assert "填写说明" in book.sheetnames
+    sheet = book.worksheets[0]
+    letter = openpyxl.utils.get_column_letter(HEADER.index("民族") + 1)
+    dropdowns = [v for v in sheet.data_validations.dataValidation if v.type == "list" and letter + "2" in str(v.sqref)]
+    assert dropdowns, [str(v.sqref) for v in sheet.data_validations.dataValidation]
+    name_header = sheet.cell(row=1, column=HEADER.index("姓名") + 1)
+    assert name_header.font.bold and name_header.fill.fgColor.rgb == "FFF4B183"  # required: orange, as in the template
+    id_letter = openpyxl.utils.get_column_letter(HEADER.index("身份证号") + 1)
+    assert sheet.column_dimensions[id_letter].number_format == "@"
+
+
+def test_export_csv__formula_text_made_inert(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    job = import_file(state, "reg", xlsx([student(101, 备注="+1+2", 家庭住址="@SUM(A1)")], HEADER + ["备注", "家庭住址"]))
+    assert job.count_new == 1, errors_of(state, job)
+    with signed_in(app, "reg") as (client, _csrf):
+        response = client.get("/f/student/excel/export.csv")
+        listing = client.get("/f/student/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert "/f/student/excel/export.csv" in listing.text
+    text = response.content.decode("utf-8-sig")
+    lines = text.splitlines()
+    assert lines[0].split(",")[:3] == ["所属班级*", "姓名*", "性别*"]
+    assert "'+1+2" in text and "'@SUM(A1)" in text
+    assert ",+1+2" not in text
+
+
 def test_export__teacher_without_export_right_403(web) -> None:  # type: ignore[no-untyped-def]
     app, _state = web
     with signed_in(app, "teacher") as (client, _csrf):
