@@ -77,16 +77,17 @@ class RecordController(Controller):
         form, principal = _form(request), current_principal(request)
         data = await request.form()
         submitted = await read_submission(form, data, writable_keys(policy(principal, form), form))
+        defaults = {k: f.default for k, f in form.fields.items()}  # shown again for fields the user does not fill
         if table_action(data, submitted):
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
         units = units_for(request, principal, form, "create")
         unit_id = _chosen_unit(data.get("_unit"), units)
         if unit_id is None:
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None,
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
         result = app_state(request).records.create(form, principal, unit_id, submitted)
         if not result.ok:
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=result.issues,
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=result.issues,
                               record=None, unit=str(unit_id), status=422)
         flash(request, "保存成功")
         return Redirect(f"/f/{form.key}/{result.record_id}", status_code=303)
@@ -280,8 +281,11 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
     summary = [issue_text(form, i) for i in issues]
     if unit_error:
         summary.insert(0, unit_error)
+    # Fields whose edits go to review (a workflow's `changes:`), marked on the edit page before the user saves.
+    review = frozenset(k for w in app_state(request).definitions.workflows.values() if w.form == form.key
+                       for k in w.changes) if record is not None else frozenset()
     template = page(request, "records/form.html", form=form, sections=sections, sections_html=sections_html,
-                    record=record, units=units, chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary,
+                    record=record, units=units, review_fields=review, chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary,
                     conflict=conflict, revision=revision if revision is not None else (record.revision if record else ""),
                     title=form.title)
     template.status_code = status
