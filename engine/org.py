@@ -44,6 +44,23 @@ def seed_units(s: DbSession, tree: Iterable[Any], parent: OrgUnit | None = None)
     return count
 
 
+def units_not_in_database(s: DbSession, tree: Iterable[Any]) -> list[str]:
+    """Paths of org.yaml's `demo_units` that the database lacks. `demo_units` seed an empty database only, so on a
+    running system a unit added there does nothing by itself: reload says so, naming them."""
+    present = {u.full_name for u in all_units(s)}
+    missing: list[str] = []
+
+    def walk(nodes: Iterable[Any], prefix: str) -> None:
+        for node in nodes:
+            path = f"{prefix}/{node['name']}" if prefix else str(node["name"])
+            if path not in present:
+                missing.append(path)
+            walk(node.get("children", []), path)
+
+    walk(tree, "")
+    return missing
+
+
 def all_units(s: DbSession) -> list[Unit]:
     rows = list(s.scalars(select(OrgUnit).order_by(OrgUnit.path)))
     names = {u.id: u.name for u in rows}
