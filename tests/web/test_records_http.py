@@ -402,6 +402,31 @@ def test_edit_page__marks_the_fields_that_go_to_review(world: World, client: Tes
     assert 'id="review-' not in client.get("/f/student/new").text  # a new record is not reviewed
 
 
+def test_duplicate_id_number__said_inline_once_and_linked(world: World, client: TestClient) -> None:
+    csrf = as_user(client, world)
+    first = new_student(client, world, csrf, 639)
+    assert first.status_code == 303
+    taken = student_values(639)["id_card"]
+    checked = client.post("/f/student/check?field=id_card", data={"_csrf": csrf, "id_card": taken})
+    assert world.message("id_card", Issue("unique", {"value": taken})) in checked.text
+    assert f'href="{first.headers["location"]}"' in checked.text
+    again = new_student(client, world, csrf, 639)
+    assert again.status_code == 422
+    summary = again.text.split('id="summary"', 1)[1].split("</div>", 1)[0]
+    assert summary.count("已被另一条记录使用") == 1  # 身份证号 only, not 学籍号 made from it as well
+    assert f'href="{first.headers["location"]}"' in again.text
+
+
+def test_duplicate_id_number__record_out_of_scope_not_linked(world: World, client: TestClient) -> None:
+    mine = as_user(client, world)
+    created = new_student(client, world, mine, 641)
+    assert created.status_code == 303
+    client.cookies.clear()
+    far = as_user(client, world, "far")
+    checked = client.post("/f/student/check?field=id_card", data={"_csrf": far, "id_card": student_values(641)["id_card"]})
+    assert "已被另一条记录使用" in checked.text and "holder-id_card" not in checked.text
+
+
 def test_photo_download__other_school_404(world: World, client: TestClient) -> None:
     csrf = as_user(client, world)
     response = new_student(client, world, csrf, 627, files={"photo": ("证件照.png", png_bytes(), "image/png")})
