@@ -57,6 +57,28 @@ FORM = {
         "title_field": KEY,
         "belongs_to": KEY,
         "natural_key": KEY_LIST,
+        "grid": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["rows", "columns"],
+            "properties": {"rows": KEY, "fixed": KEY_LIST, "columns": KEY_LIST},
+        },
+        "figures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "label"],
+                "properties": {
+                    "key": KEY, "label": TEXT,
+                    "rank": KEY, "avg": KEY, "sum": KEY, "min": KEY, "max": KEY, "count": KEY, "pass_rate": KEY,
+                    "within": KEY_LIST,
+                    "order": {"enum": ["desc", "asc"]},
+                    "places": {"type": "integer", "minimum": 0, "maximum": 4},
+                    "at_least": {"type": "number"},
+                },
+            },
+        },
         "list": {
             "type": "object",
             "additionalProperties": False,
@@ -131,6 +153,7 @@ POLICY = {
         "hidden": KEY_LIST,
         "masked": KEY_LIST,
         "reveal_sensitive": {"type": "boolean"},
+        "scope": KEY,
     },
 }
 

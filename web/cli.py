@@ -319,6 +319,9 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", action="append", default=[],
                         help="颁发学校的证书签名公钥（PEM，可重复；默认用本机 var/keys 中的公钥）")
     verify.set_defaults(func=cmd_verify_certificate)
+    from web.cli_accounts import add_parser as add_link_accounts  # noqa: PLC0415
+
+    add_link_accounts(sub)
     return root
 
 

@@ -20,6 +20,7 @@ from engine.permissions import Principal, Scope, can, is_editable, policy, scope
 from engine.records.model import (
     Conflict, ListQuery, Page, PreparedUpdate, RecordWrite, SaveResult, StoredRecord,
 )
+from engine.records.figures import figure_values, rank_order, shown_figures, values_for
 from engine.records.links import Forms, Links
 from engine.records.writer import RecordWriter, Stale
 from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
@@ -51,7 +52,8 @@ class RecordService:
         self._unscoped: dict[tuple[str, bool | str], Read] = {}
 
     # --- reading ---------------------------------------------------------------------------------
-    def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
+    def scope_clause(self, reach: Scope, principal: Principal, form: FormSpec | None = None) -> ColumnElement:
+        """`reach` over the records table (`form`: whose records, for a linked scope over a child form's link)."""
         if reach.everything:
             return true()
         parts = []
@@ -60,6 +62,12 @@ class RecordService:
             parts.append(Record.unit_id.in_(units))
         if reach.own:
             parts.append(Record.created_by == principal.user_id)
+        if reach.records and not reach.record_key:
+            parts.append(Record.id.in_(sorted(reach.records)))
+        elif reach.records:  # child records: the link to their parent is in the projection
+            if form is not None and reach.record_key in form.fields:
+                table = projection_of(form, self.db.dialect).table
+                parts.append(Record.id.in_(select(table.c.record_id).where(table.c[f"f_{reach.record_key}"].in_(sorted(reach.records)))))
         return or_(*parts) if parts else false()
 
     def read_query(self, form: FormSpec, principal: Principal, action: str) -> Any:
@@ -97,7 +105,7 @@ class RecordService:
         return (
             select(*RECORD_COLUMNS)
             .join(OrgUnit, OrgUnit.id == Record.unit_id)
-            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal))
+            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal, form))
         )
 
     def get(self, form: FormSpec, record_id: int, principal: Principal, action: str = "read",
@@ -182,6 +190,8 @@ class RecordService:
         if typed is None:
             return false()
         column, sql_value = projection.column(spec.key), projection.fields[spec.key].to_sql(typed)
+        if sql_value is None:
+            return false()
         return column == sql_value if op == "eq" else column >= sql_value if op == "ge" else column < sql_value
 
     def _page(self, s: DbSession, form: FormSpec, found: FormPolicy | None, projection: Projection,
@@ -206,6 +216,11 @@ class RecordService:
         record_id = projection.table.c.record_id
         sort = sort or form.list.default_sort
         key = sort.lstrip("-")
+        by_rank = rank_order(form, key)
+        if by_rank is not None and any(f.key == key for f in shown_figures(form, found)):
+            number, descending = by_rank  # rank 1 first is the highest number first
+            sort = ("-" if descending != sort.startswith("-") else "") + number
+            key = number
         spec = form.fields.get(key)
         if spec is None or found is None or not _filterable(found, spec):
             return [record_id.desc()]
@@ -356,7 +371,7 @@ class RecordService:
             if w.failed:
                 continue
             w.issues += [refused[k] for k in w.submitted if k in refused]
-            if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id):
+            if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id, w.current):
                 w.issues.append(Issue("not_found"))
         self.links.check(s, principal, form, writes)
         self._place_children(s, form, writes)
@@ -401,6 +416,16 @@ class RecordService:
         if any(spec.kind.name == "link" for spec in form.fields.values()):
             with self.db.read() as s:
                 self.links.titled(s, principal, form, records)
+        return records
+
+    def figured(self, principal: Principal, form: FormSpec, records: list[StoredRecord]) -> list[StoredRecord]:
+        """The records with the figures across records (ranks, group averages …) this principal may see
+        (engine/records/figures.py); returned for chaining."""
+        shown = shown_figures(form, policy(principal, form))
+        if shown and records:
+            with self.db.single() as connection:
+                values_for(records, figure_values(connection, projection_of(form, self.db.dialect), shown,
+                                                  [r.id for r in records]))
         return records
 
     def link_titles(self, principal: Principal, form: FormSpec, ids: set[int], display: tuple[str, ...] = ()) -> dict[int, Any]:
@@ -483,6 +508,8 @@ def _filter_value(spec: FieldSpec, value: Any) -> Any:
     field cannot read matches nothing (None)."""
     if not isinstance(value, str):
         return value
+    if spec.kind.name == "link":  # a link is filtered by the linked record's id (a child panel's "查看全部")
+        return int(value) if value.isascii() and value.isdigit() and 0 < len(value) < 19 else None
     cleaned, issues = spec.kind.clean(value)
     return None if issues else cleaned
 

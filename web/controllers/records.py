@@ -9,10 +9,12 @@ from markupsafe import Markup
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
+from engine.fields import LinkValue
 from engine.issues import Issue
 from engine.permissions import Principal, can, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, SaveResult, StoredRecord
-from engine.spec import FormPolicy, FormSpec
+from engine.records.figures import shown_figures
+from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.validation import CleanResult, clean_record
 from web.auth import app_state, current_principal
 from web.formdata import read_submission, table_action
@@ -40,9 +42,9 @@ class RecordController(Controller):
         query = ListQuery.parse(form, request.query_params, page=page_no, count_limit=LIST_COUNT_LIMIT)
         filters = query.filters
         result = app_state(request).records.list(form, principal, query)
-        app_state(request).records.titled(principal, form, result.records)
-        columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
-        rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
+        app_state(request).records.figured(principal, form, app_state(request).records.titled(principal, form, result.records))
+        columns = _columns(form, found)
+        rows = [(r, [field_view(form, c, found, r.shown(c.key)) for c in columns], _missing(form, r)) for r in result.records]
         filter_views = [field_view(form, form.fields[k], found, raw=filters.get(k, "")) for k in form.list.filters if k not in found.hidden]
         return page(request, "records/list.html", form=form, columns=columns, rows=rows, result=result,
                     query=query, filter_views=filter_views, can_create=can(principal, "create", form),
@@ -66,11 +68,48 @@ class RecordController(Controller):
             options = [titles[r.id] for r in found.records if r.id in titles]
         return Template(template_name="widgets/link_options.html", context={"options": options, "searched": bool(typed.strip())})
 
+    @get("/grid", opt={"action": "read"}, name="records:grid")
+    async def grid_page(self, request: Request) -> Template:
+        """Grid entry (`grid:`): choose a unit and the fixed values, then one row per record of the group."""
+        form, principal = _form(request), current_principal(request)
+        if form.grid is None:
+            raise NotFoundException("这个表单没有设置成绩录入表（grid）")
+        return _grid_page(request, form, principal, request.query_params)
+
+    @post("/grid", opt={"action": ("create", "update")}, name="records:grid_save")
+    async def grid_save(self, request: Request) -> Response:
+        form, principal = _form(request), current_principal(request)
+        if form.grid is None:
+            raise NotFoundException("这个表单没有设置成绩录入表（grid）")
+        data = await request.form()
+        unit_id, fixed = _grid_choice(form, data)
+        if unit_id is None or fixed is None:
+            return _grid_page(request, form, principal, data)
+        cells: dict[int, dict[str, str]] = {}
+        revisions: dict[int, int] = {}
+        for name, value in data.items():
+            parts = name.split(".")
+            if len(parts) == 3 and parts[0] == "c" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19:
+                cells.setdefault(int(parts[1]), {})[parts[2]] = value
+            elif len(parts) == 2 and parts[0] == "r" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19 \
+                    and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+                revisions[int(parts[1])] = int(value)
+        grid = app_state(request).grids.save(principal, form, unit_id, fixed, cells, revisions)
+        if grid.ok:
+            flash(request, f"已保存 {grid.saved} 行" if grid.saved else "没有修改")
+            return Redirect(f"/f/{form.key}/grid?{urlencode({'unit': unit_id, **fixed})}", status_code=303)
+        return _grid_page(request, form, principal, data, grid=grid, posted=cells, status=422)
+
     @get("/new", opt={"action": "create"}, name="records:new")
     async def new_record(self, request: Request) -> Template:
         form, principal = _form(request), current_principal(request)
         values = {k: f.default for k, f in form.fields.items()}
-        return _edit_page(request, form, principal, values=values, raw={}, issues=[], record=None)
+        # A child record added from its parent's page (?<parent field>=<id>) starts linked to that parent.
+        parent = _parent_link(request, form, principal)
+        if parent is not None:
+            values[form.parent_field] = parent
+        return _edit_page(request, form, principal, values=values, raw={}, issues=[], record=None,
+                          prefilled=parent is not None)
 
     @post("/new", opt={"action": "create"}, name="records:create")
     async def create_record(self, request: Request) -> Response:
@@ -80,9 +119,9 @@ class RecordController(Controller):
         defaults = {k: f.default for k, f in form.fields.items()}  # shown again for fields the user does not fill
         if table_action(data, submitted):
             return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
-        units = units_for(request, principal, form, "create")
+        units = [] if form.parent_field else units_for(request, principal, form, "create")
         unit_id = _chosen_unit(data.get("_unit"), units)
-        if unit_id is None:
+        if unit_id is None and not form.parent_field:  # a child record sits in its parent's unit
             return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
         result = app_state(request).records.create(form, principal, unit_id, submitted)
@@ -128,7 +167,9 @@ class RecordController(Controller):
                        for k in section.fields if k not in found.hidden])
             for section in form.sections
         ]
-        return page(request, "records/view.html", form=form, record=record, sections=sections,
+        figures = [field_view(form, f.field, found, record.figures.get(f.key)) for f in shown_figures(form, found)]
+        return page(request, "records/view.html", form=form, record=record, sections=sections, figures=figures,
+                    children=_children(request, form, principal, record),
                     title_text=_title(form, record, found), incomplete=not cleaned.ok,
                     can_update=_reaches(request, form, principal, record, "update"),
                     record_actions=[a for f in _features(request) for a in f.record_actions(form, principal, record)],
@@ -249,11 +290,105 @@ def _get(request: Request, form: FormSpec, principal: Principal, record_id: int,
     record = records.get(form, record_id, principal, action)
     if record is None:
         raise NotFoundException("记录不存在或不在您的权限范围内")
-    return records.titled(principal, form, [record])[0]
+    return records.figured(principal, form, records.titled(principal, form, [record]))[0]
+
+
+def _columns(form: FormSpec, found: FormPolicy) -> list[FieldSpec]:
+    """A list's columns this user sees: fields not hidden, figures whose number they may see."""
+    figures = {f.key for f in shown_figures(form, found)}
+    return [form.column_spec(k) for k in form.list.columns
+            if (k in form.fields and k not in found.hidden) or k in figures]
+
+
+CHILDREN_SHOWN = 50
+
+
+def _grid_choice(form: FormSpec, params: Mapping[str, Any]) -> tuple[int | None, dict[str, int] | None]:
+    """The unit and the fixed values a grid page is for, as ids; None where not (validly) chosen."""
+    assert form.grid is not None
+    unit_id = parse_id(params.get("unit"))
+    fixed = {k: parse_id(params.get(k)) for k in form.grid.fixed}
+    return unit_id, (None if any(v is None for v in fixed.values()) else fixed)  # type: ignore[return-value]
+
+
+def _grid_page(request: Request, form: FormSpec, principal: Principal, params: Mapping[str, Any], grid: Any = None,
+               posted: Mapping[int, Mapping[str, str]] | None = None, status: int = 200) -> Template:
+    assert form.grid is not None
+    state = app_state(request)
+    target_form = state.definitions.forms[form.fields[form.grid.rows].kind.form]
+    found = policy(principal, form)
+    units = units_for(request, principal, target_form, "read")
+    unit_id, fixed = _grid_choice(form, params)
+    choices = []
+    for key in form.grid.fixed:
+        spec = form.fields[key]
+        linked = state.definitions.forms.get(getattr(spec.kind, "form", ""))
+        options: list[tuple[int, str]] = []
+        if linked is not None and can(principal, "read", linked):
+            listed = state.records.list(linked, principal, ListQuery(per_page=100))
+            titles = state.records.link_titles(principal, linked, {r.id for r in listed.records}, getattr(spec.kind, "display", ()))
+            options = [(r.id, str(titles[r.id])) for r in listed.records if r.id in titles]
+        choices.append({"key": key, "label": spec.label, "options": options, "chosen": str(params.get(key) or "")})
+    if grid is None and unit_id is not None and fixed is not None and any(u.id == unit_id for u in units):
+        grid = state.grids.load(principal, form, unit_id, fixed)
+    columns = [form.fields[k] for k in form.grid.columns if k not in found.hidden]  # type: ignore[union-attr]
+    shown = [form.fields[k] for k, f in form.fields.items() if f.compute is not None and k not in found.hidden]  # type: ignore[union-attr]
+    shown += [f.field for f in shown_figures(form, found) if set(f.within) & set(form.grid.fixed)]
+    rows = []
+    for row in (grid.rows if grid is not None else []):
+        typed = (posted or {}).get(row.target.id, {})
+        values = row.record.values if row.record is not None else {}
+        by_field = issues_by_field(row.issues)
+        cells = [{"key": c.key, "name": f"c.{row.target.id}.{c.key}",
+                  "value": typed.get(c.key, "") if posted is not None else display_text(c, values.get(c.key), False),
+                  "errors": [issue_text(form, i) for i in by_field.get(c.key, [])]} for c in columns]
+        extra = [display_text(s, row.record.shown(s.key), False) if row.record is not None else "" for s in shown]
+        other = [issue_text(form, i) for k, issues in by_field.items() if k not in form.grid.columns for i in issues]
+        rows.append({"target": row.target, "record": row.record, "cells": cells, "extra": extra, "other": other,
+                     "conflict": row.conflict, "title": display_text(target_form.fields[target_form.title_field],
+                                                                      row.target.values.get(target_form.title_field), False)})
+    template = page(request, "records/grid.html", form=form, units=units, chosen_unit=str(params.get("unit") or ""),
+                    choices=choices, columns=columns, shown=shown, rows=rows, loaded=grid is not None,
+                    failed=status == 422, title=f"{form.title}录入")
+    template.status_code = status
+    return template
+
+
+def _children(request: Request, form: FormSpec, principal: Principal, record: StoredRecord) -> list[dict[str, Any]]:
+    """Panels of the child forms (belongs_to) on their parent's page: the child records this user may read, with
+    the list's columns, and an 添加 link that starts one linked to this record."""
+    state = app_state(request)
+    panels = []
+    for child in state.definitions.forms.values():
+        if child.parent_form != form.key or not can(principal, "read", child):
+            continue
+        found = policy(principal, child)
+        query = ListQuery(filters={child.parent_field: str(record.id)}, per_page=CHILDREN_SHOWN, sort=child.list.default_sort)
+        result = state.records.list(child, principal, query)
+        state.records.figured(principal, child, state.records.titled(principal, child, result.records))
+        columns = [c for c in _columns(child, found) if c.key != child.parent_field]
+        rows = [(r, [field_view(child, c, found, r.shown(c.key)) for c in columns]) for r in result.records]
+        panels.append({"form": child, "columns": columns, "rows": rows, "total": result.total,
+                       "more": f"/f/{child.key}/?{urlencode({child.parent_field: record.id})}",
+                       "add": f"/f/{child.key}/new?{urlencode({child.parent_field: record.id})}" if can(principal, "create", child) else ""})
+    return panels
+
+
+def _parent_link(request: Request, form: FormSpec, principal: Principal) -> LinkValue | None:
+    """The parent named in a new child record's query string, as this user sees it; None if absent or out of
+    reach (the user then picks one)."""
+    if not form.parent_field:
+        return None
+    parent_id = parse_id(request.query_params.get(form.parent_field))
+    parent_form = app_state(request).definitions.forms.get(form.parent_form)
+    if parent_id is None or parent_form is None:
+        return None
+    titles = app_state(request).records.link_titles(principal, parent_form, {parent_id})
+    return titles.get(parent_id)
 
 
 def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:
-    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id)
+    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id, record)
 
 
 def _stored_for_check(request: Request, form: FormSpec, principal: Principal) -> StoredRecord | None:
@@ -285,9 +420,10 @@ def _missing(form: FormSpec, record: StoredRecord) -> bool:
 
 def _edit_page(request: Request, form: FormSpec, principal: Principal, values: dict, raw: dict, issues: list,
                record: StoredRecord | None, unit: Any = None, unit_error: str = "", status: int = 200,
-               revision: Any = None, conflict: Any = None, holders: dict[str, str] | None = None) -> Template:
+               revision: Any = None, conflict: Any = None, prefilled: bool = False,
+               holders: dict[str, str] | None = None) -> Template:
     found = policy(principal, form)
-    blank = record is None and not raw and not issues
+    blank = record is None and not raw and not issues and not prefilled
     cache_key = (app_state(request).definitions.version, form.key, found)
     sections_html = app_state(request).blank_forms.get(cache_key) if blank else None
     sections = [] if sections_html is None else None
@@ -298,7 +434,7 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
         environment = request.app.template_engine.engine
         sections_html = Markup(environment.get_template("records/sections.html").render(form=form, sections=sections, record=None))
         app_state(request).blank_forms[cache_key] = sections_html
-    units = units_for(request, principal, form, "create") if record is None else []
+    units = units_for(request, principal, form, "create") if record is None and not form.parent_field else []
     summary = [issue_text(form, i) for i in issues]
     if unit_error:
         summary.insert(0, unit_error)
