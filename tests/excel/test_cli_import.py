@@ -82,5 +82,5 @@ def test_import__all_or_nothing_refused__says_nothing_was_imported_first(shared:
     done = dangan(shared, tmp_path, "import", "student", str(path), "--user", "reg")
     assert done.returncode == 2, done.stderr
     result = next(line for line in done.stdout.splitlines() if line.startswith("导入（任务"))
-    assert "没有导入任何数据" in result and "新增 1" not in result
+    assert "没有导入任何数据" in result and "，新增 1" not in result and "可新增 1" in result
     assert record_by_id_card(shared, rows[0]["身份证号"]) is None
