@@ -11,6 +11,7 @@ from engine.issues import Issue
 if TYPE_CHECKING:
     from engine.certificates.spec import CertificateSpec
     from engine.errors import DefinitionError
+    from engine.reports.spec import DashboardSpec, ReportSpec
     from engine.workflows.spec import WorkflowSpec
 
 
@@ -320,6 +321,8 @@ class Definitions:
     org_levels: tuple[OrgLevel, ...]
     workflows: Mapping[str, WorkflowSpec] = field(default_factory=lambda: MappingProxyType({}))
     certificates: Mapping[str, CertificateSpec] = field(default_factory=lambda: MappingProxyType({}))
+    reports: Mapping[str, ReportSpec] = field(default_factory=lambda: MappingProxyType({}))
+    dashboards: Mapping[str, DashboardSpec] = field(default_factory=lambda: MappingProxyType({}))
     version: str = ""
     source_dir: str = ""
     # Definitions that load but cannot work as written (a role that may create a form and cannot fill one of its

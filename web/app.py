@@ -21,6 +21,7 @@ from engine.storage.db import Database
 from engine.storage.projection import prepare_projections
 from web.auth import session_guard
 from web.certificates import certificates_feature
+from web.reports import reports_feature
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
 from web.controllers.auth import AuthController
@@ -57,7 +58,7 @@ def template_environment() -> Environment:
 def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     """Everything start-up does before serving; raises DefinitionErrors or IndexConflict to refuse."""
     definitions = load_definitions(settings.definitions)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
     prepare_projections(db, definitions)
     admin = bootstrap(db, definitions, demo_units(settings.definitions))
@@ -84,7 +85,7 @@ def _reload_on_sighup(app: Litestar) -> None:
 
 def enabled_features() -> list[Feature]:
     """The features this build ships, in navigation order."""
-    return [workflows_feature(), excel_feature(), certificates_feature()]
+    return [workflows_feature(), excel_feature(), certificates_feature(), reports_feature()]
 
 
 def create_app(settings: Settings | None = None, state: AppState | None = None) -> Litestar:

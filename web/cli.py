@@ -94,7 +94,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
         db.upgrade()
         with db.read() as s:
@@ -124,7 +124,7 @@ def cmd_unlock_user(args: argparse.Namespace) -> int:
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
         db.upgrade()
         cleared = AccountService(db, settings.account_policy()).unlock(system_principal(definitions), args.username)
@@ -192,7 +192,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     settings = Settings()
     output = Path(args.output) if args.output else settings.backup_dir / archive_name(MANUAL_PREFIX, utcnow())
-    db = Database(settings.database_url, checkpoint=False)
+    db = Database(settings.database_url, checkpoint=False, timeouts=settings.database_timeouts())
     try:
         run = run_backup(db, output, settings.definitions, "manual", settings.pg_bin)
     finally:

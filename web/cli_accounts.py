@@ -34,7 +34,7 @@ def cmd_link_accounts(args: argparse.Namespace) -> int:
     if output.exists():
         print(f"文件 {output} 已存在；请换一个文件名（不覆盖已打印的密码单）", file=sys.stderr)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
         db.upgrade()
         with db.read() as s:

@@ -13,6 +13,7 @@ from engine.excel.limits import Limits
 from engine.fields.files import MB
 from engine.recovery import Sender, SmtpSender
 from engine.sessions import SessionPolicy
+from engine.storage.db import ServerTimeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,6 +89,14 @@ class Settings:
         """`dangan import`'s limits: no request, so DANGAN_IMPORT_MAX_MB or 200 MB, or none at all."""
         size = 10**13 if no_size_limit else (self.import_max_mb or 200) * MB
         return Limits(max_file_bytes=size, max_rows=self.import_max_rows)
+    # What PostgreSQL ends by itself (engine/storage/db.py:ServerTimeouts, docs/operations.md); 0 = no limit.
+    pg_statement_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_STATEMENT_TIMEOUT_SECONDS") or 300))
+    pg_lock_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_LOCK_TIMEOUT_SECONDS") or 30))
+    pg_idle_in_transaction_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_IDLE_IN_TRANSACTION_SECONDS") or 60))
+
+    def database_timeouts(self) -> ServerTimeouts:
+        return ServerTimeouts(self.pg_statement_timeout_seconds, self.pg_lock_timeout_seconds,
+                              self.pg_idle_in_transaction_seconds)
 
     def backup_schedule(self) -> Schedule:
         return Schedule(self.backup_dir, self.backup_every_hours, self.backup_keep, self.definitions, self.pg_bin)
