@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from engine.errors import DefinitionError, did_you_mean
 from engine.expressions import ExpressionCompiler, ExpressionProblem
 from engine.fields import FIELD_TYPES, Option
+from engine.fields.choice import as_option
 from engine.fields.base import FieldType, UnknownName
 from engine.metaschema import FIELD_COMMON, check_shape
 from engine.permissions import is_masked
@@ -37,13 +38,7 @@ class Problems(list):
 # --- option lists -------------------------------------------------------------------------------
 
 def compile_options(data: Mapping[str, Any]) -> tuple[Option, ...]:
-    items = []
-    for item in data["options"]:
-        if isinstance(item, Mapping):
-            items.append(Option(str(item["value"]), str(item["label"])))
-        else:
-            items.append(Option(str(item), str(item)))
-    return tuple(items)
+    return tuple(as_option(item) for item in data["options"])
 
 
 # --- forms --------------------------------------------------------------------------------------
@@ -154,7 +149,7 @@ class FormCompiler:
             unique=raw.get("unique", False), sensitive=raw.get("sensitive", False),
             constraints=MappingProxyType(constraints), messages=MappingProxyType(dict(raw.get("messages", {}))),
             renamed_from=(renamed,) if isinstance(renamed, str) else tuple(renamed), section=section,
-            origin=key_origin(raw, "key"), checks=checks,
+            origin=key_origin(raw, "key"), checks=checks, aliases=tuple(raw.get("aliases", ())),
         )
         return self._with_default(raw, spec)
 

@@ -31,6 +31,7 @@ FIELD_COMMON: dict[str, Any] = {
     "required_if": {"type": "string"},
     "compute": {"type": "string"},
     "renamed_from": {"anyOf": [KEY, KEY_LIST]},
+    "aliases": {"type": "array", "items": {"type": "string", "minLength": 1}},
     "messages": {"type": "object", "additionalProperties": {"type": "string"}},
     "min_length": {"type": "integer", "minimum": 0},
     "max_length": {"type": "integer", "minimum": 1},
@@ -132,8 +133,9 @@ OPTIONS = {
                     {
                         "type": "object",
                         "additionalProperties": False,
-                        "required": ["value", "label"],
-                        "properties": {"value": {"type": ["string", "integer"]}, "label": TEXT},
+                        "required": ["value"],
+                        "properties": {"value": {"type": ["string", "integer"]}, "label": TEXT,
+                                       "aliases": {"type": "array", "items": {"type": "string", "minLength": 1}}},
                     },
                 ]
             },

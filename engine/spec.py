@@ -67,6 +67,8 @@ class FieldSpec:
     renamed_from: tuple[str, ...] = ()
     section: str = ""
     origin: Origin | None = field(default=None, compare=False)
+    # Other names a spreadsheet's header may give this field (班级, 所在班级): read by imports (engine/excel/layout.py).
+    aliases: tuple[str, ...] = ()
     # `constraints` compiled with their rules (engine/compiler.py), in the order written.
     checks: tuple[Check, ...] = field(default=(), compare=False, repr=False)
     # A computed field's formula: its value is worked out by the validator from the fields it reads, never typed.

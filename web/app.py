@@ -28,12 +28,14 @@ from web.controllers.auth import AuthController
 from web.controllers.home import HomeController
 from web.controllers.records import RecordController
 from web.errors import HANDLERS
-from web.features import enabled_features
+from web.excel import excel_feature
+from web.features import Feature
 from web.headers import send_security_headers
 from web.pages import send_flash_cookie
 from web.params import PAGE, BodyTimeout, DanganRequest, bounded_request
 from web.settings import Settings
 from web.state import AppState, acknowledge_reload
+from web.workflows import workflows_feature
 
 log = logging.getLogger("dangan")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -82,12 +84,16 @@ def _reload_on_sighup(app: Litestar) -> None:
         log.info("SIGHUP reload unavailable in this process")
 
 
+def enabled_features() -> list[Feature]:
+    """The features this build ships, in navigation order."""
+    return [workflows_feature(), excel_feature(), certificates_feature(), reports_feature()]
+
+
 def create_app(settings: Settings | None = None, state: AppState | None = None) -> Litestar:
     settings = settings or Settings()
     if state is None:
         state, _ = prepare(settings)
-    # Certificates come after the features web/features.py composes (they import it for Feature).
-    features = [*enabled_features(), certificates_feature(), reports_feature()]
+    features = enabled_features()
     static = create_static_files_router(
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )

@@ -184,7 +184,7 @@ def _read_ack(path: Path) -> dict | None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from web.excel import command_import  # noqa: PLC0415 — only `import` needs the Excel package
+    from web.cli_import import command_import  # noqa: PLC0415 — only `import` needs the Excel package
 
     return command_import(args, sys.stdout, sys.stderr)
 
@@ -302,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
                        help="insert 仅新增，update 仅更新，upsert 新增或更新（默认）")
     excel.add_argument("--dry-run", action="store_true", help="只预览，不保存")
     excel.add_argument("--skip-invalid", action="store_true", help="跳过错误行，导入其余行（默认：全部正确才导入）")
+    excel.add_argument("--sheet", default="", help="要导入的工作表（默认：与表单同名的，否则第一个带表头和数据的）")
     excel.add_argument("--no-size-limit", action="store_true", help="不限制文件大小（行数等其他上限仍然有效）")
     excel.set_defaults(func=cmd_import)
     backup = sub.add_parser("backup", help="备份数据库（含附件）和定义目录到一个 .tar 文件，写完后读回校验")

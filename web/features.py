@@ -1,4 +1,7 @@
-"""Feature packages composed into the app; each contributes routes, navigation and page hooks."""
+"""The feature contract: what a feature package (Excel, workflows, certificates) contributes to the app.
+
+Only the contract lives here; the app assembles the features (web/app.py), so a feature module imports this one
+and nothing imports a feature module back."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,13 +42,3 @@ class HeldUpdate:
     issues: tuple[Issue, ...] = ()  # problems with the held values: shown like validation issues, nothing is saved
     # Runs once the rest of the edit saved; returns a message for the flash and where to go next ("" = the record).
     commit: Callable[[], tuple[str, str]] = lambda: ("", "")
-
-
-def enabled_features() -> list[Feature]:
-    """The features this build ships, in navigation order."""
-    return [workflows_feature(), excel_feature()]
-
-
-# Feature packages build their Feature from the classes above, so they are imported after them.
-from web.workflows import workflows_feature  # noqa: E402
-from web.excel import excel_feature  # noqa: E402

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from engine.backup.schedule import Schedule
 from engine.accounts import AccountPolicy
+from engine.excel.limits import Limits
+from engine.fields.files import MB
 from engine.recovery import Sender, SmtpSender
 from engine.sessions import SessionPolicy
 from engine.storage.db import ServerTimeouts
@@ -73,6 +75,20 @@ class Settings:
     backup_keep: int = field(default_factory=lambda: int(os.environ.get("DANGAN_BACKUP_KEEP", "7")))
     pg_bin: Path | None = field(default_factory=lambda: Path(os.environ["DANGAN_PG_BIN"]) if os.environ.get("DANGAN_PG_BIN") else None)
 
+    # Imports (docs/excel.md): DANGAN_IMPORT_MAX_MB caps a file (0: the request limit on the web, 200 MB for
+    # `dangan import`, which has no request); DANGAN_IMPORT_MAX_ROWS caps data rows in a file and records in an export.
+    import_max_mb: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_MB", 0))
+    import_max_rows: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_ROWS", Limits.max_rows))
+
+    def import_limits(self) -> Limits:
+        """An upload's limits: the file limit never exceeds the request limit."""
+        wanted = self.import_max_mb * MB if self.import_max_mb else self.max_upload_bytes
+        return Limits(max_file_bytes=min(wanted, self.max_upload_bytes), max_rows=self.import_max_rows)
+
+    def command_import_limits(self, no_size_limit: bool = False) -> Limits:
+        """`dangan import`'s limits: no request, so DANGAN_IMPORT_MAX_MB or 200 MB, or none at all."""
+        size = 10**13 if no_size_limit else (self.import_max_mb or 200) * MB
+        return Limits(max_file_bytes=size, max_rows=self.import_max_rows)
     # What PostgreSQL ends by itself (engine/storage/db.py:ServerTimeouts, docs/operations.md); 0 = no limit.
     pg_statement_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_STATEMENT_TIMEOUT_SECONDS") or 300))
     pg_lock_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_LOCK_TIMEOUT_SECONDS") or 30))

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy.orm import Session as DbSession
 
-from engine.excel.layout import map_header, read_key_sheet
+from engine.excel.layout import header_text, map_header, read_key_sheet
 from engine.excel.limits import FileRejected
 from engine.excel.parallel import helper_possible, prepared_batches
 from engine.excel.planning import Context, Plan, Planner
@@ -41,13 +41,18 @@ class ImportPass:
         self.start_after = start_after
         self.should_stop = should_stop
         self.result = PassResult()
+        self.data_rows = 0
 
     def run(self, table: Table) -> PassResult:
         keys = read_key_sheet(table.keys)
         if keys.form_key and keys.form_key != self.form.key:
             raise FileRejected("import_wrong_form", other=keys.form_key, target=self.form.title)
+        keys.headers.update({header_text(h): k for h, k in self.ctx.mapping.items() if k and header_text(h)})
+        ignored = {header_text(h) for h, k in self.ctx.mapping.items() if not k}
         (header_row, header), rest = find_header(self.form, table.rows, keys, self.ctx.limits.header_scan_rows)
+        header = [None if header_text(c) in ignored else c for c in header]  # columns the user chose to ignore
         columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
+        self.result.unknown = columns.unknown
         self.result.header_row = header_row
         self.result.warnings = list(columns.warnings)
         self.reader = RowReader(self.form, columns, self.ctx.defaults, validate_as_new=self.ctx.mode != "update")
@@ -57,6 +62,8 @@ class ImportPass:
         with fewer_collections(), prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
             for rows, prepared in batches:
                 self._batch(rows, prepared)
+        if not self.data_rows and not self.start_after:
+            raise FileRejected("import_no_data_rows", row=header_row)
         self.result.warnings += self.reporter.closing_warnings(table)
         return self.result
 
@@ -70,6 +77,7 @@ class ImportPass:
         for row in _chain(first, rest):
             is_filled = filled(row[1])
             data_rows += is_filled
+            self.data_rows = data_rows
             if data_rows > self.ctx.limits.max_rows:
                 raise FileRejected("import_file_rows", limit=self.ctx.limits.max_rows, count=f"{data_rows}+")
             if row[0] <= self.start_after:

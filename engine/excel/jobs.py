@@ -17,6 +17,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,14 +25,17 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
+from engine.excel.layout import UNIT_KEY, ColumnsMissing, header_text, key_lookup, read_key_sheet, template_columns
+from engine.excel.units import unit_choices
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.reader import open_table
+from engine.excel.reader import choose_sheet, data_sheet_candidates, open_table
+from engine.excel.rows import filled, find_header
 from engine.excel.safety import extension, inspect_upload
-from engine.excel.workbooks import build_error_workbook
+from engine.excel.workbooks import TemplateLayout, build_error_workbook
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import build_principal
-from engine.permissions import Principal, can
+from engine.permissions import Principal, can, policy
 from engine.records import RecordService
 from engine.spec import Definitions, FormSpec
 from engine.storage.db import Database, gather_statistics
@@ -40,23 +44,71 @@ from engine.storage.models import ImportFile, ImportJob, ImportRowError, User, u
 log = logging.getLogger("dangan")
 ANALYZE_AFTER_ROWS = 5_000  # an import of at least this many rows refreshes the planner statistics
 ACTIVE = ("queued", "previewing", "validating", "importing")
-FINAL = ("previewed", "done", "rejected", "failed")
+# "aborted": an all-or-nothing import that found invalid rows and wrote nothing; its counts are what the check found.
+FINAL = ("previewed", "done", "aborted", "rejected", "failed")
+REPORTED = ("previewed", "done", "aborted")  # finished with rows read, so with counts and perhaps an error workbook
 STATUS_NAMES = {"queued": "排队中", "previewing": "正在预览", "previewed": "预览完成，待确认", "validating": "正在校验",
-                "importing": "正在导入", "done": "已完成", "rejected": "文件被拒绝", "failed": "失败"}
+                "importing": "正在导入", "done": "已完成", "aborted": "未导入：有错误行", "rejected": "文件被拒绝", "failed": "失败"}
 UPLOAD, ERRORS = "upload", "errors"
 MODE_NAMES = {"insert": "仅新增", "update": "仅更新", "upsert": "新增或更新"}
 ERROR_MODE_NAMES = {"all_or_nothing": "全部正确才导入", "skip_invalid": "跳过错误行，导入其余行"}
 Progress = Callable[[str, int, int], None]  # (status, rows done, rows in the file)
 
 
+@dataclass(frozen=True)
+class FirstLook:
+    kind: str  # "xlsx" or "csv"
+    sheet: str = ""  # the sheet to import ("" for CSV)
+    others: tuple[str, ...] = ()  # further sheets that carry the form's header and data rows
+
+
+def first_look(path: Path, filename: str, form: FormSpec, limits: Limits, mapping: dict[str, str] | None = None) -> FirstLook:
+    """The checks made before a job is created: the file's size, type and structure (`inspect_upload`), a header,
+    and at least one data row under it (reading stops at the first). A workbook's sheets are each looked at: every
+    one with the form's header and data is named, so the preview can say which is imported and offer the others.
+    Raises FileRejected with the first sheet's reason when no sheet has data."""
+    inspection = inspect_upload(path, filename, limits)
+    if inspection.kind == "csv":
+        _data_under_header(path, inspection, form, limits, "", mapping or {})
+        return FirstLook("csv")
+    default = choose_sheet(inspection.sheets, form.title).name
+    names = [default] + [s.name for s in data_sheet_candidates(inspection.sheets) if s.name != default][:MAX_SHEETS_LOOKED_AT]
+    found, first_refusal = [], None
+    for name in names:
+        try:
+            _data_under_header(path, inspection, form, limits, name, mapping or {})
+            found.append(name)
+        except FileRejected as exc:
+            first_refusal = first_refusal or exc
+    if not found:
+        assert first_refusal is not None
+        raise first_refusal
+    return FirstLook("xlsx", found[0], tuple(found[1:]))
+
+
+MAX_SHEETS_LOOKED_AT = 20
+
+
+def _data_under_header(path: Path, inspection: Any, form: FormSpec, limits: Limits, sheet: str,
+                       mapping: dict[str, str]) -> None:
+    with open_table(path, inspection, form.title, limits, sheet) as table:
+        keys = read_key_sheet(table.keys)
+        keys.headers.update({header_text(h): k for h, k in mapping.items() if k and header_text(h)})
+        (header_row, _header), scanned = find_header(form, table.rows, keys, limits.header_scan_rows)
+        if not any(filled(cells) for _n, cells in scanned) and not any(filled(cells) for _n, cells in table.rows):
+            raise FileRejected("import_no_data_rows", row=header_row)
+
+
 def create_job(db: Database, form: FormSpec, principal: Principal, filename: str, data: bytes, kind: str,
-               mode: str, error_mode: str) -> int:
+               mode: str, error_mode: str, sheet: str = "", other_sheets: tuple[str, ...] = (),
+               mapping: dict[str, str] | None = None) -> int:
+    """A job for the upload; `sheet` is the workbook's sheet it imports, `other_sheets` those it could import instead."""
     with db.write() as s:
         job_id = s.execute(insert(ImportJob).values(
             form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
             file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
             count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
-            details={}, upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            details=_sheet_details(sheet, other_sheets, mapping), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
             created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
         s.execute(insert(ImportFile).values(job_id=job_id, name=UPLOAD, data=data))
@@ -64,9 +116,92 @@ def create_job(db: Database, form: FormSpec, principal: Principal, filename: str
     return job_id
 
 
+def _sheet_details(sheet: str, others: tuple[str, ...] | list[str], mapping: dict[str, str] | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {"sheet": sheet, "other_sheets": list(others)} if sheet else {}
+    return found | ({"mapping": mapping} if mapping else {})
+
+
+def remembered_mapping(db: Database, form: FormSpec, principal: Principal) -> dict[str, str]:
+    """The column mapping this user last chose for this form: the next file from the same school usually has the
+    same headers."""
+    query = (select(ImportJob.details).where(ImportJob.form_key == form.key, ImportJob.user_id == principal.user_id)
+             .order_by(ImportJob.id.desc()).limit(20))
+    with db.read() as s:
+        for details in s.scalars(query):
+            if details and details.get("mapping"):
+                return dict(details["mapping"])
+    return {}
+
+
+def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str) -> int | None:
+    """A new job over the same upload that imports another of its data sheets (named by the first look); None if the
+    sheet is not one of them."""
+    details = job.details or {}
+    sheets = [details.get("sheet", "")] + list(details.get("other_sheets", []))
+    if sheet not in sheets[1:]:
+        return None
+    return _again(db, job, principal, _sheet_details(sheet, [n for n in sheets if n != sheet], details.get("mapping")))
+
+
+def job_with_mapping(db: Database, job: ImportJob, principal: Principal, form: FormSpec, chosen: dict[str, str]) -> int:
+    """A new job over the same upload with the mapping step's choices (header → field key, "" to ignore); kept in the
+    job, so the user's next upload of this form starts from them (`remembered_mapping`)."""
+    details = job.details or {}
+    allowed = {k for k in chosen.values() if k in form.fields or k == UNIT_KEY}
+    mapping = dict(details.get("mapping") or {}) | {h: (k if k in allowed else "") for h, k in chosen.items() if h}
+    return _again(db, job, principal, _sheet_details(details.get("sheet", ""), details.get("other_sheets", []), mapping))
+
+
+def _again(db: Database, job: ImportJob, principal: Principal, details: dict[str, Any]) -> int:
+    with db.read() as s:
+        data = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job.id, ImportFile.name == UPLOAD)) or b""
+    with db.write() as s:
+        new_id = s.execute(insert(ImportJob).values(
+            form_key=job.form_key, user_id=principal.user_id, username=principal.username, filename=job.filename,
+            file_kind=job.file_kind, mode=job.mode, error_mode=job.error_mode, phase="preview", status="queued", total=0,
+            done=0, count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
+            details=details, upload_sha256=job.upload_sha256,
+            def_version=job.def_version, created_at=utcnow(), updated_at=utcnow(),
+        ).returning(ImportJob.id)).scalar_one()
+        s.execute(insert(ImportFile).values(job_id=new_id, name=UPLOAD, data=data))
+        s.commit()
+    return new_id
+
+
 def load_job(db: Database, job_id: int) -> ImportJob | None:
     with db.read() as s:
         return s.get(ImportJob, job_id)
+
+
+def may_see(principal: Principal, job: ImportJob) -> bool:
+    """A job is its uploader's; administrators see every job."""
+    return job.user_id == principal.user_id or principal.is_admin
+
+
+def visible_job(db: Database, form: FormSpec, principal: Principal, job_id: int) -> ImportJob | None:
+    """The job of this form if the principal may see it; None otherwise (as if it did not exist)."""
+    job = load_job(db, job_id)
+    return job if job is not None and job.form_key == form.key and may_see(principal, job) else None
+
+
+def visible_jobs(db: Database, form: FormSpec, principal: Principal, limit: int = 100) -> list[ImportJob]:
+    """The latest jobs of this form the principal may see, newest first."""
+    query = select(ImportJob).where(ImportJob.form_key == form.key).order_by(ImportJob.id.desc()).limit(limit)
+    if not principal.is_admin:
+        query = query.where(ImportJob.user_id == principal.user_id)
+    with db.read() as s:
+        return list(s.scalars(query))
+
+
+def first_errors(db: Database, job: ImportJob, limit: int) -> list[dict[str, Any]]:
+    """The first invalid rows' reasons for the job's current phase, one entry per cell, for the job page."""
+    phase = "commit" if job.phase == "commit" else "preview"
+    with db.read() as s:
+        rows = s.execute(select(ImportRowError.row_no, ImportRowError.errors)
+                         .where(ImportRowError.job_id == job.id, ImportRowError.phase == phase)
+                         .order_by(ImportRowError.row_no).limit(limit)).all()
+    return [{"row": number, "label": label, "value": value, "message": message}
+            for number, errors in rows for _column, label, value, message in errors]
 
 
 def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
@@ -167,14 +302,19 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
             inspection = inspect_upload(path, job.filename, limits)
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
             ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
-                          note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected)
-            opener = lambda: open_table(path, inspection, form.title, limits)  # noqa: E731
+                          note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected,
+                          mapping=dict((job.details or {}).get("mapping") or {}))
+            sheet = (job.details or {}).get("sheet", "")
+            opener = lambda: open_table(path, inspection, form.title, limits, sheet)  # noqa: E731
             if job.phase == "preview":
                 _preview(db, job, ctx, opener, should_stop, progress)
             else:
                 _commit(db, job, ctx, opener, resuming, should_stop, progress)
     except Interrupted:
         log.info("import job %s interrupted at row %s", job_id, load_job(db, job_id).last_row)  # type: ignore[union-attr]
+    except ColumnsMissing as exc:  # the mapping step can still fix it: keep what it needs
+        details = dict((load_job(db, job_id) or job).details or {}) | {"unmapped": exc.unknown, "missing": exc.missing}
+        _set(db, job_id, status="rejected", message=exc.message, finished_at=utcnow(), details=details)
     except FileRejected as exc:
         _set(db, job_id, status="rejected", message=exc.message, finished_at=utcnow())
     except Exception:  # noqa: BLE001 — the job records the failure; the worker thread carries on
@@ -268,8 +408,9 @@ def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], An
     _reset(db, job.id, message="")
     result = _run_pass(db, job, ctx, opener, phase="preview", write=False, status="previewing", known=None,
                        start_after=0, should_stop=should_stop, progress=progress)
-    details = {"header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
-               "duplicates": result.duplicates}
+    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets", "mapping")}
+    details = sheets | {"unmapped": result.unknown, "header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
+                        "duplicates": result.duplicates}
     _set(db, job.id, status="previewed", details=details, total=result.processed, finished_at=utcnow())
 
 
@@ -284,7 +425,7 @@ def _commit(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], Any
                             start_after=0, should_stop=should_stop, progress=progress)
         invalid = checked.counts["invalid"]
         if invalid:
-            _set(db, job.id, status="done", total=checked.processed, finished_at=utcnow(),
+            _set(db, job.id, status="aborted", total=checked.processed, finished_at=utcnow(),
                  message=render(Issue("import_aborted", {"count": invalid})))
             return
         details["validated"] = True
@@ -318,7 +459,7 @@ def error_rows(db: Database, job: ImportJob) -> dict[int, list[list[Any]]]:
 def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: Limits) -> bytes | None:
     """The upload's rows with each invalid cell red and commented, and 错误原因; built once, then kept."""
     job = load_job(db, job_id)
-    if job is None or job.status not in ("previewed", "done") or not job.count_invalid:
+    if job is None or job.status not in REPORTED or not job.count_invalid:
         return None
     with db.read() as s:
         cached = s.scalar(select(ImportFile.data).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
@@ -331,7 +472,7 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
     include_all = job.error_mode == "all_or_nothing"
     with upload_file(db, job) as path:
         inspection = inspect_upload(path, job.filename, limits)
-        with open_table(path, inspection, form.title, limits) as table:
+        with open_table(path, inspection, form.title, limits, (job.details or {}).get("sheet", "")) as table:
             header_row = (job.details or {}).get("header_row") or 1
             rest = iter(table.rows)
             header = next((cells for number, cells in rest if number == header_row), [])
@@ -346,12 +487,36 @@ def error_workbook(db: Database, definitions: Definitions, job_id: int, limits: 
                         (by_column.setdefault(column, []) if column is not None else other).append(message)
                     yield number, cells, by_column, other
 
-            data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys)
+            layout = _template_layout(db, definitions, job, form, header, table.keys)
+            data = build_error_workbook(table.sheet or form.title, header, rows(), table.keys, layout)
     with db.write() as s:
         s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
         s.execute(insert(ImportFile).values(job_id=job_id, name=ERRORS, data=data))
         s.commit()
     return data
+
+
+def _template_layout(db: Database, definitions: Definitions, job: ImportJob, form: FormSpec, header: list[Any],
+                     key_rows: list[list[Any]]) -> TemplateLayout | None:
+    """The template's columns as this job's user gets them, matched to the uploaded header as the import did."""
+    principal = _principal(db, definitions, job, form)
+    found = policy(principal, form) if principal is not None else None
+    if principal is None or found is None:
+        return None
+    with db.read() as s:
+        units = unit_choices(s, principal, form, "create").units or unit_choices(s, principal, form, "update").units
+    columns = template_columns(form, found, unit_required=len(units) != 1)
+    by_key = {c.key: c for c in columns}
+    keys = read_key_sheet(key_rows)
+    keys.headers.update({header_text(h): k for h, k in ((job.details or {}).get("mapping") or {}).items() if k})
+    names = key_lookup(form)
+    by_index = {}
+    for index, cell in enumerate(header):
+        text = header_text(cell)
+        key = keys.headers.get(text) or names.get(text)
+        if key in by_key:
+            by_index[index] = by_key[key]
+    return TemplateLayout(form, columns, by_index, [u.full_name for u in units])
 
 
 # --- the worker in the app process --------------------------------------------------------------------

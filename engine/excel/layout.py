@@ -1,6 +1,7 @@
 """The columns of templates and exports, and how an uploaded header row maps back to fields."""
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -81,16 +82,42 @@ def header_text(cell: Any) -> str:
 
 
 def key_lookup(form: FormSpec) -> dict[str, str]:
-    """Header text → field key: labels, keys, keys a field was renamed from, and the unit label."""
+    """Header text → field key: labels, keys, keys a field was renamed from, `aliases`, and the unit label (also
+    without its 所属/所在: 所属班级 is 班级 and 所在班级 in a school's own sheet). Labels win over the rest."""
     names: dict[str, str] = {}
+    for name in unit_names(form):
+        names[header_text(name)] = UNIT_KEY
     for key, spec in form.fields.items():
-        for name in (*reversed(spec.renamed_from), key):
+        for name in (*reversed(spec.renamed_from), key, *spec.aliases):
             names[header_text(name)] = key
     for key, spec in form.fields.items():
         names[header_text(spec.label)] = key
     for name in ("所属单位", UNIT_KEY, form.unit_label):
         names[header_text(name)] = UNIT_KEY
     return names
+
+
+def unit_names(form: FormSpec) -> list[str]:
+    label = header_text(form.unit_label)
+    bare = label[2:] if label[:2] in ("所属", "所在") and len(label) > 2 else label
+    return [bare, "所属" + bare, "所在" + bare]
+
+
+def suggest(form: FormSpec, label: str, candidates: Iterable[str]) -> str | None:
+    """The field a header most likely means (学生联系电话 → 学生本人联系电话): the closest label or alias by
+    similarity, if close enough; None when nothing is."""
+    text = header_text(label)
+    best, best_key = 0.0, None
+    for key in candidates:
+        names = unit_names(form) if key == UNIT_KEY else [form.fields[key].label, *form.fields[key].aliases]
+        for name in names:
+            other = header_text(name)
+            score = difflib.SequenceMatcher(None, text, other).ratio()
+            if text and (text in other or other in text):
+                score = max(score, 0.75)
+            if score > best:
+                best, best_key = score, key
+    return best_key if best >= 0.6 else None
 
 
 @dataclass
@@ -134,6 +161,8 @@ class ColumnMap:
     unit: int | None = None
     labels: dict[int, str] = field(default_factory=dict)  # column index → header as uploaded
     warnings: list[Issue] = field(default_factory=list)
+    # Headers matching no field, each with the field it most likely means (or ""): the preview's mapping step.
+    unknown: dict[str, str] = field(default_factory=dict)
 
     def column_of(self, key: str) -> int | None:
         if key == UNIT_KEY:
@@ -148,6 +177,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
     keys_writable = writable(found, form)
     mapped = ColumnMap(header_row=header_row)
     seen: dict[str, list[int]] = {}
+    unknown: list[str] = []
     for index, cell in enumerate(cells):
         text = header_text(cell)
         if not text:
@@ -156,7 +186,7 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
         mapped.labels[index] = label
         key = _resolve_key(form, keys.headers[text]) if text in keys.headers else names.get(text)
         if key is None:
-            mapped.warnings.append(Issue("import_column_unknown", {"label": label}))
+            unknown.append(label)
             continue
         seen.setdefault(key, []).append(index)
         if key == UNIT_KEY:
@@ -172,14 +202,34 @@ def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: 
             mapped.warnings.append(Issue("import_column_match_only", {"label": label}))
         else:
             mapped.warnings.append(Issue("import_column_readonly", {"label": label}))
+    choices = mapping_choices(form, found)
+    free = [k for k in choices if k not in seen]
+    mapped.unknown = {label: suggest(form, label, free) or "" for label in unknown}
+    if unknown:  # one warning however many: a sheet with 175 extra columns is one fact, not 175
+        mapped.warnings.insert(0, Issue("import_column_unknown", {"label": unknown[0]}) if len(unknown) == 1 else
+                               Issue("import_columns_unknown", {"count": len(unknown), "labels": "、".join(unknown)}))
     for key, indexes in seen.items():
         if len(indexes) > 1:
             label = form.unit_label if key == UNIT_KEY else form.fields[key].label
             raise FileRejected("import_duplicate_column", label=label, columns="、".join(str(i + 1) for i in indexes))
     missing = _missing(form, keys_writable, mapped, mode, unit_required)
     if missing:
-        raise FileRejected("import_missing_columns", columns="、".join(missing))
+        raise ColumnsMissing(missing, mapped.unknown)
     return mapped
+
+
+class ColumnsMissing(FileRejected):
+    """Required columns not found; the headers that matched nothing go with it, for the mapping step."""
+
+    def __init__(self, missing: list[str], unknown: dict[str, str]) -> None:
+        super().__init__("import_missing_columns", columns="、".join(missing))
+        self.missing, self.unknown = missing, unknown
+
+
+def mapping_choices(form: FormSpec, found: FormPolicy) -> dict[str, str]:
+    """Field key → label of what a column may be mapped to: the unit and the fields this role may import."""
+    keys = writable(found, form)
+    return {UNIT_KEY: form.unit_label} | {k: spec.label for k, spec in form.fields.items() if k in keys and importable(spec)}
 
 
 def _missing(form: FormSpec, writable: frozenset[str], mapped: ColumnMap, mode: str, unit_required: bool) -> list[str]:

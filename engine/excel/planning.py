@@ -35,6 +35,8 @@ class Context:
     note: str = ""
     # Fields whose changes must pass a change-registration review (workflow `changes:`); an import may not edit them.
     protected: frozenset[str] = frozenset()
+    # The mapping step's choices: a header as uploaded → the field key it means ("" = ignore the column).
+    mapping: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.found = policy(self.principal, self.form)

@@ -38,9 +38,18 @@ class Table:
     stats: dict[str, int] = field(default_factory=dict)  # merged cells filled, known once rows are read
 
 
-def choose_sheet(sheets: tuple[SheetInfo, ...], form_title: str) -> SheetInfo:
-    """The sheet named like the form, else the first visible sheet that is not ours (说明, _lists, _keys)."""
-    visible = [s for s in sheets if s.visible and s.name != INSTRUCTIONS_SHEET and not s.name.startswith("_")]
+def data_sheet_candidates(sheets: tuple[SheetInfo, ...]) -> list[SheetInfo]:
+    """Visible sheets that are not ours (说明, _lists, _keys): where data may be."""
+    return [s for s in sheets if s.visible and s.name != INSTRUCTIONS_SHEET and not s.name.startswith("_")]
+
+
+def choose_sheet(sheets: tuple[SheetInfo, ...], form_title: str, chosen: str = "") -> SheetInfo:
+    """The sheet chosen for the job if any, else the sheet named like the form, else the first visible sheet that is
+    not ours."""
+    visible = data_sheet_candidates(sheets)
+    picked = [s for s in visible if s.name == chosen] if chosen else []
+    if picked:
+        return picked[0]
     named = [s for s in visible if clean_spaces(s.name) == form_title]
     if named:
         return named[0]
@@ -50,12 +59,12 @@ def choose_sheet(sheets: tuple[SheetInfo, ...], form_title: str) -> SheetInfo:
 
 
 @contextmanager
-def open_table(path: Path, inspection: Inspection, form_title: str, limits: Limits) -> Iterator[Table]:
+def open_table(path: Path, inspection: Inspection, form_title: str, limits: Limits, sheet_name: str = "") -> Iterator[Table]:
     if inspection.kind == "csv":
         with _csv_table(path, inspection.encoding, limits) as table:
             yield table
         return
-    sheet = choose_sheet(inspection.sheets, form_title)
+    sheet = choose_sheet(inspection.sheets, form_title, sheet_name)
     if sheet.rows is not None and sheet.rows > limits.max_rows + limits.header_scan_rows:
         raise FileRejected("import_file_rows", limit=limits.max_rows, count=sheet.rows - 1)
     if sheet.columns is not None and sheet.columns > limits.max_columns:

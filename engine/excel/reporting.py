@@ -41,6 +41,7 @@ class PassResult:
     normalised: dict[str, list[Any]] = field(default_factory=dict)  # field → [count, before, after]
     formula_text: int = 0
     empty_rows: int = 0
+    unknown: dict[str, str] = field(default_factory=dict)  # header matching no field → suggested field key or ""
 
 
 class Sink(Protocol):

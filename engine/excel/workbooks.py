@@ -1,9 +1,11 @@
 """Workbooks we write with openpyxl: import templates, exports in the same layout, and error workbooks."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import re
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 from openpyxl import Workbook
@@ -222,21 +224,83 @@ def build_workbook(form: FormSpec, columns: list[Column], unit_names: list[str],
     return save(workbook)
 
 
+def build_csv(columns: list[Column], rows: Iterable[list[Any]]) -> bytes:
+    """An export as CSV (UTF-8 with BOM, which Excel opens as UTF-8): the template's header, then the rows. Text that
+    a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe (OWASP's advice), as
+    the .xlsx export stores it as quoted text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([column.header for column in columns])
+    for row in rows:
+        writer.writerow([_csv_text(value) for value in row])
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if isinstance(value, (dt.date, dt.datetime, dt.time)):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
 # --- error workbooks ----------------------------------------------------------------------------
+def _header_cell(sheet: Any, value: Any, column: Column | None) -> Any:
+    made = cell_value(sheet, value)
+    if column is None:
+        return made
+    cell = made if isinstance(made, Cell) else WriteOnlyCell(sheet, made)
+    cell.font = HEADER_FONT
+    cell.fill = REQUIRED_FILL if column.required else HEADER_FILL
+    cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    return cell
+
+
+@dataclass(frozen=True)
+class TemplateLayout:
+    """What the template gave each column, for an error workbook to give it again: the form, the template's columns
+    (for 填写说明), the uploaded column index → its Column, and the unit names of the unit dropdown."""
+
+    form: FormSpec
+    columns: list[Column]
+    by_index: dict[int, Column]
+    unit_names: list[str]
+
+
 def build_error_workbook(title: str, header: list[Any], rows: Iterable[tuple[int, list[Any], dict[int, list[str]], list[str]]],
-                         key_rows: list[list[Any]]) -> bytes:
-    """The uploaded rows, each invalid cell filled red with a comment giving the reason, plus 错误原因.
+                         key_rows: list[list[Any]], layout: TemplateLayout | None = None) -> bytes:
+    """The uploaded rows, each invalid cell filled red with a comment giving the reason, plus 错误原因. With the
+    template's `layout`, its columns keep what the template gave them (formats, widths, dropdowns, the required
+    header colour) and the workbook has its 填写说明 sheet: a user fixing errors there has everything the template had.
 
     `rows` yields (row number in the upload, cells, {column index: [reasons]}, [reasons without a column]).
     """
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title[:31] or "Sheet1")
     width = len(header)
+    by_index = layout.by_index if layout is not None else {}
+    list_columns: list[list[str]] = []
     for index in range(1, width + 2):
         sheet.column_dimensions[get_column_letter(index)].width = 16
+    for index, column in by_index.items():
+        letter = get_column_letter(index + 1)
+        sheet.column_dimensions[letter].width = _width(column)
+        sheet.column_dimensions[letter].number_format = _number_format(column)
+        validation = _validation(workbook, column, _choices(column, layout.unit_names), list_columns) if layout else None
+        if validation is not None:
+            validation.add(f"{letter}2:{letter}{LAST_ROW}")
+            sheet.data_validations.append(validation)
+    if list_columns:
+        lists = workbook.create_sheet(LISTS_SHEET)
+        lists.sheet_state = "hidden"
+        for row in _transpose(list_columns):
+            lists.append(row)
     sheet.column_dimensions[get_column_letter(width + 1)].width = 60
     sheet.freeze_panes = "A2"
-    head = [cell_value(sheet, value) for value in header]
+    head = [_header_cell(sheet, value, by_index.get(i)) for i, value in enumerate(header)]
     reason = WriteOnlyCell(sheet, "错误原因")
     reason.font = ERROR_FONT
     sheet.append(head + [reason])
@@ -256,6 +320,8 @@ def build_error_workbook(title: str, header: list[Any], rows: Iterable[tuple[int
         messages = [m for problems in by_column.values() for m in problems] + other
         line.append(f"原第{number}行：" + "；".join(messages) if messages else "")
         sheet.append(line)
+    if layout is not None:
+        _instructions(workbook, layout.form, layout.columns, layout.unit_names)
     if key_rows:
         keys = workbook.create_sheet(KEYS_SHEET)
         keys.sheet_state = "veryHidden"

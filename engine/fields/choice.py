@@ -16,7 +16,8 @@ _OPTION_ITEM = {
         {"type": "string", "minLength": 1},
         {
             "type": "object",
-            "properties": {"value": {"type": ["string", "integer"]}, "label": {"type": "string"}},
+            "properties": {"value": {"type": ["string", "integer"]}, "label": {"type": "string"},
+                           "aliases": {"type": "array", "items": {"type": "string", "minLength": 1}}},
             "required": ["value"],
             "additionalProperties": False,
         },
@@ -93,6 +94,9 @@ def _items(value: Any) -> list[Any]:
 class Option:
     value: str
     label: str
+    # Other ways a school writes this option (统招 for 统一招生, 七年级 for 初一): read as the option wherever text is
+    # typed or imported; never shown.
+    aliases: tuple[str, ...] = ()
 
 
 def as_option(item: Any) -> Option:
@@ -101,7 +105,7 @@ def as_option(item: Any) -> Option:
         return item
     if isinstance(item, Mapping):
         value = str(item["value"])
-        return Option(value, str(item.get("label") or value))
+        return Option(value, str(item.get("label") or value), tuple(str(a) for a in item.get("aliases", ())))
     return Option(str(item), str(item))
 
 
@@ -138,7 +142,15 @@ class ChoiceField(FieldType):
         duplicates = sorted({v for v in values if values.count(v) > 1})
         if duplicates:
             raise ValueError(f"选项值“{duplicates[0]}”重复")
-        lookup = {_key(option.label): option.value for option in self.options}
+        claimed: dict[str, str] = {}
+        for option in self.options:
+            for alias in option.aliases:
+                other = claimed.setdefault(_key(alias), option.value)
+                if other != option.value:
+                    raise ValueError(f"别名“{alias}”同时属于选项“{other}”和“{option.value}”，无法确定是哪一个")
+        # Aliases first: an option's own label or value always wins over another option's alias.
+        lookup = dict(claimed)
+        lookup.update({_key(option.label): option.value for option in self.options})
         # A value wins over another option's identical label: values are what was stored before.
         lookup.update({_key(option.value): option.value for option in self.options})
         object.__setattr__(self, "_lookup", lookup)

@@ -1,8 +1,11 @@
 """Uploaded attachments and images; storage swaps the upload for a stored reference."""
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 from typing import Any, Mapping
 
 from engine.fields.base import FieldType, is_empty
@@ -49,15 +52,46 @@ class UploadedFile:
 
 
 class FileInput(Widget):
-    """A file input: the upload comes with the post's files; choosing nothing keeps the stored file."""
+    """A file input: the upload comes with the post's files; choosing nothing keeps the stored file.
+
+    A browser cannot put a chosen file back into a file input, so when the form comes back without saving (添加一行,
+    a validation error) the upload travels in a hidden `<name>._kept` field and is read from there unless another
+    file is chosen: no round trip loses a chosen file. It is checked like any upload when the record is saved."""
 
     name = "file"
 
     def value_from_datadict(self, data: PostedData, files: Files, name: str) -> Any:
-        return files.get(name)
+        return files.get(name) or unkeep(data.get(name + KEPT))
 
     def value_omitted_from_data(self, data: PostedData, files: Files, name: str) -> bool:
-        return name not in files
+        return name not in files and not data.get(name + KEPT)
+
+    def claims(self, name: str, posted: str) -> bool:
+        return posted in (name, name + KEPT)
+
+    def get_context(self, value: Any, raw: Any = None) -> dict[str, Any]:
+        context = super().get_context(value, raw)
+        if isinstance(raw, UploadedFile) and raw.data:
+            context["extra"] = {**context["extra"], "kept": keep(raw), "kept_name": raw.filename}
+        return context
+
+
+KEPT = "._kept"
+
+
+def keep(upload: UploadedFile) -> str:
+    """An upload as the text of a hidden input."""
+    return "|".join((quote(upload.filename), quote(upload.content_type), base64.b64encode(upload.data).decode("ascii")))
+
+
+def unkeep(text: str | None) -> UploadedFile | None:
+    if not text or text.count("|") != 2:
+        return None
+    name, kind, data = text.split("|")
+    try:
+        return UploadedFile(unquote(name)[:255], unquote(kind)[:255], base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
 class ImageInput(FileInput):

@@ -90,6 +90,29 @@ class RecordService:
         narrow further; `stored_rows` turns its rows into StoredRecords)."""
         return self._base(form, principal, action)
 
+    def taken(self, principal: Principal, form: FormSpec, values: Mapping[str, Any], record_id: int | None = None,
+              keys: Any = None) -> list[Issue]:
+        """The typed unique values (of `keys`, default all) another record already holds, as the issues a save would
+        give, for an inline check before saving. `holder` names that record's id when the principal may read it (so
+        the page can link it); a record out of reach stays unnamed."""
+        issues: list[Issue] = []
+        wanted = [(k, spec) for k, spec in form.fields.items() if spec.unique and spec.user_input
+                  and not spec.kind.has_sequence and values.get(k) is not None and (keys is None or k in keys)]
+        if not wanted:
+            return issues
+        with self.db.read() as s:
+            for key, spec in wanted:
+                value = values[key]
+                holders = {i for found in self.writer.holders(s, form, spec, [value]).values() for i in found} - {record_id}
+                if not holders:
+                    continue
+                readable = [row.id for row in s.execute(self._base(form, principal, "read").where(Record.id.in_(holders)))]
+                params: dict[str, Any] = {"value": spec.kind.to_text(value)}
+                if readable:
+                    params["holder"] = min(readable)
+                issues.append(Issue("unique", params, path=key))
+        return issues
+
     def stored_rows(self, form: FormSpec, rows: Any) -> list[StoredRecord]:
         return [_stored(form, row) for row in rows]
 

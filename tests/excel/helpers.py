@@ -168,7 +168,7 @@ def record_by_id_card(state: AppState, number: str) -> Record | None:
         return s.scalar(select(Record).where(Record.id.in_(found)))
 
 
-def wait_job(state: AppState, job_id: int, statuses: tuple[str, ...] = ("previewed", "done", "rejected", "failed"),
+def wait_job(state: AppState, job_id: int, statuses: tuple[str, ...] = ("previewed", "done", "aborted", "rejected", "failed"),
              timeout: float = 30.0) -> ImportJob:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -147,10 +147,14 @@ def test_all_or_nothing__one_invalid_row_writes_nothing(web) -> None:  # type: i
         page = text_of(client.get(location).text)
         assert MESSAGES["choice"].format(label="民族", value="火星族") in page
         confirm(client, csrf, location)
-        job = wait_job(state, job_id_of(location), ("done",))
+        job = wait_job(state, job_id_of(location), ("aborted",))
+        page = text_of(client.get(location).text)
     assert job.count_invalid == 1
     assert job.message == MESSAGES["import_aborted"].format(count=1)
     assert records(state) == 0
+    # Nothing was imported: said first, and the counts are what the check found, not what was written.
+    assert page.index("没有导入任何数据") < page.index("可新增")
+    assert "导入结果" not in page and "已完成" not in page
 
 
 def test_skip_invalid__valid_rows_saved(web) -> None:  # type: ignore[no-untyped-def]
@@ -215,6 +219,69 @@ def test_rejected_upload__message_and_nothing_created(web) -> None:  # type: ign
         assert s.scalar(select(func.count()).select_from(ImportJob)) == 0
 
 
+def test_header_without_data_rows__said_and_no_job(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    with signed_in(app, "reg") as (client, csrf):
+        response = client.post("/f/student/imports", data={"_csrf": csrf, "mode": "upsert", "error_mode": "all_or_nothing"},
+                               files={"file": ("学生.xlsx", xlsx([], above=[["学生名单"]]), XLSX_TYPE)})
+    assert response.status_code == 422
+    assert MESSAGES["import_no_data_rows"].format(row=2) in response.text
+    with state.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+def test_two_data_sheets__preview_names_the_other_and_offers_it(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    second = rows(2, start=301)
+
+    def add_sheet(workbook: openpyxl.Workbook) -> None:
+        sheet = workbook.create_sheet("高一(2)班")
+        sheet.append(HEADER)
+        for row in second:
+            sheet.append([row.get(h) for h in HEADER])
+
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, xlsx(rows(1), after=add_sheet))
+        first = wait_job(state, job_id_of(location))
+        page = client.get(location).text
+        assert first.count_new == 1
+        assert "另有 1 个工作表也带有表头和数据" in text_of(page) and "预览工作表“高一(2)班”" in page
+        moved = client.post(location + "/sheet", data={"_csrf": csrf, "sheet": "高一(2)班"}, follow_redirects=False)
+        assert moved.status_code == 303
+        other = wait_job(state, job_id_of(moved.headers["location"]))
+        assert other.count_new == 2 and other.details["sheet"] == "高一(2)班"
+        assert client.post(location + "/sheet", data={"_csrf": csrf, "sheet": "没有这个"}).status_code == 404
+
+
+def test_school_headers__mapping_step_then_remembered(web) -> None:  # type: ignore[no-untyped-def]
+    """班级 for 所属班级 (the unit label without 所属) and 学生联系电话 (an `aliases` entry) are read as they are;
+    家长电话 is offered as 家长联系电话, the user confirms, and the next file of this user is mapped the same way."""
+    app, state = web
+    school = {"所属班级": "班级", "家长联系电话": "家长电话"}
+    header = [school.get(h, h) for h in HEADER] + ["学生联系电话", "序号"]
+    data = [dict({school.get(k, k): v for k, v in row.items()}, 学生联系电话="13900001111", 序号=1) for row in rows(2)]
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, xlsx(data, header))
+        job = wait_job(state, job_id_of(location))
+        page = client.get(location).text
+        assert job.status == "rejected"
+        assert job.details["missing"] == ["家长联系电话"]  # every missing column is named
+        assert job.details["unmapped"] == {"家长电话": "guardian_phone", "序号": ""}
+        assert re.search(r'<option value="guardian_phone" selected>家长联系电话（建议）</option>', page)
+        mapped = client.post(location + "/mapping", data={"_csrf": csrf, "header": ["家长电话", "序号"],
+                                                          "field": ["guardian_phone", ""]}, follow_redirects=False)
+        assert mapped.status_code == 303
+        second = wait_job(state, job_id_of(mapped.headers["location"]))
+        assert (second.status, second.count_new, second.count_invalid) == ("previewed", 2, 0), second.message
+        confirm(client, csrf, mapped.headers["location"])
+        assert wait_job(state, second.id, ("done",)).count_new == 2
+        # The next upload from this user starts from the mapping chosen.
+        third = wait_job(state, job_id_of(upload(client, csrf, xlsx(data, header))))
+        assert (third.status, third.count_unchanged, third.count_invalid) == ("previewed", 2, 0), third.message
+    stored = read_values(state.definitions.forms["student"], record_by_id_card(state, data[0]["身份证号"]).data)  # type: ignore[union-attr]
+    assert stored["student_phone"] == "13900001111" and stored["guardian_phone"] == "13812345678"
+
+
 def test_missing_required_column__job_rejected_on_its_page(web) -> None:  # type: ignore[no-untyped-def]
     app, state = web
     header = [h for h in HEADER if h != "姓名"]
@@ -247,6 +314,41 @@ def test_export__bureau_sees_masked_values(web) -> None:  # type: ignore[no-unty
     assert numbers == {n["身份证号"][:6] + "********" + n["身份证号"][-4:] for n in seeded}
     assert sheet.cell(row=2, column=header.index("家长联系电话") + 1).value == "138****5678"
     assert header[:3] == ["所属班级", "姓名", "性别"], header  # nothing is writable for the bureau: no "*"
+
+
+def test_error_workbook__keeps_the_templates_dropdowns_styling_and_instructions(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    data = xlsx(rows(1) + [student(501, 民族="火星族")])
+    with signed_in(app, "reg") as (client, csrf):
+        location = upload(client, csrf, data, error_mode="skip_invalid")
+        wait_job(state, job_id_of(location))
+        response = client.get(location + "/errors.xlsx")
+    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    assert "填写说明" in book.sheetnames
+    sheet = book.worksheets[0]
+    letter = openpyxl.utils.get_column_letter(HEADER.index("民族") + 1)
+    dropdowns = [v for v in sheet.data_validations.dataValidation if v.type == "list" and letter + "2" in str(v.sqref)]
+    assert dropdowns, [str(v.sqref) for v in sheet.data_validations.dataValidation]
+    name_header = sheet.cell(row=1, column=HEADER.index("姓名") + 1)
+    assert name_header.font.bold and name_header.fill.fgColor.rgb == "FFF4B183"  # required: orange, as in the template
+    id_letter = openpyxl.utils.get_column_letter(HEADER.index("身份证号") + 1)
+    assert sheet.column_dimensions[id_letter].number_format == "@"
+
+
+def test_export_csv__formula_text_made_inert(web) -> None:  # type: ignore[no-untyped-def]
+    app, state = web
+    job = import_file(state, "reg", xlsx([student(101, 备注="+1+2", 家庭住址="@SUM(A1)")], HEADER + ["备注", "家庭住址"]))
+    assert job.count_new == 1, errors_of(state, job)
+    with signed_in(app, "reg") as (client, _csrf):
+        response = client.get("/f/student/excel/export.csv")
+        listing = client.get("/f/student/")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    assert "/f/student/excel/export.csv" in listing.text
+    text = response.content.decode("utf-8-sig")
+    lines = text.splitlines()
+    assert lines[0].split(",")[:3] == ["所属班级*", "姓名*", "性别*"]
+    assert "'+1+2" in text and "'@SUM(A1)" in text
+    assert ",+1+2" not in text
 
 
 def test_export__teacher_without_export_right_403(web) -> None:  # type: ignore[no-untyped-def]

@@ -183,6 +183,29 @@ def test_unknown_columns__ignored_with_a_warning(shared: AppState) -> None:
     assert MESSAGES["import_column_unknown"].format(label="序号") in job.details["warnings"]
 
 
+def test_school_values__read_through_option_aliases(shared: AppState) -> None:
+    row = new_student(健康状况="良好", 录取类型="统招")
+    job = import_file(shared, "reg", xlsx([row], HEADER + ["健康状况", "录取类型"]))
+    assert job.count_new == 1, errors_of(shared, job)
+    values = stored(shared, row["身份证号"])
+    assert (values["health"], values["admission_type"]) == ("健康或良好", "统一招生")
+
+
+def test_many_unknown_columns__one_warning_naming_them(shared: AppState) -> None:
+    extra = [f"备注{n}" for n in range(175)]
+    job = preview(shared, "reg", xlsx([new_student()], HEADER + extra))
+    assert job.count_new == 1
+    unknown = [w for w in job.details["warnings"] if "不是表单中的字段" in w]
+    assert unknown == [MESSAGES["import_columns_unknown"].format(count=175, labels="、".join(extra))]
+
+
+def test_header_only__preview_says_there_are_no_data_rows(shared: AppState) -> None:
+    job = preview(shared, "reg", xlsx([[None, None], ["", " "]]))
+    assert job.status == "rejected"
+    assert job.message == MESSAGES["import_no_data_rows"].format(row=1)
+    assert job.count_new == 0
+
+
 def test_renamed_label__mapped_through_the_key_sheet(shared: AppState) -> None:
     header = [("学生名字" if h == "姓名" else h) for h in HEADER]
     row = new_student()

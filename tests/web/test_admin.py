@@ -191,6 +191,15 @@ def test_delete_unit__empty_leaf_ok(admin_app) -> None:
         assert unit_by_path(s, GRADE_1 + "/临时班") is None
 
 
+def test_user_form__units_are_checkboxes_not_a_ctrl_click_list(admin_app) -> None:
+    app, state = admin_app
+    for client in client_for(app):
+        login(client, "root")
+        page = client.get("/admin/users/new").text
+    assert "multiple" not in page and "Ctrl" not in page
+    assert f'type="checkbox" name="units" value="{unit_id(state, CLASS_1)}"' in page
+
+
 def test_create_user__password_shown_once_and_change_forced(admin_app) -> None:
     app, state = admin_app
     for client in client_for(app):
@@ -238,7 +247,7 @@ def test_create_user__problems_shown_and_typed_values_kept(admin_app) -> None:
         assert no_role.status_code == 422
         assert "用户名只能包含字母、数字、下划线、点和减号" in no_role.text and "请至少选择一个角色" in no_role.text
         assert 'value="王老师"' in no_role.text and 'value="bad name!"' in no_role.text
-        assert f'<option value="{class_1}" selected>' in no_role.text
+        assert f'name="units" value="{class_1}" checked>' in no_role.text
         unknown = client.post("/admin/users/new", data={"_csrf": csrf, "username": "zhao", "roles": ["teacher", "dean"],
                                                        "units": class_1})
         assert unknown.status_code == 422

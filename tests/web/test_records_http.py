@@ -363,6 +363,70 @@ def test_photo_upload__stored_and_downloadable(world: World, client: TestClient)
     assert download.headers["content-type"].startswith("image/png")
 
 
+def _kept(html: str) -> dict[str, str]:
+    found = re.search(r'name="photo\._kept" value="([^"]+)"', html)
+    assert found, "the chosen photo did not come back with the form"
+    return {"photo._kept": found[1].replace("&#43;", "+").replace("&#x2B;", "+")}
+
+
+def test_photo__kept_through_add_row_and_a_failed_save(world: World, client: TestClient) -> None:
+    csrf = as_user(client, world)
+    photo = {"photo": ("证件照.png", png_bytes(3, 3), "image/png")}
+    added = new_student(client, world, csrf, 633, files=photo, _action="add:family")
+    assert added.status_code == 200 and "已选择：证件照.png" in added.text
+    # A failed save: the photo still comes back, and a save after it keeps it.
+    failed = new_student(client, world, csrf, 633, name="", **_kept(added.text))
+    assert failed.status_code == 422 and "已选择：证件照.png" in failed.text
+    saved = new_student(client, world, csrf, 633, **_kept(failed.text))
+    assert saved.status_code == 303, saved.text[:2000]
+    link = re.search(r'src="(/files/[0-9a-f]+)"', client.get(saved.headers["location"]).text)
+    assert link and client.get(link[1]).content == png_bytes(3, 3)
+
+
+def test_new_record__failed_save_still_shows_defaults(world: World, client: TestClient) -> None:
+    csrf = as_user(client, world)
+    failed = new_student(client, world, csrf, 635, name="")
+    assert failed.status_code == 422
+    status = re.search(r'id="f-status".*?</div>', failed.text, re.S)
+    assert status and "在读" in status[0], status[0] if status else failed.text[:3000]
+
+
+def test_edit_page__marks_the_fields_that_go_to_review(world: World, client: TestClient) -> None:
+    csrf = as_user(client, world)
+    created = new_student(client, world, csrf, 637)
+    assert created.status_code == 303
+    page = client.get(created.headers["location"] + "/edit").text
+    marked = set(re.findall(r'id="review-([a-z_]+)"', page))
+    protected = {k for w in world.state.definitions.workflows.values() if w.form == "student" for k in w.changes}
+    assert marked and marked <= protected and {"name", "id_card"} <= marked
+    assert 'id="review-' not in client.get("/f/student/new").text  # a new record is not reviewed
+
+
+def test_duplicate_id_number__said_inline_once_and_linked(world: World, client: TestClient) -> None:
+    csrf = as_user(client, world)
+    first = new_student(client, world, csrf, 639)
+    assert first.status_code == 303
+    taken = student_values(639)["id_card"]
+    checked = client.post("/f/student/check?field=id_card", data={"_csrf": csrf, "id_card": taken})
+    assert world.message("id_card", Issue("unique", {"value": taken})) in checked.text
+    assert f'href="{first.headers["location"]}"' in checked.text
+    again = new_student(client, world, csrf, 639)
+    assert again.status_code == 422
+    summary = again.text.split('id="summary"', 1)[1].split("</div>", 1)[0]
+    assert summary.count("已被另一条记录使用") == 1  # 身份证号 only, not 学籍号 made from it as well
+    assert f'href="{first.headers["location"]}"' in again.text
+
+
+def test_duplicate_id_number__record_out_of_scope_not_linked(world: World, client: TestClient) -> None:
+    mine = as_user(client, world)
+    created = new_student(client, world, mine, 641)
+    assert created.status_code == 303
+    client.cookies.clear()
+    far = as_user(client, world, "far")
+    checked = client.post("/f/student/check?field=id_card", data={"_csrf": far, "id_card": student_values(641)["id_card"]})
+    assert "已被另一条记录使用" in checked.text and "holder-id_card" not in checked.text
+
+
 def test_photo_download__other_school_404(world: World, client: TestClient) -> None:
     csrf = as_user(client, world)
     response = new_student(client, world, csrf, 627, files={"photo": ("证件照.png", png_bytes(), "image/png")})

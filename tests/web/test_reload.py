@@ -97,3 +97,20 @@ def test_reload__every_worker_answers_the_next_request_with_the_new_role(two_wor
     # No wait: the command answers once the server has the new set, and each worker takes it before its next request.
     assert {_fresh_connection_get(two_workers.base, "/f/award/", cookies).status_code for _ in range(6)} == {403}
     assert _fresh_connection_get(two_workers.base, "/f/student/", cookies).status_code == 200
+
+
+def test_reload__units_added_to_org_yaml__named_in_a_warning(fresh_db_url: str, tmp_path: Path) -> None:
+    """demo_units seed an empty database only; a unit added to org.yaml later is not created, and reload says so."""
+    directory = copy_definitions(tmp_path / "definitions")
+    _app, state = build(fresh_db_url, definitions=directory, tmp=tmp_path)
+    try:
+        outcome = state.reload()
+        assert outcome.ok and not [n for n in outcome.notes if "org.yaml" in n]
+        _edit(directory / "org.yaml", "              - {name: 高一(2)班, level: class}\n",
+              "              - {name: 高一(2)班, level: class}\n              - {name: 高一(9)班, level: class}\n")
+        outcome = state.reload()
+        assert outcome.ok
+        (note,) = [n for n in outcome.notes if "org.yaml" in n]
+        assert "1 个单位不在数据库中" in note and "示范区教育局/示范区第一中学/高一/高一(9)班" in note and "系统管理" in note
+    finally:
+        state.db.dispose()

@@ -117,18 +117,20 @@ class RecordController(Controller):
         form, principal = _form(request), current_principal(request)
         data = await request.form()
         submitted = await read_submission(form, data, writable_keys(policy(principal, form), form))
+        defaults = {k: f.default for k, f in form.fields.items()}  # shown again for fields the user does not fill
         if table_action(data, submitted):
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
         units = [] if form.parent_field else units_for(request, principal, form, "create")
         unit_id = _chosen_unit(data.get("_unit"), units)
         if unit_id is None and not form.parent_field:  # a child record sits in its parent's unit
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None,
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
         # Writes wait for locks (another save, an import's batch): in a thread, never on the event loop.
         result = await run_sync(app_state(request).records.create, form, principal, unit_id, submitted)
         if not result.ok:
-            return _edit_page(request, form, principal, values={}, raw=submitted, issues=result.issues,
-                              record=None, unit=str(unit_id), status=422)
+            return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=result.issues,
+                              record=None, unit=str(unit_id), status=422,
+                              holders=_holders(request, form, principal, {**defaults, **submitted}, result.issues))
         flash(request, "保存成功")
         return Redirect(f"/f/{form.key}/{result.record_id}", status_code=303)
 
@@ -146,8 +148,13 @@ class RecordController(Controller):
         stored = _stored_for_check(request, form, principal)
         raw = dict(stored.values) if stored else {k: f.default for k, f in form.fields.items()}
         raw.update({k: v for k, v in submitted.items() if k in form.fields})
-        context = check_context(form, found, key, submitted, clean_record(form, raw))
-        return Template(template_name="records/check.html", context={**context, "record": stored})
+        cleaned = clean_record(form, raw)
+        # A unique value another record holds is said now, not only on save, with a link when the user may open it.
+        taken = [] if any(i.path == key for i in cleaned.issues) else app_state(request).records.taken(
+            principal, form, cleaned.values, stored.id if stored else None, keys=(key,))
+        context = check_context(form, found, key, submitted, cleaned, [*cleaned.issues, *taken])
+        return Template(template_name="records/check.html",
+                        context={**context, "record": stored, "holder_links": holder_links(form, taken)})
 
     @get("/{record_id:int}", opt={"action": "read"}, name="records:view")
     async def view_record(self, request: Request, record_id: Id) -> Template:
@@ -246,6 +253,21 @@ def check_context(form: FormSpec, found: FormPolicy, key: str, submitted: Mappin
         for d in form.dependents(key) if d not in found.hidden
     ]
     return {"errors": errors, "dependents": dependents, "form": form, "key": key}
+
+
+def _holders(request: Request, form: FormSpec, principal: Principal, raw: Mapping[str, Any], issues: Iterable[Issue],
+             record_id: int | None = None) -> dict[str, str]:
+    """Links to the records holding the unique values a refused save reported taken."""
+    keys = {i.path for i in issues if i.code == "unique"}
+    if not keys:
+        return {}
+    taken = app_state(request).records.taken(principal, form, clean_record(form, dict(raw)).values, record_id, keys)
+    return holder_links(form, taken)
+
+
+def holder_links(form: FormSpec, issues: Iterable[Issue]) -> dict[str, str]:
+    """Field key → the page of the record already holding its unique value (when the user may open it)."""
+    return {i.path: f"/f/{form.key}/{i.params['holder']}" for i in issues if i.code == "unique" and i.params.get("holder")}
 
 
 def _query_string(request: Request, **changes: str) -> str:
@@ -401,7 +423,8 @@ def _missing(form: FormSpec, record: StoredRecord) -> bool:
 
 def _edit_page(request: Request, form: FormSpec, principal: Principal, values: dict, raw: dict, issues: list,
                record: StoredRecord | None, unit: Any = None, unit_error: str = "", status: int = 200,
-               revision: Any = None, conflict: Any = None, prefilled: bool = False) -> Template:
+               revision: Any = None, conflict: Any = None, prefilled: bool = False,
+               holders: dict[str, str] | None = None) -> Template:
     found = policy(principal, form)
     blank = record is None and not raw and not issues and not prefilled
     cache_key = (app_state(request).definitions.version, form.key, found)
@@ -418,8 +441,11 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
     summary = [issue_text(form, i) for i in issues]
     if unit_error:
         summary.insert(0, unit_error)
+    # Fields whose edits go to review (a workflow's `changes:`), marked on the edit page before the user saves.
+    review = frozenset(k for w in app_state(request).definitions.workflows.values() if w.form == form.key
+                       for k in w.changes) if record is not None else frozenset()
     template = page(request, "records/form.html", form=form, sections=sections, sections_html=sections_html,
-                    record=record, units=units, chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary,
+                    record=record, units=units, review_fields=review, holder_links=holders or {}, chosen_unit=str(unit or ""), unit_error=unit_error, summary=summary,
                     conflict=conflict, revision=revision if revision is not None else (record.revision if record else ""),
                     title=form.title)
     template.status_code = status

@@ -117,3 +117,19 @@ def test_sample__first_value(gender):
 
 def test_declaration(gender):
     assert (gender.widget.name, gender.excel_format, gender.constraints) == ("select", "@", frozenset())
+
+
+def test_option_aliases__read_as_their_option():
+    kind = ChoiceField.build({"options": [{"value": "统一招生", "aliases": ["统招"]}, "借读"]})
+    assert kind.clean("统招") == ("统一招生", [])
+    assert kind.clean(" 统招 ")[0] == "统一招生"
+
+
+def test_option_alias__claimed_by_two_options__refused():
+    with pytest.raises(ValueError, match="别名“一般”同时属于选项"):
+        ChoiceField.build({"options": [{"value": "较好", "aliases": ["一般"]}, {"value": "较弱", "aliases": ["一般"]}]})
+
+
+def test_option_alias__never_wins_over_another_options_label():
+    kind = ChoiceField.build({"options": [{"value": "A", "label": "甲", "aliases": ["乙"]}, {"value": "B", "label": "乙"}]})
+    assert kind.clean("乙")[0] == "B"
