@@ -328,10 +328,10 @@ class ArchiveService:
 
     def _plan(self, s: DbSession, definitions: Definitions, principal: Principal, package: Package,
               unit_id: int | None, mapping: Mapping_, overwrite: bool) -> ImportPlan:
-        forms = [self._form_plan(definitions, principal, key, meta, mapping, package.manifest.get("withheld", {}).get(key, []))
-                 for key, meta in package.forms.items()]
-        by_key = {f.key: f for f in forms}
         root = package.manifest.get("root", "")
+        forms = [self._form_plan(definitions, principal, key, meta, mapping, package.manifest.get("withheld", {}).get(key, []))
+                 for key, meta in sorted(package.forms.items(), key=lambda item: (item[0] != root, item[0]))]
+        by_key = {f.key: f for f in forms}
         root_target = by_key[root].target if root in by_key else None
         if root_target is not None and unit_id is not None and not RecordService._unit_allowed(s, root_target, principal, "create", unit_id):
             raise ImportRefused(problems=render(Issue("unit_not_allowed", {"unit_label": root_target.unit_label})))
