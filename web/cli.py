@@ -1,4 +1,5 @@
-"""The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate."""
+"""The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate,
+export-archive, import-archive."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ from engine.passwords import generate_password
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
+from web.archive_commands import add_parsers as add_archive_parsers
 from web.settings import Settings
 from web.state import reload_ack_name
 
@@ -318,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", action="append", default=[],
                         help="颁发学校的证书签名公钥（PEM，可重复；默认用本机 var/keys 中的公钥）")
     verify.set_defaults(func=cmd_verify_certificate)
+    add_archive_parsers(sub)
     return root
 
 
