@@ -199,6 +199,9 @@ class FormSpec:
     # A child form (`belongs_to: <link field>`): its records belong to the record that field links to, sit in that
     # record's unit (no unit of their own to choose) and move with it.
     parent_field: str = ""
+    # `print:` — the printout's title ("" = the form's) and the parent record's fields printed above the record's.
+    print_title: str = ""
+    print_parent_fields: tuple[str, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
     # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
     # made by dataclasses.replace), never filled in later.

@@ -22,6 +22,7 @@ from engine.storage.projection import prepare_projections
 from web.auth import session_guard
 from web.archives import archives_feature
 from web.certificates import certificates_feature
+from web.printouts import printouts_feature
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
 from web.controllers.auth import AuthController
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     if state is None:
         state, _ = prepare(settings)
     # Certificates come after the features web/features.py composes (they import it for Feature).
-    features = [*enabled_features(), certificates_feature(), archives_feature()]
+    features = [*enabled_features(), certificates_feature(), archives_feature(), printouts_feature()]
     static = create_static_files_router(
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )
