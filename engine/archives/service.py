@@ -35,6 +35,7 @@ from engine.excel.layout import UNIT_KEY, header_text, key_lookup
 from engine.fields.files import UploadedFile
 from engine.issues import Issue
 from engine.messages import render
+from engine.org import ancestor_ids
 from engine.permissions import Principal, can, is_masked, policy, writable_keys
 from engine.records.model import StoredRecord
 from engine.records.service import RecordService
@@ -211,7 +212,7 @@ class ArchiveService:
                 withheld = _withheld(principal, each)
                 for record in found[each.key]:
                     records.append(self._entry(s, each, record, withheld, entries.get((each.key, record.id), []), files))
-            unit_names = sorted({r.unit_name for r in roots})
+            unit_names = sorted({_full_name(s, r.unit_path) for r in roots})
         manifest = {
             "created_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
             "sender": {"user": principal.username, "units": unit_names},
@@ -543,6 +544,13 @@ def _shown(spec: FieldSpec, value: Any) -> str:
 def _issue_text(form: FormSpec, issue: Issue) -> str:
     spec = form.fields.get(issue.path.split(".")[0])
     return render(issue, spec.label if spec else "", spec.messages if spec else None)
+
+
+def _full_name(s: DbSession, path: str) -> str:
+    """"示范区教育局/示范区第一中学/高一/高一(1)班" for a unit's materialised path."""
+    ids = ancestor_ids(path)
+    names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ids))).all())
+    return "/".join(names.get(i, "?") for i in ids)
 
 
 def _iso(moment: dt.datetime | None) -> str:

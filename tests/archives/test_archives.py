@@ -91,7 +91,7 @@ def test_export__signed_package_with_children_history_and_files(pair: Pair) -> N
     package = read_package(exported(pair, student), trusted(pair))
     assert package.manifest["counts"] == {"student": 1, "evaluation": 2}
     assert package.manifest["forms"]["evaluation"]["parent_field"] == "student"
-    assert package.manifest["sender"]["units"] == ["高一(1)班"]
+    assert package.manifest["sender"]["units"] == [CLASS_1]
     (root,) = [r for r in package.records if r["form"] == "student"]
     assert root["values"]["id_card"] == "110105200805120018" and root["texts"]["political_status"]
     assert [h["action"] for h in root["history"]] == ["create", "update"]
