@@ -89,9 +89,10 @@ def child_pids(pid: int) -> list[int]:
 
 
 def cookie_of(headers: dict[str, str]) -> str:
+    """Every cookie the response sets, as a Cookie header (the sign-in page sets its CSRF cookie, not a session)."""
     jar = SimpleCookie()
     jar.load(headers.get("set-cookie", ""))
-    return f"dangan_session={jar['dangan_session'].value}"
+    return "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items())
 
 
 def csrf_of(html: str) -> str:

@@ -15,7 +15,7 @@ from engine.fields.base import FieldType, UnknownName
 from engine.metaschema import FIELD_COMMON, check_shape
 from engine.permissions import is_masked
 from engine.spec import (
-    Expression, FieldSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
+    FIGURE_KINDS, Expression, FieldSpec, FigureSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
 )
 from engine.validation.rules import RULES, compile_limit
 from engine.yaml_source import item_origin, key_origin, name_origin
@@ -72,7 +72,8 @@ class FormCompiler:
         self._check_generated(specs)
         self._check_cycles(specs)
         rules = self._rules(specs)
-        list_spec = self._list(specs)
+        figures = self._figures(specs)
+        list_spec = self._list(specs, figures)
         natural_key = self._keys(self.data.get("natural_key", []), "natural_key", specs)
         title_field = self.data.get("title_field") or next(iter(specs), "")
         self._keys([title_field] if title_field else [], "title_field", specs)
@@ -86,7 +87,7 @@ class FormCompiler:
             fields=MappingProxyType(specs), sections=sections, title_field=title_field, list=list_spec,
             natural_key=natural_key, rules=rules, version=digest(self.data),
             unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), levels=tuple(self.org_levels),
-            parent_field=parent_field, origin=self.origin,
+            parent_field=parent_field, figures=MappingProxyType(figures), origin=self.origin,
             print_title=self.data.get("print", {}).get("title", ""),
             print_parent_fields=tuple(self.data.get("print", {}).get("parent_fields", ())),
         )
@@ -293,12 +294,83 @@ class FormCompiler:
             rules.append(RuleSpec(raw["key"], check, raw["message"], targets, when, raw.origin))
         return tuple(rules)
 
-    def _list(self, specs: Mapping[str, FieldSpec]) -> ListSpec:
+    def _figures(self, specs: Mapping[str, FieldSpec]) -> dict[str, FigureSpec]:
+        """`figures:` — each names one kind with the number field it reads (`rank: total`), and the fields or org
+        levels whose values make its groups (`within: [exam, class]`)."""
+        figures: dict[str, FigureSpec] = {}
+        for index, raw in enumerate(self.data.get("figures", [])):
+            where = item_origin(self.data, "figures", index)
+            key = raw["key"]
+            if key in specs or key in figures:
+                self.problems.add(key_origin(raw, "key"), f"统计项的键“{key}”与{'字段' if key in specs else '另一统计项'}重名", "换一个键，例如 class_rank")
+                continue
+            kinds = [k for k in FIGURE_KINDS if k in raw]
+            if len(kinds) != 1:
+                self.problems.add(where, f"统计项“{key}”须写且只写一种：{'、'.join(FIGURE_KINDS)}",
+                                  "例如 rank: total 表示按总分排名；avg: total 表示平均分")
+                continue
+            kind = kinds[0]
+            of = raw[kind]
+            spec = specs.get(of)
+            if spec is None:
+                if of not in self.declared:
+                    self.problems.add(key_origin(raw, kind), f"统计项“{key}”引用了不存在的字段“{of}”", field_hint(of, specs))
+                continue
+            if spec.kind.name not in ("integer", "decimal"):
+                self.problems.add(key_origin(raw, kind), f"统计项“{key}”只能统计数字字段（integer、decimal），“{of}”是 {spec.kind.name}",
+                                  "排名、平均分等读的是分数、总分这类数字")
+                continue
+            if kind == "pass_rate" and "at_least" not in raw:
+                self.problems.add(where, f"达标率“{key}”需要 at_least：达到多少算达标", "例如 at_least: 60")
+                continue
+            within = self._within(raw, specs)
+            if within is None:
+                continue
+            places = raw.get("places", 0 if kind in ("rank", "count") else 1)
+            figures[key] = FigureSpec(
+                key=key, label=raw["label"], kind=kind, of=of, within=within,
+                field=self._figure_field(key, raw["label"], kind, spec, places),
+                descending=raw.get("order", "desc") == "desc", places=places, at_least=raw.get("at_least"),
+                origin=key_origin(raw, "key"),
+            )
+        return figures
+
+    def _within(self, raw: Mapping[str, Any], specs: Mapping[str, FieldSpec]) -> tuple[str, ...] | None:
+        within = tuple(raw.get("within", ()))
+        ok = True
+        for index, name in enumerate(within):
+            if name in self.org_levels:
+                continue
+            spec = specs.get(name)
+            if spec is None:
+                if name not in self.declared:
+                    self.problems.add(item_origin(raw, "within", index), f"within 引用了不存在的字段或组织层级“{name}”",
+                                      did_you_mean(name, [*specs, *self.org_levels]) or f"组织层级：{'、'.join(self.org_levels)}")
+                ok = False
+            elif spec.kind.sql_type is None or spec.kind.sub_fields():
+                self.problems.add(item_origin(raw, "within", index), f"within 的字段“{name}”不是单个值（{spec.kind.name}），不能用来分组",
+                                  "用考试、班级、学科这类单选、关联或文字字段")
+                ok = False
+        return within if ok else None
+
+    @staticmethod
+    def _figure_field(key: str, label: str, kind: str, of: FieldSpec, places: int) -> FieldSpec:
+        """A figure read like a read-only field: ranks and counts are whole numbers, the rest decimals."""
+        if kind in ("rank", "count"):
+            number = FIELD_TYPES["integer"].build({}, {})
+        elif kind in ("min", "max", "sum") and of.kind.name == "integer":
+            number = FIELD_TYPES["integer"].build({}, {})
+        else:
+            number = FIELD_TYPES["decimal"].build({"places": places}, {})
+        return FieldSpec(key=key, label=label, kind=number, readonly=True, help="统计项：由系统按同组记录计算")
+
+    def _list(self, specs: Mapping[str, FieldSpec], figures: Mapping[str, FigureSpec] | None = None) -> ListSpec:
         raw = self.data.get("list", {})
-        columns = self._keys(raw.get("columns", []), "columns", specs, raw) or tuple(list(specs)[:5])
+        shown = {**specs, **{k: f.field for k, f in (figures or {}).items()}}
+        columns = self._keys(raw.get("columns", []), "columns", shown, raw) or tuple(list(specs)[:5])
         sort = raw.get("sort", "")
         if sort:
-            self._keys([sort.lstrip("-")], "sort", specs, raw)
+            self._keys([sort.lstrip("-")], "sort", shown, raw)
         return ListSpec(columns, self._keys(raw.get("filters", []), "filters", specs, raw),
                         self._keys(raw.get("search", []), "search", specs, raw), sort)
 
@@ -390,10 +462,13 @@ def compile_role(data: Mapping[str, Any], forms: Mapping[str, FormSpec], org_lev
             for index, key in enumerate(raw.get(name, [])):
                 if form is not None and key not in form.fields and key not in (declared or {}).get(form_key, ()):
                     problems.add(item_origin(raw, name, index), f"表单“{form_key}”没有字段“{key}”", field_hint(key, form.fields))
+        if raw.get("scope") and raw["scope"] not in (*BUILTIN_SCOPES, *org_levels):
+            problems.add(key_origin(raw, "scope"), f"未知的数据范围“{raw['scope']}”",
+                         did_you_mean(raw["scope"], (*BUILTIN_SCOPES, *org_levels)) or f"可选：{'、'.join((*BUILTIN_SCOPES, *org_levels))}")
         policies[form_key] = FormPolicy(
             actions=frozenset(raw["actions"]), hidden=frozenset(raw.get("hidden", [])),
             readonly=frozenset(raw.get("readonly", [])), masked=frozenset(raw.get("masked", [])),
-            reveal_sensitive=raw.get("reveal_sensitive", False),
+            reveal_sensitive=raw.get("reveal_sensitive", False), scope=raw.get("scope", ""),
         )
     return RoleSpec(key=data["key"], name=data["name"], scope=data["scope"], forms=MappingProxyType(policies),
                     admin=data.get("admin", False), require_2fa=data.get("require_2fa", False),

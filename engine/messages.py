@@ -54,7 +54,7 @@ MESSAGES: Mapping[str, str] = {
     "link": "{label}应为一条已有的记录",
     "link_unresolved": "{label}“{value}”尚未找到对应的记录",
     "link_missing": "{label}：找不到“{value}”对应的{target}，或它不在您的权限范围内",
-    "link_ambiguous": "{label}：“{value}”对应多条{target}，请改用唯一的编号（如学籍号、身份证号）",
+    "link_ambiguous": "{label}：“{value}”对应多条{target}，请改用能唯一确定一条记录的编号",
     "link_in_use": "这条记录被其他记录关联，不能删除：{uses}",
     "table_rows_min": "{label}至少需要{limit}行",
     "table_rows_max": "{label}最多{limit}行",

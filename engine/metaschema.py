@@ -56,6 +56,22 @@ FORM = {
         "title_field": KEY,
         "belongs_to": KEY,
         "natural_key": KEY_LIST,
+        "figures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["key", "label"],
+                "properties": {
+                    "key": KEY, "label": TEXT,
+                    "rank": KEY, "avg": KEY, "sum": KEY, "min": KEY, "max": KEY, "count": KEY, "pass_rate": KEY,
+                    "within": KEY_LIST,
+                    "order": {"enum": ["desc", "asc"]},
+                    "places": {"type": "integer", "minimum": 0, "maximum": 4},
+                    "at_least": {"type": "number"},
+                },
+            },
+        },
         # A record's printout (PDF): its title, and the fields of the record it belongs to printed above its own.
         "print": {
             "type": "object",
@@ -135,6 +151,7 @@ POLICY = {
         "hidden": KEY_LIST,
         "masked": KEY_LIST,
         "reveal_sensitive": {"type": "boolean"},
+        "scope": KEY,
     },
 }
 

@@ -82,14 +82,15 @@ def scope(principal: Principal, action: str, form: FormSpec) -> Scope:
         granted = _role_policy(role, form.key)
         if granted is None or action not in granted.actions:
             continue
-        if role.scope == "all":
+        reach = granted.scope or role.scope
+        if reach == "all":
             everything = True
-        elif role.scope == "own":
+        elif reach == "own":
             own = True
-        elif role.scope == "subtree":
+        elif reach == "subtree":
             paths |= principal.unit_paths
         else:
-            paths |= principal.anchors.get(role.scope, frozenset())
+            paths |= principal.anchors.get(reach, frozenset())
     return Scope(everything=everything, paths=frozenset(paths), own=own)
 
 

@@ -172,6 +172,29 @@ def _in_dependency_order(computed: list[Step]) -> tuple[Step, ...]:
     return tuple(ordered)
 
 
+FIGURE_KINDS = {"rank": "排名", "avg": "平均", "sum": "合计", "min": "最低", "max": "最高", "count": "人数",
+                "pass_rate": "达标率"}
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure across records (`figures:`): a record's rank by a number field, or its group's average, sum,
+    minimum, maximum, count or pass rate, within groups of records sharing the `within` values (fields of the form
+    or org levels, e.g. [exam, class]). Worked out from the projection when read (engine/records/figures.py), so it
+    is right after every create, edit, delete, import and transfer. `field` shows it like a read-only field."""
+
+    key: str
+    label: str
+    kind: str  # one of FIGURE_KINDS
+    of: str  # the number field it reads
+    within: tuple[str, ...]  # field keys or org level keys
+    field: FieldSpec
+    descending: bool = True  # rank: the highest value ranks 1st
+    places: int = 1  # avg and pass_rate (percent): decimals shown
+    at_least: Any = None  # pass_rate: the value that passes
+    origin: Origin | None = field(default=None, compare=False)
+
+
 @dataclass(frozen=True)
 class ListSpec:
     columns: tuple[str, ...]
@@ -202,6 +225,7 @@ class FormSpec:
     # `print:` — the printout's title ("" = the form's) and the parent record's fields printed above the record's.
     print_title: str = ""
     print_parent_fields: tuple[str, ...] = ()
+    figures: Mapping[str, FigureSpec] = field(default_factory=lambda: MappingProxyType({}))
     origin: Origin | None = field(default=None, compare=False)
     # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
     # made by dataclasses.replace), never filled in later.
@@ -231,6 +255,10 @@ class FormSpec:
         """The form a child form's records belong to ("" for a form of its own)."""
         return self.fields[self.parent_field].kind.form if self.parent_field else ""  # type: ignore[attr-defined]
 
+    def column_spec(self, key: str) -> FieldSpec:
+        """What a list column or record line `key` shows: a field, or a figure read like a read-only field."""
+        return self.fields[key] if key in self.fields else self.figures[key].field
+
     def dependents(self, key: str) -> tuple[str, ...]:
         """Fields whose visibility, requiredness or computed value follows `key` (directly or through others), in
         form order."""
@@ -246,6 +274,9 @@ class FormPolicy:
     readonly: frozenset[str] = frozenset()
     masked: frozenset[str] = frozenset()
     reveal_sensitive: bool = False
+    # The records of this form the role reaches, when not the role's own scope: a class's teacher reads the
+    # exams of their whole school (`scope: school`).
+    scope: str = ""
 
 
 @dataclass(frozen=True)

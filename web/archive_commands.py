@@ -154,7 +154,12 @@ def report(plan: ImportPlan, out: TextIO) -> None:
     sender = manifest.get("sender", {})
     print(f"档案包：来自 {'、'.join(sender.get('units', [])) or '（未注明）'}，导出人 {sender.get('user', '')}，"
           f"导出于 {manifest.get('created_at', '')}；签名有效（密钥 {plan.package.key}），内容完整。", file=out)
+    for title in plan.omitted.values():
+        print(f"发送方未包含“{title}”的记录（导出人没有导出它的权限）", file=out)
     for form in plan.forms:
+        if form.skipped:
+            print(f"表单“{form.title}”：{form.reason}", file=out)
+            continue
         if form.target is None:
             print(f"表单“{form.title}”：无法对应：{form.reason}", file=out)
             continue

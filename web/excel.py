@@ -168,10 +168,10 @@ class ExcelController(Controller):
         columns = export_columns(form, found, unit_required=len(units) != 1)
         names = {u.id: u.full_name for u in state.units()}
 
-        def records() -> Iterator[StoredRecord]:
-            yield from first.records
+        def records() -> Iterator[StoredRecord]:  # links as their targets' titles, as on the page
+            yield from state.records.titled(principal, form, first.records)
             for number in range(2, first.pages + 1):
-                yield from state.records.list(form, principal, replace(query, page=number)).records
+                yield from state.records.titled(principal, form, state.records.list(form, principal, replace(query, page=number)).records)
 
         rows = ([names.get(r.unit_id, r.unit_name)] + [export_value(c.spec, found, r.values.get(c.key)) for c in columns[1:]]
                 for r in records())

@@ -24,6 +24,10 @@ async def read_submission(form: FormSpec, data: FormMultiDict, writable: frozens
             continue
         base = name.split(".")[0]
         spec = form.fields.get(base)
+        if spec is None:  # a widget's second input (a link's typed text, `<field>__text`)
+            owner = next((k for k, f in form.fields.items() if name.startswith(k) and f.kind.widget.claims(k, name)), None)
+            if owner is not None:
+                base, spec = owner, form.fields[owner]
         # Read by the field's widget; a table's cells are dropped, as ever, when this user may not write the table.
         if spec is not None and spec.kind.widget.claims(base, name) and (base in writable or name != base):
             continue

@@ -33,6 +33,7 @@ from engine.certificates.signing import KeyStore
 from engine.documents import read_values
 from engine.excel.layout import UNIT_KEY, header_text, key_lookup
 from engine.fields.files import UploadedFile
+from engine.fields.link import LinkRef
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import ancestor_ids
@@ -88,6 +89,7 @@ class FormPlan:
     fields: list[FieldPlace]
     parent_field: str = ""  # the sender's belongs_to field
     reason: str = ""  # why the form could not be placed
+    skipped: bool = False  # left out by the mapping (`forms: {key: null}`)
 
     @property
     def unplaced(self) -> list[FieldPlace]:
@@ -124,13 +126,18 @@ class ImportPlan:
 
     @property
     def ok(self) -> bool:
-        return not any(f.target is None for f in self.forms) and not any(r.problems for r in self.records)
+        return not any(f.target is None and not f.skipped for f in self.forms) and not any(r.problems for r in self.records)
 
     @property
     def problems(self) -> list[str]:
-        found = [f"表单“{f.title}”：{f.reason}" for f in self.forms if f.target is None]
+        found = [f"表单“{f.title}”：{f.reason}" for f in self.forms if f.target is None and not f.skipped]
         found += [f"{r.title}：{p}" for r in self.records for p in r.problems]
         return found
+
+    @property
+    def omitted(self) -> Mapping[str, str]:
+        """Child forms the sender left out (its exporter had no export right on them): form key -> title."""
+        return self.package.manifest.get("omitted", {})
 
     def count(self, action: str) -> int:
         return sum(1 for r in self.records if r.action == action)
@@ -159,7 +166,7 @@ class Mapping_:
     """What the importing user says where the automatic placing cannot: sender form -> receiver form, and per sender
     form, sender field -> receiver field (or None: leave it out)."""
 
-    forms: Mapping[str, str] = field(default_factory=dict)
+    forms: Mapping[str, str | None] = field(default_factory=dict)
     fields: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
     @classmethod
@@ -169,8 +176,8 @@ class Mapping_:
         if not isinstance(data, Mapping) or not set(data) <= {"forms", "fields"}:
             raise MappingInvalid(detail="映射只能有 forms 和 fields 两项")
         forms, fields = data.get("forms") or {}, data.get("fields") or {}
-        if not isinstance(forms, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in forms.items()):
-            raise MappingInvalid(detail="forms 应写成“发送方表单键: 本系统表单键”")
+        if not isinstance(forms, Mapping) or not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in forms.items()):
+            raise MappingInvalid(detail="forms 应写成“发送方表单键: 本系统表单键（或留空表示不导入）”")
         if not isinstance(fields, Mapping) or not all(
                 isinstance(v, Mapping) and all(isinstance(a, str) and (b is None or isinstance(b, str)) for a, b in v.items())
                 for v in fields.values()):
@@ -190,10 +197,12 @@ class ArchiveService:
         form = definitions.forms.get(form_key)
         if form is None or form.parent_field:
             raise NotFound()
-        children = [c for c in definitions.forms.values() if c.parent_field and c.parent_form == form.key]
-        for each in (form, *children):
-            if not can(principal, "export", each):
-                raise ExportRefused(form=each.title)
+        if not can(principal, "export", form):
+            raise ExportRefused(form=form.title)
+        related = [c for c in definitions.forms.values() if c.parent_field and c.parent_form == form.key]
+        # A child form the principal may not export stays out, named in the manifest, so that the receiver is told.
+        children = [c for c in related if can(principal, "export", c)]
+        omitted = {c.key: c.title for c in related if c not in children}
         with self.db.read() as s:
             roots = self._roots(s, form, principal, list(record_ids), unit_id)
             if not roots:
@@ -221,6 +230,7 @@ class ArchiveService:
             "forms": {each.key: _form_manifest(each) for each in (form, *children)},
             "withheld": {each.key: sorted(_withheld(principal, each)) for each in (form, *children) if _withheld(principal, each)},
             "counts": {key: len(rows) for key, rows in found.items()},
+            "omitted": omitted,
         }
         return write_package(manifest, records, files, self.keys)
 
@@ -250,7 +260,7 @@ class ArchiveService:
 
     def _entry(self, s: DbSession, form: FormSpec, record: StoredRecord, withheld: set[str],
                history: list[AuditEntry], files: dict[str, bytes]) -> dict[str, Any]:
-        values, texts, attached = {}, {}, {}
+        values, texts, attached, links = {}, {}, {}, {}
         stored = read_values(form, record.data)
         for key, spec in form.fields.items():
             value = stored.get(key)
@@ -266,15 +276,32 @@ class ArchiveService:
                 continue
             values[key] = spec.kind.to_json(value)
             texts[key] = spec.kind.to_text(record.values.get(key))
+            if spec.kind.name == "link" and key != form.parent_field:
+                named = self._named(s, spec.kind.form, value)  # type: ignore[attr-defined]
+                if named:
+                    links[key] = named
         parent = stored.get(form.parent_field) if form.parent_field else None
         return {
             "form": form.key, "id": record.id, "parent": parent, "unit": record.unit_name,
             "revision": record.revision, "created_at": _iso(record.created_at), "updated_at": _iso(record.updated_at),
-            "values": values, "texts": texts, "files": attached,
+            "values": values, "texts": texts, "files": attached, "links": links,
             "history": [{"action": e.action, "user": e.username, "revision": e.revision, "at": _iso(e.at), "note": e.note,
                          "changes": {k: v for k, v in (e.changes or {}).items() if k not in withheld}}
                         for e in history],
         }
+
+    def _named(self, s: DbSession, form_key: str, record_id: int) -> dict[str, str]:
+        """A linked record outside the package by what names it anywhere: its unique values (an exam's code), so that
+        the receiver can find its own record of the same name."""
+        target = self.records.links.forms().get(form_key)
+        if target is None:
+            return {}
+        row = s.execute(select(Record.data).where(Record.id == record_id)).first()
+        if row is None:
+            return {}
+        values = read_values(target, row.data or {})
+        keys = [k for k, f in target.fields.items() if f.unique or target.natural_key == (k,)]
+        return {k: target.fields[k].kind.to_text(values[k]) for k in keys if values.get(k) is not None}
 
     # --- import -------------------------------------------------------------------------------------------------
     def preview(self, definitions: Definitions, principal: Principal, data: bytes,
@@ -300,7 +327,8 @@ class ArchiveService:
             created = updated = 0
             for item in plan.records:
                 target = item.target
-                assert target is not None
+                if target is None:  # a form the mapping leaves out
+                    continue
                 submitted = dict(item.submitted)
                 if target.parent_field and item.parent is not None:
                     parent_form = next(f.key for f in plan.forms if f.target is not None and f.target.key == target.parent_form)
@@ -316,8 +344,8 @@ class ArchiveService:
                                                  session=s, note=note, current=item.existing)
                     updated += 1
                 else:
-                    assert item.existing is not None
-                    ids[(item.form, item.sender_id)] = item.existing.id
+                    if item.existing is not None:
+                        ids[(item.form, item.sender_id)] = item.existing.id
                     continue
                 if not result.ok:
                     s.rollback()
@@ -348,7 +376,7 @@ class ArchiveService:
             plans.append(item)
             placed[(form_plan.key, item.sender_id)] = item
             if form_plan.target is None:
-                item.action = "refused"
+                item.action = "skipped" if form_plan.skipped else "refused"
                 continue
             parent = placed.get((root, item.parent)) if form_plan.parent_field and item.parent is not None else None
             self._plan_record(s, principal, package, form_plan, entry, item, parent, unit_id)
@@ -358,8 +386,13 @@ class ArchiveService:
                    mapping: Mapping_, withheld: list[str]) -> FormPlan:
         title = str(meta.get("title", key))
         fields = meta.get("fields", {})
-        target = definitions.forms.get(mapping.forms.get(key, key))
         plan = FormPlan(key, title, None, [], str(meta.get("parent_field", "")))
+        if key in mapping.forms and mapping.forms[key] is None:
+            plan.skipped = True
+            plan.reason = "映射中指定不导入这个表单的记录"
+            plan.fields = [FieldPlace(k, str(m.get("label", k)), None, "表单不导入") for k, m in fields.items()]
+            return plan
+        target = definitions.forms.get(mapping.forms.get(key, key))  # type: ignore[arg-type]
         if target is None:
             plan.reason = f"本系统没有对应的表单（发送方表单键“{key}”；可在映射中指定）"
             plan.fields = [FieldPlace(k, str(m.get("label", k)), None, "表单无法对应") for k, m in fields.items()]
@@ -396,7 +429,7 @@ class ArchiveService:
                 plan.fields.append(FieldPlace(field_key, label, None, reason))
             elif wanted in taken:
                 plan.fields.append(FieldPlace(field_key, label, None, f"“{target.fields[wanted].label}”已由另一字段对应"))
-            elif wanted == target.parent_field or target.fields[wanted].kind.name == "link":
+            elif wanted == target.parent_field:
                 plan.fields.append(FieldPlace(field_key, label, None, "关联到档案包以外的记录，无法对应"))
             elif wanted not in writable:
                 plan.fields.append(FieldPlace(field_key, label, None,
@@ -420,6 +453,14 @@ class ArchiveService:
                 content = package.attachments.get(str(meta.get("sha256")))
                 if content is not None:
                     item.submitted[place.target] = UploadedFile(str(meta.get("name", "")), str(meta.get("type", "")), content)
+            elif spec.kind.name == "link":
+                # Found among the receiver's records by the unique value the sender named it with (resolved, and
+                # refused when missing, by RecordService when it saves).
+                named = entry.get("links", {}).get(place.key, {})
+                if named:
+                    item.submitted[place.target] = LinkRef(next(iter(named.values())))
+                elif place.key in values:
+                    item.problems.append(f"{spec.label}：发送方没有给出能找到关联记录的唯一编号")
             elif place.key in values:
                 item.submitted[place.target] = _readable(spec, values[place.key], texts.get(place.key))
         parent_id: int | None = None
@@ -455,7 +496,11 @@ class ArchiveService:
         conditions = []
         if target.parent_field:
             keys = [k for k in target.natural_key if k != target.parent_field]
-            if parent_id is None or not keys or any(k not in item.submitted for k in keys):
+            if parent_id is None:
+                return None
+            if not keys:
+                return self._same_child(s, principal, target, item, parent_id)
+            if any(k not in item.submitted for k in keys):
                 return None
             conditions.append(projection.column(target.parent_field) == parent_id)
             for key in keys:
@@ -483,12 +528,27 @@ class ArchiveService:
             item.problems.append("本系统中已有这条记录，但不在您可以修改的范围内")
         return found
 
+    def _same_child(self, s: DbSession, principal: Principal, target: FormSpec, item: RecordPlan,
+                    parent_id: int) -> StoredRecord | None:
+        """A child form without a natural key: an existing child of the same parent holding the same values is this
+        record (imported before); anything else is a new one."""
+        column = projection_of(target, self.db.dialect).column(target.parent_field)
+        query = self.records.read_query(target, principal, "read").where(
+            Record.id.in_(select(column.table.c.record_id).where(column == parent_id)))
+        for existing in self.records.stored_rows(target, s.connection().execute(query).all()):
+            if all(_json(target.fields[k], existing.values.get(k)) == _json(target.fields[k], target.fields[k].kind.clean(v)[0])
+                   for k, v in item.submitted.items() if not isinstance(v, (UploadedFile, LinkRef))):
+                return existing
+        return None
+
     def _differences(self, s: DbSession, target: FormSpec, existing: StoredRecord, cleaned: Mapping[str, Any],
                      submitted: Mapping[str, Any]) -> list[Difference]:
         found = []
         for key in submitted:
             spec = target.fields[key]
             old, new = existing.values.get(key), cleaned.get(key)
+            if isinstance(new, LinkRef):  # which record it names is known only when saved; not a difference shown
+                continue
             if isinstance(new, UploadedFile):
                 digest = s.scalar(select(Attachment.sha256).where(Attachment.id == old.get("id"))) if isinstance(old, Mapping) else None
                 if digest != hashlib.sha256(new.data).hexdigest():

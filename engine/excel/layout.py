@@ -52,9 +52,10 @@ def unit_column(form: FormSpec, required: bool) -> Column:
 
 
 def template_columns(form: FormSpec, found: FormPolicy, unit_required: bool) -> list[Column]:
-    """Fields this role may write, in the form's order, after the unit column."""
+    """Fields this role may write, in the form's order, after the unit column (none for a child form: its records
+    sit in their parent's unit)."""
     keys = writable(found, form)
-    return [unit_column(form, unit_required)] + [
+    return ([] if form.parent_field else [unit_column(form, unit_required)]) + [
         Column(key, spec.label, spec, required=required_column(spec))
         for key, spec in form.fields.items() if key in keys and importable(spec)
     ]
@@ -64,7 +65,7 @@ def export_columns(form: FormSpec, found: FormPolicy, unit_required: bool) -> li
     """Fields this role may read, in the same layout; read-only ones are ignored when imported back."""
     keys = writable(found, form)
     unit = unit_column(form, unit_required and bool(keys))
-    return [unit if keys else Column(UNIT_KEY, form.unit_label, None, writable=False)] + [
+    return [unit if keys and not form.parent_field else Column(UNIT_KEY, form.unit_label, None, writable=False)] + [
         Column(key, spec.label, spec, required=key in keys and required_column(spec), writable=key in keys)
         for key, spec in form.fields.items() if key not in found.hidden and importable(spec)
     ]

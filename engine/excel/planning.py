@@ -50,7 +50,7 @@ class Context:
 
     @property
     def unit_required(self) -> bool:
-        return self.create_units.only is None
+        return not self.form.parent_field and self.create_units.only is None
 
 
 @dataclass
@@ -134,9 +134,11 @@ class Planner:
     def _plan_new(self, row: RowInput, issues: list[Issue]) -> Plan:
         cleaned = row.as_new or clean_record(self.form, self.reader.new_raw(row))
         unit_id, unit_issue = self.ctx.create_units.resolve(row.unit_text, self.form.unit_label)
+        if self.form.parent_field:  # the record service places it in its parent's unit
+            unit_id, unit_issue = None, None
         if unit_issue is not None:
             issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
-        elif unit_id is None:
+        elif unit_id is None and not self.form.parent_field:
             only = self.ctx.create_units.only
             if only is None:
                 issues.append(Issue("import_unit_required", path=UNIT_KEY))
@@ -153,6 +155,8 @@ class Planner:
         raw.update(row.submitted)
         cleaned = clean_record(self.form, raw)
         unit_id, unit_issue = self.ctx.update_units.resolve(row.unit_text, self.form.unit_label)
+        if self.form.parent_field:
+            unit_id, unit_issue = None, None
         if unit_issue is not None:
             issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
         issues += _merge_issues(row, cleaned.issues)

@@ -173,7 +173,7 @@ def _instructions(workbook: Workbook, form: FormSpec, columns: list[Column], uni
         f"在“{sheet_title(form)}”工作表第1行之下逐行填写，一行一条记录；带 * 的列必须填写（橙色表头）。",
         "列的顺序可以调整，多余的列会被忽略；请不要修改表头文字。",
         "身份证号、电话等列已设为文本格式，请直接输入，不要让 Excel 转成数字。",
-        "多行表格（如家庭成员）和附件、照片不能通过 Excel 导入，请导入后在网页上填写。",
+        "多行表格、附件和图片不能通过 Excel 导入，请导入后在网页上填写。",
     ):
         sheet.append([note])
     sheet.append([])

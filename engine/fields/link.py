@@ -132,4 +132,4 @@ class LinkField(FieldType):
         return 1
 
     def format_hint(self) -> str:
-        return "关联记录：填写对方记录的唯一编号（如学号、学籍号或身份证号）"
+        return "关联记录：填写对方记录的唯一编号（对方表单中设为 unique 的字段）"

@@ -28,6 +28,11 @@ class StoredRecord:
     created_at: dt.datetime
     updated_at: dt.datetime
     def_version: str
+    figures: dict[str, Any] = field(default_factory=dict)  # figures across records, when asked for
+
+    def shown(self, key: str) -> Any:
+        """A field's value or a figure's, by key (what a list column or a record line shows)."""
+        return self.values[key] if key in self.values else self.figures.get(key)
 
 
 @dataclass

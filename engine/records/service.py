@@ -20,6 +20,7 @@ from engine.permissions import Principal, Scope, can, is_editable, policy, scope
 from engine.records.model import (
     Conflict, ListQuery, Page, PreparedUpdate, RecordWrite, SaveResult, StoredRecord,
 )
+from engine.records.figures import figure_values, rank_order, shown_figures, values_for
 from engine.records.links import Forms, Links
 from engine.records.writer import RecordWriter, Stale
 from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
@@ -159,6 +160,8 @@ class RecordService:
         if typed is None:
             return false()
         column, sql_value = projection.column(spec.key), projection.fields[spec.key].to_sql(typed)
+        if sql_value is None:
+            return false()
         return column == sql_value if op == "eq" else column >= sql_value if op == "ge" else column < sql_value
 
     def _page(self, s: DbSession, form: FormSpec, found: FormPolicy | None, projection: Projection,
@@ -183,6 +186,11 @@ class RecordService:
         record_id = projection.table.c.record_id
         sort = sort or form.list.default_sort
         key = sort.lstrip("-")
+        by_rank = rank_order(form, key)
+        if by_rank is not None and any(f.key == key for f in shown_figures(form, found)):
+            number, descending = by_rank  # rank 1 first is the highest number first
+            sort = ("-" if descending != sort.startswith("-") else "") + number
+            key = number
         spec = form.fields.get(key)
         if spec is None or found is None or not _filterable(found, spec):
             return [record_id.desc()]
@@ -380,6 +388,16 @@ class RecordService:
                 self.links.titled(s, principal, form, records)
         return records
 
+    def figured(self, principal: Principal, form: FormSpec, records: list[StoredRecord]) -> list[StoredRecord]:
+        """The records with the figures across records (ranks, group averages …) this principal may see
+        (engine/records/figures.py); returned for chaining."""
+        shown = shown_figures(form, policy(principal, form))
+        if shown and records:
+            with self.db.single() as connection:
+                values_for(records, figure_values(connection, projection_of(form, self.db.dialect), shown,
+                                                  [r.id for r in records]))
+        return records
+
     def link_titles(self, principal: Principal, form: FormSpec, ids: set[int], display: tuple[str, ...] = ()) -> dict[int, Any]:
         """How links to these records of `form` read for this principal (a link picker's options)."""
         with self.db.read() as s:
@@ -460,6 +478,8 @@ def _filter_value(spec: FieldSpec, value: Any) -> Any:
     field cannot read matches nothing (None)."""
     if not isinstance(value, str):
         return value
+    if spec.kind.name == "link":  # a link is filtered by the linked record's id (a child panel's "查看全部")
+        return int(value) if value.isascii() and value.isdigit() and 0 < len(value) < 19 else None
     cleaned, issues = spec.kind.clean(value)
     return None if issues else cleaned
 

@@ -84,7 +84,7 @@ class WorkflowCompiler:
         start_when = self._condition(self.data["start"], "when", application, with_application=False)
         steps = self._steps(application)
         effects = self._effects()
-        summary = self._target_keys(self.data.get("summary", []), self.data, "summary") or self.form.list.columns
+        summary = self._target_keys(self.data.get("summary", []), self.data, "summary") or tuple(k for k in self.form.list.columns if k in self.form.fields)
         if len(self.problems) > before:
             return None
         return WorkflowSpec(

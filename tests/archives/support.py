@@ -13,11 +13,12 @@ from tests.support import OTHER_DISTRICT_CLASS, copy_definitions
 from tests.workflows.support import World, make_world
 
 SENDER_PEOPLE = {"reg": ("registrar", "示范区教育局/示范区第一中学"), "teacher": ("teacher", "示范区教育局/示范区第一中学/高一/高一(1)班"),
+                 "head": ("head_teacher", "示范区教育局/示范区第一中学/高一/高一(1)班"),
                  "bureau": ("bureau", "示范区教育局")}
 RECEIVER_PEOPLE = {"reg_in": ("registrar", "滨江区教育局/滨江中学"), "reg_far": ("registrar", "示范区教育局/示范区第一中学")}
 RECEIVING_CLASS = OTHER_DISTRICT_CLASS
 # sender form -> {sender field: receiver field} for the fields the receiver names differently
-MAPPING = {"fields": {"student": {"address": "home_address"}, "evaluation": {"comment": "review"}}}
+MAPPING = {"fields": {"student": {"address": "home_address"}, "evaluation": {"conduct": "behaviour"}}}
 
 
 def _edit(path: Path, *pairs: tuple[str, str]) -> None:
@@ -41,9 +42,10 @@ def receiver_definitions(root: Path) -> Path:
     (forms / "student.yaml").write_text(text, encoding="utf-8")
     _edit(root / "roles" / "teacher.yaml", ("- address\n", "- home_address\n"), ("- remarks\n", "- notes\n"))
     _edit(forms / "evaluation.yaml",
-          ("- key: moral\n", "- key: ethics\n        renamed_from: [moral]\n"),
-          ("- key: comment\n        label: 综合评语\n", "- key: review\n        label: 教师评语\n"),
-          ("columns: [student, term, moral,", "columns: [student, term, ethics,"))
+          ("{key: moral, label: 思想品德,", "{key: ethics, renamed_from: [moral], label: 思想品德,"),  # by renamed_from
+          ("{key: conduct, label: 平时表现,", "{key: behaviour, label: 日常表现,"),  # only by the mapping
+          ("columns: [student, term, moral,", "columns: [student, term, ethics,"),
+          ("(1 if moral == 'A' else 0)", "(1 if ethics == 'A' else 0)"))
     return root
 
 

@@ -42,9 +42,9 @@ def student_with_evaluations(p: Pair) -> int:
     saved = w.state.records.update(form, registrar, student, photo, current.revision)
     assert saved.ok, saved.issues
     evaluation = w.state.definitions.forms["evaluation"]
-    for term, comment in (("2023-2024学年第一学期", "积极上进"), ("2023-2024学年第二学期", "乐于助人")):
-        values = {"student": student, "term": term, "moral": "A", "academic": "B", "health": "A", "arts": "C",
-                  "practice": "B", "comment": comment, "evidence": _upload("实践.pdf", "application/pdf", PDF)}
+    for term, conduct in (("2023-2024学年第一学期", "积极上进"), ("2023-2024学年第二学期", "乐于助人")):
+        values = {"student": student, "term": term, "moral": "A", "academic": "B", "health": "A", "art": "C",
+                  "practice": "B", "conduct": conduct}
         made = w.state.records.create(evaluation, registrar, None, values)
         assert made.ok, made.issues
     return student
@@ -89,7 +89,8 @@ def attachment_bytes(w, reference: dict) -> bytes:
 def test_export__signed_package_with_children_history_and_files(pair: Pair) -> None:
     student = student_with_evaluations(pair)
     package = read_package(exported(pair, student), trusted(pair))
-    assert package.manifest["counts"] == {"student": 1, "evaluation": 2}
+    assert package.manifest["counts"] == {"student": 1, "evaluation": 2, "award": 0, "score": 0, "attendance": 0}
+    assert package.manifest["omitted"] == {}
     assert package.manifest["forms"]["evaluation"]["parent_field"] == "student"
     assert package.manifest["sender"]["units"] == [CLASS_1]
     (root,) = [r for r in package.records if r["form"] == "student"]
@@ -97,14 +98,23 @@ def test_export__signed_package_with_children_history_and_files(pair: Pair) -> N
     assert [h["action"] for h in root["history"]] == ["create", "update"]
     assert package.attachments[root["files"]["photo"]["sha256"]] == png_bytes(3, 4)
     children = [r for r in package.records if r["form"] == "evaluation"]
-    assert {c["parent"] for c in children} == {student} and all(package.attachments[c["files"]["evidence"]["sha256"]] == PDF for c in children)
+    assert {c["parent"] for c in children} == {student} and {c["values"]["conduct"] for c in children} == {"积极上进", "乐于助人"}
 
 
-def test_export__refused_without_export_right_on_a_child_form(pair: Pair) -> None:
+def test_export__refused_without_export_right(pair: Pair) -> None:
     student = student_with_evaluations(pair)
     with pytest.raises(ExportRefused) as refused:
         pair.archives(pair.sender).export(pair.sender.state.definitions, pair.sender.principal("teacher"), "student", [student])
     assert "学生档案" in refused.value.message
+
+
+def test_export__child_forms_without_export_right_left_out_and_named(pair: Pair) -> None:
+    student = student_with_evaluations(pair)
+    data = pair.archives(pair.sender).export(pair.sender.state.definitions, pair.sender.principal("head"), "student", [student])
+    package = read_package(data, trusted(pair))
+    assert package.manifest["omitted"] == {"award": "奖惩记录"} and package.manifest["counts"]["evaluation"] == 2
+    plan = preview(pair, data)
+    assert plan.ok and plan.omitted == {"award": "奖惩记录"}
 
 
 def test_export__masked_fields_are_withheld_and_named(pair: Pair) -> None:
@@ -118,6 +128,7 @@ def test_export__masked_fields_are_withheld_and_named(pair: Pair) -> None:
     plan = preview(pair, data)
     assert not plan.ok and any("身份证号为必填项" in p for p in plan.problems)
     (place,) = [f for f in plan.forms[0].fields if f.key == "id_card"]
+    assert set(package.manifest["omitted"]) == {"award", "attendance"}  # the bureau may not export them
     assert place.target is None and "发送方未提供" in place.reason
 
 
@@ -179,8 +190,9 @@ def test_import__round_trip_of_what_maps(pair: Pair) -> None:
     assert places["remarks"].target == "notes" and places["address"].target == "home_address"  # renamed_from, mapping
     assert places["political_status"].target is None and "没有对应字段" in places["political_status"].reason
     assert places["student_no"].target is None and "自动生成" in places["student_no"].reason
-    evaluation_places = {f.key: f.target for f in plan.forms[1].fields}
-    assert evaluation_places["moral"] == "ethics" and evaluation_places["comment"] == "review"
+    (evaluation_plan,) = [f for f in plan.forms if f.key == "evaluation"]
+    evaluation_places = {f.key: f.target for f in evaluation_plan.fields}
+    assert evaluation_places["moral"] == "ethics" and evaluation_places["conduct"] == "behaviour"
 
     done = apply(pair, data, expected=plan.digest)
     assert (done.created, done.updated) == (3, 0)
@@ -196,8 +208,8 @@ def test_import__round_trip_of_what_maps(pair: Pair) -> None:
     assert [c.data["student"] for c in got_children] == [got.id, got.id]
     assert [c.unit_id for c in got_children] == [got.unit_id] * 2
     for a, b in zip(sent_children, got_children):
-        assert (b.data["ethics"], b.data["review"], b.data["term"]) == (a.data["moral"], a.data["comment"], a.data["term"])
-        assert attachment_bytes(pair.receiver, b.data["evidence"]) == PDF
+        assert (b.data["ethics"], b.data["behaviour"], b.data["term"]) == (a.data["moral"], a.data["conduct"], a.data["term"])
+        assert b.data["a_count"] == a.data["a_count"] == 2  # computed again on this side, from the mapped fields
     with pair.receiver.state.db.read() as s:
         notes = list(s.scalars(select(AuditEntry.note).where(AuditEntry.record_id == got.id)))
     assert notes and "档案包导入" in notes[0] and "高一(1)班" in notes[0]
@@ -244,7 +256,7 @@ def test_plan_changed_since_preview__refused(pair: Pair) -> None:
 
 def test_one_record_not_placeable__nothing_written(pair: Pair) -> None:
     data = exported(pair, student_with_evaluations(pair))
-    dropping_required = {"fields": {**MAPPING["fields"], "evaluation": {"comment": "review", "arts": None}}}
+    dropping_required = {"fields": {**MAPPING["fields"], "evaluation": {"conduct": "behaviour", "art": None}}}
     plan = preview(pair, data, dropping_required)
     assert not plan.ok and plan.count("create") == 3
     assert sum(1 for p in plan.problems if "艺术素养为必填项" in p) == 2

@@ -33,7 +33,7 @@ def evaluation(w: World) -> int:
     assert w.state.records.update(form, registrar, student, {"photo": _upload("p.png", "image/png", png_bytes(30, 40))},
                                   current.revision).ok
     values = {"student": student, "term": "2024-2025学年第一学期", "moral": "A", "academic": "B", "health": "A",
-              "arts": "C", "practice": "B", "comment": "尊敬师长，团结同学"}
+              "art": "C", "practice": "B", "conduct": "尊敬师长，团结同学"}
     made = w.state.records.create(w.state.definitions.forms["evaluation"], registrar, None, values)
     assert made.ok, made.issues
     return made.record_id  # type: ignore[return-value]

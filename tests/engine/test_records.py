@@ -161,14 +161,13 @@ def test_sequence_under_concurrency__distinct_and_consecutive(shared: World) -> 
     assert numbers == [f"2030{n:05d}" for n in range(1, 9)]
 
 
-def test_unique_index__same_value_in_another_form_allowed(shared: World) -> None:
-    # Every 奖惩记录 of a student carries the student's 学籍号, which is unique among 学生档案 only.
+def test_child_records__many_per_parent_named_by_its_unique_number(shared: World) -> None:
+    # Every 奖惩记录 belongs to one student; a student has any number of them. Named by 学籍号 (as an import does).
     student_no = shared.service.get(shared.form, saved(shared.create(student_values(137))), shared.registrar).values["student_no"]
     award = shared.state.definitions.forms["award"]
-    values = {"student_name": "张三", "student_no": student_no, "kind": "奖励", "level": award.fields["level"].kind.options[0].value,
-              "date": "2024-06-01"}
-    for title in ("三好学生", "优秀班干部"):
-        saved(shared.service.create(award, shared.registrar, shared.class_1, {**values, "title": title}))
+    values = {"student": student_no, "kind": "奖励", "level": award.fields["level"].kind.options[0].value, "date": "2024-06-01"}
+    made = [saved(shared.service.create(award, shared.registrar, None, {**values, "title": title})) for title in ("三好学生", "优秀班干部")]
+    assert {shared.service.get(award, i, shared.registrar).unit_id for i in made} == {shared.class_1}
 
 
 # --- optimistic lock and audit ---------------------------------------------------------------------------

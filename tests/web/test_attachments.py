@@ -4,6 +4,7 @@ response; the access rules live in engine/attachments.py (issue 14, item 4; issu
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from contextlib import ExitStack
 from typing import Iterator
@@ -18,7 +19,7 @@ from engine.storage.models import Attachment
 from tests.conftest import pg_schema_url
 from tests.engine.helpers import principal_of
 from tests.support import (CLASS_1, DISTRICT, OTHER_DISTRICT_CLASS, SCHOOL, add_user, build, client_for, login, unit_id,
-                           valid_id_number)
+                           valid_id_number, valid_student)
 from tests.workflows.support import Person, make_world
 from web.headers import CONTENT_SECURITY_POLICY
 
@@ -71,11 +72,19 @@ def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             yield client, state, login(client, "reg")
 
 
+_SERIALS = itertools.count(101)
+
+
 def _award(client, state, csrf: str, serial: str, upload: tuple) -> str:  # type: ignore[no-untyped-def]
     """An award record with `upload` as its attachment; returns the attachment's id."""
+    number = f"{next(_SERIALS):03d}"  # one student per award: the module's database is shared
+    student = state.records.create(state.definitions.forms["student"], principal_of(state, "reg"), unit_id(state, CLASS_1),
+                                   valid_student(id_card=valid_id_number("11010520080512" + number), name="张三",
+                                                 gender="男" if int(number[-1]) % 2 else "女"))
+    assert student.ok, student.issues
     response = client.post("/f/award/new", data={
-        "_csrf": csrf, "_unit": str(unit_id(state, CLASS_1)), "student_name": "张三", "kind": "奖励", "level": "校级",
-        "title": f"三好学生{serial}", "date": "2024-06-01", "student_no": "G" + valid_id_number("11010520080512" + serial)},
+        "_csrf": csrf, "student": str(student.record_id), "kind": "奖励", "level": "校级",
+        "title": f"三好学生{serial}", "date": "2024-06-01"},
         files={"attachment": upload}, follow_redirects=False)
     assert response.status_code == 303, response.text[:3000]
     record_id = int(response.headers["location"].rsplit("/", 1)[1])

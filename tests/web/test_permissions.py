@@ -121,11 +121,12 @@ def _seed(app: Litestar, state: AppState) -> World:
         "s3": create(student, OTHER_DISTRICT_CLASS, _student(15, name="王五", guardian_phone="13812340005",
                                                             photo=UploadedFile("王五.png", "image/png", png_bytes()))),
     }
-    award_values = {"student_name": "张三", "kind": "奖励", "level": next(o.value for o in award.fields["level"].kind.options),
+    award_values = {"kind": "奖励", "level": next(o.value for o in award.fields["level"].kind.options),
                     "title": "三好学生", "date": "2024-06-01"}
-    ids["a1"] = create(award, CLASS_1, {**award_values, "student_no": "G" + _student(11)["id_card"],
+    # 奖惩 belongs to a student: it sits in the student's class (the unit given is not used).
+    ids["a1"] = create(award, CLASS_1, {**award_values, "student": ids["s1"],
                                         "attachment": UploadedFile("证书.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n")})
-    ids["a2"] = create(award, OTHER_DISTRICT_CLASS, {**award_values, "student_name": "王五", "student_no": "G" + _student(15)["id_card"]})
+    ids["a2"] = create(award, OTHER_DISTRICT_CLASS, {**award_values, "student": ids["s3"]})
 
     with state.db.write() as s:
         paths = dict(s.execute(select(Record.id, OrgUnit.path).join(OrgUnit, OrgUnit.id == Record.unit_id)).all())

@@ -72,9 +72,9 @@ def _seed(app: Litestar, state: AppState) -> Fuzzed:
                                   student_values(11, photo=UploadedFile("照片.png", "image/png", png_bytes())))
     assert record.ok, record.issues
     level = next(o.value for o in award.fields["level"].kind.options)
-    created = state.records.create(award, admin, unit_id(state, CLASS_1), {
-        "student_name": "张三", "kind": "奖励", "level": level, "title": "三好学生", "date": "2024-06-01",
-        "student_no": "G" + student_values(11)["id_card"], "attachment": UploadedFile("证书.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n")})
+    created = state.records.create(award, admin, None, {
+        "student": record.record_id, "kind": "奖励", "level": level, "title": "三好学生", "date": "2024-06-01",
+        "attachment": UploadedFile("证书.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n")})
     assert created.ok, created.issues
     with TestClient(app=app, base_url="http://testserver.local") as client:
         csrf = sign_in(client, state, "reg")

@@ -7,6 +7,7 @@ from litestar import Controller, Request, get
 
 from engine.permissions import policy
 from engine.records import ListQuery, StoredRecord
+from engine.records.figures import shown_figures
 from engine.spec import FormPolicy, FormSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import _form, _get
@@ -27,7 +28,10 @@ def record_json(form: FormSpec, found: FormPolicy, record: StoredRecord) -> dict
             values[key] = display_text(spec, value, True) or None
         else:
             values[key] = None if value is None else spec.kind.to_json(value)
-    return {"id": record.id, "unit": record.unit_name, "revision": record.revision, "values": values}
+    figures = {f.key: f.field.kind.to_json(record.figures.get(f.key)) if record.figures.get(f.key) is not None else None
+               for f in shown_figures(form, found)}
+    return {"id": record.id, "unit": record.unit_name, "revision": record.revision, "values": values,
+            **({"figures": figures} if figures else {})}
 
 
 class ApiController(Controller):
@@ -38,7 +42,9 @@ class ApiController(Controller):
     async def list_json(self, request: Request, page_no: PageNo) -> dict[str, Any]:
         form, principal = _form(request), current_principal(request)
         found = policy(principal, form)
-        result = app_state(request).records.list(form, principal, ListQuery.parse(form, request.query_params, page=page_no))
+        records = app_state(request).records
+        result = records.list(form, principal, ListQuery.parse(form, request.query_params, page=page_no))
+        records.figured(principal, form, result.records)
         return {"total": result.total, "page": result.page, "records": [record_json(form, found, r) for r in result.records]}
 
     @get("/{record_id:int}", opt={"action": "read"}, name="api:detail")

@@ -9,10 +9,12 @@ from markupsafe import Markup
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
+from engine.fields import LinkValue
 from engine.issues import Issue
 from engine.permissions import Principal, can, is_masked, policy, scope, writable_keys
 from engine.records import ListQuery, SaveResult, StoredRecord
-from engine.spec import FormPolicy, FormSpec
+from engine.records.figures import shown_figures
+from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.validation import CleanResult, clean_record
 from web.auth import app_state, current_principal
 from web.formdata import read_submission, table_action
@@ -40,9 +42,9 @@ class RecordController(Controller):
         query = ListQuery.parse(form, request.query_params, page=page_no, count_limit=LIST_COUNT_LIMIT)
         filters = query.filters
         result = app_state(request).records.list(form, principal, query)
-        app_state(request).records.titled(principal, form, result.records)
-        columns = [form.fields[k] for k in form.list.columns if k not in found.hidden]
-        rows = [(r, [field_view(form, c, found, r.values[c.key]) for c in columns], _missing(form, r)) for r in result.records]
+        app_state(request).records.figured(principal, form, app_state(request).records.titled(principal, form, result.records))
+        columns = _columns(form, found)
+        rows = [(r, [field_view(form, c, found, r.shown(c.key)) for c in columns], _missing(form, r)) for r in result.records]
         filter_views = [field_view(form, form.fields[k], found, raw=filters.get(k, "")) for k in form.list.filters if k not in found.hidden]
         return page(request, "records/list.html", form=form, columns=columns, rows=rows, result=result,
                     query=query, filter_views=filter_views, can_create=can(principal, "create", form),
@@ -70,7 +72,12 @@ class RecordController(Controller):
     async def new_record(self, request: Request) -> Template:
         form, principal = _form(request), current_principal(request)
         values = {k: f.default for k, f in form.fields.items()}
-        return _edit_page(request, form, principal, values=values, raw={}, issues=[], record=None)
+        # A child record added from its parent's page (?<parent field>=<id>) starts linked to that parent.
+        parent = _parent_link(request, form, principal)
+        if parent is not None:
+            values[form.parent_field] = parent
+        return _edit_page(request, form, principal, values=values, raw={}, issues=[], record=None,
+                          prefilled=parent is not None)
 
     @post("/new", opt={"action": "create"}, name="records:create")
     async def create_record(self, request: Request) -> Response:
@@ -79,9 +86,9 @@ class RecordController(Controller):
         submitted = await read_submission(form, data, writable_keys(policy(principal, form), form))
         if table_action(data, submitted):
             return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None, unit=data.get("_unit"))
-        units = units_for(request, principal, form, "create")
+        units = [] if form.parent_field else units_for(request, principal, form, "create")
         unit_id = _chosen_unit(data.get("_unit"), units)
-        if unit_id is None:
+        if unit_id is None and not form.parent_field:  # a child record sits in its parent's unit
             return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
         result = app_state(request).records.create(form, principal, unit_id, submitted)
@@ -121,7 +128,9 @@ class RecordController(Controller):
                        for k in section.fields if k not in found.hidden])
             for section in form.sections
         ]
-        return page(request, "records/view.html", form=form, record=record, sections=sections,
+        figures = [field_view(form, f.field, found, record.figures.get(f.key)) for f in shown_figures(form, found)]
+        return page(request, "records/view.html", form=form, record=record, sections=sections, figures=figures,
+                    children=_children(request, form, principal, record),
                     title_text=_title(form, record, found), incomplete=not cleaned.ok,
                     can_update=_reaches(request, form, principal, record, "update"),
                     record_actions=[a for f in _features(request) for a in f.record_actions(form, principal, record)],
@@ -227,7 +236,50 @@ def _get(request: Request, form: FormSpec, principal: Principal, record_id: int,
     record = records.get(form, record_id, principal, action)
     if record is None:
         raise NotFoundException("记录不存在或不在您的权限范围内")
-    return records.titled(principal, form, [record])[0]
+    return records.figured(principal, form, records.titled(principal, form, [record]))[0]
+
+
+def _columns(form: FormSpec, found: FormPolicy) -> list[FieldSpec]:
+    """A list's columns this user sees: fields not hidden, figures whose number they may see."""
+    figures = {f.key for f in shown_figures(form, found)}
+    return [form.column_spec(k) for k in form.list.columns
+            if (k in form.fields and k not in found.hidden) or k in figures]
+
+
+CHILDREN_SHOWN = 50
+
+
+def _children(request: Request, form: FormSpec, principal: Principal, record: StoredRecord) -> list[dict[str, Any]]:
+    """Panels of the child forms (belongs_to) on their parent's page: the child records this user may read, with
+    the list's columns, and an 添加 link that starts one linked to this record."""
+    state = app_state(request)
+    panels = []
+    for child in state.definitions.forms.values():
+        if child.parent_form != form.key or not can(principal, "read", child):
+            continue
+        found = policy(principal, child)
+        query = ListQuery(filters={child.parent_field: str(record.id)}, per_page=CHILDREN_SHOWN, sort=child.list.default_sort)
+        result = state.records.list(child, principal, query)
+        state.records.figured(principal, child, state.records.titled(principal, child, result.records))
+        columns = [c for c in _columns(child, found) if c.key != child.parent_field]
+        rows = [(r, [field_view(child, c, found, r.shown(c.key)) for c in columns]) for r in result.records]
+        panels.append({"form": child, "columns": columns, "rows": rows, "total": result.total,
+                       "more": f"/f/{child.key}/?{urlencode({child.parent_field: record.id})}",
+                       "add": f"/f/{child.key}/new?{urlencode({child.parent_field: record.id})}" if can(principal, "create", child) else ""})
+    return panels
+
+
+def _parent_link(request: Request, form: FormSpec, principal: Principal) -> LinkValue | None:
+    """The parent named in a new child record's query string, as this user sees it; None if absent or out of
+    reach (the user then picks one)."""
+    if not form.parent_field:
+        return None
+    parent_id = parse_id(request.query_params.get(form.parent_field))
+    parent_form = app_state(request).definitions.forms.get(form.parent_form)
+    if parent_id is None or parent_form is None:
+        return None
+    titles = app_state(request).records.link_titles(principal, parent_form, {parent_id})
+    return titles.get(parent_id)
 
 
 def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:
@@ -263,9 +315,9 @@ def _missing(form: FormSpec, record: StoredRecord) -> bool:
 
 def _edit_page(request: Request, form: FormSpec, principal: Principal, values: dict, raw: dict, issues: list,
                record: StoredRecord | None, unit: Any = None, unit_error: str = "", status: int = 200,
-               revision: Any = None, conflict: Any = None) -> Template:
+               revision: Any = None, conflict: Any = None, prefilled: bool = False) -> Template:
     found = policy(principal, form)
-    blank = record is None and not raw and not issues
+    blank = record is None and not raw and not issues and not prefilled
     cache_key = (app_state(request).definitions.version, form.key, found)
     sections_html = app_state(request).blank_forms.get(cache_key) if blank else None
     sections = [] if sections_html is None else None
@@ -276,7 +328,7 @@ def _edit_page(request: Request, form: FormSpec, principal: Principal, values: d
         environment = request.app.template_engine.engine
         sections_html = Markup(environment.get_template("records/sections.html").render(form=form, sections=sections, record=None))
         app_state(request).blank_forms[cache_key] = sections_html
-    units = units_for(request, principal, form, "create") if record is None else []
+    units = units_for(request, principal, form, "create") if record is None and not form.parent_field else []
     summary = [issue_text(form, i) for i in issues]
     if unit_error:
         summary.insert(0, unit_error)

@@ -1,0 +1,105 @@
+"""A child form with a link, a computed field and figures, defined only in this test's YAML, end to end through the
+web pages, the Excel template, import and export, and the JSON API — on SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from litestar import Litestar
+from litestar.testing import TestClient
+from openpyxl import Workbook, load_workbook
+
+from tests.excel.helpers import wait_job
+from tests.engine.helpers import add_member, principal_of, sign_in, write_definitions
+from tests.related.world import FORMS, ROLES, UNITS
+from tests.support import build, unit_id
+from web.state import AppState
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@pytest.fixture
+def world(fresh_db_url: str, tmp_path: Path) -> Iterator[tuple[Litestar, AppState, dict[str, int]]]:
+    root = write_definitions(tmp_path / "definitions", forms=FORMS, roles=ROLES, org=UNITS)
+    app, state = build(fresh_db_url, definitions=root, tmp=tmp_path)
+    add_member(state, "boss", "admin", "区")
+    add_member(state, "t1", "teacher", "区/一校/一班")
+    boss = principal_of(state, "boss")
+    ids: dict[str, int] = {}
+    for code, unit in (("P1", "区/一校/一班"), ("P2", "区/一校/一班"), ("P3", "区/一校/二班")):
+        made = state.records.create(state.definitions.forms["pupil"], boss, unit_id(state, unit), {"code": code, "name": f"学员{code}"})
+        ids[code] = made.record_id  # type: ignore[assignment]
+    ids["exam"] = state.records.create(state.definitions.forms["exam"], boss, unit_id(state, "区/一校"), {"name": "期中"}).record_id  # type: ignore[assignment]
+    yield app, state, ids
+    state.db.dispose()
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_a_teacher_adds_marks_from_the_pupils_page_and_sees_totals_and_ranks(world) -> None:  # type: ignore[no-untyped-def]
+    app, state, ids = world
+    with TestClient(app=app, base_url="http://testserver.local") as client:
+        csrf = sign_in(client, state, "t1")
+        pupil_page = client.get(f"/f/pupil/{ids['P1']}")
+        assert pupil_page.status_code == 200
+        assert "得分（0）" in _text(pupil_page.text) and f"/f/mark/new?pupil={ids['P1']}" in pupil_page.text
+        new = client.get(f"/f/mark/new?pupil={ids['P1']}")
+        assert new.status_code == 200 and 'name="_unit"' not in new.text  # no unit to choose: it is the pupil's
+        assert 'value="学员P1"' in new.text and f'value="{ids["P1"]}"' in new.text
+        # Without JavaScript the exam is typed by its unique name; the picked pupil comes as its id.
+        for pupil, a, b in (("P1", "80", "70.5"), ("P2", "90", "90")):
+            saved = client.post("/f/mark/new", data={"_csrf": csrf, "pupil": str(ids[pupil]), "exam__text": "期中", "a": a, "b": b},
+                                follow_redirects=False)
+            assert saved.status_code == 303, _text(saved.text)[:600]
+        record_page = _text(client.get(saved.headers["location"]).text)
+        assert "合计 180.0" in record_page and "班内名次 1" in record_page and "班平均 165.3" in record_page
+        listing = _text(client.get("/f/mark/?sort=class_rank").text)
+        assert listing.index("学员P2") < listing.index("学员P1") and "班内名次" in listing
+        # Another class's pupil reads as absent, at the field.
+        refused = client.post("/f/mark/new", data={"_csrf": csrf, "pupil__text": "P3", "exam__text": "期中", "a": "1"})
+        assert refused.status_code == 422 and "找不到“P3”对应的学员" in _text(refused.text)
+        # The picker finds pupils of the teacher's class only.
+        options = client.get("/f/pupil/pick?pupil__text=学员")
+        assert "学员P1" in options.text and "学员P3" not in options.text
+        # JSON API: the link's id, the computed total and the figures.
+        listed = client.get("/api/f/mark/").json()
+        by_pupil = {r["values"]["pupil"]: r for r in listed["records"]}
+        assert by_pupil[ids["P2"]]["figures"]["class_rank"] == 1 and by_pupil[ids["P1"]]["values"]["total"] == "150.5"
+
+
+def test_marks_through_excel_template_import_and_export(world) -> None:  # type: ignore[no-untyped-def]
+    app, state, ids = world
+    with TestClient(app=app, base_url="http://testserver.local") as client:
+        csrf = sign_in(client, state, "t1")
+        template = load_workbook(io.BytesIO(client.get("/f/mark/excel/template").content))
+        header = [c.value for c in template.worksheets[0][1] if c.value]
+        assert [h.rstrip("*") for h in header] == ["学员", "测验", "甲", "乙"]  # no unit column, no computed total
+        book = Workbook()
+        sheet = book.active
+        sheet.append(header)
+        sheet.append(["P1", "期中", 60, 70])
+        sheet.append(["P2", "期中", 61, 70])
+        sheet.append(["P3", "期中", 99, 99])  # another class: refused, nothing about it confirmed
+        data = io.BytesIO()
+        book.save(data)
+        posted = client.post("/f/mark/imports", data={"_csrf": csrf, "mode": "insert", "error_mode": "skip_invalid"},
+                             files={"file": ("得分.xlsx", data.getvalue(), XLSX)}, follow_redirects=False)
+        assert posted.status_code == 303, _text(posted.text)[:600]
+        location = posted.headers["location"]
+        job_id = int(location.rstrip("/").rsplit("/", 1)[1])
+        wait_job(state, job_id)
+        preview = _text(client.get(location).text)
+        assert "找不到“P3”对应的学员" in preview
+        assert client.post(location + "/commit", data={"_csrf": csrf}, follow_redirects=False).status_code == 303
+        assert wait_job(state, job_id, ("done",)).count_new == 2
+        listed = client.get("/api/f/mark/").json()
+        assert sorted((r["values"]["pupil"], r["values"]["total"], r["figures"]["class_rank"]) for r in listed["records"]) == [
+            (ids["P1"], "130.0", 2), (ids["P2"], "131.0", 1)]
+        exported = load_workbook(io.BytesIO(client.get("/f/mark/excel/export").content)).worksheets[0]
+        rows = [[c.value for c in row] for row in exported.iter_rows(min_row=2) if any(c.value for c in row)]
+        assert sorted(r[1] for r in rows) == ["学员P1", "学员P2"]  # links shown by their titles
