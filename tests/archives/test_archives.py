@@ -298,3 +298,43 @@ def test_mapping_names_a_missing_field__refused(pair: Pair) -> None:
     with pytest.raises(MappingInvalid):
         Mapping_.of({"forms": ["student"]})
     assert json.loads(json.dumps(MAPPING))  # the mapping a file holds is plain data
+
+
+# --- links to records outside the package ---------------------------------------------------------------------
+EXAM = {"name": "2024学年第一学期高一期中考试", "term": "2024-2025学年第一学期", "kind": "期中", "grade": "高一"}
+
+
+def add_exam(w, username: str, school: str) -> int:
+    from tests.support import unit_id as unit_of  # noqa: PLC0415
+
+    made = w.state.records.create(w.state.definitions.forms["exam"], w.principal(username), unit_of(w.state, school),
+                                  {**EXAM, "start_date": "2024-11-05"})
+    assert made.ok, made.issues
+    return made.record_id
+
+
+def test_score_links_its_exam_by_name__found_refused_or_left_out(pair: Pair) -> None:
+    student = student_with_evaluations(pair)
+    exam = add_exam(pair.sender, "reg", "示范区教育局/示范区第一中学")
+    score = pair.sender.state.records.create(pair.sender.state.definitions.forms["score"], pair.sender.principal("reg"), None,
+                                             {"student": student, "exam": exam, "chinese": "101", "math": "120"})
+    assert score.ok, score.issues
+    data = exported(pair, student)
+    (sent,) = [r for r in read_package(data, trusted(pair)).records if r["form"] == "score"]
+    assert sent["links"] == {"exam": {"name": EXAM["name"]}}
+
+    with pytest.raises(ImportRefused) as refused:  # the receiving school has no such exam: nothing written
+        apply(pair, data)
+    assert "找不到" in refused.value.message and EXAM["name"] in refused.value.message
+    assert records_of(pair.receiver, "student") == []
+
+    leaving_scores_out = {**MAPPING, "forms": {"score": None}}
+    plan = preview(pair, data, leaving_scores_out)
+    assert plan.ok and plan.count("skipped") == 1
+    assert apply(pair, data, leaving_scores_out).created == 3
+    assert records_of(pair.receiver, "score") == []
+
+    exam_here = add_exam(pair.receiver, "reg_in", "滨江区教育局/滨江中学")
+    done = apply(pair, data)  # the exam of that name exists here now: the score follows
+    (got,) = records_of(pair.receiver, "score")
+    assert done.created == 1 and got.data["exam"] == exam_here and float(got.data["total"]) == 221.0
