@@ -195,8 +195,10 @@ class ArchiveService:
         """The signed package of these records of `form_key` (or of every record in `unit_id`'s subtree that the
         principal's export scope reaches) with the records of every form that belongs to it."""
         form = definitions.forms.get(form_key)
-        if form is None or form.parent_field:
+        if form is None:
             raise NotFound()
+        if form.parent_field:  # a child record travels in its parent's package: the archive it belongs to
+            return self.export(definitions, principal, form.parent_form, self._parents(form, principal, list(record_ids), unit_id))
         if not can(principal, "export", form):
             raise ExportRefused(form=form.title)
         related = [c for c in definitions.forms.values() if c.parent_field and c.parent_form == form.key]
@@ -233,6 +235,11 @@ class ArchiveService:
             "omitted": omitted,
         }
         return write_package(manifest, records, files, self.keys)
+
+    def _parents(self, form: FormSpec, principal: Principal, ids: list[int], unit_id: int | None) -> list[int]:
+        with self.db.read() as s:
+            children = self._roots(s, form, principal, ids, unit_id)
+        return sorted({c.data[form.parent_field] for c in children if isinstance(c.data.get(form.parent_field), int)})
 
     def _roots(self, s: DbSession, form: FormSpec, principal: Principal, ids: list[int], unit_id: int | None) -> list[StoredRecord]:
         query = self.records.read_query(form, principal, "export")

@@ -338,3 +338,13 @@ def test_score_links_its_exam_by_name__found_refused_or_left_out(pair: Pair) -> 
     done = apply(pair, data)  # the exam of that name exists here now: the score follows
     (got,) = records_of(pair.receiver, "score")
     assert done.created == 1 and got.data["exam"] == exam_here and float(got.data["total"]) == 221.0
+
+
+def test_export_of_a_child_record__its_parent_s_package(pair: Pair) -> None:
+    student = student_with_evaluations(pair)
+    (evaluation, _) = records_of(pair.sender, "evaluation")
+    data = pair.archives(pair.sender).export(pair.sender.state.definitions, pair.sender.principal("reg"), "evaluation",
+                                             [evaluation.id])
+    package = read_package(data, trusted(pair))
+    assert package.manifest["root"] == "student" and package.manifest["counts"]["evaluation"] == 2
+    assert [r["id"] for r in package.records if r["form"] == "student"] == [student]
