@@ -15,14 +15,14 @@ from engine.fields.base import FieldType, UnknownName
 from engine.metaschema import FIELD_COMMON, check_shape
 from engine.permissions import is_masked
 from engine.spec import (
-    FIGURE_KINDS, Expression, FieldSpec, FigureSpec, FormPolicy, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
+    FIGURE_KINDS, Expression, FieldSpec, FigureSpec, FormPolicy, GridSpec, FormSpec, ListSpec, OrgLevel, Origin, RoleSpec, RuleSpec, SectionSpec,
 )
 from engine.validation.rules import RULES, compile_limit
 from engine.yaml_source import item_origin, key_origin, name_origin
 
 GENERIC_CONSTRAINTS = frozenset(RULES)
 NOT_IN_TABLE_COLUMNS = ("visible_if", "required_if", "unique", "sensitive", "renamed_from", "compute")
-BUILTIN_SCOPES = ("own", "subtree", "all")
+BUILTIN_SCOPES = ("own", "subtree", "all", "linked")
 
 
 def digest(data: Any) -> str:
@@ -87,7 +87,7 @@ class FormCompiler:
             fields=MappingProxyType(specs), sections=sections, title_field=title_field, list=list_spec,
             natural_key=natural_key, rules=rules, version=digest(self.data),
             unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), levels=tuple(self.org_levels),
-            parent_field=parent_field, figures=MappingProxyType(figures), origin=self.origin,
+            parent_field=parent_field, figures=MappingProxyType(figures), grid=self._grid(specs), origin=self.origin,
             print_title=self.data.get("print", {}).get("title", ""),
             print_parent_fields=tuple(self.data.get("print", {}).get("parent_fields", ())),
         )
@@ -334,6 +334,29 @@ class FormCompiler:
                 origin=key_origin(raw, "key"),
             )
         return figures
+
+    def _grid(self, specs: Mapping[str, FieldSpec]) -> GridSpec | None:
+        raw = self.data.get("grid")
+        if raw is None:
+            return None
+        before = len(self.problems)
+        rows = specs.get(raw["rows"])
+        if rows is None or rows.kind.name != "link":
+            self.problems.add(key_origin(raw, "rows"), f"grid.rows 须是本表单的关联字段（type: link），“{raw['rows']}”不是",
+                              "例如 rows: student：每行是一名学生")
+        for index, key in enumerate(raw.get("fixed", [])):
+            spec = specs.get(key)
+            if spec is None or spec.kind.sql_type is None or spec.kind.sub_fields():
+                self.problems.add(item_origin(raw, "fixed", index), f"grid.fixed 的“{key}”须是本表单中单个值的字段（如关联的考试）",
+                                  field_hint(key, specs) if key not in specs else "")
+        for index, key in enumerate(raw["columns"]):
+            spec = specs.get(key)
+            if spec is None or not spec.user_input or spec.kind.sub_fields() or spec.kind.name in ("file", "image", "link"):
+                self.problems.add(item_origin(raw, "columns", index), f"grid.columns 的“{key}”须是本表单中可填写的单个值字段",
+                                  field_hint(key, specs) if key not in specs else "计算字段、表格、附件和关联字段不能作为表格列")
+        if len(self.problems) > before:
+            return None
+        return GridSpec(raw["rows"], tuple(raw.get("fixed", ())), tuple(raw["columns"]), key_origin(self.data, "grid"))
 
     def _within(self, raw: Mapping[str, Any], specs: Mapping[str, FieldSpec]) -> tuple[str, ...] | None:
         within = tuple(raw.get("within", ()))

@@ -15,6 +15,7 @@ from engine.compiler import (
 )
 from engine.errors import DefinitionErrors
 from engine.expressions import ExpressionCompiler
+from engine.reports.compiler import compile_dashboards, compile_reports
 from engine.metaschema import FORM, OPTIONS, ORG, ROLE
 from engine.spec import Definitions, OrgLevel, Origin
 from engine.definition_files import display_path, read_definition_files
@@ -97,11 +98,14 @@ def load_definitions(directory: str | os.PathLike) -> Definitions:
     # Workflows refer to forms, roles and org levels, so they compile last, in the same pass.
     workflows = compile_workflows(root, definitions, expressions, problems)
     certificates = compile_certificates(root, definitions, workflows, expressions, problems)
+    reports = compile_reports(root, definitions, problems)
+    dashboards = compile_dashboards(root, definitions, reports, problems)
     if problems:
         raise DefinitionErrors(problems)
     for warning in warnings:
         log.warning("%s", warning)
     return replace(definitions, workflows=MappingProxyType(workflows), certificates=MappingProxyType(certificates),
+                   reports=MappingProxyType(reports), dashboards=MappingProxyType(dashboards),
                    version=version, warnings=tuple(warnings))
 
 

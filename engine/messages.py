@@ -56,6 +56,7 @@ MESSAGES: Mapping[str, str] = {
     "link_missing": "{label}：找不到“{value}”对应的{target}，或它不在您的权限范围内",
     "link_ambiguous": "{label}：“{value}”对应多条{target}，请改用能唯一确定一条记录的编号",
     "link_in_use": "这条记录被其他记录关联，不能删除：{uses}",
+    "not_linked_role": "角色“{role}”不存在，或它的数据范围不是 linked（关联账号只能使用 scope: linked 的角色）",
     "table_rows_min": "{label}至少需要{limit}行",
     "table_rows_max": "{label}最多{limit}行",
     "table_row": "{label}的数据格式不正确",

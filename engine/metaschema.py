@@ -56,6 +56,12 @@ FORM = {
         "title_field": KEY,
         "belongs_to": KEY,
         "natural_key": KEY_LIST,
+        "grid": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["rows", "columns"],
+            "properties": {"rows": KEY, "fixed": KEY_LIST, "columns": KEY_LIST},
+        },
         "figures": {
             "type": "array",
             "items": {

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from engine.permissions import Principal
 from engine.spec import Definitions
-from engine.storage.models import OrgUnit, User, UserRole, UserUnit
+from engine.storage.models import OrgUnit, User, UserRecord, UserRole, UserUnit
 
 
 @dataclass(frozen=True)
@@ -86,5 +86,12 @@ def build_principal(s: DbSession, user: User, definitions: Definitions) -> Princ
         user_id=user.id, username=user.username, display_name=user.display_name or user.username, roles=roles,
         unit_paths=frozenset(u.path for u in units),
         anchors={level: frozenset(paths) for level, paths in anchors.items()},
-        must_change_password=user.must_change_password,
+        must_change_password=user.must_change_password, linked=linked_records(s, user.id),
     )
+
+
+def linked_records(s: DbSession, user_id: int) -> dict[str, frozenset[int]]:
+    found: dict[str, set[int]] = {}
+    for form_key, record_id in s.execute(select(UserRecord.form_key, UserRecord.record_id).where(UserRecord.user_id == user_id)):
+        found.setdefault(form_key, set()).add(record_id)
+    return {k: frozenset(v) for k, v in found.items()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 from engine.spec import FieldSpec, FormPolicy, FormSpec, RoleSpec
 
@@ -22,6 +22,8 @@ class Principal:
     unit_paths: frozenset[str] = frozenset()
     anchors: Mapping[str, frozenset[str]] = field(default_factory=dict)
     must_change_password: bool = False
+    # Records the user is linked to, by form (a parent's children): what a `scope: linked` role reaches.
+    linked: Mapping[str, frozenset[int]] = field(default_factory=dict)
 
     @property
     def is_admin(self) -> bool:
@@ -39,16 +41,23 @@ class Scope:
     everything: bool = False
     paths: frozenset[str] = frozenset()
     own: bool = False
+    # `scope: linked`: these records (record_key "") or the records whose link field `record_key` points at them.
+    records: frozenset[int] = frozenset()
+    record_key: str = ""
 
     @property
     def empty(self) -> bool:
-        return not (self.everything or self.paths or self.own)
+        return not (self.everything or self.paths or self.own or self.records)
 
-    def contains(self, unit_path: str, created_by: int | None, user_id: int) -> bool:
+    def contains(self, unit_path: str, created_by: int | None, user_id: int, record: Any = None) -> bool:
         if self.everything:
             return True
         if self.own and created_by == user_id:
             return True
+        if self.records and record is not None:
+            linked = record.id if not self.record_key else record.values.get(self.record_key)
+            if getattr(linked, "id", linked) in self.records:
+                return True
         return any(unit_path.startswith(p) for p in self.paths)
 
 
@@ -77,7 +86,7 @@ def can(principal: Principal, action: str, form: FormSpec) -> bool:
 
 def scope(principal: Principal, action: str, form: FormSpec) -> Scope:
     """Records reachable for `action`, from every role that grants it."""
-    everything, own, paths = False, False, set()
+    everything, own, paths, records, record_key = False, False, set(), set(), ""
     for role in principal.roles:
         granted = _role_policy(role, form.key)
         if granted is None or action not in granted.actions:
@@ -89,9 +98,15 @@ def scope(principal: Principal, action: str, form: FormSpec) -> Scope:
             own = True
         elif reach == "subtree":
             paths |= principal.unit_paths
+        elif reach == "linked":  # the user's own linked records, and the records that belong to them
+            if form.key in principal.linked:
+                records |= principal.linked[form.key]
+            elif form.parent_form in principal.linked:
+                records |= principal.linked[form.parent_form]
+                record_key = form.parent_field
         else:
             paths |= principal.anchors.get(reach, frozenset())
-    return Scope(everything=everything, paths=frozenset(paths), own=own)
+    return Scope(everything=everything, paths=frozenset(paths), own=own, records=frozenset(records), record_key=record_key)
 
 
 def unit_allowed(principal: Principal, form: FormSpec, action: str, unit_path: str, unit_level: str) -> bool:

@@ -11,6 +11,7 @@ from engine.issues import Issue
 if TYPE_CHECKING:
     from engine.certificates.spec import CertificateSpec
     from engine.errors import DefinitionError
+    from engine.reports.spec import DashboardSpec, ReportSpec
     from engine.workflows.spec import WorkflowSpec
 
 
@@ -196,6 +197,18 @@ class FigureSpec:
 
 
 @dataclass(frozen=True)
+class GridSpec:
+    """Entering a whole group at once (`grid:`): one row per record that the link field `rows` can point at in the
+    chosen unit (the students of a class), the `fixed` fields chosen once for the page (the exam), one input per
+    `columns` field (the subjects). Saved through the record service, all rows or none."""
+
+    rows: str
+    fixed: tuple[str, ...]
+    columns: tuple[str, ...]
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class ListSpec:
     columns: tuple[str, ...]
     filters: tuple[str, ...]
@@ -226,6 +239,7 @@ class FormSpec:
     print_title: str = ""
     print_parent_fields: tuple[str, ...] = ()
     figures: Mapping[str, FigureSpec] = field(default_factory=lambda: MappingProxyType({}))
+    grid: GridSpec | None = None
     origin: Origin | None = field(default=None, compare=False)
     # Worked out from the fields and rules whenever a FormSpec is made (compiled, or a copy with other fields
     # made by dataclasses.replace), never filled in later.
@@ -308,6 +322,8 @@ class Definitions:
     org_levels: tuple[OrgLevel, ...]
     workflows: Mapping[str, WorkflowSpec] = field(default_factory=lambda: MappingProxyType({}))
     certificates: Mapping[str, CertificateSpec] = field(default_factory=lambda: MappingProxyType({}))
+    reports: Mapping[str, ReportSpec] = field(default_factory=lambda: MappingProxyType({}))
+    dashboards: Mapping[str, DashboardSpec] = field(default_factory=lambda: MappingProxyType({}))
     version: str = ""
     source_dir: str = ""
     # Definitions that load but cannot work as written (a role that may create a form and cannot fill one of its

@@ -23,6 +23,7 @@ from web.auth import session_guard
 from web.archives import archives_feature
 from web.certificates import certificates_feature
 from web.printouts import printouts_feature
+from web.reports import reports_feature
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
 from web.controllers.auth import AuthController
@@ -57,7 +58,7 @@ def template_environment() -> Environment:
 def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     """Everything start-up does before serving; raises DefinitionErrors or IndexConflict to refuse."""
     definitions = load_definitions(settings.definitions)
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
     prepare_projections(db, definitions)
     admin = bootstrap(db, definitions, demo_units(settings.definitions))
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, state: AppState | None = None) 
     if state is None:
         state, _ = prepare(settings)
     # Certificates come after the features web/features.py composes (they import it for Feature).
-    features = [*enabled_features(), certificates_feature(), archives_feature(), printouts_feature()]
+    features = [*enabled_features(), certificates_feature(), reports_feature(), archives_feature(), printouts_feature()]
     static = create_static_files_router(
         path="/static", directories=[STATIC, settings.assets / "htmx.org" / "dist"], opt={"public": True, "static": True},
     )

@@ -210,6 +210,3 @@ def client_address(connection: ASGIConnection) -> str:
     client = connection.scope.get("client")
     return str(client[0]) if client else "unknown"
 
-
-def is_htmx(request: Request[Any, Any, Any]) -> bool:
-    return request.headers.get("hx-request") == "true"

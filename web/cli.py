@@ -96,7 +96,7 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
         db.upgrade()
         with db.read() as s:
@@ -126,7 +126,7 @@ def cmd_unlock_user(args: argparse.Namespace) -> int:
     except DefinitionErrors as exc:
         print(exc, file=sys.stderr)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
         db.upgrade()
         cleared = AccountService(db, settings.account_policy()).unlock(system_principal(definitions), args.username)
@@ -194,7 +194,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     settings = Settings()
     output = Path(args.output) if args.output else settings.backup_dir / archive_name(MANUAL_PREFIX, utcnow())
-    db = Database(settings.database_url, checkpoint=False)
+    db = Database(settings.database_url, checkpoint=False, timeouts=settings.database_timeouts())
     try:
         run = run_backup(db, output, settings.definitions, "manual", settings.pg_bin)
     finally:
@@ -320,6 +320,9 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", action="append", default=[],
                         help="颁发学校的证书签名公钥（PEM，可重复；默认用本机 var/keys 中的公钥）")
     verify.set_defaults(func=cmd_verify_certificate)
+    from web.cli_accounts import add_parser as add_link_accounts  # noqa: PLC0415
+
+    add_link_accounts(sub)
     add_archive_parsers(sub)
     return root
 

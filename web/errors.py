@@ -7,9 +7,12 @@ from urllib.parse import quote
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException, ValidationException
 from litestar.response import Redirect, Template
+from sqlalchemy.exc import OperationalError
 
 from engine.refusals import Refused
+from engine.storage.db import gave_up_waiting
 from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
+from web.params import DanganRequest
 
 log = logging.getLogger("dangan")
 
@@ -42,23 +45,23 @@ def _error(request: Request, status: int, detail: str = "") -> Response:
     return Template(template_name="error.html", context=context, status_code=status)
 
 
-def login_required(request: Request, exc: LoginRequired) -> Response:
+def login_required(request: DanganRequest, exc: LoginRequired) -> Response:
     if _wants_json(request):
         return _error(request, 401)
     target = "/login?next=" + quote(request.url.path) + ("&expired=1" if exc.expired else "")
-    if request.headers.get("hx-request") == "true":
+    if request.htmx:
         return Response("", status_code=401, headers={"HX-Redirect": target})
     return Redirect(target, status_code=303)
 
 
-def two_factor_setup_required(request: Request, _exc: TwoFactorSetupRequired) -> Response:
-    if request.headers.get("hx-request") == "true":
+def two_factor_setup_required(request: DanganRequest, _exc: TwoFactorSetupRequired) -> Response:
+    if request.htmx:
         return Response("", status_code=403, headers={"HX-Redirect": "/account/2fa"})
     return Redirect("/account/2fa", status_code=303)
 
 
-def password_change_required(request: Request, _exc: PasswordChangeRequired) -> Response:
-    if request.headers.get("hx-request") == "true":
+def password_change_required(request: DanganRequest, _exc: PasswordChangeRequired) -> Response:
+    if request.htmx:
         return Response("", status_code=403, headers={"HX-Redirect": "/password"})
     return Redirect("/password", status_code=303)
 
@@ -80,6 +83,16 @@ def refused(request: Request, exc: Refused) -> Response:
     return _error(request, REFUSAL_STATUS.get(exc.kind, 400), exc.message)
 
 
+def database_busy(request: Request, exc: OperationalError) -> Response:
+    """A lock held too long (an import's batch, a stuck transaction) or a statement over its time (ServerTimeouts)."""
+    if not gave_up_waiting(exc.orig):
+        return internal_error(request, exc)
+    log.warning("database wait ended on %s: %s", request.url.path, exc.orig)
+    response = _error(request, 503, "数据正被其他操作占用，请稍后重试")
+    response.headers["Retry-After"] = "10"
+    return response
+
+
 def internal_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return _error(request, 500)
@@ -93,5 +106,6 @@ HANDLERS = {
     PermissionDeniedException: http_error,
     HTTPException: http_error,
     Refused: refused,
+    OperationalError: database_busy,
     Exception: internal_error,
 }

@@ -304,25 +304,28 @@ def excel_feature() -> Feature:
 
 # --- the command line: `dangan import` -------------------------------------------------------------------
 class ProgressBar:
-    """A one-line text bar on stderr, redrawn after each batch."""
+    """The import's progress on stderr, one bar per phase (预检, 导入), drawn by rich."""
 
-    def __init__(self, stream: Any, width: int = 30) -> None:
-        self.stream, self.width, self.last = stream, width, ""
+    def __init__(self, stream: Any) -> None:
+        # Imported here, as the PDF libraries are (web/certificates.py): rich would add to every server worker's start.
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                 MofNCompleteColumn(), TextColumn("行"), console=Console(file=stream))
+        self.tasks: dict[str, Any] = {}
 
     def __call__(self, status: str, done: int, total: int) -> None:
-        share = min(done / total, 1.0) if total else 0.0
-        filled = int(share * self.width)
-        line = f"\r{STATUS_NAMES.get(status, status)} [{'#' * filled}{'-' * (self.width - filled)}] {share:4.0%} {done}/{total} 行"
-        if line != self.last:
-            self.stream.write(line)
-            self.stream.flush()
-            self.last = line
+        if status not in self.tasks:
+            self.progress.start()
+            self.tasks[status] = self.progress.add_task(STATUS_NAMES.get(status, status), total=total)
+        self.progress.update(self.tasks[status], completed=done, total=total)
 
     def end(self) -> None:
-        if self.last:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.last = ""
+        self.progress.stop()
+        for task in self.tasks.values():  # a second run (the import after its preview) draws only its own bar
+            self.progress.remove_task(task)
+        self.tasks.clear()
 
 
 def command_import(args: Any, out: Any, err: Any) -> int:
@@ -337,7 +340,7 @@ def command_import(args: Any, out: Any, err: Any) -> int:
     if form is None:
         print(f"没有表单“{args.form}”；可用：{'、'.join(definitions.forms)}", file=err)
         return 1
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
     with db.read() as s:
         user = s.scalar(select(User).where(User.username == args.user))

@@ -20,6 +20,7 @@ from litestar.exceptions import ClientException, HTTPException, NotFoundExceptio
 from litestar.handlers import BaseRouteHandler
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, Parameter
+from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 # The widest integer column (SQLite's INTEGER, PostgreSQL's BIGINT); engine/storage/models.py:holds_id tells a
@@ -95,8 +96,9 @@ def clean_content_type(claimed: str | None) -> str:
     return media if len(media) <= MAX_CONTENT_TYPE and _MEDIA_TYPE.fullmatch(media) else "application/octet-stream"
 
 
-class DanganRequest(Request):
-    """The app's request class: every handler's and guard's `form()` returns the form cleaned here, once."""
+class DanganRequest(HTMXRequest):
+    """The app's request class: every handler's and guard's `form()` returns the form cleaned here, once;
+    `request.htmx` (litestar-htmx) says whether htmx sent it."""
 
     async def form(self) -> FormMultiDict:
         if getattr(self, "_dangan_form", None) is None:

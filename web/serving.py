@@ -7,10 +7,9 @@ supervises: it replaces a worker that dies, checks the definitions on `dangan re
 reload generation the workers follow, and stops the workers on SIGTERM / Ctrl-C.
 
 The parent accepts the connections itself and hands each to the next worker in turn over a Unix socket of that
-worker's (`socket.send_fds`, as Node's cluster module does), so that connections opened together are shared evenly.
-Two earlier ways were uneven: on one shared listening socket the worker that woke first took every connection
-waiting (16/0 in bench/workflows.py: 142 approvals/s instead of 340), and with a socket per worker (SO_REUSEPORT)
-the kernel's hash split 16 keep-alive connections 11/5 in most runs, the fuller worker's queue setting the p99.
+worker's (`socket.send_fds`, as Node's cluster module does), so that connections opened together are shared evenly:
+one shared listening socket (uvicorn's and gunicorn's workers) and a socket per worker (SO_REUSEPORT) both split
+them unevenly (bench/RESULTS.md, workflows, fourth and fifth sessions; docs/architecture.md).
 A worker being replaced loses nothing: what is handed to it meanwhile waits in its Unix socket for the new one.
 
 What the workers share lives in the database (sessions, records, import jobs, which a worker claims with a
@@ -32,7 +31,7 @@ from typing import Any, Callable
 import uvicorn
 
 from engine.backup.schedule import BackupScheduler
-from engine.storage.db import Database, in_memory_sqlite
+from engine.storage.db import Database, ServerTimeouts, in_memory_sqlite
 from web.app import create_app
 from web.state import AppState, acknowledge_reload
 
@@ -42,9 +41,8 @@ RESTART_PAUSE_SECONDS = 1.0
 
 def default_workers(database_url: str) -> int:
     """One worker per core, at most 4 on PostgreSQL (the database server needs cores too) and at most 2 on a SQLite
-    file, which takes one writer at a time: a second process serves requests while the first writes, and roughly
-    doubled what approvals could be made per second on 2 cores (bench/RESULTS.md, sixth session), but more would
-    mostly wait for the write lock. An in-memory SQLite database exists in one process only."""
+    file, which takes one writer at a time: a second process serves requests while the first writes, more would
+    mostly wait for the write lock (bench/RESULTS.md, workflows, sixth session). An in-memory SQLite database exists in one process only."""
     cores = os.cpu_count() or 1
     if in_memory_sqlite(database_url):
         return 1
@@ -76,8 +74,7 @@ def freeze_start_up_objects() -> None:
     """What exists before the first request (modules, the compiled definitions, the app and its routes: ~107,000
     objects) lives as long as the process, so the collector's full passes leave it out from then on (gc.freeze).
     Under load a full pass still comes every few tens of thousands of requests, and it runs on the event loop with
-    every request in flight waiting: 94 ms over 144,000 objects, seen inside a 10 s approval run
-    (bench/RESULTS.md, fifth session). A reload's replaced definitions are still freed by reference counting."""
+    every request in flight waiting (bench/RESULTS.md, workflows, fifth session). A reload's replaced definitions are still freed by reference counting."""
     gc.collect()
     gc.freeze()
 
@@ -262,18 +259,18 @@ class Supervisor:
                 pass
 
 
-def worker_database(url: str, workers: int, number: int) -> Database:
+def worker_database(url: str, workers: int, number: int, timeouts: ServerTimeouts = ServerTimeouts()) -> Database:
     """Worker `number`'s Database. Only worker 0 runs a SQLite file's checkpointer: one thread copying the WAL is
-    enough, and with one per worker both could take a RESTART (holding every writer off for ~40 ms, bench/RESULTS.md)
-    one after the other. (The fsyncs per second did not change measurably: a second checkpointer mostly found
-    nothing new to copy.) A replaced worker 0 starts it again; the writers' autocheckpoint covers the pause."""
-    return Database(url, processes=workers, checkpoint=number == 0)
+    enough, and with one per worker both could take a RESTART, holding every writer off, one after the other. A
+    replaced worker 0 starts it again; the writers' autocheckpoint covers the pause."""
+    return Database(url, processes=workers, checkpoint=number == 0, timeouts=timeouts)
 
 
 def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: int) -> None:
     """One worker: its own Database (connections are never shared across a fork; the workers split the connection
     budget) and the parent's definitions."""
-    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number),
+    state = AppState(parent.settings, parent.definitions, worker_database(parent.settings.database_url, workers, number,
+                                                                    parent.settings.database_timeouts()),
                      secret=parent.accounts.secret)  # a challenge one worker drew, another checks
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()

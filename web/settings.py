@@ -11,6 +11,7 @@ from engine.backup.schedule import Schedule
 from engine.accounts import AccountPolicy
 from engine.recovery import Sender, SmtpSender
 from engine.sessions import SessionPolicy
+from engine.storage.db import ServerTimeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,15 @@ class Settings:
     backup_every_hours: float = field(default_factory=lambda: float(os.environ.get("DANGAN_BACKUP_EVERY_HOURS", "24")))
     backup_keep: int = field(default_factory=lambda: int(os.environ.get("DANGAN_BACKUP_KEEP", "7")))
     pg_bin: Path | None = field(default_factory=lambda: Path(os.environ["DANGAN_PG_BIN"]) if os.environ.get("DANGAN_PG_BIN") else None)
+
+    # What PostgreSQL ends by itself (engine/storage/db.py:ServerTimeouts, docs/operations.md); 0 = no limit.
+    pg_statement_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_STATEMENT_TIMEOUT_SECONDS") or 300))
+    pg_lock_timeout_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_LOCK_TIMEOUT_SECONDS") or 30))
+    pg_idle_in_transaction_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_IDLE_IN_TRANSACTION_SECONDS") or 60))
+
+    def database_timeouts(self) -> ServerTimeouts:
+        return ServerTimeouts(self.pg_statement_timeout_seconds, self.pg_lock_timeout_seconds,
+                              self.pg_idle_in_transaction_seconds)
 
     def backup_schedule(self) -> Schedule:
         return Schedule(self.backup_dir, self.backup_every_hours, self.backup_keep, self.definitions, self.pg_bin)

@@ -19,6 +19,7 @@ from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
 from engine.org import Unit, all_units
 from engine.records import RecordService
+from engine.records.grid import GridService
 from engine.spec import Definitions
 from engine.storage.db import Database
 from engine.storage.projection import IndexConflict, prepare_projections
@@ -46,6 +47,7 @@ class AppState:
         self.definitions = definitions
         self.db = db
         self.records = RecordService(db, lambda: self.definitions.forms)
+        self.grids = GridService(self.records, lambda: self.definitions.forms)
         self.accounts = AccountService(db, settings.account_policy(), secret or secrets.token_bytes(32))
         self.recovery = RecoveryService(self.accounts, settings.senders(), settings.public_url or "http://localhost:8000",
                                         dt.timedelta(hours=settings.reset_code_hours))

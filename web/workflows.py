@@ -606,7 +606,7 @@ def _record_actions(holder: dict[str, AppState], form: FormSpec, principal: Prin
         if spec.form != form.key:
             continue
         starter = _starter(principal, spec)
-        if starter.roles and scope(starter, "read", form).contains(record.unit_path, record.created_by, principal.user_id) \
+        if starter.roles and scope(starter, "read", form).contains(record.unit_path, record.created_by, principal.user_id, record) \
                 and _may_start(spec, principal, record, units):
             actions.append({"href": f"/wf/new/{spec.key}/start?record={record.id}", "label": spec.start_label})
     return actions

@@ -1,8 +1,8 @@
 """Where a request's write transaction runs: on the event loop, taking turns; in a thread only to wait for a lock.
 
 A thread per write cost more than the write itself under load: handing the job over and back, and the threads and
-the loop taking the GIL from each other (PostgreSQL approve at 16 connections: about 4 ms of CPU per request in
-threads against under 3 on the loop). SQLite takes one writer at a time anyway. So writes run on the loop, one per
+the loop taking the GIL from each other (bench/RESULTS.md, workflows, fourth session; docs/architecture.md, "Hand-written
+pieces we keep"). SQLite takes one writer at a time anyway. So writes run on the loop, one per
 loop pass (web/turns.py). What must not run there is a wait, which would stop every request of this worker: on
 PostgreSQL for a row another transaction holds (another worker deciding the same application, an import batch
 holding the record), on SQLite for the write lock another process holds (the other worker, an import, a command, the
@@ -12,8 +12,8 @@ a zero busy timeout) and gives up at once when something is held (LockBusy).
 PostgreSQL then redoes the job in a thread, where waiting blocks nobody. SQLite first tries again on the loop after
 a short pause (SQLITE_RETRY_PAUSES), since the other worker's write is over within a few milliseconds: SQLite's own
 busy handler, in a thread, sleeps 1, 2, 5, 10 … ms between its tries, so a writer waiting there kept missing the
-lock the other worker took again meanwhile (p99 300–660 ms with two workers, bench/RESULTS.md, sixth session). A
-lock still held after those pauses (an import's batch, a restart) is waited for in a thread.
+lock the other worker took again meanwhile (bench/RESULTS.md, workflows, sixth session). A lock still held after
+those pauses (an import's batch, a restart) is waited for in a thread.
 """
 from __future__ import annotations
 

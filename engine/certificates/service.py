@@ -361,7 +361,7 @@ class CertificateService:
         return unit
 
     def _unit_records(self, s: DbSession, form: FormSpec, acting: Principal, unit: Unit) -> list[Held]:
-        reach = self.records.scope_clause(scope(acting, "read", form), acting)
+        reach = self.records.scope_clause(scope(acting, "read", form), acting, form)
         query = (select(*RECORD_COLUMNS).join(OrgUnit, OrgUnit.id == Record.unit_id)
                  .where(Record.form_key == form.key, reach, OrgUnit.path.startswith(unit.path, autoescape=True))
                  .order_by(Record.id).limit(BATCH_LIMIT))

@@ -11,6 +11,8 @@ forked child has them as they are. The helper never uses a database: the connect
 are detached from its pool at once (SQLAlchemy's advice for forked processes) and left alone. Only a
 batch's rows go to it, and only what `ImportPass.prepare` returns comes back. Should the helper fail
 to start or die, the remaining batches are prepared in this process: the same code, the same results.
+The helper dies with this process (engine/processes.py): left alive, it would keep the inherited
+connections, and with them a PostgreSQL transaction and its locks, open.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterable, Iterator
+
+from engine.processes import die_with_parent
 
 if TYPE_CHECKING:
     from engine.excel.importer import ImportPass, RowInput
@@ -42,7 +46,7 @@ def prepared_batches(pass_: "ImportPass", batches: Iterable[Batch], helper: bool
     if not helper:
         yield ((rows, pass_.prepare(rows)) for rows in batches)
         return
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(pass_,))
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"), initializer=_adopt, initargs=(pass_, os.getpid()))
     try:
         yield _Pipeline(pass_, pool).run(batches)
     finally:
@@ -80,8 +84,9 @@ class _Pipeline:
         return rows, self.pass_.prepare(rows)
 
 
-def _adopt(pass_: "ImportPass") -> None:
+def _adopt(pass_: "ImportPass", parent_pid: int) -> None:
     global _adopted
+    die_with_parent(parent_pid)
     _adopted = pass_
     pass_.ctx.db.detach_after_fork()
 

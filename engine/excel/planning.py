@@ -115,7 +115,7 @@ class Planner:
                     issues.append(Issue(code, {"value": row.key_text}, path=key_field))
                 return Plan(row, "invalid", issues + self._key_issues(row))
             return self._plan_new(row, issues)
-        if not self.ctx.update_reach.contains(found.unit_path, found.created_by, self.ctx.principal.user_id):
+        if not self.ctx.update_reach.contains(found.unit_path, found.created_by, self.ctx.principal.user_id, found):
             issues.append(Issue("import_read_only", {"value": row.key_text}, path=key_field))
             return Plan(row, "invalid", issues)
         plan = self._plan_update(row, found, issues)

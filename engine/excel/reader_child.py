@@ -79,7 +79,19 @@ def peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def die_with_parent() -> None:
+    """SIGKILL when the importing process dies (engine/processes.py says why; this script imports nothing of ours)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG, Linux only
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     path, sheet_name, keys_name, memory, spool = argv[1], argv[2], argv[3], int(argv[4]), argv[5]
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     with open(spool, "wb") as out:

@@ -52,7 +52,8 @@ class RecordService:
         self._unscoped: dict[tuple[str, bool | str], Read] = {}
 
     # --- reading ---------------------------------------------------------------------------------
-    def scope_clause(self, reach: Scope, principal: Principal) -> ColumnElement:
+    def scope_clause(self, reach: Scope, principal: Principal, form: FormSpec | None = None) -> ColumnElement:
+        """`reach` over the records table (`form`: whose records, for a linked scope over a child form's link)."""
         if reach.everything:
             return true()
         parts = []
@@ -61,6 +62,12 @@ class RecordService:
             parts.append(Record.unit_id.in_(units))
         if reach.own:
             parts.append(Record.created_by == principal.user_id)
+        if reach.records and not reach.record_key:
+            parts.append(Record.id.in_(sorted(reach.records)))
+        elif reach.records:  # child records: the link to their parent is in the projection
+            if form is not None and reach.record_key in form.fields:
+                table = projection_of(form, self.db.dialect).table
+                parts.append(Record.id.in_(select(table.c.record_id).where(table.c[f"f_{reach.record_key}"].in_(sorted(reach.records)))))
         return or_(*parts) if parts else false()
 
     def read_query(self, form: FormSpec, principal: Principal, action: str) -> Any:
@@ -75,7 +82,7 @@ class RecordService:
         return (
             select(*RECORD_COLUMNS)
             .join(OrgUnit, OrgUnit.id == Record.unit_id)
-            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal))
+            .where(form_is(form.key), self.scope_clause(scope(principal, action, form), principal, form))
         )
 
     def get(self, form: FormSpec, record_id: int, principal: Principal, action: str = "read",
@@ -341,7 +348,7 @@ class RecordService:
             if w.failed:
                 continue
             w.issues += [refused[k] for k in w.submitted if k in refused]
-            if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id):
+            if w.current is not None and not reach.contains(w.current.unit_path, w.current.created_by, principal.user_id, w.current):
                 w.issues.append(Issue("not_found"))
         self.links.check(s, principal, form, writes)
         self._place_children(s, form, writes)

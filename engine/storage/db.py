@@ -7,27 +7,24 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Iterator, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-# Pages in the WAL before a committing connection checkpoints it itself. SQLite's default is 1,000 (4 MB), which puts a
-# ~12 ms checkpoint into every ~40th save; the Checkpointer below does that work between requests, so this is only
-# the safety net for when it falls behind or is not running.
+# Pages in the WAL before a committing connection checkpoints it itself: only the safety net, the Checkpointer below
+# does that work off the event loop (why and the sizes: bench/RESULTS.md, workflows, fifth session).
 AUTOCHECKPOINT_PAGES = 40_000
-# WAL frames (a 4 KB page each) at which the Checkpointer starts the WAL again (see Checkpointer), below
-# AUTOCHECKPOINT_PAGES so that it comes first; how long it may wait for the write lock and readers (writers wait
-# meanwhile), and how long it leaves the WAL alone after a reader made it give up. A workflow
-# approval writes ~20 pages, so at full load (~350/s here) that is one short wait every 5 s; at 8,192 it was more
-# than once a second, as often as the stalls it replaced. The WAL file keeps that size (~128 MB) once grown.
+# WAL frames (4 KB each) at which the Checkpointer begins the WAL anew, below AUTOCHECKPOINT_PAGES so that it comes
+# first; how long it waits for the write lock and readers, and how long it leaves the WAL alone after a reader made it
+# give up. The WAL file keeps that size (~128 MB) once grown.
 RESTART_FRAMES = 32_768
 RESTART_WAIT_SECONDS = 0.1
 RESTART_BACKOFF_SECONDS = 5.0
@@ -43,12 +40,32 @@ T = TypeVar("T")
 POOL_SIZE, POOL_OVERFLOW = 10, 20
 CONNECTION_BUDGET = 70
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to a NOWAIT row lock another transaction holds
+_QUERY_CANCELED = "57014"  # statement_timeout
 _NOWAIT = "dangan.lock_nowait"  # Session.info key read by lock_rows
 # How long a SQLite writer's BEGIN IMMEDIATE waits for another connection's write transaction (SQLite's busy handler
 # sleeps meanwhile). 0 inside without_lock_waits: a writer on the event loop must not sleep there.
 BUSY_TIMEOUT_MS = 30_000
 _sqlite_waits: ContextVar[bool] = ContextVar("dangan_sqlite_waits", default=True)
 _BUSY_TIMEOUT = {True: f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", False: "PRAGMA busy_timeout=0"}
+
+
+@dataclass(frozen=True)
+class ServerTimeouts:
+    """What PostgreSQL itself ends, whoever holds the connection (set on every connection of ours; 0 = no limit).
+
+    A client that stops talking in the middle of a transaction (a process killed, or frozen) would otherwise keep
+    it open with its locks for ever, and every writer after it would queue behind. `idle_in_transaction` ends such a
+    transaction; `lock` bounds how long a statement waits for a lock (as SQLite's busy timeout does); `statement`
+    bounds any one statement. Settings: docs/operations.md."""
+
+    statement_seconds: float = 300
+    lock_seconds: float = BUSY_TIMEOUT_MS / 1000
+    idle_in_transaction_seconds: float = 60
+
+    def statement(self) -> str:
+        ms = {"statement_timeout": self.statement_seconds, "lock_timeout": self.lock_seconds,
+              "idle_in_transaction_session_timeout": self.idle_in_transaction_seconds}
+        return "; ".join(f"SET {name} = {int(seconds * 1000)}" for name, seconds in ms.items())
 
 
 class LockBusy(Exception):
@@ -81,12 +98,18 @@ def _lock_refused(error: BaseException | None) -> bool:
     return getattr(error, "sqlstate", None) == _LOCK_NOT_AVAILABLE
 
 
+def gave_up_waiting(error: BaseException | None) -> bool:
+    """The database ended a wait (ServerTimeouts: a lock or a statement that took too long; SQLite's busy timeout)."""
+    return _lock_refused(error) or getattr(error, "sqlstate", None) == _QUERY_CANCELED
+
+
 def lock_rows(session: Session, nowait: T, waiting: T) -> T:
     """Which of a locking query's two forms (…FOR UPDATE NOWAIT, …FOR UPDATE) this session's transaction uses."""
     return nowait if session.info.get(_NOWAIT) else waiting
 
 
-def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW)) -> Engine:
+def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SIZE, POOL_OVERFLOW),
+                timeouts: ServerTimeouts = ServerTimeouts()) -> Engine:
     """`begin`: how a SQLite transaction starts on this engine's connections (BEGIN, or BEGIN IMMEDIATE for writers).
     `pool`: PostgreSQL connections kept and the overflow allowed under load."""
     if url.startswith("sqlite"):
@@ -98,14 +121,27 @@ def make_engine(url: str, begin: str = "BEGIN", pool: tuple[int, int] = (POOL_SI
         return engine
     engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1])
     _ping_when_idle(engine)
+    _bound_by_server(engine, timeouts)
     return engine
 
 
-def make_autocommit_engine(url: str, pool: tuple[int, int] = (2, 3)) -> Engine:
+def _bound_by_server(engine: Engine, timeouts: ServerTimeouts) -> None:
+    """A pool event, paid once per new connection (a connection event would run on every statement)."""
+    statement = timeouts.statement()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(statement)
+        dbapi_connection.commit()
+
+
+def make_autocommit_engine(url: str, pool: tuple[int, int] = (2, 3), timeouts: ServerTimeouts = ServerTimeouts()) -> Engine:
     """PostgreSQL connections that run each statement on its own: a single read needs no BEGIN and ROLLBACK round
     trips, and a pool of its own saves switching a shared connection's mode on every checkout and checkin."""
     engine = create_engine(url, pool_size=pool[0], max_overflow=pool[1], isolation_level="AUTOCOMMIT")
     _ping_when_idle(engine)
+    _bound_by_server(engine, timeouts)
     return engine
 
 
@@ -132,19 +168,28 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def _tune_sqlite(engine: Engine, begin: str) -> None:
+    """SQLAlchemy's recipe for pysqlite transactions: we issue BEGIN (or BEGIN IMMEDIATE) ourselves."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
         tune_sqlite_connection(dbapi_connection)
 
-    # The dialect's own hook (a no-op for pysqlite), set on this engine's dialect instance, rather than SQLAlchemy's
-    # "begin" connection event: any connection event makes every statement on the engine run the event dispatch
-    # (about 7 % of a workflow approval's CPU on SQLite).
-    engine.dialect.do_begin = partial(_begin if begin == "BEGIN" else _begin_writing, begin)  # type: ignore[method-assign]
+    writer = begin != "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # type: ignore[no-untyped-def]
+        raw = connection.connection.driver_connection
+        try:
+            if writer:  # waiting for the write lock as long as this transaction may (without_lock_waits)
+                raw.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
+            raw.execute(begin)
+        except sqlite3.Error as exc:  # raised as SQLAlchemy's own (OperationalError …), as from any statement
+            raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
 
 def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     """What every SQLite connection of ours is set to (also used by bench/excel_import.py's bare write)."""
-    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (_begin) so that
+    # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (_tune_sqlite) so that
     # writers take the lock up front and concurrent saves serialise instead of failing late.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -154,16 +199,6 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     cursor.close()
-
-
-def _begin(statement: str, dbapi_connection: Any) -> None:
-    dbapi_connection.execute(statement)
-
-
-def _begin_writing(statement: str, dbapi_connection: Any) -> None:
-    """A writer's BEGIN IMMEDIATE, waiting for the write lock as long as this transaction may (without_lock_waits)."""
-    dbapi_connection.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
-    dbapi_connection.execute(statement)
 
 
 def alembic_config() -> Config:
@@ -176,6 +211,8 @@ def upgrade(engine: Engine) -> None:
     """Create or upgrade the engine tables to the newest revision."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # an index built over many rows may take longer than a request
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
@@ -198,12 +235,11 @@ class Checkpointer:
     every `interval` seconds, so that no request pays for it (a PASSIVE checkpoint: it never waits for
     readers or writers, it copies what it can).
 
-    Under a steady stream of writes a passive checkpoint never catches up with the last frame, and only a writer that
-    starts with every frame copied begins the WAL again from its start. So the WAL grew to the writers' autocheckpoint
-    size and stayed there, and from then on commits checkpointed themselves, with two fsyncs each time: 25-45 ms
-    stalls of the event loop, several per 10 s at full load (bench/RESULTS.md, fifth session). Once the WAL holds
-    `restart_frames`, this thread takes a RESTART checkpoint instead: it holds the write lock while it copies the last
-    frames, so the next writer begins the WAL anew. Writers on the event loop do not wait for it (LockBusy)."""
+    Under a steady stream of writes a passive checkpoint never catches up with the last frame, so no writer begins the
+    WAL anew and commits would end up checkpointing themselves, fsyncs on the event loop (bench/RESULTS.md, workflows,
+    fifth session). Once the WAL holds `restart_frames`, this thread takes a RESTART checkpoint instead: it holds the
+    write lock while it copies the last frames, so the next writer begins the WAL anew. Writers on the event loop do
+    not wait for it (LockBusy)."""
 
     def __init__(self, path: str, interval: float = 0.2, restart_frames: int = RESTART_FRAMES) -> None:
         self.path, self.interval, self.restart_frames = path, interval, restart_frames
@@ -268,18 +304,20 @@ class Database:
     On PostgreSQL both are ordinary transactions and writers lock rows explicitly.
     """
 
-    def __init__(self, url: str, processes: int = 1, checkpoint: bool = True) -> None:
+    def __init__(self, url: str, processes: int = 1, checkpoint: bool = True,
+                 timeouts: ServerTimeouts = ServerTimeouts()) -> None:
         """`processes`: how many processes of one server open this database (PostgreSQL pools are sized to share).
-        `checkpoint`: run the Checkpointer for a SQLite file (one process of a server does)."""
+        `checkpoint`: run the Checkpointer for a SQLite file (one process of a server does).
+        `timeouts`: what PostgreSQL ends by itself (ServerTimeouts)."""
         self.url = url
-        self.engine = make_engine(url, pool=_transaction_pool(processes))
+        self.engine = make_engine(url, pool=_transaction_pool(processes), timeouts=timeouts)
         self.read = sessionmaker(self.engine, expire_on_commit=False)
         path = sqlite_file(url)
         # SQLite writers start with BEGIN IMMEDIATE, so they get an engine (and a pool of connections) of their own.
         # An in-memory database exists once per connection pool, so it keeps one engine.
         self._write_engine = make_engine(url, begin="BEGIN IMMEDIATE") if path else None
         self.write = sessionmaker(self._write_engine or self.engine, expire_on_commit=False)
-        self._autocommit = make_autocommit_engine(url) if self.dialect == "postgresql" else None
+        self._autocommit = make_autocommit_engine(url, timeouts=timeouts) if self.dialect == "postgresql" else None
         self.checkpointer = Checkpointer(path) if path and checkpoint else None
 
     @property

@@ -77,6 +77,17 @@ class UserUnit(Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), primary_key=True)
 
 
+class UserRecord(Base):
+    """An account linked to records (a parent to their children's archives): a role with `scope: linked` reaches
+    these records and the records of the forms that belong to them."""
+
+    __tablename__ = "user_records"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    record_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("records.id", ondelete="CASCADE"),
+                                           primary_key=True, index=True)
+
+
 class Session(Base):
     __tablename__ = "sessions"
     # sha256 of the cookie token: a leaked table does not hand out live sessions.

@@ -516,6 +516,8 @@ def projection_scope(table: Table, reach: Any, principal: Any) -> Any:
     parts = [and_(table.c.unit_path >= p, table.c.unit_path < p[:-1] + chr(ord(p[-1]) + 1)) for p in sorted(reach.paths)]
     if reach.own:
         parts.append(table.c.created_by == principal.user_id)
+    if reach.records:
+        parts.append((table.c[f"f_{reach.record_key}"] if reach.record_key else table.c.record_id).in_(sorted(reach.records)))
     return or_(*parts) if parts else literal_column("1") == literal_column("0")
 
 

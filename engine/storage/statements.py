@@ -1,9 +1,8 @@
 """Statements compiled once per dialect and run on the driver's own cursor: for the few statements of a hot path.
 
 SQLAlchemy's `Connection.execute` does much for each statement that these writes never need: the compiled-cache
-lookup, an execution context, a result object, events. On PostgreSQL (psycopg) a one-row UPDATE through it took
-about three times the wall time and CPU of the same compiled SQL sent on the driver's cursor (five of a workflow
-decision's writes: 1.0 ms and 0.5 ms of CPU against 0.3 and 0.16, bench/RESULTS.md, seventh session). A decision
+lookup, an execution context, a result object, events: on a one-row UPDATE, about three times the work of the
+statement itself (bench/RESULTS.md, workflows, seventh session; `bench/decide_cost.py` counts it). A decision
 writes five or six rows, on SQLite while it holds the database's only write lock. What stays SQLAlchemy's: the SQL
 and its bind types (compiled from the same Core statement, values converted by the same bind processors), the
 transaction (these run on the connection it holds), and its exceptions (a driver's error is raised as SQLAlchemy's

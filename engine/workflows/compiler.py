@@ -91,7 +91,8 @@ class WorkflowCompiler:
             key=self.data["key"], title=self.data["title"], description=self.data.get("description", ""),
             form=self.form.key, start_roles=roles, start_when=start_when,
             start_label=self.data["start"].get("label", f"发起{self.data['title']}"),
-            application=application, steps=steps, effects=effects, version=digest(self.data), source=self.text,
+            application=application, target=writable_target(self.form, (*effects.set, *changes)),
+            steps=steps, effects=effects, version=digest(self.data), source=self.text,
             path=self.path, unit_choice=self.choice, changes=changes, summary=tuple(summary),
             allow_self_approval=self.data.get("allow_self_approval", False), origin=self.data.origin,
         )
@@ -346,6 +347,16 @@ class WorkflowCompiler:
         if move and self.choice is None:
             self.problems.add(key_origin(raw, "move_to"), "move_to: chosen_unit 需要流程有 choose_unit", "加上 choose_unit，让申请人选择转入的单位")
         return EffectSpec(set=MappingProxyType(values), move_to_chosen_unit=move, origin=raw.origin)
+
+
+def writable_target(form: FormSpec, keys: Collection[str]) -> FormSpec:
+    """The target form with the fields the workflow writes writable: `readonly` keeps people out, not the approved
+    workflow. Built once here: a form made per decision would also rebuild what the validator plans with it."""
+    readonly = {k for k in keys if k in form.fields and form.fields[k].readonly}
+    if not readonly:
+        return form
+    return replace(form, fields=MappingProxyType(
+        {k: replace(f, readonly=False) if k in readonly else f for k, f in form.fields.items()}))
 
 
 def _choices_hint(spec: FieldSpec) -> str:

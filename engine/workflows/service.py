@@ -8,7 +8,7 @@ revision or task status it read, so a decision can never count twice and effects
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
@@ -393,7 +393,7 @@ class WorkflowService:
         for key, (_old, new) in (app.changes or {}).items():
             if key in form.fields:
                 submitted[key] = None if new is None else form.fields[key].kind.from_json(new)
-        target = _writable(form, submitted)
+        target = spec.target
         system = system_principal(principal, target)
         # Read once; under `lock` also locked (PostgreSQL), so that the revision this update starts from cannot move.
         current = self.records.get(target, app.record_id, system, "update", session=s, lock=lock)
@@ -651,35 +651,13 @@ def _units_of(snapshot: Mapping[str, Any] | None) -> dict[str, dict[str, UnitInf
             for side in UNIT_SIDES}
 
 
-# Derived forms and roles, made once per form object: a new FormSpec per decision would also recompute
-# everything the validator caches on it. The entry keeps its form alive, so an id is never reused meanwhile.
-_writable_forms: dict[tuple[int, frozenset[str]], tuple[FormSpec, FormSpec]] = {}
-_system_roles: dict[str, RoleSpec] = {}
-
-
-def _writable(form: FormSpec, keys: Iterable[str]) -> FormSpec:
-    """The target form with the effect's fields writable: `readonly` keeps people out, not the approved workflow."""
-    readonly = frozenset(k for k in keys if k in form.fields and form.fields[k].readonly)
-    if not readonly:
-        return form
-    found = _writable_forms.get((id(form), readonly))
-    if found is not None and found[0] is form:
-        return found[1]
-    fields = {k: replace(f, readonly=False) if k in readonly else f for k, f in form.fields.items()}
-    writable = replace(form, fields=MappingProxyType(fields))
-    if len(_writable_forms) >= 256:
-        _writable_forms.clear()
-    _writable_forms[(id(form), readonly)] = (form, writable)
-    return writable
+_ACTING = FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)
 
 
 def system_principal(principal: Principal, form: FormSpec) -> Principal:
-    """The approver acting for the workflow: may update this form anywhere, sees everything (audit keeps their name)."""
-    role = _system_roles.get(form.key)
-    if role is None:
-        role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType(
-            {form.key: FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)}))
-        _system_roles[form.key] = role
+    """The approver acting for the workflow: may update this form anywhere, sees everything (audit keeps their name).
+    A role of a few frozen objects, made per call: nothing about it is worth keeping between calls."""
+    role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({form.key: _ACTING}))
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 

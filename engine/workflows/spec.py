@@ -90,6 +90,7 @@ class WorkflowSpec:
     start_roles: tuple[str, ...]
     start_label: str
     application: FormSpec  # the applicant's form; for `changes` it also holds copies of the protected fields
+    target: FormSpec  # the target form as the approved workflow writes it: its effects' fields writable (writable_target)
     steps: tuple[StepSpec, ...]
     effects: EffectSpec
     version: str  # digest of the definition; applications keep the version they started with

@@ -8,9 +8,11 @@ from types import MappingProxyType
 
 import pytest
 
+from engine.loader import load_definitions
 from engine.spec import FormSpec
 from engine.validation import clean_record
 from tests.engine.helpers import compile_form
+from tests.support import DEFINITIONS
 
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
 FORM = """
@@ -79,3 +81,40 @@ def _imports(path: Path) -> set[str]:
 def test_field_types__never_import_the_validator(module: str) -> None:
     """Even inside a function: the arrows run from the validator to the types, never back."""
     assert not {m for m in _imports(ENGINE / "fields" / module) if m.startswith("engine.validation")}
+
+
+def _module_containers(path: Path) -> list[str]:
+    """Module-level names bound to a mutable container: state a process would fill at run time."""
+    found = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        value = getattr(node, "value", None)
+        mutable = isinstance(value, (ast.Dict, ast.List, ast.Set)) or (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in {"dict", "list", "set"})
+        found += [t.id for t in targets if mutable and isinstance(t, ast.Name)]
+    return found
+
+
+def test_workflow_service__keeps_nothing_per_process() -> None:
+    assert _module_containers(ENGINE / "workflows" / "service.py") == []
+
+
+def test_workflow_target__compiled_with_its_effect_fields_writable() -> None:
+    definitions = load_definitions(DEFINITIONS)
+    student = definitions.forms["student"]
+    graduate = definitions.workflows["graduate"]
+    assert student.fields["status"].readonly
+    assert not graduate.target.fields["status"].readonly
+    assert [k for k in student.fields if student.fields[k].readonly != graduate.target.fields[k].readonly] == ["status"]
+    # The same object on every look: nothing is rebuilt per decision.
+    assert definitions.workflows["graduate"].target is graduate.target
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        graduate.target = student  # type: ignore[misc]
+
+
+def test_workflow_target__is_the_form_itself_when_nothing_is_readonly() -> None:
+    definitions = load_definitions(DEFINITIONS)
+    change_info = definitions.workflows["change_info"]
+    written = set(change_info.effects.set) | set(change_info.changes)
+    assert not any(definitions.forms["student"].fields[k].readonly for k in written)
+    assert change_info.target is definitions.forms["student"]

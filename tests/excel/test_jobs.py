@@ -137,7 +137,7 @@ def test_cli__dry_run_then_import(shared: AppState, tmp_path: Path, monkeypatch:
     assert main(["import", "student", str(path), "--user", "reg", "--dry-run"]) == 2
     out = capsys.readouterr()
     assert "预览" in out.out and "新增 2" in out.out and "错误 1" in out.out
-    assert "[" in out.err and "行" in out.err  # the progress bar
+    assert "100%" in out.err and " 行" in out.err  # the progress bar (rich)
     assert record_by_id_card(shared, rows[0]["身份证号"]) is None
     assert main(["import", "student", str(path), "--user", "reg", "--skip-invalid"]) == 2
     assert "导入" in capsys.readouterr().out

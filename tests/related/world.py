@@ -50,6 +50,7 @@ sections:
       - {key: a, label: 甲, type: decimal, places: 1}
       - {key: b, label: 乙, type: decimal, places: 1}
       - {key: total, label: 合计, type: decimal, places: 1, compute: "sum(a, b)"}
+grid: {rows: pupil, fixed: [exam], columns: [a, b]}
 figures:
   - {key: class_rank, label: 班内名次, rank: total, within: [exam, class]}
   - {key: school_rank, label: 校内名次, rank: total, within: [exam, school]}

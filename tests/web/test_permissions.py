@@ -281,6 +281,9 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
     if "certificate" in opt:
         return _certificate_cases(world, role, route, opt["certificate"], method, base)
 
+    if "report" in opt:
+        return _report_cases(world, role, route, method, base)
+
     if reset_codes_guard in guards:
         # 生成重置码: administrators and roles with `issue_reset_codes`; an empty form is refused (422).
         allowed = role.admin or role.issue_reset_codes
@@ -369,6 +372,24 @@ def _certificate_cases(world: World, role: RoleSpec, route: HTTPRoute, need: str
             raise Unclassified(f"certificate route with path parameters {sorted(params)}")
         return [Case(method, _path(route.path, {"certificate_id": MISSING_ID}), base, {404}, "no such certificate")]
     raise Unclassified(f"certificate route kind {need!r} the matrix does not know")
+
+
+def _report_cases(world: World, role: RoleSpec, route: HTTPRoute, method: str, base: dict) -> list[Case]:
+    """Report routes, from the report YAML: the report's form readable by the role, the role among the report's
+    `roles` (if it names any; administrators always), and every field the report's numbers depend on shown in full
+    (not hidden, not masked); otherwise 403. An unknown report is a 404 for all."""
+    if set(route.path_parameters) != {"key"}:
+        raise Unclassified(f"report route with path parameters {sorted(route.path_parameters)}")
+    cases = []
+    for key, report in world.state.definitions.reports.items():
+        policy = policy_of(role, report.form)
+        form = world.form(report.form)
+        may = (policy is not None and "read" in policy.actions and (not report.roles or role.admin or role.key in report.roles)
+               and all(shows_field(policy, form.fields[k]) for k in report.read_fields))
+        cases.append(Case(method, _path(route.path, {"key": key}), dict(base), {200} if may else {403},
+                          f"{'may' if may else 'may not'} run report {key}"))
+    cases.append(Case(method, _path(route.path, {"key": "no_such"}), dict(base), {404}, "unknown report"))
+    return cases
 
 
 # A route that needs a query parameter to do its work gets it here (by handler name).

@@ -168,7 +168,7 @@ class AdminController(Controller):
     @post("/users/{user_id:int}/2fa/disable", name="admin:disable_two_factor")
     async def disable_two_factor(self, request: Request, user_id: Id) -> Redirect:
         """For a user whose phone is lost (and who has no recovery code left): they set it up again."""
-        app_state(request).two_factor.disable(current_principal(request), user_id)
+        await anyio.to_thread.run_sync(app_state(request).two_factor.disable, current_principal(request), user_id)
         flash(request, "已关闭该用户的两步验证")
         return Redirect(f"/admin/users/{user_id}", status_code=303)
 

@@ -185,7 +185,7 @@ class AuthController(Controller):
         user = state.recovery.issuable_users(principal, state.definitions, username)
         if user is None:
             return _reset_codes_page(request, error=f"没有您可以为其生成重置码的用户“{username}”", status=422)
-        user, code = state.recovery.issue(principal, state.definitions, user.id)
+        user, code = await anyio.to_thread.run_sync(state.recovery.issue, principal, state.definitions, user.id)
         return _reset_codes_page(request, user=user, code=code)
 
     # --- the user's own two-factor sign-in ---------------------------------------------------------------------
@@ -195,14 +195,14 @@ class AuthController(Controller):
 
     @post("/account/2fa/begin", opt={"two_factor_setup": True}, name="auth:two_factor_begin")
     async def two_factor_begin(self, request: Request) -> Template:
-        app_state(request).two_factor.begin(current_principal(request))
+        await anyio.to_thread.run_sync(app_state(request).two_factor.begin, current_principal(request))
         return _two_factor_page(request)
 
     @post("/account/2fa/confirm", opt={"two_factor_setup": True}, name="auth:two_factor_confirm")
     async def two_factor_confirm(self, request: Request) -> Template:
         code = str((await request.form()).get("code", ""))[:40]
         try:
-            codes = app_state(request).two_factor.confirm(current_principal(request), code)
+            codes = await anyio.to_thread.run_sync(app_state(request).two_factor.confirm, current_principal(request), code)
         except AccountInvalid as refusal:
             return _two_factor_page(request, errors=refusal.problems, status=422)
         return _two_factor_page(request, recovery_codes=codes)
@@ -218,7 +218,7 @@ class AuthController(Controller):
             return _two_factor_page(request, errors=["当前密码不正确"], status=422)
         if two_factor_required(principal.roles):
             raise NotPermitted()
-        state.two_factor.disable(principal, principal.user_id)
+        await anyio.to_thread.run_sync(state.two_factor.disable, principal, principal.user_id)
         flash(request, "两步验证已关闭")
         return Redirect("/account/2fa", status_code=303)
 

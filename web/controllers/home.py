@@ -9,6 +9,7 @@ from engine.attachments import AttachmentService
 from web.auth import app_state, current_principal
 from web.downloads import file_response
 from web.pages import page
+from web.reports import dashboard_context
 
 
 class HomeController(Controller):
@@ -16,7 +17,7 @@ class HomeController(Controller):
 
     @get("/", name="home")
     async def home(self, request: Request) -> Template:
-        return page(request, "home.html", title="首页")
+        return page(request, "home.html", dashboard=dashboard_context(request), title="首页")
 
     @get("/healthz", opt={"public": True}, name="health")
     async def health(self) -> dict[str, str]:

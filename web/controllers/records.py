@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
+from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from markupsafe import Markup
 from litestar.exceptions import NotFoundException
@@ -68,6 +69,38 @@ class RecordController(Controller):
             options = [titles[r.id] for r in found.records if r.id in titles]
         return Template(template_name="widgets/link_options.html", context={"options": options, "searched": bool(typed.strip())})
 
+    @get("/grid", opt={"action": "read"}, name="records:grid")
+    async def grid_page(self, request: Request) -> Template:
+        """Grid entry (`grid:`): choose a unit and the fixed values, then one row per record of the group."""
+        form, principal = _form(request), current_principal(request)
+        if form.grid is None:
+            raise NotFoundException("这个表单没有设置成绩录入表（grid）")
+        return _grid_page(request, form, principal, request.query_params)
+
+    @post("/grid", opt={"action": ("create", "update")}, name="records:grid_save")
+    async def grid_save(self, request: Request) -> Response:
+        form, principal = _form(request), current_principal(request)
+        if form.grid is None:
+            raise NotFoundException("这个表单没有设置成绩录入表（grid）")
+        data = await request.form()
+        unit_id, fixed = _grid_choice(form, data)
+        if unit_id is None or fixed is None:
+            return _grid_page(request, form, principal, data)
+        cells: dict[int, dict[str, str]] = {}
+        revisions: dict[int, int] = {}
+        for name, value in data.items():
+            parts = name.split(".")
+            if len(parts) == 3 and parts[0] == "c" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19:
+                cells.setdefault(int(parts[1]), {})[parts[2]] = value
+            elif len(parts) == 2 and parts[0] == "r" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19 \
+                    and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
+                revisions[int(parts[1])] = int(value)
+        grid = app_state(request).grids.save(principal, form, unit_id, fixed, cells, revisions)
+        if grid.ok:
+            flash(request, f"已保存 {grid.saved} 行" if grid.saved else "没有修改")
+            return Redirect(f"/f/{form.key}/grid?{urlencode({'unit': unit_id, **fixed})}", status_code=303)
+        return _grid_page(request, form, principal, data, grid=grid, posted=cells, status=422)
+
     @get("/new", opt={"action": "create"}, name="records:new")
     async def new_record(self, request: Request) -> Template:
         form, principal = _form(request), current_principal(request)
@@ -91,7 +124,8 @@ class RecordController(Controller):
         if unit_id is None and not form.parent_field:  # a child record sits in its parent's unit
             return _edit_page(request, form, principal, values={}, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
-        result = app_state(request).records.create(form, principal, unit_id, submitted)
+        # Writes wait for locks (another save, an import's batch): in a thread, never on the event loop.
+        result = await run_sync(app_state(request).records.create, form, principal, unit_id, submitted)
         if not result.ok:
             return _edit_page(request, form, principal, values={}, raw=submitted, issues=result.issues,
                               record=None, unit=str(unit_id), status=422)
@@ -164,10 +198,10 @@ class RecordController(Controller):
             return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=[i for h in held for i in h.issues],
                               record=record, status=422, revision=data.get("_revision"))
         direct = {k: v for k, v in submitted.items() if not any(k in h.keys for h in held)}
-        result = app_state(request).records.update(form, principal, record_id, direct, base)
+        result = await run_sync(app_state(request).records.update, form, principal, record_id, direct, base)
         if not result.ok:
             return _failed_update(request, form, principal, record_id, record, submitted, result, data.get("_revision"))
-        notes = [h.commit() for h in held]
+        notes = [await run_sync(h.commit) for h in held]
         flash(request, "；".join(["保存成功", *(message for message, _ in notes if message)]))
         return Redirect(next((href for _, href in notes if href), f"/f/{form.key}/{record_id}"), status_code=303)
 
@@ -181,7 +215,7 @@ class RecordController(Controller):
     @post("/{record_id:int}/delete", opt={"action": "delete"}, name="records:delete")
     async def delete_record(self, request: Request, record_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
-        if not app_state(request).records.delete(form, principal, record_id):
+        if not await run_sync(app_state(request).records.delete, form, principal, record_id):
             raise NotFoundException("记录不存在或不在您的权限范围内")
         flash(request, "已删除")
         return Redirect(f"/f/{form.key}/", status_code=303)
@@ -249,6 +283,57 @@ def _columns(form: FormSpec, found: FormPolicy) -> list[FieldSpec]:
 CHILDREN_SHOWN = 50
 
 
+def _grid_choice(form: FormSpec, params: Mapping[str, Any]) -> tuple[int | None, dict[str, int] | None]:
+    """The unit and the fixed values a grid page is for, as ids; None where not (validly) chosen."""
+    assert form.grid is not None
+    unit_id = parse_id(params.get("unit"))
+    fixed = {k: parse_id(params.get(k)) for k in form.grid.fixed}
+    return unit_id, (None if any(v is None for v in fixed.values()) else fixed)  # type: ignore[return-value]
+
+
+def _grid_page(request: Request, form: FormSpec, principal: Principal, params: Mapping[str, Any], grid: Any = None,
+               posted: Mapping[int, Mapping[str, str]] | None = None, status: int = 200) -> Template:
+    assert form.grid is not None
+    state = app_state(request)
+    target_form = state.definitions.forms[form.fields[form.grid.rows].kind.form]
+    found = policy(principal, form)
+    units = units_for(request, principal, target_form, "read")
+    unit_id, fixed = _grid_choice(form, params)
+    choices = []
+    for key in form.grid.fixed:
+        spec = form.fields[key]
+        linked = state.definitions.forms.get(getattr(spec.kind, "form", ""))
+        options: list[tuple[int, str]] = []
+        if linked is not None and can(principal, "read", linked):
+            listed = state.records.list(linked, principal, ListQuery(per_page=100))
+            titles = state.records.link_titles(principal, linked, {r.id for r in listed.records}, getattr(spec.kind, "display", ()))
+            options = [(r.id, str(titles[r.id])) for r in listed.records if r.id in titles]
+        choices.append({"key": key, "label": spec.label, "options": options, "chosen": str(params.get(key) or "")})
+    if grid is None and unit_id is not None and fixed is not None and any(u.id == unit_id for u in units):
+        grid = state.grids.load(principal, form, unit_id, fixed)
+    columns = [form.fields[k] for k in form.grid.columns if k not in found.hidden]  # type: ignore[union-attr]
+    shown = [form.fields[k] for k, f in form.fields.items() if f.compute is not None and k not in found.hidden]  # type: ignore[union-attr]
+    shown += [f.field for f in shown_figures(form, found) if set(f.within) & set(form.grid.fixed)]
+    rows = []
+    for row in (grid.rows if grid is not None else []):
+        typed = (posted or {}).get(row.target.id, {})
+        values = row.record.values if row.record is not None else {}
+        by_field = issues_by_field(row.issues)
+        cells = [{"key": c.key, "name": f"c.{row.target.id}.{c.key}",
+                  "value": typed.get(c.key, "") if posted is not None else display_text(c, values.get(c.key), False),
+                  "errors": [issue_text(form, i) for i in by_field.get(c.key, [])]} for c in columns]
+        extra = [display_text(s, row.record.shown(s.key), False) if row.record is not None else "" for s in shown]
+        other = [issue_text(form, i) for k, issues in by_field.items() if k not in form.grid.columns for i in issues]
+        rows.append({"target": row.target, "record": row.record, "cells": cells, "extra": extra, "other": other,
+                     "conflict": row.conflict, "title": display_text(target_form.fields[target_form.title_field],
+                                                                      row.target.values.get(target_form.title_field), False)})
+    template = page(request, "records/grid.html", form=form, units=units, chosen_unit=str(params.get("unit") or ""),
+                    choices=choices, columns=columns, shown=shown, rows=rows, loaded=grid is not None,
+                    failed=status == 422, title=f"{form.title}录入")
+    template.status_code = status
+    return template
+
+
 def _children(request: Request, form: FormSpec, principal: Principal, record: StoredRecord) -> list[dict[str, Any]]:
     """Panels of the child forms (belongs_to) on their parent's page: the child records this user may read, with
     the list's columns, and an 添加 link that starts one linked to this record."""
@@ -283,7 +368,7 @@ def _parent_link(request: Request, form: FormSpec, principal: Principal) -> Link
 
 
 def _reaches(request: Request, form: FormSpec, principal: Principal, record: StoredRecord, action: str) -> bool:
-    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id)
+    return can(principal, action, form) and scope(principal, action, form).contains(record.unit_path, record.created_by, principal.user_id, record)
 
 
 def _stored_for_check(request: Request, form: FormSpec, principal: Principal) -> StoredRecord | None:

@@ -18,3 +18,45 @@ document.addEventListener("input", (event) => {
     event.target.closest(".link-picker").querySelector(".link-id").value = "";
   }
 });
+
+// Grid entry (records/grid.html): arrow keys and Enter move between cells; a block pasted from Excel (tab-separated
+// rows) fills the cells from the focused one rightwards and downwards. Without JavaScript the grid still saves.
+function gridCell(input, rowStep, columnStep) {
+  const cell = input.closest("td");
+  const row = cell.parentElement;
+  const rows = Array.from(row.parentElement.children);
+  const column = Array.from(row.children).indexOf(cell) + columnStep;
+  const target = rows[rows.indexOf(row) + rowStep];
+  const next = target && target.children[column];
+  return next ? next.querySelector("input") : null;
+}
+
+document.addEventListener("keydown", (event) => {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement) || !input.closest("table[data-grid]")) return;
+  const moves = {ArrowUp: [-1, 0], ArrowDown: [1, 0], Enter: [1, 0],
+                 ArrowLeft: input.selectionStart === 0 ? [0, -1] : null,
+                 ArrowRight: input.selectionEnd === input.value.length ? [0, 1] : null};
+  const move = moves[event.key];
+  if (!move) return;
+  const next = gridCell(input, move[0], move[1]);
+  event.preventDefault();  // Enter must not submit half a grid
+  if (next) { next.focus(); next.select(); }
+});
+
+document.addEventListener("paste", (event) => {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement) || !input.closest("table[data-grid]")) return;
+  const text = (event.clipboardData || window.clipboardData).getData("text");
+  if (!text.includes("\t") && !text.includes("\n")) return;
+  event.preventDefault();
+  const lines = text.replace(/\r/g, "").replace(/\n$/, "").split("\n");
+  let rowStart = input;
+  lines.forEach((line) => {
+    let cell = rowStart;
+    line.split("\t").forEach((value) => {
+      if (cell) { cell.value = value.trim(); cell = gridCell(cell, 0, 1); }
+    });
+    rowStart = rowStart ? gridCell(rowStart, 1, 0) : null;
+  });
+});
