@@ -41,6 +41,7 @@ def receiver_definitions(root: Path) -> Path:
     assert count == 1
     (forms / "student.yaml").write_text(text, encoding="utf-8")
     _edit(root / "roles" / "teacher.yaml", ("- address\n", "- home_address\n"), ("- remarks\n", "- notes\n"))
+    _edit(root / "roles" / "parent.yaml", ("hidden: [remarks,", "hidden: [notes,"))
     _edit(forms / "evaluation.yaml",
           ("{key: moral, label: 思想品德,", "{key: ethics, renamed_from: [moral], label: 思想品德,"),  # by renamed_from
           ("{key: conduct, label: 平时表现,", "{key: behaviour, label: 日常表现,"),  # only by the mapping
