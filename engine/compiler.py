@@ -85,6 +85,8 @@ class FormCompiler:
             natural_key=natural_key, rules=rules, version=digest(self.data),
             unit_level=unit.get("level", ""), unit_label=unit.get("label", "所属单位"), levels=tuple(self.org_levels),
             parent_field=parent_field, figures=MappingProxyType(figures), grid=self._grid(specs), origin=self.origin,
+            print_title=self.data.get("print", {}).get("title", ""),
+            print_parent_fields=tuple(self.data.get("print", {}).get("parent_fields", ())),
         )
 
     def _parent(self, specs: Mapping[str, FieldSpec]) -> str:
@@ -427,6 +429,12 @@ def check_links(forms: dict[str, FormSpec], declared: Mapping[str, set[str]], pr
                                  did_you_mean(name, target.fields))
     for key, form in list(forms.items()):
         parent = forms.get(form.parent_form) if form.parent_field else None
+        if form.print_parent_fields and parent is None and not form.parent_field:
+            problems.add(form.origin, f"表单“{form.key}”不属于其他表单，print.parent_fields 无从打印", "去掉 parent_fields，或先写 belongs_to")
+        for name in form.print_parent_fields if parent is not None else ():
+            if name not in parent.fields:
+                problems.add(form.origin, f"print.parent_fields 引用了表单“{parent.key}”中不存在的字段“{name}”",
+                             did_you_mean(name, parent.fields))
         if parent is None:
             continue
         if parent.parent_field:

@@ -114,6 +114,17 @@ MESSAGES: Mapping[str, str] = {
     "cert_kind_gone": "证书定义“{kind}”已不存在，无法生成 PDF",
     "cert_rate_limited": "查询过于频繁，请 {seconds} 秒后再试",
     "cert_font_missing": "找不到中文字体 {path}：请安装 Debian 软件包 fonts-noto-cjk（bash scripts/setup 会安装），或在证书定义的 layout.font 中指定字体文件",
+    # archive packages between installations (engine/archives)
+    "archive_invalid": "档案包无法使用",
+    "archive_not_package": "这不是本系统导出的档案包（.zip），或文件已损坏、过大",
+    "archive_untrusted": "档案包的签名公钥（编号 {key}）不在受信任的公钥中：请向发送方索取其公钥（网址 /verify/key.pem），核对后用 --key 指定或放入 var/keys/trusted/",
+    "archive_tampered": "档案包已被改动或损坏：{detail}；未导入任何数据",
+    "archive_incomplete": "档案包不完整：缺少 {count} 个部件（如“{first}”）；未导入任何数据",
+    "archive_export_refused": "您不能导出“{form}”的记录，档案包会不完整，未导出",
+    "archive_empty": "没有可以导出的记录（不存在，或不在您的导出范围内）",
+    "archive_import_refused": "档案包未导入，没有写入任何数据：{problems}",
+    "archive_plan_changed": "预览之后数据已有变化，未导入；请重新预览后再确认",
+    "archive_mapping_invalid": "字段映射有误：{detail}",
     # Excel and CSV import (engine/excel): rows
     "import_exists": "{label}为“{value}”的记录已存在；“仅新增”不修改已有记录，如需更新请选择“新增或更新”",
     "import_not_found": "找不到{label}为“{value}”的记录；“仅更新”不会新增记录",

@@ -79,6 +79,12 @@ FORM = {
                 },
             },
         },
+        # A record's printout (PDF): its title, and the fields of the record it belongs to printed above its own.
+        "print": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"title": TEXT, "parent_fields": KEY_LIST},
+        },
         "list": {
             "type": "object",
             "additionalProperties": False,

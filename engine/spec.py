@@ -239,6 +239,9 @@ class FormSpec:
     # A child form (`belongs_to: <link field>`): its records belong to the record that field links to, sit in that
     # record's unit (no unit of their own to choose) and move with it.
     parent_field: str = ""
+    # `print:` — the printout's title ("" = the form's) and the parent record's fields printed above the record's.
+    print_title: str = ""
+    print_parent_fields: tuple[str, ...] = ()
     figures: Mapping[str, FigureSpec] = field(default_factory=lambda: MappingProxyType({}))
     grid: GridSpec | None = None
     origin: Origin | None = field(default=None, compare=False)

@@ -20,7 +20,9 @@ from engine.loader import demo_units, load_definitions
 from engine.storage.db import Database, gather_statistics
 from engine.storage.projection import prepare_projections
 from web.auth import session_guard
+from web.archives import archives_feature
 from web.certificates import certificates_feature
+from web.printouts import printouts_feature
 from web.reports import reports_feature
 from web.controllers.admin import AdminController
 from web.controllers.api import ApiController
@@ -86,7 +88,8 @@ def _reload_on_sighup(app: Litestar) -> None:
 
 def enabled_features() -> list[Feature]:
     """The features this build ships, in navigation order."""
-    return [workflows_feature(), excel_feature(), certificates_feature(), reports_feature()]
+    return [workflows_feature(), excel_feature(), certificates_feature(), reports_feature(), archives_feature(),
+            printouts_feature()]
 
 
 def create_app(settings: Settings | None = None, state: AppState | None = None) -> Litestar:

@@ -1,4 +1,5 @@
-"""The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate."""
+"""The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate,
+export-archive, import-archive."""
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ from engine.passwords import generate_password
 from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
+from web.archive_commands import add_parsers as add_archive_parsers
 from web.settings import Settings
 from web.state import reload_ack_name
 
@@ -322,6 +324,7 @@ def parser() -> argparse.ArgumentParser:
     from web.cli_accounts import add_parser as add_link_accounts  # noqa: PLC0415
 
     add_link_accounts(sub)
+    add_archive_parsers(sub)
     return root
 
 

@@ -331,7 +331,7 @@ class RecordService:
 
     # --- writing ---------------------------------------------------------------------------------------------
     def create(self, form: FormSpec, principal: Principal, unit_id: int | None, submitted: Mapping[str, Any],
-               session: DbSession | None = None) -> SaveResult:
+               session: DbSession | None = None, note: str = "") -> SaveResult:
         """Validate and insert one record in `unit_id` (a child form's record goes to its parent's unit, whatever
         is given); `submitted` holds only fields this user may write."""
         if not can(principal, "create", form):
@@ -346,7 +346,7 @@ class RecordService:
                 self._check_unit(s, form, principal, "create", unit_id)  # type: ignore[arg-type]
             if issues or not cleaned.ok:
                 return SaveResult(cleaned=cleaned, issues=issues + cleaned.issues)
-            write = RecordWrite(form, cleaned, unit_id=unit_id, submitted=submitted)
+            write = RecordWrite(form, cleaned, unit_id=unit_id, submitted=submitted, note=note)
             self._verify(s, principal, form, [write])
             if form.parent_field and not write.failed:
                 self._check_unit(s, form, principal, "create", write.unit_id)  # type: ignore[arg-type]

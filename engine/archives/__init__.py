@@ -1,0 +1,1 @@
+"""Archive packages: records, child records, history and attachments carried signed between installations."""
