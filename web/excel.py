@@ -205,8 +205,8 @@ class ExcelController(Controller):
                                                   mapping)
         except FileRejected as exc:
             return again(exc.message)
-        job_id = create_job(state.db, form, principal, upload.filename, content, look.kind, mode, error_mode,
-                            look.sheet, look.others, mapping)
+        job_id = await anyio.to_thread.run_sync(create_job, state.db, form, principal, upload.filename, content, look.kind,
+                                                mode, error_mode, look.sheet, look.others, mapping)
         worker_of(request).submit(job_id)
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
 
@@ -232,7 +232,7 @@ class ExcelController(Controller):
         job = _job(request, form, principal, job_id)
         data = await request.form()
         error_mode = str(data.get("error_mode", job.error_mode))
-        if error_mode in ERROR_MODE_NAMES and queue_commit(app_state(request).db, job.id, error_mode):
+        if error_mode in ERROR_MODE_NAMES and await anyio.to_thread.run_sync(queue_commit, app_state(request).db, job.id, error_mode):
             worker_of(request).submit(job.id)
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 

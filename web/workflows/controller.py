@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import partial
 from urllib.parse import urlencode
 
+from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery
@@ -101,7 +102,8 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen)
         try:
-            result = service(request).start(state.definitions, spec, principal, record, {**values, **submitted}, chosen)
+            # In a thread: a save may wait for a database lock, never on the event loop (issue 14 item 2).
+            result = await run_sync(service(request).start, state.definitions, spec, principal, record, {**values, **submitted}, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               errors=[exc.message], status=exc.status)
@@ -185,7 +187,7 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen, bundle=bundle)
         try:
-            result = service(request).resubmit(state.definitions, principal, application_id, submitted, chosen)
+            result = await run_sync(service(request).resubmit, state.definitions, principal, application_id, submitted, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               bundle=bundle, errors=[exc.message], status=exc.status)
