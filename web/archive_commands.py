@@ -13,8 +13,6 @@ from sqlalchemy import select
 from engine.archives.package import PackageRefused, signer_key
 from engine.archives.service import ArchiveService, ImportPlan, Mapping_
 from engine.certificates.signing import KeyStore, load_public_keys
-from engine.errors import DefinitionErrors
-from engine.loader import load_definitions
 from engine.org import build_principal, unit_by_path
 from engine.permissions import Principal
 from engine.records.service import RecordService
@@ -23,6 +21,7 @@ from engine.spec import Definitions
 from engine.storage.db import Database
 from engine.storage.models import User
 from engine.storage.projection import prepare_projections
+from web.commands import definitions_for_command
 from web.settings import Settings
 
 KEY_DIR, TRUSTED_DIR = "keys", "trusted"
@@ -49,10 +48,8 @@ class _Context:
 
 def _open(username: str, err: TextIO) -> _Context | None:
     settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=err)
+    definitions = definitions_for_command(settings, err)
+    if definitions is None:
         return None
     db = Database(settings.database_url, checkpoint=False)
     db.upgrade()

@@ -23,6 +23,7 @@ from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
 from web.archive_commands import add_parsers as add_archive_parsers
+from web.commands import definitions_for_command
 from web.settings import Settings
 from web.state import reload_ack_name
 
@@ -91,10 +92,8 @@ def _safe_url(url: str) -> str:
 def cmd_create_user(args: argparse.Namespace) -> int:
     """Through AccountService, as the system principal: the same rules as the admin page (web/controllers/admin.py)."""
     settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=sys.stderr)
+    definitions = definitions_for_command(settings)
+    if definitions is None:
         return 1
     db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
@@ -121,10 +120,8 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 def cmd_unlock_user(args: argparse.Namespace) -> int:
     """Ends a user name's sign-in delay (repeated wrong passwords), as the system principal."""
     settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=sys.stderr)
+    definitions = definitions_for_command(settings)
+    if definitions is None:
         return 1
     db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:

@@ -8,23 +8,20 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from engine.errors import DefinitionErrors
 from engine.linked_accounts import LinkedAccounts, sheet
-from engine.loader import load_definitions
 from engine.org import build_principal
 from engine.records import RecordService
 from engine.refusals import Refused
 from engine.storage.db import Database
 from engine.storage.models import User
+from web.commands import definitions_for_command
 from web.settings import Settings
 
 
 def cmd_link_accounts(args: argparse.Namespace) -> int:
     settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=sys.stderr)
+    definitions = definitions_for_command(settings)
+    if definitions is None:
         return 1
     form = definitions.forms.get(args.form)
     if form is None:

@@ -6,16 +6,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.errors import DefinitionErrors
 from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit, remembered_mapping, run_job
 from engine.excel.limits import FileRejected
-from engine.loader import load_definitions
 from engine.org import build_principal
 from engine.permissions import can
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import ImportJob, User
 from web.excel import modes_for
+from web.commands import definitions_for_command
 from web.settings import Settings
 
 
@@ -47,10 +46,8 @@ class ProgressBar:
 def command_import(args: Any, out: Any, err: Any) -> int:
     """Preview, then (unless --dry-run) import; 0 all imported, 2 some rows invalid, 1 refused or failed."""
     settings = Settings()
-    try:
-        definitions = load_definitions(settings.definitions)
-    except DefinitionErrors as exc:
-        print(exc, file=err)
+    definitions = definitions_for_command(settings, err)
+    if definitions is None:
         return 1
     form = definitions.forms.get(args.form)
     if form is None:
