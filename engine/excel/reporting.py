@@ -56,6 +56,8 @@ class Reporter:
     def __init__(self, form: FormSpec, columns: ColumnMap, result: PassResult) -> None:
         self.form, self.columns, self.result = form, columns, result
         self._normal: dict[tuple[str, str], str | None] = {}
+        # A link names a record: the record it found is not a "normalised" spelling of the cell.
+        self._named = {k for k, f in self.form.fields.items() if f.kind.name == "link"}
 
     def cell_errors(self, row: RowInput, issues: Iterable[Issue]) -> list[CellError]:
         errors = []
@@ -85,7 +87,7 @@ class Reporter:
         cells, memo = row.cells, self._normal
         for key, index in self.columns.fields.items():
             cell = cells[index] if index < len(cells) else None
-            if not isinstance(cell, str) or cell == "":
+            if not isinstance(cell, str) or cell == "" or key in self._named:
                 continue
             if (key, cell) in memo:
                 after = memo[(key, cell)]

@@ -95,6 +95,7 @@ def test_marks_through_excel_template_import_and_export(world) -> None:  # type:
         wait_job(state, job_id)
         preview = _text(client.get(location).text)
         assert "找不到“P3”对应的学员" in preview
+        assert "已自动规范" not in preview  # a link found by 编号 is not a respelled value ("P1" → "#3")
         assert client.post(location + "/commit", data={"_csrf": csrf}, follow_redirects=False).status_code == 303
         assert wait_job(state, job_id, ("done",)).count_new == 2
         listed = client.get("/api/f/mark/").json()
