@@ -2,36 +2,14 @@
 one save writes every row or none, each error at its cell; a row saved by someone else meanwhile is not overwritten."""
 from __future__ import annotations
 
-import re
-from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlencode
 
-import pytest
 from litestar.testing import TestClient
 
 from engine.records import ListQuery
-from tests.engine.helpers import add_member, principal_of, sign_in, write_definitions
-from tests.related.world import FORMS, ROLES, UNITS
-from tests.support import build, unit_id
-
-
-@pytest.fixture
-def world(fresh_db_url: str, tmp_path: Path) -> Iterator[tuple]:
-    root = write_definitions(tmp_path / "definitions", forms=FORMS, roles=ROLES, org=UNITS)
-    app, state = build(fresh_db_url, definitions=root, tmp=tmp_path)
-    add_member(state, "boss", "admin", "区")
-    add_member(state, "t1", "teacher", "区/一校/一班")
-    boss = principal_of(state, "boss")
-    ids = {code: state.records.create(state.definitions.forms["pupil"], boss, unit_id(state, unit), {"code": code, "name": f"学员{code}"}).record_id
-           for code, unit in (("P1", "区/一校/一班"), ("P2", "区/一校/一班"), ("P3", "区/一校/二班"))}
-    ids["exam"] = state.records.create(state.definitions.forms["exam"], boss, unit_id(state, "区/一校"), {"name": "期中"}).record_id
-    yield app, state, ids
-    state.db.dispose()
-
-
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+from tests.engine.helpers import principal_of, sign_in
+from tests.related.conftest import page_text
+from tests.support import unit_id
 
 
 def test_a_class_is_entered_on_one_page_all_rows_or_none(world) -> None:  # type: ignore[no-untyped-def]
@@ -55,7 +33,7 @@ def test_a_class_is_entered_on_one_page_all_rows_or_none(world) -> None:  # type
         good = {**bad, f"c.{ids['P2']}.a": "90"}
         saved = client.post("/f/mark/grid", data=good, follow_redirects=False)
         assert saved.status_code == 303
-        shown = _text(client.get(saved.headers["location"]).text)
+        shown = page_text(client.get(saved.headers["location"]).text)
         assert "已保存 2 行" in shown and "150.0" in shown and "班内名次" in shown
         rows = {r.values["pupil"]: r for r in state.records.list(mark, boss, ListQuery()).records}
         assert (str(rows[ids["P1"]].values["total"]), str(rows[ids["P2"]].values["total"])) == ("150.0", "150.0")

@@ -3,42 +3,15 @@ web pages, the Excel template, import and export, and the JSON API — on SQLite
 from __future__ import annotations
 
 import io
-import re
-from pathlib import Path
-from typing import Iterator
 
-import pytest
-from litestar import Litestar
 from litestar.testing import TestClient
 from openpyxl import Workbook, load_workbook
 
+from tests.engine.helpers import sign_in
 from tests.excel.helpers import wait_job
-from tests.engine.helpers import add_member, principal_of, sign_in, write_definitions
-from tests.related.world import FORMS, ROLES, UNITS
-from tests.support import build, unit_id
-from web.state import AppState
+from tests.related.conftest import page_text
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture
-def world(fresh_db_url: str, tmp_path: Path) -> Iterator[tuple[Litestar, AppState, dict[str, int]]]:
-    root = write_definitions(tmp_path / "definitions", forms=FORMS, roles=ROLES, org=UNITS)
-    app, state = build(fresh_db_url, definitions=root, tmp=tmp_path)
-    add_member(state, "boss", "admin", "区")
-    add_member(state, "t1", "teacher", "区/一校/一班")
-    boss = principal_of(state, "boss")
-    ids: dict[str, int] = {}
-    for code, unit in (("P1", "区/一校/一班"), ("P2", "区/一校/一班"), ("P3", "区/一校/二班")):
-        made = state.records.create(state.definitions.forms["pupil"], boss, unit_id(state, unit), {"code": code, "name": f"学员{code}"})
-        ids[code] = made.record_id  # type: ignore[assignment]
-    ids["exam"] = state.records.create(state.definitions.forms["exam"], boss, unit_id(state, "区/一校"), {"name": "期中"}).record_id  # type: ignore[assignment]
-    yield app, state, ids
-    state.db.dispose()
-
-
-def _text(html: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
 def test_a_teacher_adds_marks_from_the_pupils_page_and_sees_totals_and_ranks(world) -> None:  # type: ignore[no-untyped-def]
@@ -47,7 +20,7 @@ def test_a_teacher_adds_marks_from_the_pupils_page_and_sees_totals_and_ranks(wor
         csrf = sign_in(client, state, "t1")
         pupil_page = client.get(f"/f/pupil/{ids['P1']}")
         assert pupil_page.status_code == 200
-        assert "得分（0）" in _text(pupil_page.text) and f"/f/mark/new?pupil={ids['P1']}" in pupil_page.text
+        assert "得分（0）" in page_text(pupil_page.text) and f"/f/mark/new?pupil={ids['P1']}" in pupil_page.text
         new = client.get(f"/f/mark/new?pupil={ids['P1']}")
         assert new.status_code == 200 and 'name="_unit"' not in new.text  # no unit to choose: it is the pupil's
         assert 'value="学员P1"' in new.text and f'value="{ids["P1"]}"' in new.text
@@ -55,14 +28,14 @@ def test_a_teacher_adds_marks_from_the_pupils_page_and_sees_totals_and_ranks(wor
         for pupil, a, b in (("P1", "80", "70.5"), ("P2", "90", "90")):
             saved = client.post("/f/mark/new", data={"_csrf": csrf, "pupil": str(ids[pupil]), "exam__text": "期中", "a": a, "b": b},
                                 follow_redirects=False)
-            assert saved.status_code == 303, _text(saved.text)[:600]
-        record_page = _text(client.get(saved.headers["location"]).text)
+            assert saved.status_code == 303, page_text(saved.text)[:600]
+        record_page = page_text(client.get(saved.headers["location"]).text)
         assert "合计 180.0" in record_page and "班内名次 1" in record_page and "班平均 165.3" in record_page
-        listing = _text(client.get("/f/mark/?sort=class_rank").text)
+        listing = page_text(client.get("/f/mark/?sort=class_rank").text)
         assert listing.index("学员P2") < listing.index("学员P1") and "班内名次" in listing
         # Another class's pupil reads as absent, at the field.
         refused = client.post("/f/mark/new", data={"_csrf": csrf, "pupil__text": "P3", "exam__text": "期中", "a": "1"})
-        assert refused.status_code == 422 and "找不到“P3”对应的学员" in _text(refused.text)
+        assert refused.status_code == 422 and "找不到“P3”对应的学员" in page_text(refused.text)
         # The picker finds pupils of the teacher's class only.
         options = client.get("/f/pupil/pick?pupil__text=学员")
         assert "学员P1" in options.text and "学员P3" not in options.text
@@ -89,11 +62,11 @@ def test_marks_through_excel_template_import_and_export(world) -> None:  # type:
         book.save(data)
         posted = client.post("/f/mark/imports", data={"_csrf": csrf, "mode": "insert", "error_mode": "skip_invalid"},
                              files={"file": ("得分.xlsx", data.getvalue(), XLSX)}, follow_redirects=False)
-        assert posted.status_code == 303, _text(posted.text)[:600]
+        assert posted.status_code == 303, page_text(posted.text)[:600]
         location = posted.headers["location"]
         job_id = int(location.rstrip("/").rsplit("/", 1)[1])
         wait_job(state, job_id)
-        preview = _text(client.get(location).text)
+        preview = page_text(client.get(location).text)
         assert "找不到“P3”对应的学员" in preview
         assert "已自动规范" not in preview  # a link found by 编号 is not a respelled value ("P1" → "#3")
         assert client.post(location + "/commit", data={"_csrf": csrf}, follow_redirects=False).status_code == 303
