@@ -570,14 +570,9 @@ class RecordService:
         probe = RecordWrite(write.form, write.cleaned, unit_id=write.unit_id, current=write.current,
                             base_revision=write.base_revision)
         self.writer.check_unique(s, write.form, [probe])
-        if probe.issues:
-            return probe.issues
         # Not seen again (the concurrent save is not visible to this read yet): a number made from unique typed
         # values (学籍号 = G + 身份证号) is taken because they are; name those, as the early check would.
-        spec = write.form.fields.get(issue.path)
-        sources = [write.form.fields[k] for k in (spec.kind.referenced_fields() if spec is not None else ())
-                   if k in write.form.fields and write.form.fields[k].unique and write.values.get(k) is not None]
-        return [Issue("unique", {"value": f.kind.to_text(write.values[f.key])}, path=f.key) for f in sources] or [issue]
+        return probe.issues or self.writer.typed_sources(write.form, issue, write.values)
 
     def _check_unit(self, s: DbSession, form: FormSpec, principal: Principal, action: str, unit_id: int) -> None:
         if not self._unit_allowed(s, form, principal, action, unit_id):

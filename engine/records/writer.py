@@ -101,6 +101,14 @@ class RecordWriter:
             for w, value in wanted:
                 if holders.get(column.to_sql(value), set()) - {w.record_id}:
                     w.issues.append(Issue("unique", {"value": spec.kind.to_text(value)}, path=key))
+        for w in pending:  # each field is looked up in its own statement: a save committed in between is seen by some
+            w.issues[:] = _typed_sources(form, w.issues, w.values)
+
+    @staticmethod
+    def typed_sources(form: FormSpec, issue: Issue, values: Mapping[str, Any]) -> list[Issue]:
+        """A unique number made from unique typed values (学籍号 = G + 身份证号) is taken because they are: the
+        issues naming those typed values, which the user can correct; `[issue]` itself otherwise."""
+        return _typed_sources(form, [issue], values)
 
     def holders(self, s: DbSession, form: FormSpec, spec: FieldSpec, values: Iterable[Any]) -> dict[Any, set[int]]:
         """Ids of this form's records holding each of `values` (Python values) in the field `spec`, keyed by the
@@ -363,6 +371,24 @@ def store_attachment(s: DbSession, form_key: str, record_id: int | None, field_k
                      size=len(upload.data), sha256=hashlib.sha256(upload.data).hexdigest(), content=upload.data,
                      created_by=user_id))
     return {"id": attachment_id, "name": upload.filename, "size": len(upload.data), "type": upload.content_type}
+
+
+def _typed_sources(form: FormSpec, issues: list[Issue], values: Mapping[str, Any]) -> list[Issue]:
+    """`issues` with each unique issue on a generated field replaced by the unique typed fields it is made from
+    (named once), so that the user is told what to correct whichever of them the database saw first."""
+    out: list[Issue] = []
+    for issue in issues:
+        spec = form.fields.get(issue.path) if issue.code == "unique" else None
+        sources = [] if spec is None or spec.kind.user_input else [
+            form.fields[k] for k in spec.kind.referenced_fields()
+            if k in form.fields and form.fields[k].unique and values.get(k) is not None]
+        if not sources:
+            out.append(issue)
+        for f in sources:
+            named = Issue("unique", {"value": f.kind.to_text(values[f.key])}, path=f.key)
+            if named not in out and named not in issues:
+                out.append(named)
+    return out
 
 
 def _rendered(spec: FieldSpec, values: Mapping[str, Any]) -> Any:

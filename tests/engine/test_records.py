@@ -154,6 +154,24 @@ def test_unique_under_concurrency__one_wins(shared: World) -> None:
         assert s.scalar(select(func.count()).select_from(Record).where(column == values["id_card"])) == 1
 
 
+def test_unique_seen_only_through_the_generated_number__names_the_typed_value(
+        shared: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each unique field is looked up in its own statement; a save committed between the 身份证号 lookup and the
+    # 学籍号 one (G + 身份证号) is seen by the second only. The user is still told which value to correct.
+    values = student_values(109, enrol_year="2031")
+    saved(shared.create(values))
+    writer = shared.service.writer
+    looked_up = writer.holders
+
+    def committed_after_the_id_card_lookup(s: Any, form: FormSpec, spec: Any, wanted: Any) -> dict[Any, set[int]]:
+        return {} if spec.key == "id_card" else looked_up(s, form, spec, wanted)
+
+    monkeypatch.setattr(writer, "holders", committed_after_the_id_card_lookup)
+    again = shared.create({**values, "name": "后来者"})
+    assert not again.ok
+    assert again.issues == [Issue("unique", {"value": values["id_card"]}, path="id_card")]
+
+
 def test_sequence_under_concurrency__distinct_and_consecutive(shared: World) -> None:
     results = run_together(8, lambda i: shared.create(student_values(301 + i, enrol_year="2030")))
     ids = [saved(r) for r in results]
