@@ -125,6 +125,14 @@ MESSAGES: Mapping[str, str] = {
     "archive_import_refused": "档案包未导入，没有写入任何数据：{problems}",
     "archive_plan_changed": "预览之后数据已有变化，未导入；请重新预览后再确认",
     "archive_mapping_invalid": "字段映射有误：{detail}",
+    # handovers between units of this installation (engine/archives/handover.py, 升学衔接)
+    "handover_not_found": "没有这条档案移交记录，或它不在您的范围内",
+    "handover_not_receiver": "只有接收单位（{unit}）的{role}可以确认录取或退回",
+    "handover_decided": "这份档案已经处理过了（{status}），未做更改",
+    "handover_moved": "档案已不在{unit}，不能再确认录取；未做更改",
+    "handover_placement": "请选择学生档案转入的{unit}（须是接收学校中的单位）",
+    "handover_reason": "请填写退回原因（不超过 {limit} 字）",
+    "handover_failed": "确认录取未完成，没有写入任何数据：{detail}",
     # Excel and CSV import (engine/excel): rows
     "import_exists": "{label}为“{value}”的记录已存在；“仅新增”不修改已有记录，如需更新请选择“新增或更新”",
     "import_not_found": "找不到{label}为“{value}”的记录；“仅更新”不会新增记录",

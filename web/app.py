@@ -22,6 +22,7 @@ from engine.storage.projection import prepare_projections
 from web.auth import session_guard
 from web.archives import archives_feature
 from web.certificates import certificates_feature
+from web.handovers import handovers_feature
 from web.printouts import printouts_feature
 from web.reports import reports_feature
 from web.controllers.admin import AdminController
@@ -89,7 +90,7 @@ def _reload_on_sighup(app: Litestar) -> None:
 def enabled_features() -> list[Feature]:
     """The features this build ships, in navigation order."""
     return [workflows_feature(), excel_feature(), certificates_feature(), reports_feature(), archives_feature(),
-            printouts_feature()]
+            printouts_feature(), handovers_feature()]
 
 
 def create_app(settings: Settings | None = None, state: AppState | None = None) -> Litestar:

@@ -453,3 +453,42 @@ class VerifyWindow(Base):
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
     period: Mapped[int] = mapped_column(BigInteger)  # seconds since the epoch // the period's length
     hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- Handovers (升学衔接) ---
+class Handover(Base):
+    """A record offered to another unit by an approved workflow (`on_approve.hand_over`): pending until a holder of
+    `confirm_role` there confirms (the record and its child records move there) or declines it with a reason. Rows
+    are never deleted: the sending unit's record of what it sent, and the receiving unit's of what it took."""
+
+    __tablename__ = "handovers"
+    id: Mapped[int] = mapped_column(_BIG_ID, primary_key=True)
+    form_key: Mapped[str] = mapped_column(String(80))
+    record_id: Mapped[int] = mapped_column(_BIG_ID)  # no foreign key: the log outlives a deleted record
+    application_id: Mapped[int | None] = mapped_column(_BIG_ID)
+    workflow_key: Mapped[str] = mapped_column(String(80), default="")
+    subject: Mapped[str] = mapped_column(String(200), default="")  # the record's title when sent
+    from_unit_id: Mapped[int] = mapped_column(Integer)
+    from_path: Mapped[str] = mapped_column(String(255))
+    from_name: Mapped[str] = mapped_column(String(400), default="")
+    to_unit_id: Mapped[int] = mapped_column(Integer)
+    to_path: Mapped[str] = mapped_column(String(255))
+    to_name: Mapped[str] = mapped_column(String(400), default="")
+    confirm_role: Mapped[str] = mapped_column(String(80))
+    on_confirm: Mapped[dict[str, Any]] = mapped_column(JsonDoc)  # {field: stored value} set on confirmation
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending | confirmed | declined
+    sent_by: Mapped[int | None] = mapped_column(Integer)
+    sent_name: Mapped[str] = mapped_column(String(100), default="")
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    decided_by: Mapped[int | None] = mapped_column(Integer)
+    decided_name: Mapped[str] = mapped_column(String(100), default="")
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it was declined, or the confirmation's remark
+    placed_unit_id: Mapped[int | None] = mapped_column(Integer)
+    placed_name: Mapped[str] = mapped_column(String(400), default="")
+
+    __table_args__ = (
+        Index("ix_handovers_to", "to_path", "status", "id"),
+        Index("ix_handovers_from", "from_path", "id"),
+        Index("ix_handovers_record", "form_key", "record_id"),
+    )

@@ -15,6 +15,7 @@ from engine.errors import DefinitionErrors, did_you_mean
 from engine.expressions import ExpressionCompiler, ExpressionProblem
 from engine.metaschema import check_shape
 from engine.spec import Definitions, Expression, FieldSpec, FormSpec, Origin, SectionSpec
+from engine.workflows.handover import compile_hand_over
 from engine.workflows.schema import WORKFLOW
 from engine.workflows.spec import (
     END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, ChildSpec, EffectSpec, StepSpec, UnitChoiceSpec, UnitRef, WorkflowSpec,
@@ -143,7 +144,7 @@ class WorkflowCompiler:
             self.problems.add(key_origin(raw, "level"), f"记录属于“{self.form.unit_level}”层级的单位，选择的单位也应是这一层级",
                               f"写 level: {self.form.unit_level}")
         return UnitChoiceSpec(label=raw["label"], level=raw["level"], outside=outside, help=raw.get("help", ""),
-                              when=self._unit_condition(raw), origin=raw.origin)
+                              when=self._unit_condition(raw), required=raw.get("required", True), origin=raw.origin)
 
     def _unit_condition(self, raw: Any) -> Expression | None:
         """`choose_unit.when`: which units fit the record, e.g. "unit.grade == record.grade"."""
@@ -370,7 +371,7 @@ class WorkflowCompiler:
         compute = self._computed(raw, self.form, application)
         children = tuple(c for c in (self._child(item, application) for item in raw.get("create", [])) if c is not None)
         return EffectSpec(set=MappingProxyType(values), move_to_chosen_unit=move, compute=compute, create=children,
-                          origin=raw.origin)
+                          hand_over=compile_hand_over(self, raw, application), origin=raw.origin)
 
     def _computed(self, parent: Any, form: FormSpec, application: FormSpec, skip: str = "") -> Mapping[str, Expression]:
         """`compute: {field: expression}` of an effect: fields of `form`, expressions over the application's fields

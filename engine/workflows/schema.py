@@ -41,6 +41,15 @@ CHILD = {  # on_approve.create: a record of a child form (belongs_to the workflo
     "properties": {"form": KEY, "compute": EXPRESSIONS},
 }
 
+SET = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}
+HAND_OVER = {  # on_approve.hand_over: offer the record to the chosen unit; it moves there once confirmed (升学衔接)
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["to", "confirm_by"],
+    "properties": {"to": {"enum": ["chosen_unit"]}, "confirm_by": KEY, "when": {"type": "string"},
+                   "on_confirm": {"type": "object", "additionalProperties": False, "properties": {"set": SET}}},
+}
+
 APPLICATION: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -74,7 +83,8 @@ WORKFLOW = {
             "type": "object",
             "additionalProperties": False,
             "required": ["label", "level"],
-            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}, "when": {"type": "string"}},
+            "properties": {"label": TEXT, "level": KEY, "outside": KEY, "help": {"type": "string"}, "when": {"type": "string"},
+                           "required": {"type": "boolean"}},
         },
         "changes": NONEMPTY_KEYS,
         "application": APPLICATION,
@@ -87,6 +97,7 @@ WORKFLOW = {
                 "move_to": {"enum": ["chosen_unit"]},
                 "compute": EXPRESSIONS,
                 "create": {"type": "array", "minItems": 1, "items": CHILD},
+                "hand_over": HAND_OVER,
             },
         },
     },

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 from sqlalchemy import Row, and_, bindparam, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from engine.archives.handover import hand_over_on_approval
 from engine.certificates.service import issue_on_approval
 from engine.documents import read_values
 from engine.expressions import holds, value_of
@@ -287,7 +288,8 @@ class WorkflowService:
         if spec.unit_choice is not None:
             allowed = {u.id for u in unit_options(spec, record.unit_path, units, record.values)}
             if chosen_unit_id is None:
-                issues.append(Issue("wf_unit_required", {"label": spec.unit_choice.label}, path="_unit"))
+                if spec.unit_choice.required:
+                    issues.append(Issue("wf_unit_required", {"label": spec.unit_choice.label}, path="_unit"))
             elif chosen_unit_id not in allowed:
                 issues.append(Issue("wf_unit_invalid", {"label": spec.unit_choice.label}, path="_unit"))
         changes: dict[str, Any] = {}
@@ -449,6 +451,8 @@ class WorkflowService:
                     raise _effect_failed(effect.update.form, written.issues)
             notes = [effect.note] if effect.note else []
             notes += self._create_children(s, definitions, spec, app, principal)
+            notes += hand_over_on_approval(
+                s, spec, app, lambda: self._context(app, spec, self._record_values(s, definitions, app)).names(), principal)
             self._snapshot_decided(s, definitions, spec, app, principal)
             actions.append(_action(app, principal, "effects", now, "；".join(notes)))
             # The one hook for certificates (engine/certificates): issued in this transaction, with the approval.

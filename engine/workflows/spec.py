@@ -72,6 +72,18 @@ class UnitChoiceSpec:
     help: str = ""
     # Which units fit the record: over `unit.<level>` (the candidate's unit names by level) and `record.<field>`.
     when: Expression | None = None
+    required: bool = True  # `required: false`: the application may name no unit (毕业 to work, not to a school here)
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class HandOverSpec:
+    """`on_approve.hand_over`: the record is offered to the chosen unit, and moves there (with its child records) once
+    a `confirm_by` holder of that unit confirms (engine/archives/handover.py; 升学衔接)."""
+
+    confirm_by: str  # the role that confirms or declines, in the chosen unit
+    when: Expression | None = None  # over the application's fields: no handover when false
+    on_confirm: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # field -> value, on confirmation
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -93,6 +105,7 @@ class EffectSpec:
     # field -> expression over the application's fields and `record.<field>` (evaluated at final approval)
     compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
     create: tuple[ChildSpec, ...] = ()
+    hand_over: HandOverSpec | None = None
     origin: Origin | None = field(default=None, compare=False)
 
 
