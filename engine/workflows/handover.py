@@ -36,7 +36,9 @@ def compile_hand_over(compiler: Any, effects: Any, application: FormSpec) -> Han
             continue
         cleaned, issues = spec.kind.clean(value)
         if issues or cleaned is None:
-            problems.add(where, f"“{value}”不是字段“{spec.label}”的有效值", f"错误代码：{issues[0].code}" if issues else "值不能为空")
+            options = spec.kind.widget_context().get("options")
+            problems.add(where, f"“{value}”不是字段“{spec.label}”的有效值",
+                         f"可选：{'、'.join(label for _, label in options)}" if options else "值无效")
             continue
         values[key] = cleaned
     return HandOverSpec(confirm_by=role, when=compiler._condition(raw, "when", application),

@@ -1,0 +1,90 @@
+"""Load-time checks of `on_approve.hand_over` and an optional `choose_unit`: located errors with hints."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from engine.errors import DefinitionErrors
+from engine.loader import load_definitions
+from engine.workflows.compiler import compile_source
+from engine.workflows.spec import WorkflowSpec
+from tests.support import DEFINITIONS
+
+DEFS = load_definitions(DEFINITIONS)
+PATH = "workflows/t.yaml"
+
+HEAD = """\
+key: t
+title: 测试
+form: student
+start: {roles: [registrar]}
+application:
+  fields:
+    - {key: destination, label: 去向, type: choice, options: [升学, 就业], required: true}
+steps:
+  - key: bureau
+    title: 教育局审批
+    assignees: [{role: bureau, unit: record_unit.district}]
+"""
+CHOICE = """\
+choose_unit: {label: 升入学校, level: school, required: false}
+"""
+
+
+def compile_yaml(text: str) -> WorkflowSpec:
+    return compile_source(textwrap.dedent(text), PATH, DEFS)
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(DefinitionErrors) as caught:
+        compile_yaml(text)
+    return [str(e) for e in caught.value.errors]
+
+
+def test_shipped_graduation__hands_over_to_the_chosen_school() -> None:
+    graduate = DEFS.workflows["graduate"]
+    hand = graduate.effects.hand_over
+    assert hand is not None and hand.confirm_by == "registrar" and dict(hand.on_confirm) == {"status": "在读"}
+    assert hand.when is not None and hand.when.source == "destination == '升学'"
+    assert graduate.unit_choice is not None and graduate.unit_choice.level == "school"
+    assert not graduate.unit_choice.required
+
+
+def test_hand_over__ok() -> None:
+    spec = compile_yaml(HEAD + CHOICE + "on_approve:\n  hand_over: {to: chosen_unit, confirm_by: registrar}\n")
+    assert spec.effects.hand_over is not None and spec.effects.hand_over.when is None
+    assert DEFS.workflows["transfer"].unit_choice.required  # the default stays: a unit must be chosen
+
+
+def test_hand_over__without_choose_unit__error() -> None:
+    shown = errors_of(HEAD + "on_approve:\n  hand_over: {to: chosen_unit, confirm_by: registrar}\n")
+    assert f"{PATH}:13:19: hand_over 的 to: chosen_unit 需要流程有 choose_unit（提示：加上 choose_unit" in shown[0]
+
+
+def test_hand_over__unknown_role__error() -> None:
+    shown = errors_of(HEAD + CHOICE + "on_approve:\n  hand_over: {to: chosen_unit, confirm_by: registar}\n")
+    assert shown == [f"{PATH}:14:44: 未知的角色“registar”（提示：是不是“registrar”？）"]
+
+
+def test_hand_over__bad_on_confirm_value__error() -> None:
+    text = HEAD + CHOICE + "on_approve:\n  hand_over:\n    to: chosen_unit\n    confirm_by: registrar\n    on_confirm:\n      set: {status: 入学}\n"
+    shown = errors_of(text)
+    assert shown == [f"{PATH}:18:21: “入学”不是字段“学籍状态”的有效值（提示：可选：在读、休学、转出、退学、毕业）"]
+
+
+def test_hand_over__condition_names_checked() -> None:
+    text = HEAD + CHOICE + "on_approve:\n  hand_over: {to: chosen_unit, confirm_by: registrar, when: \"destinaton == '升学'\"}\n"
+    shown = errors_of(text)
+    assert shown == [f"{PATH}:14:61: 表达式引用了不存在的字段“destinaton”（提示：是不是“destination”？）"]
+
+
+def test_hand_over_with_move_to__error() -> None:
+    text = HEAD + CHOICE.replace("level: school", "level: class") + \
+        "on_approve:\n  move_to: chosen_unit\n  hand_over: {to: chosen_unit, confirm_by: registrar}\n"
+    assert any("move_to 与 hand_over 不能同时使用" in e for e in errors_of(text))
+
+
+def test_hand_over__shape_checked() -> None:
+    shown = errors_of(HEAD + CHOICE + "on_approve:\n  hand_over: {to: record_unit, confirm_by: registrar}\n")
+    assert shown == [f"{PATH}:14:19: 取值“record_unit”无效（提示：是不是“chosen_unit”？）"]
