@@ -132,6 +132,8 @@ MESSAGES: Mapping[str, str] = {
     "handover_moved": "档案已不在{unit}，不能再确认录取；未做更改",
     "handover_placement": "请选择学生档案转入的{unit}（须是接收学校中的单位）",
     "handover_reason": "请填写退回原因（不超过 {limit} 字）",
+    "trusted_key_invalid": "这不是 Ed25519 公钥（PEM 格式，以 -----BEGIN PUBLIC KEY----- 开头）：请向发送方索取其公钥（网址 /verify/key.pem）",
+    "trusted_key_not_found": "没有这个受信任的公钥",
     "handover_failed": "确认录取未完成，没有写入任何数据：{detail}",
     # Excel and CSV import (engine/excel): rows
     "import_exists": "{label}为“{value}”的记录已存在；“仅新增”不修改已有记录，如需更新请选择“新增或更新”",

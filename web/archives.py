@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -15,23 +16,26 @@ from urllib.parse import quote
 import yaml
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
+from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 
 from engine.archives.service import ArchiveService, ImportPlan, Mapping_, MappingInvalid
+from engine.archives.trusted import TrustedKeys
 from engine.certificates.signing import KeyStore
 from engine.permissions import Principal, can
 from engine.records import StoredRecord
 from engine.refusals import Refused
 from engine.spec import FormSpec
-from web.archive_commands import KEY_DIR, trusted_keys
+from web.archive_commands import KEY_DIR, TRUSTED_DIR, trusted_keys
 from web.auth import app_state, current_principal
 from web.features import Feature
-from web.guards import form_guard
+from web.guards import admin_guard, form_guard
 from web.pages import flash, page, units_for
 from web.params import Id, parse_id
 from web.state import AppState
 
 STAGING = "archive-uploads"
+STAGED_FOR = 24 * 3600  # seconds an uploaded package waits for its confirmation before it is removed
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -82,6 +86,7 @@ class ArchiveController(Controller):
         staged = _staged(state, principal, digest)
         assert staged is not None
         staged.parent.mkdir(parents=True, exist_ok=True)
+        sweep_staged(staged.parent)
         staged.write_bytes(content)
         return page(request, "archives/preview.html", form=form, plan=plan, package=digest, choices=choices,
                     title=f"{form.title} · 档案包预览")
@@ -108,6 +113,66 @@ class ArchiveController(Controller):
     def _plan(state: AppState, principal: Principal, content: bytes, choices: dict[str, Any]) -> ImportPlan:
         return _service(state).preview(state.definitions, principal, content, trusted_keys(state.settings.var_dir, []),
                                        choices["unit"], _mapping(choices), choices["overwrite"])
+
+
+def sweep_staged(directory: Path, now: float | None = None) -> list[Path]:
+    """Remove uploaded packages older than STAGED_FOR (previewed, never confirmed); an applied one is removed at once.
+    Run before each new upload and at start-up. Returns what it removed."""
+    limit = (time.time() if now is None else now) - STAGED_FOR
+    removed = []
+    for path in directory.glob("*.zip") if directory.is_dir() else ():
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another worker removed it first
+            continue
+    return removed
+
+
+def _sweep_at_start(app: Any) -> None:
+    sweep_staged(app.state["dangan"].settings.var_dir / STAGING)
+
+
+class TrustedKeyController(Controller):
+    """Administrators: the senders' public keys trusted for archive packages (engine/archives/trusted.py)."""
+
+    path = "/admin/keys"
+    guards = [admin_guard]
+
+    @get("/", name="archives:keys")
+    async def index(self, request: Request) -> Template:
+        return _keys_page(request)
+
+    @post("/", name="archives:add_key")
+    async def add(self, request: Request) -> Response:
+        data = await request.form()
+        upload = data.get("file")
+        pem = await upload.read() if isinstance(upload, UploadFile) and upload.filename else str(data.get("pem", "")).encode()
+        label = str(data.get("label", ""))
+        try:
+            added = _trusted(request).add(current_principal(request), pem, label)
+        except Refused as exc:
+            return _keys_page(request, exc.message, 422, label=label, pem=str(data.get("pem", "")))
+        flash(request, f"已添加受信任的公钥 {added.key_id}（{added.label}）")
+        return Redirect("/admin/keys/", status_code=303)
+
+    @post("/{key_id:str}/remove", name="archives:remove_key")
+    async def remove(self, request: Request, key_id: FromPath[str]) -> Response:
+        _trusted(request).remove(current_principal(request), key_id)
+        flash(request, f"已删除受信任的公钥 {key_id}")
+        return Redirect("/admin/keys/", status_code=303)
+
+
+def _trusted(request: Request) -> TrustedKeys:
+    return TrustedKeys(app_state(request).settings.var_dir / KEY_DIR / TRUSTED_DIR)
+
+
+def _keys_page(request: Request, error: str = "", status: int = 200, **typed: str) -> Template:
+    keys = _trusted(request).list(current_principal(request))
+    built = page(request, "archives/keys.html", keys=keys, error=error, label=typed.get("label", ""),
+                 pem=typed.get("pem", ""), title="受信任的公钥")
+    return Template(template_name="archives/keys.html", context=built.context, status_code=status)
 
 
 def _choices(data: Any) -> dict[str, Any]:
@@ -146,4 +211,5 @@ def _record_actions(form: FormSpec, principal: Principal, record: StoredRecord) 
 
 
 def archives_feature() -> Feature:
-    return Feature(name="archives", routes=(ArchiveController,), list_actions=_list_actions, record_actions=_record_actions)
+    return Feature(name="archives", routes=(ArchiveController, TrustedKeyController), list_actions=_list_actions,
+                   record_actions=_record_actions, on_startup=(_sweep_at_start,))

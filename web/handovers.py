@@ -106,6 +106,7 @@ def _view_page(request: Request, handover_id: int, status: int = 200, **errors: 
     deciding = row.status == "pending" and receives(principal, row)
     built = page(request, "handovers/view.html", row=row, form=form, labels=STATUS_LABELS, sections=sections,
                  children=children, deciding=deciding, record_shown=found is not None,
+                 receiving=receives(principal, row),
                  placements=service.placements(state.definitions, row) if deciding else [],
                  title=f"档案移交 · {row.subject}", **{"confirm_error": "", "decline_error": "", "reason": "", **errors})
     return Template(template_name="handovers/view.html", context=built.context, status_code=status)
@@ -166,6 +167,6 @@ def handovers_feature() -> Feature:
     def nav(state: AppState) -> list[NavItem]:
         service = _service(state)
         return [NavItem("handovers", "/handovers/", "升学衔接", "其他学校交来的学生档案：查阅、确认录取或退回",
-                        visible=_visible(state), count=lambda principal: service.incoming(principal).total)]
+                        visible=_visible(state), count=service.count_incoming)]
 
     return Feature(name="handovers", routes=(HandoverController,), nav=nav)

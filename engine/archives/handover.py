@@ -182,6 +182,12 @@ class HandoverService:
         wanted = Handover.status == "pending" if status == "pending" else Handover.status != "pending"
         return self._listing(and_(_incoming(principal), wanted), page)
 
+    def count_incoming(self, principal: Principal) -> int:
+        """Pending handovers to the principal's units (the navigation's badge)."""
+        with self.db.read() as s:
+            return s.scalar(select(func.count()).select_from(_TABLE).where(
+                _incoming(principal), Handover.status == "pending")) or 0
+
     def sent(self, definitions: Definitions, principal: Principal, page: int = 1) -> Listing:
         """What the principal's units handed over, however it ended: the sender's log (with the reason of a decline)."""
         return self._listing(_sent(definitions, principal), page)
