@@ -323,7 +323,9 @@ class ArchiveService:
               expected: str | None = None) -> ImportResult:
         """Write what the preview showed, in one transaction: every record or none."""
         package = read_package(data, trusted)
-        note = f"档案包导入（来自{'、'.join(package.manifest.get('sender', {}).get('units', [])) or '其他系统'}，包 {package.digest[:12]}）"
+        sender = '、'.join(package.manifest.get('sender', {}).get('units', [])) or '其他系统'
+        note = f"档案包导入（来自{sender}，包 {package.digest[:12]}）"
+        histories = {(r.get("form"), r.get("id")): r.get("history") or [] for r in package.records}
         with self.db.write() as s:
             plan = self._plan(s, definitions, principal, package, unit_id, mapping, overwrite)
             if expected is not None and plan.digest != expected:
@@ -340,6 +342,10 @@ class ArchiveService:
                 if target.parent_field and item.parent is not None:
                     parent_form = next(f.key for f in plan.forms if f.target is not None and f.target.key == target.parent_form)
                     submitted[target.parent_field] = ids[(parent_form, item.parent)]
+                places = {f.key: f for f in plan.forms}
+                kept = self._sender_history(s, target, places[item.form], histories.get((item.form, item.sender_id), []),
+                                            sender, item.existing.id if item.existing is not None else 0) \
+                    if item.action == "create" or (item.action == "update" and overwrite) else []
                 if item.action == "create":
                     result = self.records.create(target, principal, None if target.parent_field else unit_id, submitted,
                                                  session=s, note=note)
@@ -359,8 +365,39 @@ class ArchiveService:
                     problems = [_issue_text(target, i) for i in result.issues] or ["保存时记录正被他人修改"]
                     raise ImportRefused(problems=f"{item.title}：{'；'.join(problems)}")
                 ids[(item.form, item.sender_id)] = result.record_id  # type: ignore[assignment]
+                for entry in kept:  # written before the record, so that they come first in its history
+                    entry.record_id = result.record_id  # type: ignore[assignment]
             s.commit()
         return ImportResult(plan, created, updated, ids)
+
+    @staticmethod
+    def _sender_history(s: DbSession, target: FormSpec, form_plan: FormPlan, history: list[Mapping[str, Any]],
+                        sender: str, record_id: int) -> list[AuditEntry]:
+        """The sender's history of one record as audit entries of the receiver's record, marked as the sender's
+        (action "sender", the sender's user and units named): changes of fields the plan placed, under the receiver's
+        keys; a move between the sender's units means nothing here and is left out. Entries an earlier import of
+        the same record already brought are not brought again. Flushed now, so that their ids come before the
+        record's own entry; `record_id` 0 (a record still to create) is set by the caller once it exists."""
+        places = {f.key: f.target for f in form_plan.fields if f.target is not None}
+        present = set()
+        if record_id:
+            present = {(e.at, e.revision, e.username) for e in s.scalars(select(AuditEntry).where(
+                AuditEntry.form_key == target.key, AuditEntry.record_id == record_id, AuditEntry.action == "sender"))}
+        entries = []
+        for item in history:
+            at = _moment(item.get("at"))
+            user = f"{str(item.get('user', ''))[:60]}（发送方）"
+            if (at, item.get("revision", 1), user) in present:
+                continue
+            changes = {places[k]: v for k, v in (item.get("changes") or {}).items() if k in places}
+            label = {"create": "创建", "update": "修改"}.get(str(item.get("action")), str(item.get("action", "")))
+            entry = AuditEntry(form_key=target.key, record_id=record_id, action="sender", user_id=None, username=user,
+                               at=at, revision=int(item.get("revision") or 1), changes=changes,
+                               note="；".join(p for p in (f"发送方（{sender}）的记录：{label}", str(item.get("note") or "")) if p))
+            s.add(entry)
+            entries.append(entry)
+        s.flush()
+        return entries
 
     def _plan(self, s: DbSession, definitions: Definitions, principal: Principal, package: Package,
               unit_id: int | None, mapping: Mapping_, overwrite: bool) -> ImportPlan:
@@ -618,6 +655,15 @@ def _full_name(s: DbSession, path: str) -> str:
     ids = ancestor_ids(path)
     names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ids))).all())
     return "/".join(names.get(i, "?") for i in ids)
+
+
+def _moment(text: Any) -> dt.datetime:
+    """A package's time (ISO text, as `_iso` wrote it) as the naive UTC the audit log keeps; now if unreadable."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _iso(moment: dt.datetime | None) -> str:
