@@ -10,7 +10,6 @@ names. The row stays: the sender's log of what it sent and where, the receiver's
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -302,7 +301,3 @@ def _writable(form: FormSpec, on_confirm: Mapping[str, Any] | None) -> FormSpec:
 def _issue_text(form: FormSpec, issue: Issue) -> str:
     spec = form.fields.get(issue.path.split(".")[0])
     return render(issue, spec.label if spec else "", spec.messages if spec else None)
-
-
-def beijing(moment: dt.datetime | None) -> str:
-    return (moment + dt.timedelta(hours=8)).strftime("%Y-%m-%d %H:%M") if moment else ""

@@ -3,8 +3,6 @@ finds the incoming archive in 升学衔接, reads it with its 综合素质评价
 sending school, on a laptop (1366 px), finds what it sent in its log. No page scrolls sideways."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
