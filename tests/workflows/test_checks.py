@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from engine.errors import DefinitionErrors
 from engine.loader import load_definitions
+from engine.records import ListQuery
 from engine.storage.models import Application
 from engine.workflows.service import WorkflowService
 from tests.support import DEFINITIONS, unit_id
@@ -265,3 +266,35 @@ def test_shipped_graduation__failing_final_and_no_evaluation_listed_then_met(wor
     app = application_id(reg.start("graduate", student, GRADUATION))
     assert w.login("bureau").decide(app, "approve").status_code == 303
     assert w.record(student).data["status"] == "毕业"
+
+
+# --- the shipped 奖惩审批 workflow (definitions/workflows/award_request.yaml) ------------------------------------
+
+def test_shipped_award_request__approved_creates_the_award_linked_to_the_student(world) -> None:
+    w = world("head", "reg", "bureau")
+    student = w.student()
+    head, reg = w.login("head"), w.login("reg")
+    app = application_id(head.start("award_request", student, {
+        "kind": "奖励", "level": "校级", "title": "校级三好学生", "date": "2026-06-01", "issuer": "示范区第一中学"}))
+    assert w.application(app).step == "school"
+    assert reg.decide(app, "approve").status_code == 303
+    assert w.application(app).status == "approved"  # 校级: no bureau step
+    form = w.state.definitions.forms["award"]
+    [award] = w.state.records.list(form, w.principal("reg"), ListQuery(filters={"student": str(student)})).records
+    assert (award.values["title"], award.values["kind"], award.values["level"]) == ("校级三好学生", "奖励", "校级")
+    assert award.unit_id == w.record(student).unit_id
+    assert "校级三好学生" in head.get(f"/f/student/{student}").text  # on the student's page, for the class teacher
+
+
+def test_shipped_award_request__district_level_goes_to_the_bureau_and_discipline_needs_a_reason(world) -> None:
+    w = world("head", "reg", "bureau")
+    student = w.student()
+    head = w.login("head")
+    refused = head.start("award_request", student, {"kind": "处分", "level": "校级", "title": "警告", "date": "2026-06-01"})
+    assert refused.status_code == 422 and "事由及说明为必填项" in refused.text
+    app = application_id(head.start("award_request", student, {
+        "kind": "奖励", "level": "区县级", "title": "区级优秀学生干部", "date": "2026-06-01"}))
+    assert w.login("reg").decide(app, "approve").status_code == 303
+    assert w.application(app).step == "bureau"
+    assert w.login("bureau").decide(app, "approve").status_code == 303
+    assert w.application(app).status == "approved"
