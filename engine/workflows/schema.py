@@ -50,6 +50,21 @@ HAND_OVER = {  # on_approve.hand_over: offer the record to the chosen unit; it m
                    "on_confirm": {"type": "object", "additionalProperties": False, "properties": {"set": SET}}},
 }
 
+TALLY = {  # figures: one figure over the record's child records (count: <form> | sum/avg/min/max: <form>.<field>)
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key", "label"],
+    "properties": {"key": KEY, "label": TEXT, "count": KEY, "sum": TEXT, "avg": TEXT, "min": TEXT, "max": TEXT,
+                   "where": {"type": "string"}},
+}
+
+CHECK = {  # checks: a condition the record must meet, with the reason shown when it does not
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["label", "require"],
+    "properties": {"label": TEXT, "require": {"type": "string"}, "message": TEXT},
+}
+
 APPLICATION: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -89,6 +104,8 @@ WORKFLOW = {
         "changes": NONEMPTY_KEYS,
         "application": APPLICATION,
         "steps": {"type": "array", "minItems": 1, "items": STEP},
+        "figures": {"type": "array", "minItems": 1, "items": TALLY},
+        "checks": {"type": "array", "minItems": 1, "items": CHECK},
         "on_approve": {
             "type": "object",
             "additionalProperties": False,

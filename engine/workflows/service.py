@@ -30,10 +30,10 @@ from engine.storage.db import Database, lock_rows, without_lock_waits
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
-from engine.workflows import routing, versions
+from engine.workflows import checks, routing, versions
 from engine.workflows.errors import (
     ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, ExclusiveOpen, NoAssigneeGroup,
-    StartConditionLost,
+    ChecksFailed, StartConditionLost,
     RecordMissing, Stale, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
@@ -198,6 +198,8 @@ class WorkflowService:
                 issues = [i for i in issues if i.path in spec.changes]
             if issues:
                 return StartResult(issues=issues, cleaned=cleaned)
+            if not draft:
+                self.refuse_failing_checks(s, definitions, spec, record_id, record.values, cleaned.values)
             versions.remember(s, spec)
             app = Application(
                 workflow_key=spec.key, version=spec.version, form_key=form.key, record_id=record_id,
@@ -258,6 +260,21 @@ class WorkflowService:
             title = definitions.workflows[other.workflow_key].title if other.workflow_key in definitions.workflows \
                 else other.workflow_key
             raise ExclusiveOpen(other=title, id=other.id, workflow=spec.title)
+
+    def refuse_failing_checks(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                              record: Mapping[str, Any], application: Mapping[str, Any]) -> None:
+        """ChecksFailed, listing every reason, when the record does not meet the workflow's checks."""
+        reasons = checks.failing(checks.results(s, definitions, spec, self.db.dialect, record_id, record, application))
+        if reasons:
+            raise ChecksFailed(spec.title, reasons)
+
+    def check_results(self, definitions: Definitions, spec: WorkflowSpec, record_id: int, record: Mapping[str, Any],
+                      application: Mapping[str, Any]) -> list[checks.CheckResult]:
+        """The workflow's checks on the record as it is now, for the pages (start and application)."""
+        if not spec.checks:
+            return []
+        with self.db.read() as s:
+            return checks.results(s, definitions, spec, self.db.dialect, record_id, record, application)
 
     @staticmethod
     def start_values(spec: WorkflowSpec, record: StoredRecord) -> dict[str, Any]:
@@ -352,6 +369,9 @@ class WorkflowService:
             self.refuse_exclusive(s, definitions, group, app.record_id, before=app)
             if spec.start_when is not None and not holds(spec.start_when, self._context(app, spec, record_values).names()):
                 raise StartConditionLost(workflow=spec.title)
+        if outcome.effects and spec.checks:  # the record may have changed since submission: checked again
+            values = record_values or self._record_values(s, definitions, app)
+            self.refuse_failing_checks(s, definitions, spec, app.record_id, values, self.values(spec, app))
         effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
         return Plan(app, spec, outcome, effect)
 
@@ -392,6 +412,7 @@ class WorkflowService:
             cleaned, issues, changes = self.validate(spec, form, record, values, chosen_unit_id, units)
             if issues:
                 return StartResult(issues=issues, cleaned=cleaned)
+            self.refuse_failing_checks(s, definitions, spec, app.record_id, record.values, cleaned.values)
             action = "submit" if app.status == "draft" else "resubmit"
             application_id = app.id
             app.data = self._store(s, spec, app.id, principal, cleaned.values, app.data)

@@ -110,6 +110,31 @@ class EffectSpec:
 
 
 @dataclass(frozen=True)
+class TallySpec:
+    """A figure over the target record's child records, read by `checks` (毕业审核: how many 期末 exams failed)."""
+
+    key: str
+    label: str
+    form: str  # a child form of the workflow's form (belongs_to it)
+    measure: str  # count, sum, avg, min, max
+    number: str = ""  # the child's number field the measure reads ("" for count)
+    where: Expression | None = None  # over the child's fields, its links' targets (exam.kind) and record.<field>
+    links: tuple[str, ...] = ()  # the child's link fields whose targets `where` reads
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A condition the record must meet to start the workflow and again at final approval; `message` is the
+    reason shown when it does not (placeholders {figure} and {record.field})."""
+
+    label: str
+    require: Expression
+    message: str
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class WorkflowSpec:
     key: str
     title: str
@@ -131,6 +156,8 @@ class WorkflowSpec:
     allow_self_approval: bool = False
     exclusive: str = ""  # workflows of one group never run at once on one record (休学, 退学, 转学 …)
     restart_on_return: bool = False  # after 退回修改 approval starts again from step one (default: at the returning step)
+    tallies: tuple[TallySpec, ...] = ()  # `figures:` over the record's child records, for the checks
+    checks: tuple[CheckSpec, ...] = ()  # conditions with reasons: refused at start and at final approval
     origin: Origin | None = field(default=None, compare=False)
 
     def step(self, key: str) -> StepSpec | None:
