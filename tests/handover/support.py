@@ -28,7 +28,7 @@ def graduate_with_children(w: World, name: str = "张三", id_card: str = "11010
     assert saved.ok, saved.issues
     for term in ("2023-2024学年第一学期", "2023-2024学年第二学期"):
         made = w.state.records.create(forms["evaluation"], registrar, None, {
-            "student": student, "term": term, "moral": "A", "academic": "B", "health": "A", "art": "C",
+            "student": student, "term": term, "grade": "高一", "moral": "A", "academic": "B", "health": "A", "art": "C",
             "practice": "B", "conduct": f"{term}表现良好"})
         assert made.ok, made.issues
     award = w.state.records.create(forms["award"], registrar, None, {

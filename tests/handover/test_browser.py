@@ -37,7 +37,7 @@ def graduate_to_receiving_school(db_url: str) -> int:
             unit, school = unit_by_path(s, CLASS_1).id, unit_by_path(s, RECEIVING_SCHOOL).id
         student = records.create(definitions.forms["student"], sender, unit, valid_student()).record_id
         made = records.create(definitions.forms["evaluation"], sender, None, {
-            "student": student, "term": "2023-2024学年第二学期", "moral": "A", "academic": "B", "health": "A",
+            "student": student, "term": "2023-2024学年第二学期", "grade": "高一", "moral": "A", "academic": "B", "health": "A",
             "art": "C", "practice": "B", "conduct": "乐于助人"})
         assert made.ok, made.issues
         started = workflows.start(definitions, definitions.workflows["graduate"], sender, student, {

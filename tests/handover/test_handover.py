@@ -146,6 +146,7 @@ def test_confirm_twice__the_second_is_refused(world) -> None:
 def test_no_school_chosen_or_not_going_on__no_handover(world) -> None:
     w = world("reg", "bureau")
     working = w.student(name="李四")
+    w.evaluation(working)  # 毕业审核 asks for one of the final year
     send_on(w, working, destination="就业")  # the unit choice is optional (required: false)
     assert handovers(w) == [] and w.record(working).data["status"] == "毕业"
 
@@ -153,6 +154,7 @@ def test_no_school_chosen_or_not_going_on__no_handover(world) -> None:
 def test_handover_to_the_same_district__other_school_confirms(world) -> None:
     w = world("reg", "bureau", "reg_near")
     student = w.student()
+    w.evaluation(student)
     send_on(w, student, school=OTHER_SCHOOL)
     (pending,) = handovers(w)
     near_class = unit_id(w.state, "示范区教育局/示范区实验小学/一年级/一年级(1)班")
