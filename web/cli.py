@@ -1,5 +1,5 @@
 """The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate,
-export-archive, import-archive."""
+export-archive, import-archive, link-accounts, org-apply."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,7 @@ from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
 from web.archive_commands import add_parsers as add_archive_parsers
+from web.cli_org import add_parser as add_org_apply
 from web.commands import definitions_for_command
 from web.settings import Settings
 from web.state import reload_ack_name
@@ -321,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
     from web.cli_accounts import add_parser as add_link_accounts  # noqa: PLC0415
 
     add_link_accounts(sub)
+    add_org_apply(sub)
     add_archive_parsers(sub)
     return root
 
