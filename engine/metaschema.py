@@ -200,7 +200,7 @@ ORG = {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["key", "label"],
-                "properties": {"key": KEY, "label": TEXT},
+                "properties": {"key": KEY, "label": TEXT, "number": TEXT},
             },
         },
         "demo_units": {"type": "array", "items": {"$ref": "#/$defs/unit"}},

@@ -51,13 +51,15 @@ class ImportPass:
         ignored = {header_text(h) for h, k in self.ctx.mapping.items() if not k}
         (header_row, header), rest = find_header(self.form, table.rows, keys, self.ctx.limits.header_scan_rows)
         header = [None if header_text(c) in ignored else c for c in header]  # columns the user chose to ignore
-        columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
+        columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required,
+                             self.ctx.org_levels)
         self.result.unknown = columns.unknown
         self.result.header_row = header_row
         self.result.warnings = list(columns.warnings)
         self.reader = RowReader(self.form, columns, self.ctx.defaults, validate_as_new=self.ctx.mode != "update")
         self.reporter = Reporter(self.form, columns, self.result)
         self.planner = Planner(self.ctx, self.reader, self.reporter, self.result, self.write, self.known)
+        self.planner.sheet = table.sheet or ""
         helper = 0 < self.ctx.limits.helper_rows <= table.last_row and helper_possible()
         with fewer_collections(), prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
             for rows, prepared in batches:

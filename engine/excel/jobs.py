@@ -303,7 +303,7 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
             ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
                           note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected,
-                          mapping=dict((job.details or {}).get("mapping") or {}))
+                          mapping=dict((job.details or {}).get("mapping") or {}), org_levels=definitions.org_levels)
             sheet = (job.details or {}).get("sheet", "")
             opener = lambda: open_table(path, inspection, form.title, limits, sheet)  # noqa: E731
             if job.phase == "preview":

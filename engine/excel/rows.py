@@ -29,6 +29,7 @@ class RowInput:
     key: str | None = None  # the natural key as JSON, when every part is valid
     key_text: str = ""
     unit_text: str = ""
+    unit_within: dict[str, str] = field(default_factory=dict)  # org level → the text of its column (年级: 高一)
     issues: list[Issue] = field(default_factory=list)  # cells their field type could not read
     formulas: int = 0  # text cells that look like formulas, kept as inert text
     # clean_record of the row as a new record (defaults + the row), made while rows are prepared;
@@ -129,6 +130,10 @@ class RowReader:
                 row.issues.append(exc.issue.at(key))
         if self.columns.unit is not None and self.columns.unit < width:
             row.unit_text = cell_text(cells[self.columns.unit]).strip()
+            for level, index in self.columns.levels.items():
+                text = cell_text(cells[index]).strip() if index < width else ""
+                if text:
+                    row.unit_within[level] = text
         self._natural_key(row)
         return row
 
