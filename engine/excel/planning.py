@@ -42,6 +42,8 @@ class Context:
     mapping: dict[str, str] = field(default_factory=dict)
     # org.yaml's levels: a column headed by a level above the unit's (年级) helps find the unit (engine/excel/units.py).
     org_levels: tuple[OrgLevel, ...] = ()
+    # The value step's choices: field key → {text as in the file: option value} (engine/excel/values.py).
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.found = policy(self.principal, self.form)
