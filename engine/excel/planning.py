@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -17,6 +17,7 @@ from engine.excel.limits import Limits
 from engine.excel.reporting import PassResult, Reporter
 from engine.excel.rows import RowInput, RowReader
 from engine.excel.units import LevelCell, UnitChoices, comparable, unit_choices
+from engine.excel.values import value_key
 from engine.fields.choice import ChoiceField
 from engine.issues import Issue
 from engine.permissions import Principal, can, policy, scope
@@ -89,7 +90,7 @@ class Planner:
         self.write = write
         self.known = known_duplicates or {}
         self.sheet = ""  # the sheet read, for messages naming cells
-        self.level_cells = LevelCells(ctx.form, reader.columns, ctx.org_levels)
+        self.level_cells = LevelCells(ctx.form, reader.columns, ctx.org_levels, reader.values.chosen)
         # First occurrence of each natural key / unique value: the Plan while its batch runs, then
         # (row number, outcome), so memory stays small however long the file is.
         self.seen: dict[str, dict[str, Plan | tuple[int, str]]] = {}
@@ -279,12 +280,15 @@ class LevelCells:
     the text, and the option of the choice field in its column (or labelled as the level) it is a value, label or
     alias of (七年级 → 初一)."""
 
-    def __init__(self, form: FormSpec, columns: ColumnMap, levels: tuple[OrgLevel, ...]) -> None:
+    def __init__(self, form: FormSpec, columns: ColumnMap, levels: tuple[OrgLevel, ...],
+                 chosen: Mapping[str, Mapping[str, str]]) -> None:
         labels = {level.key: level.label for level in levels}
         self.columns = {key: (labels.get(key, key), index, get_column_letter(index + 1)) for key, index in columns.levels.items()}
-        self.choices: dict[str, list[ChoiceField]] = {}
+        # Per level: the choice fields read from its column, each with the value step's choices for it.
+        self.choices: dict[str, list[tuple[ChoiceField, Mapping[str, str]]]] = {}
         for key, (label, index, _letter) in self.columns.items():
-            self.choices[key] = [spec.kind for k, spec in form.fields.items() if isinstance(spec.kind, ChoiceField)
+            self.choices[key] = [(spec.kind, chosen.get(k, {})) for k, spec in form.fields.items()
+                                 if isinstance(spec.kind, ChoiceField)
                                  and (columns.fields.get(k) == index or header_text(spec.label) == header_text(label))]
         self._memo: dict[tuple[str, str], LevelCell] = {}
 
@@ -296,8 +300,8 @@ class LevelCells:
         if found is None:
             label, _index, letter = self.columns[level]
             names = {comparable(text)}
-            for kind in self.choices[level]:
-                value = kind.resolve(text)
+            for kind, chosen in self.choices[level]:
+                value = chosen.get(value_key(text)) or kind.resolve(text)
                 for option in kind.options if value is not None else ():
                     if option.value == value:
                         names |= {comparable(option.value), comparable(option.label), *map(comparable, option.aliases)}

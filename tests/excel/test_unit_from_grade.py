@@ -12,12 +12,12 @@ import pytest
 from openpyxl import load_workbook
 
 from engine.errors import DefinitionErrors
-from engine.excel.jobs import error_workbook
+from engine.excel.jobs import error_workbook, job_with_values, run_job
 from engine.loader import load_definitions
 from engine.excel.limits import Limits
 from engine.org import create_unit, unit_by_path
 from engine.storage.models import OrgUnit
-from tests.excel.helpers import HEADER, errors_of, import_file, new_student, preview, record_by_id_card, xlsx
+from tests.excel.helpers import HEADER, errors_of, import_file, new_student, preview, principal_of, record_by_id_card, xlsx
 from tests.support import SCHOOL, add_user, build, copy_definitions
 from web.state import AppState
 
@@ -122,3 +122,14 @@ def test_number_pattern__invalid__located_error(tmp_path: Path, pattern: str, ex
     with pytest.raises(DefinitionErrors) as caught:
         load_definitions(directory)
     assert expected in str(caught.value) and "org.yaml:" in str(caught.value)
+
+
+def test_grade_value_mapped_in_the_value_step__finds_the_unit_too(school: AppState) -> None:
+    """"7年级" is no option of 年级; once the value step maps it to 初一, the class "5班" is found under 初一."""
+    row = new_student(班级="5班", 年级="7年级")
+    job = preview(school, "reg", xlsx([row], FILE_HEADER))
+    assert job.count_invalid == 1 and job.details["unknown_values"]["grade"][0][0] == "7年级"
+    form = school.definitions.forms["student"]
+    again = run_job(school.db, school.definitions, job_with_values(school.db, job, principal_of(school, "reg"), form,
+                                                                   [("grade", "7年级", "初一")]), Limits(), school.records)
+    assert again is not None and (again.count_new, again.count_invalid) == (1, 0), errors_of(school, again)
