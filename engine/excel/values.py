@@ -56,7 +56,7 @@ class ValueReader:
             items = [chosen.get(value_key(item), item) for item in split_items(text)]
             unknown += [(key, item) for item in items if kind.resolve(item) is None]
             return "、".join(items)
-        mapped = chosen.get(value_key(text))
+        mapped = chosen.get(value_key(text)) if chosen else None
         if mapped is not None:
             return mapped
         if kind.resolve(text) is None:
