@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy.orm import Session as DbSession
 
 from engine.documents import stored_value
-from engine.excel.layout import UNIT_KEY
+from openpyxl.utils import get_column_letter
+
+from engine.excel.layout import UNIT_KEY, ColumnMap, header_text
 from engine.excel.limits import Limits
 from engine.excel.reporting import PassResult, Reporter
 from engine.excel.rows import RowInput, RowReader
-from engine.excel.units import UnitChoices, unit_choices
+from engine.excel.units import LevelCell, UnitChoices, comparable, unit_choices
+from engine.excel.values import value_key
+from engine.fields.choice import ChoiceField
 from engine.issues import Issue
 from engine.permissions import Principal, can, policy, scope
 from engine.records import RecordService, RecordWrite, StoredRecord
-from engine.spec import FormSpec
+from engine.spec import FormSpec, OrgLevel
 from engine.storage.db import Database
 from engine.storage.models import Record
 from engine.validation import clean_field, clean_record
@@ -37,6 +41,10 @@ class Context:
     protected: frozenset[str] = frozenset()
     # The mapping step's choices: a header as uploaded → the field key it means ("" = ignore the column).
     mapping: dict[str, str] = field(default_factory=dict)
+    # org.yaml's levels: a column headed by a level above the unit's (年级) helps find the unit (engine/excel/units.py).
+    org_levels: tuple[OrgLevel, ...] = ()
+    # The value step's choices: field key → {text as in the file: option value} (engine/excel/values.py).
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.found = policy(self.principal, self.form)
@@ -47,8 +55,8 @@ class Context:
         single_key = self.form.natural_key if len(self.form.natural_key) == 1 else ()
         self.unique_checked = [k for k, f in self.form.fields.items() if f.unique and f.user_input and k not in single_key]
         with self.db.read() as s:
-            self.create_units = unit_choices(s, self.principal, self.form, "create") if can(self.principal, "create", self.form) else UnitChoices([])
-            self.update_units = unit_choices(s, self.principal, self.form, "update") if can(self.principal, "update", self.form) else UnitChoices([])
+            self.create_units = unit_choices(s, self.principal, self.form, "create", self.org_levels) if can(self.principal, "create", self.form) else UnitChoices([])
+            self.update_units = unit_choices(s, self.principal, self.form, "update", self.org_levels) if can(self.principal, "update", self.form) else UnitChoices([])
 
     @property
     def unit_required(self) -> bool:
@@ -81,6 +89,8 @@ class Planner:
         self.ctx, self.form, self.reader, self.reporter, self.result = ctx, ctx.form, reader, reporter, result
         self.write = write
         self.known = known_duplicates or {}
+        self.sheet = ""  # the sheet read, for messages naming cells
+        self.level_cells = LevelCells(ctx.form, reader.columns, ctx.org_levels, reader.values.chosen)
         # First occurrence of each natural key / unique value: the Plan while its batch runs, then
         # (row number, outcome), so memory stays small however long the file is.
         self.seen: dict[str, dict[str, Plan | tuple[int, str]]] = {}
@@ -133,13 +143,24 @@ class Planner:
                 issues += clean_field(self.form.fields[key], row.submitted[key])[1]
         return issues
 
+    def _unit(self, units: UnitChoices, row: RowInput) -> tuple[int | None, Issue | None]:
+        if self.form.parent_field:  # the record service places it in its parent's unit
+            return None, None
+        unit_id, issue = units.resolve(row.unit_text, self.form.unit_label, self.level_cells.of(row))
+        if issue is None:
+            return unit_id, None
+        params = dict(issue.params)
+        if "within" in params:  # the message names both cells: where they are, and what was looked for
+            column = self.reader.columns.unit
+            params |= {"where": (f"工作表“{self.sheet}”" if self.sheet else "") + f"第 {row.number} 行",
+                       "unit_column": get_column_letter(column + 1) if column is not None else ""}
+        return None, Issue(issue.code, params, path=UNIT_KEY)
+
     def _plan_new(self, row: RowInput, issues: list[Issue]) -> Plan:
         cleaned = row.as_new or clean_record(self.form, self.reader.new_raw(row))
-        unit_id, unit_issue = self.ctx.create_units.resolve(row.unit_text, self.form.unit_label)
-        if self.form.parent_field:  # the record service places it in its parent's unit
-            unit_id, unit_issue = None, None
+        unit_id, unit_issue = self._unit(self.ctx.create_units, row)
         if unit_issue is not None:
-            issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
+            issues.append(unit_issue)
         elif unit_id is None and not self.form.parent_field:
             only = self.ctx.create_units.only
             if only is None:
@@ -156,11 +177,9 @@ class Planner:
         raw = dict(found.values)
         raw.update(row.submitted)
         cleaned = clean_record(self.form, raw)
-        unit_id, unit_issue = self.ctx.update_units.resolve(row.unit_text, self.form.unit_label)
-        if self.form.parent_field:
-            unit_id, unit_issue = None, None
+        unit_id, unit_issue = self._unit(self.ctx.update_units, row)
         if unit_issue is not None:
-            issues.append(Issue(unit_issue.code, unit_issue.params, path=UNIT_KEY))
+            issues.append(unit_issue)
         issues += _merge_issues(row, cleaned.issues)
         if issues:
             return Plan(row, "invalid", issues, existing=found)
@@ -254,6 +273,42 @@ class Planner:
                 value = plan.write.values.get(key)
                 if value is not None:
                     yield key, json.dumps(self.form.fields[key].kind.to_json(value), ensure_ascii=False), key
+
+
+class LevelCells:
+    """A row's cells of the levels above the unit (年级 “七年级”) as units.LevelCell: each with the names it stands for —
+    the text, and the option of the choice field in its column (or labelled as the level) it is a value, label or
+    alias of (七年级 → 初一)."""
+
+    def __init__(self, form: FormSpec, columns: ColumnMap, levels: tuple[OrgLevel, ...],
+                 chosen: Mapping[str, Mapping[str, str]]) -> None:
+        labels = {level.key: level.label for level in levels}
+        self.columns = {key: (labels.get(key, key), index, get_column_letter(index + 1)) for key, index in columns.levels.items()}
+        # Per level: the choice fields read from its column, each with the value step's choices for it.
+        self.choices: dict[str, list[tuple[ChoiceField, Mapping[str, str]]]] = {}
+        for key, (label, index, _letter) in self.columns.items():
+            self.choices[key] = [(spec.kind, chosen.get(k, {})) for k, spec in form.fields.items()
+                                 if isinstance(spec.kind, ChoiceField)
+                                 and (columns.fields.get(k) == index or header_text(spec.label) == header_text(label))]
+        self._memo: dict[tuple[str, str], LevelCell] = {}
+
+    def of(self, row: RowInput) -> tuple[LevelCell, ...]:
+        return tuple(self._cell(level, text) for level, text in row.unit_within.items() if level in self.columns)
+
+    def _cell(self, level: str, text: str) -> LevelCell:
+        found = self._memo.get((level, text))
+        if found is None:
+            label, _index, letter = self.columns[level]
+            names = {comparable(text)}
+            for kind, chosen in self.choices[level]:
+                value = chosen.get(value_key(text)) or kind.resolve(text)
+                for option in kind.options if value is not None else ():
+                    if option.value == value:
+                        names |= {comparable(option.value), comparable(option.label), *map(comparable, option.aliases)}
+            if len(self._memo) > 1_000:
+                self._memo.clear()
+            found = self._memo[(level, text)] = LevelCell(level, label, text, frozenset(names), letter)
+        return found
 
 
 def _merge_issues(row: RowInput, found: list[Issue]) -> list[Issue]:

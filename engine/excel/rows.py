@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from engine.excel.layout import ColumnMap, KeySheet, header_score, key_lookup
 from engine.excel.limits import FileRejected
 from engine.excel.reader import Row
+from engine.excel.values import ValueReader
 from engine.excel.workbooks import FORMULA_PREFIXES
 from engine.fields.normalise import integral_text
 from engine.issues import FieldError, Issue
@@ -29,7 +30,9 @@ class RowInput:
     key: str | None = None  # the natural key as JSON, when every part is valid
     key_text: str = ""
     unit_text: str = ""
+    unit_within: dict[str, str] = field(default_factory=dict)  # org level → the text of its column (年级: 高一)
     issues: list[Issue] = field(default_factory=list)  # cells their field type could not read
+    unknown_values: list[tuple[str, str]] = field(default_factory=list)  # (field key, text): no option, no alias
     formulas: int = 0  # text cells that look like formulas, kept as inert text
     # clean_record of the row as a new record (defaults + the row), made while rows are prepared;
     # a row that turns out to update a stored record is cleaned again with the stored values.
@@ -80,10 +83,13 @@ def cell_text(cell: Any) -> str:
 class RowReader:
     """Turns a mapped file's rows into RowInputs: cells read, natural key found, each row validated as new."""
 
-    def __init__(self, form: FormSpec, columns: ColumnMap, defaults: dict[str, Any], validate_as_new: bool) -> None:
+    def __init__(self, form: FormSpec, columns: ColumnMap, defaults: dict[str, Any], validate_as_new: bool,
+                 values: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.form, self.columns, self.defaults = form, columns, defaults
         self.validate_as_new = validate_as_new
-        self.readers = [(key, index, form.fields[key].kind.cell_reader()) for key, index in columns.fields.items()]
+        self.values = ValueReader(form, values or {})
+        self.readers = [(key, index, form.fields[key].kind.cell_reader(), key in self.values.kinds)
+                        for key, index in columns.fields.items()]
 
     def prepare(self, rows: list[Row]) -> list[RowInput]:
         """The rows read and validated; they come back without their cells, which the caller already has (a
@@ -107,7 +113,7 @@ class RowReader:
         row = RowInput(number, cells)
         width = len(cells)
         submitted = row.submitted
-        for key, index, from_cell in self.readers:
+        for key, index, from_cell, choice in self.readers:
             cell = cells[index] if index < width else None
             if isinstance(cell, str):
                 text = cell.strip()
@@ -120,6 +126,8 @@ class RowReader:
             elif cell is None:
                 submitted[key] = None
                 continue
+            if choice:  # the value step's choices applied; values that are no option noted for the preview
+                cell = self.values.read(key, cell, row.unknown_values)
             if from_cell is None:  # the type takes cells as they are
                 submitted[key] = cell
                 continue
@@ -129,6 +137,10 @@ class RowReader:
                 row.issues.append(exc.issue.at(key))
         if self.columns.unit is not None and self.columns.unit < width:
             row.unit_text = cell_text(cells[self.columns.unit]).strip()
+            for level, index in self.columns.levels.items():
+                text = cell_text(cells[index]).strip() if index < width else ""
+                if text:
+                    row.unit_within[level] = text
         self._natural_key(row)
         return row
 

@@ -412,11 +412,34 @@ class WorkflowCompiler:
         if child is None:
             self.problems.add(where, f"未知的表单“{key}”", did_you_mean(key, self.definitions.forms) or "")
             return None
-        if not child.parent_field or child.parent_form != self.form.key:
-            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
-                              f"create 只能新建下级表单的记录：在“{key}”中写 belongs_to，指向关联到“{self.form.key}”的 link 字段")
+        is_child = bool(child.parent_field) and child.parent_form == self.form.key
+        if is_child and "link" not in raw and "unit" not in raw:
+            return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field),
+                             link=child.parent_field, origin=raw.origin)
+        if is_child:
+            self.problems.add(key_origin(raw, "link" if "link" in raw else "unit"), f"表单“{key}”是下级表单，不写 link 和 unit",
+                              "下级表单的记录自动关联到这条记录，放在它所在的单位")
             return None
-        return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field), origin=raw.origin)
+        if "link" not in raw or "unit" not in raw:
+            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
+                              f"create 新建下级表单（belongs_to 指向“{self.form.key}”）的记录；其他表单须写 link（关联到"
+                              f"“{self.form.key}”的 link 字段）和 unit（如 record_unit.school）")
+            return None
+        link = raw["link"]
+        spec = child.fields.get(link)
+        if spec is None or spec.kind.name != "link" or getattr(spec.kind, "form", "") != self.form.key:
+            self.problems.add(key_origin(raw, "link"), f"“{link}”不是表单“{key}”中关联到“{self.form.key}”的 link 字段",
+                              did_you_mean(link, child.fields) or f"在“{key}”中加一个 type: link、form: {self.form.key} 的字段")
+            return None
+        unit = self._scope(raw["unit"], raw)
+        if unit is not None and child.unit_level and unit.level != child.unit_level:
+            self.problems.add(key_origin(raw, "unit"), f"表单“{key}”的记录属于“{child.unit_level}”层级的单位，这里是“{unit.level}”",
+                              f"写 {unit.side}.{child.unit_level}")
+            return None
+        if unit is None:
+            return None
+        return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=link), link=link, unit=unit,
+                         origin=raw.origin)
 
 
     # --- 审核条件: figures over the record's child records, and checks with reasons ------------------

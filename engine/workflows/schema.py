@@ -34,11 +34,11 @@ STEP = {
 
 EXPRESSIONS = {"type": "object", "additionalProperties": {"type": "string"}}  # field -> expression
 
-CHILD = {  # on_approve.create: a record of a child form (belongs_to the workflow's form), its fields from expressions
+CHILD = {  # on_approve.create: a record of a child form, or of a form with `link` + `unit`; fields from expressions
     "type": "object",
     "additionalProperties": False,
     "required": ["form"],
-    "properties": {"form": KEY, "compute": EXPRESSIONS},
+    "properties": {"form": KEY, "compute": EXPRESSIONS, "link": KEY, "unit": {"type": "string"}},
 }
 
 SET = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number", "boolean"]}}

@@ -32,12 +32,11 @@ from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import checks, routing, versions
 from engine.workflows.errors import (
-    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, ExclusiveOpen, NoAssigneeGroup,
-    ChecksFailed, StartConditionLost,
-    RecordMissing, Stale, StartNotAllowed,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, ChecksFailed, EffectFailed, ExclusiveOpen,
+    NoAssigneeGroup, RecordMissing, ScopeUnresolved, Stale, StartConditionLost, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, SIDE_LABELS, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -535,19 +534,27 @@ class WorkflowService:
 
     def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                          principal: Principal) -> list[str]:
-        """`on_approve.create`: records of child forms, linked to the target record, written by RecordService in
-        the approving transaction (a refusal fails the whole approval). Returns the timeline's notes."""
+        """`on_approve.create`: records linked to the target record (of child forms, or of forms placed in a unit of
+        the application's), written by RecordService in the approving transaction (a refusal fails the whole
+        approval). Returns the timeline's notes."""
         if not spec.effects.create:
             return []
         parent = definitions.forms[spec.form]
         record_values = self._record_values(s, definitions, app)
         names = self._context(app, spec, record_values).names()
         notes = []
+        units = _units_of(app.units)
         for child in spec.effects.create:
             form = definitions.forms[child.form]
             values = {k: value_of(e, names) for k, e in child.compute.items()}
-            values[form.parent_field] = app.record_id
-            result = self.records.create(form, creator_principal(principal, form, parent), None, values, session=s)
+            values[child.link or form.parent_field] = app.record_id
+            unit_id = None
+            if child.unit is not None:  # not a child form: in the unit the definition names, as at submission
+                found = units.get(child.unit.side, {}).get(child.unit.level)
+                if found is None:
+                    raise ScopeUnresolved(what=SIDE_LABELS[child.unit.side], level=child.unit.level)
+                unit_id = found.id
+            result = self.records.create(form, creator_principal(principal, form, parent), unit_id, values, session=s)
             if not result.ok:
                 raise _effect_failed(form, result.issues)
             notes.append(f"已新建{form.title}记录 #{result.record_id}")

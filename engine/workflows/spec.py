@@ -89,10 +89,14 @@ class HandOverSpec:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """A record of a child form created by final approval, linked to the target record; fields from expressions."""
+    """A record created by final approval, linked to the target record; fields from expressions. Of a child form
+    (belongs_to the workflow's form: in the record's unit), or of another form with a `link` to the workflow's form,
+    placed in `unit` (e.g. the 转出 record at the school the record was in when the application was submitted)."""
 
     form: str
     compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
+    link: str = ""  # the form's link field set to the target record (its belongs_to field for a child form)
+    unit: UnitRef | None = None  # where a record of a form that is not a child goes
     origin: Origin | None = field(default=None, compare=False)
 
 

@@ -298,3 +298,23 @@ def test_shipped_award_request__district_level_goes_to_the_bureau_and_discipline
     assert w.application(app).step == "bureau"
     assert w.login("bureau").decide(app, "approve").status_code == 303
     assert w.application(app).status == "approved"
+
+
+def test_shipped_graduation__destination_kept_on_the_record_and_counted_by_the_report(world) -> None:
+    from engine.reports.service import ReportService
+    w = world("reg", "bureau")
+    students = [w.student("甲", "110105200805120018"), w.student("乙", "110105200805120034"),
+                w.student("丙", "110105200805120050")]
+    destinations = [("升学", {"school_name": "示范大学"}), ("升学", {"school_name": "示范学院"}), ("就业", {"employer": "示范公司"})]
+    for student, (destination, detail) in zip(students, destinations):
+        w.evaluation(student)
+        app = application_id(w.login("reg").start("graduate", student, {**GRADUATION, "destination": destination, **detail}))
+        assert w.login("bureau").decide(app, "approve").status_code == 303
+    data = w.record(students[0]).data
+    assert (data["graduation_date"], data["graduation_destination"], data["next_school"]) == ("2026-06-30", "升学", "示范大学")
+    page = w.login("reg").get(f"/f/student/{students[0]}").text
+    assert "毕业去向" in page and "示范大学" in page
+    result = ReportService(w.state.db, w.state.records).run(w.state.definitions, w.principal("bureau"), "graduates_destination", {})
+    counts = {(row.key[0], column.key[0]): result.cell(row, column)["m0"]
+              for row in result.rows for column in result.columns if result.cell(row, column)}
+    assert counts == {(2026, "升学"): 2, (2026, "就业"): 1}
