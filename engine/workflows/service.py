@@ -132,12 +132,12 @@ class Decision:
     """One decision on an application, carried out by calling it: `decision()` → Outcome.
 
     On SQLite the write lock is the whole database (`Database.one_writer`): every other write of every worker waits
-    while one decision holds it. So there the decision is worked out first in a read transaction (`plan_ahead`): reading the
-    application, its tasks and record, routing, validating the record with its effect — about half of a decision's
-    time. The write transaction then only writes, each UPDATE naming the revision or task status the plan read.
-    If another decision or a save got there in between (Stale), the decision is worked out again under the lock.
-    A call that found the lock busy (LockBusy, engine/storage/db.py:no_lock_waits) and is called again keeps its plan.
-    PostgreSQL locks rows, not the database, so there the decision is worked out under its row locks in one
+    while one decision holds it. So there the decision is worked out first in a read transaction (`plan_ahead`):
+    reading the application, its tasks and record, routing, validating the record with its effect — about half of a
+    decision's time. The write transaction then only writes, each UPDATE naming the revision or task status the plan
+    read. If another decision or a save got there in between (Stale), the decision is worked out again under the
+    lock. A call that found the lock busy (LockBusy, engine/storage/db.py:no_lock_waits) and is called again keeps its
+    plan. PostgreSQL locks rows, not the database, so there the decision is worked out under its row locks in one
     transaction."""
 
     def __init__(self, service: WorkflowService, definitions: Definitions, principal: Principal, application_id: int,

@@ -100,7 +100,8 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen)
         try:
-            result = await state.writes.in_thread(service(request).start, state.definitions, spec, principal, record, {**values, **submitted}, chosen)
+            result = await state.writes.in_thread(service(request).start, state.definitions, spec, principal, record,
+                                                  {**values, **submitted}, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               errors=[exc.message], status=exc.status)
@@ -184,7 +185,8 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen, bundle=bundle)
         try:
-            result = await state.writes.in_thread(service(request).resubmit, state.definitions, principal, application_id, submitted, chosen)
+            result = await state.writes.in_thread(service(request).resubmit, state.definitions, principal,
+                                                  application_id, submitted, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               bundle=bundle, errors=[exc.message], status=exc.status)
