@@ -83,6 +83,15 @@ def _count(*args: Any) -> int:
     return total
 
 
+# The aggregates by name, for figures computed outside an expression (a workflow's figures over child records).
+AGGREGATES: Mapping[str, Callable[..., Any]] = {"sum": _sum, "avg": _avg, "min": _min, "max": _max}
+
+
+def _count_below(limit: Any, *args: Any) -> int:
+    """How many of the filled numbers are below `limit`: count_below(60, physics, chemistry) = failed subjects."""
+    return sum(1 for n in _numbers(args) if n < limit)
+
+
 def _column(rows: Any, key: str) -> list[Any]:
     """One column of a table field's rows: col(family, 'age')."""
     if not isinstance(rows, (list, tuple)):
@@ -103,6 +112,7 @@ def _functions() -> dict[str, Callable[..., Any]]:
         "min": _min,
         "max": _max,
         "count": _count,
+        "count_below": _count_below,
         "col": _column,
     }
 

@@ -87,6 +87,7 @@ MESSAGES: Mapping[str, str] = {
     "wf_start_not_allowed": "您不能为这条记录发起“{workflow}”",
     "wf_already_open": "这条记录已有一份进行中的“{workflow}”申请（#{id}），请先办结",
     "wf_exclusive_open": "这条记录已有一份进行中的“{other}”申请（#{id}），它与“{workflow}”不能同时办理，请先办结",
+    "wf_checks_failed": "不符合“{workflow}”的办理条件：{reasons}",
     "wf_start_condition_lost": "记录已不再符合发起“{workflow}”的条件（可能已被其他申请改变），不能同意；请驳回或由申请人撤回",
     "wf_effect_failed": "审批未生效：{detail}",
     "wf_record_missing": "申请所针对的记录已不存在，无法生效",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from functools import cache
 from typing import Iterable
 
 from argon2 import PasswordHasher
@@ -16,8 +17,13 @@ MIN_LENGTH, MAX_LENGTH = 8, 128  # zxcvbn's work grows with the square of the le
 # which its dictionaries of common and breached passwords and its l33t and keyboard patterns find, are refused.
 MIN_SCORE = 3
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of a login for an unknown user like that of a known one.
-_DUMMY_HASH = _hasher.hash("dangan-timing-equaliser")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps the time of a login for an unknown user like that of a known one. Made at the
+    first login, not at import: every command imports this module, and one Argon2 hash costs tens of milliseconds."""
+    return _hasher.hash("dangan-timing-equaliser")
 
 
 def password_problems(password: str, username: str = "", also_personal: Iterable[str] = ()) -> list[str]:
@@ -55,7 +61,7 @@ def hash_password(password: str) -> str:
 def verify(stored: str | None, password: str) -> bool:
     """Whether `password` matches `stored`; with no stored hash (no such user) the same work is done and fails."""
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+        return _hasher.verify(stored or _dummy_hash(), password) and stored is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -18,6 +18,7 @@ from engine.records.model import ListQuery, StoredRecord
 from engine.records.service import RecordService
 from engine.refusals import NotPermitted
 from engine.spec import FormSpec
+from engine.storage.models import Record
 
 MAX_ROWS = 200
 
@@ -61,7 +62,9 @@ class GridService:
 
     def save(self, principal: Principal, form: FormSpec, unit_id: int, fixed: Mapping[str, int],
              cells: Mapping[int, Mapping[str, Any]], revisions: Mapping[int, int]) -> Grid:
-        """`cells`: {row target id: {column: typed text}}; `revisions`: the revision each existing row was shown at."""
+        """`cells`: {row target id: {column: typed text}}; `revisions`: the revision each existing row was shown at.
+        Saved: a Grid with no rows and `saved` set (load the grid again to show what is stored, with its figures);
+        refused: the rows as loaded, with each row's issues or conflict, and nothing written."""
         grid = form.grid
         assert grid is not None
         loaded = self.load(principal, form, unit_id, fixed)
@@ -76,18 +79,25 @@ class GridService:
         if not changed:
             return loaded
         with self.records.db.write() as s:
+            # The existing rows again, in the write transaction and with the principal's *update* scope: one query,
+            # and each update starts from it rather than reading its record once more.
+            ids = [row.record.id for row, _ in changed if row.record is not None]
+            current = {r.id: r for r in self.records.stored_rows(form, s.execute(
+                self.records.read_query(form, principal, "update").where(Record.id.in_(ids))))} if ids else {}
             for row, typed in changed:
                 if row.record is None:
                     result = self.records.create(form, principal, None, {grid.rows: row.target.id, **fixed, **typed}, session=s)
+                elif row.record.id not in current:
+                    row.issues, row.conflict = [Issue("not_found")], False
+                    continue
                 else:
-                    result = self.records.update(form, principal, row.record.id, typed, revisions.get(row.target.id, -1), session=s)
+                    result = self.records.update(form, principal, row.record.id, typed, revisions.get(row.target.id, -1),
+                                                 session=s, current=current[row.record.id])
                 row.issues = list(result.issues)
                 row.conflict = result.conflict is not None
             if all(not (row.issues or row.conflict) for row, _ in changed):
                 s.commit()
-                loaded = self.load(principal, form, unit_id, fixed)
-                loaded.saved = len(changed)
-                return loaded
+                return Grid(form, [], saved=len(changed))
             s.rollback()
         return loaded
 

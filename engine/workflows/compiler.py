@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -17,10 +18,13 @@ from engine.metaschema import check_shape
 from engine.spec import Definitions, Expression, FieldSpec, FormSpec, Origin, SectionSpec
 from engine.workflows.schema import WORKFLOW
 from engine.workflows.spec import (
-    END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, ChildSpec, EffectSpec, StepSpec, UnitChoiceSpec, UnitRef, WorkflowSpec,
+    END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, CheckSpec, ChildSpec, EffectSpec, StepSpec, TallySpec, UnitChoiceSpec,
+    UnitRef, WorkflowSpec,
 )
 from engine.yaml_source import LocatedDict, LocatedList, key_origin, load_yaml
 
+_MEASURES = ("count", "sum", "avg", "min", "max")
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_.]*)\}")
 _SCOPE = re.compile(r"^\s*([a-z_]+)\.([a-z][a-z0-9_]*)\s*$")
 RESERVED = frozenset({RECORD, *UNIT_SIDES})
 CHANGES_SECTION = "proposed"
@@ -84,6 +88,8 @@ class WorkflowCompiler:
         start_when = self._condition(self.data["start"], "when", application, with_application=False)
         steps = self._steps(application)
         effects = self._effects(application)
+        tallies = self._tallies()
+        checks = self._checks(application, tallies)
         summary = self._target_keys(self.data.get("summary", []), self.data, "summary") or tuple(k for k in self.form.list.columns if k in self.form.fields)
         if len(self.problems) > before:
             return None
@@ -95,7 +101,8 @@ class WorkflowCompiler:
             steps=steps, effects=effects, version=digest(self.data), source=self.text,
             path=self.path, unit_choice=self.choice, changes=changes, summary=tuple(summary),
             allow_self_approval=self.data.get("allow_self_approval", False), exclusive=self.data.get("exclusive", ""),
-            restart_on_return=self.data.get("on_return") == "restart", origin=self.data.origin,
+            restart_on_return=self.data.get("on_return") == "restart", tallies=tallies, checks=checks,
+            origin=self.data.origin,
         )
 
     # --- references to the rest of the definitions ------------------------------------------------
@@ -246,7 +253,7 @@ class WorkflowCompiler:
             return None
         for node in tree.find_all(nodes.Getattr):
             if isinstance(node.node, nodes.Name) and node.node.name in attributes and node.attr not in attributes[node.node.name]:
-                what = "字段" if node.node.name == RECORD else "组织层级"
+                what = "组织层级" if node.node.name in (*UNIT_SIDES, "unit") else "字段"
                 return (f"“{node.node.name}”没有{what}“{node.attr}”",
                         did_you_mean(node.attr, attributes[node.node.name]) or f"可用：{'、'.join(attributes[node.node.name])}")
         return None
@@ -404,11 +411,134 @@ class WorkflowCompiler:
         if child is None:
             self.problems.add(where, f"未知的表单“{key}”", did_you_mean(key, self.definitions.forms) or "")
             return None
-        if not child.parent_field or child.parent_form != self.form.key:
-            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
-                              f"create 只能新建下级表单的记录：在“{key}”中写 belongs_to，指向关联到“{self.form.key}”的 link 字段")
+        is_child = bool(child.parent_field) and child.parent_form == self.form.key
+        if is_child and "link" not in raw and "unit" not in raw:
+            return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field),
+                             link=child.parent_field, origin=raw.origin)
+        if is_child:
+            self.problems.add(key_origin(raw, "link" if "link" in raw else "unit"), f"表单“{key}”是下级表单，不写 link 和 unit",
+                              "下级表单的记录自动关联到这条记录，放在它所在的单位")
             return None
-        return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=child.parent_field), origin=raw.origin)
+        if "link" not in raw or "unit" not in raw:
+            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
+                              f"create 新建下级表单（belongs_to 指向“{self.form.key}”）的记录；其他表单须写 link（关联到"
+                              f"“{self.form.key}”的 link 字段）和 unit（如 record_unit.school）")
+            return None
+        link = raw["link"]
+        spec = child.fields.get(link)
+        if spec is None or spec.kind.name != "link" or getattr(spec.kind, "form", "") != self.form.key:
+            self.problems.add(key_origin(raw, "link"), f"“{link}”不是表单“{key}”中关联到“{self.form.key}”的 link 字段",
+                              did_you_mean(link, child.fields) or f"在“{key}”中加一个 type: link、form: {self.form.key} 的字段")
+            return None
+        unit = self._scope(raw["unit"], raw)
+        if unit is not None and child.unit_level and unit.level != child.unit_level:
+            self.problems.add(key_origin(raw, "unit"), f"表单“{key}”的记录属于“{child.unit_level}”层级的单位，这里是“{unit.level}”",
+                              f"写 {unit.side}.{child.unit_level}")
+            return None
+        if unit is None:
+            return None
+        return ChildSpec(form=key, compute=self._computed(raw, child, application, skip=link), link=link, unit=unit,
+                         origin=raw.origin)
+
+
+    # --- 审核条件: figures over the record's child records, and checks with reasons ------------------
+    def _tallies(self) -> tuple[TallySpec, ...]:
+        assert self.form is not None
+        found: list[TallySpec] = []
+        for raw in self.data.get("figures", []):
+            key, where = raw["key"], key_origin(raw, "key")
+            if key in RESERVED or any(t.key == key for t in found) or key in self.form.fields:
+                self.problems.add(where, f"统计项不能叫“{key}”", "它已是保留名称、表单字段或前面的统计项；换一个键")
+                continue
+            measures = [m for m in _MEASURES if m in raw]
+            if len(measures) != 1:
+                self.problems.add(raw.origin, "每个统计项写且只写一种统计：count、sum、avg、min 或 max",
+                                  "例如 count: score（成绩条数）或 max: score.total（最高总分）")
+                continue
+            measure = measures[0]
+            form_key, _, field_key = str(raw[measure]).partition(".")
+            child = self._child_form(form_key, key_origin(raw, measure))
+            if child is None:
+                continue
+            if measure == "count" and field_key or measure != "count" and not field_key:
+                self.problems.add(key_origin(raw, measure), f"{measure} 的写法不对",
+                                  "count 写表单键（count: score）；sum/avg/min/max 写 表单.字段（max: score.total）")
+                continue
+            if field_key and not self._number_field(child, field_key, key_origin(raw, measure)):
+                continue
+            where, links = self._child_condition(raw, child)
+            found.append(TallySpec(key=key, label=raw["label"], form=child.key, measure=measure, number=field_key,
+                                   where=where, links=links, origin=raw.origin))
+        return tuple(found)
+
+    def _child_form(self, key: str, where: Origin | None) -> FormSpec | None:
+        assert self.form is not None
+        child = self.definitions.forms.get(key)
+        if child is None:
+            self.problems.add(where, f"未知的表单“{key}”", did_you_mean(key, self.definitions.forms) or "")
+        elif not child.parent_field or child.parent_form != self.form.key:
+            self.problems.add(where, f"表单“{key}”不属于表单“{self.form.key}”",
+                              f"统计项只能统计下级表单的记录：在“{key}”中写 belongs_to，指向关联到“{self.form.key}”的 link 字段")
+            return None
+        return child
+
+    def _number_field(self, child: FormSpec, key: str, where: Origin | None) -> bool:
+        spec = child.fields.get(key)
+        if spec is None:
+            self.problems.add(where, f"表单“{child.key}”没有字段“{key}”", did_you_mean(key, child.fields) or "")
+            return False
+        if not isinstance(spec.kind.sample(), (int, float, Decimal)) or isinstance(spec.kind.sample(), bool):
+            self.problems.add(where, f"字段“{spec.label}”不是数字，不能求和、平均或取最大最小", "改用 count，或选一个数字字段")
+            return False
+        return True
+
+    def _child_condition(self, raw: Any, child: FormSpec) -> tuple[Expression | None, tuple[str, ...]]:
+        """`where` over a child record: its fields, a link's target fields (exam.kind) and record.<field>."""
+        assert self.form is not None
+        if "where" not in raw:
+            return None, ()
+        source, where = raw["where"], key_origin(raw, "where")
+        linked = {k: self.definitions.forms[f.kind.form] for k, f in child.fields.items()  # type: ignore[attr-defined]
+                  if f.kind.name == "link" and k != child.parent_field and f.kind.form in self.definitions.forms}
+        samples: dict[str, Any] = {k: f.kind.sample() for k, f in child.fields.items()}
+        samples.update({k: {n: f.kind.sample() for n, f in target.fields.items()} for k, target in linked.items()})
+        samples[RECORD] = {k: f.kind.sample() for k, f in self.form.fields.items()}
+        bad = self._unknown_attribute(str(source).strip(), {RECORD: self.form.fields, **{k: t.fields for k, t in linked.items()}})
+        if bad is not None:
+            self.problems.add(where, *bad)
+            return None, ()
+        try:
+            expression = self.expressions.compile(source, samples, where, samples)
+        except ExpressionProblem as exc:
+            self.problems.add(where, exc.message, exc.hint or "例如 exam.kind == '期末' and failed > 0")
+            return None, ()
+        return expression, tuple(k for k in linked if k in expression.names)
+
+    def _checks(self, application: FormSpec, tallies: tuple[TallySpec, ...]) -> tuple[CheckSpec, ...]:
+        found: list[CheckSpec] = []
+        samples, attributes = self._names(application, with_application=True)
+        for tally in tallies:
+            samples[tally.key] = 1
+        for raw in self.data.get("checks", []):
+            where = key_origin(raw, "require")
+            bad = self._unknown_attribute(str(raw["require"]).strip(), attributes)
+            if bad is not None:
+                self.problems.add(where, *bad)
+                continue
+            try:
+                require = self.expressions.compile(raw["require"], samples, where, samples)
+            except ExpressionProblem as exc:
+                self.problems.add(where, exc.message, exc.hint or "例如 failed_finals == 0（figures 中定义的统计项）")
+                continue
+            message = raw.get("message", "")
+            for name in _PLACEHOLDER.findall(message):
+                head, _, attr = name.partition(".")
+                known = (head == RECORD and attr in attributes[RECORD]) if attr else head in samples and head not in UNIT_SIDES
+                if not known:
+                    self.problems.add(key_origin(raw, "message"), f"提示中的“{{{name}}}”不是统计项或 record.<字段>",
+                                      did_you_mean(name, [t.key for t in tallies]) or "可写 {统计项键} 或 {record.字段键}")
+            found.append(CheckSpec(label=raw["label"], require=require, message=message, origin=raw.origin))
+        return tuple(found)
 
 
 def writable_target(form: FormSpec, keys: Collection[str]) -> FormSpec:

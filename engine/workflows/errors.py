@@ -118,3 +118,14 @@ class StartConditionLost(WorkflowError):
     """An exclusive workflow's approval found the record no longer meets its start condition."""
 
     code = "wf_start_condition_lost"
+
+
+class ChecksFailed(WorkflowError):
+    """The record does not meet the workflow's checks (审核条件): every failing reason, numbered."""
+
+    code = "wf_checks_failed"
+
+    def __init__(self, workflow: str, reasons: list[str]) -> None:
+        self.reasons = reasons
+        numbered = "；".join(f"{i}. {r}" for i, r in enumerate(reasons, 1))
+        super().__init__(workflow=workflow, reasons=numbered)

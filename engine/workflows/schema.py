@@ -34,11 +34,26 @@ STEP = {
 
 EXPRESSIONS = {"type": "object", "additionalProperties": {"type": "string"}}  # field -> expression
 
-CHILD = {  # on_approve.create: a record of a child form (belongs_to the workflow's form), its fields from expressions
+CHILD = {  # on_approve.create: a record of a child form, or of a form with `link` + `unit`; fields from expressions
     "type": "object",
     "additionalProperties": False,
     "required": ["form"],
-    "properties": {"form": KEY, "compute": EXPRESSIONS},
+    "properties": {"form": KEY, "compute": EXPRESSIONS, "link": KEY, "unit": {"type": "string"}},
+}
+
+TALLY = {  # figures: one figure over the record's child records (count: <form> | sum/avg/min/max: <form>.<field>)
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["key", "label"],
+    "properties": {"key": KEY, "label": TEXT, "count": KEY, "sum": TEXT, "avg": TEXT, "min": TEXT, "max": TEXT,
+                   "where": {"type": "string"}},
+}
+
+CHECK = {  # checks: a condition the record must meet, with the reason shown when it does not
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["label", "require"],
+    "properties": {"label": TEXT, "require": {"type": "string"}, "message": TEXT},
 }
 
 APPLICATION: dict[str, Any] = {
@@ -79,6 +94,8 @@ WORKFLOW = {
         "changes": NONEMPTY_KEYS,
         "application": APPLICATION,
         "steps": {"type": "array", "minItems": 1, "items": STEP},
+        "figures": {"type": "array", "minItems": 1, "items": TALLY},
+        "checks": {"type": "array", "minItems": 1, "items": CHECK},
         "on_approve": {
             "type": "object",
             "additionalProperties": False,

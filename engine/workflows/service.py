@@ -29,14 +29,13 @@ from engine.storage.db import Database, lock_rows
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
-from engine.workflows import routing, versions
+from engine.workflows import checks, routing, versions
 from engine.workflows.errors import (
-    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, EffectFailed, ExclusiveOpen, NoAssigneeGroup,
-    StartConditionLost,
-    RecordMissing, Stale, StartNotAllowed,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, ChecksFailed, EffectFailed, ExclusiveOpen,
+    NoAssigneeGroup, RecordMissing, ScopeUnresolved, Stale, StartConditionLost, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, SIDE_LABELS, UNIT_SIDES, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -198,6 +197,8 @@ class WorkflowService:
                 issues = [i for i in issues if i.path in spec.changes]
             if issues:
                 return StartResult(issues=issues, cleaned=cleaned)
+            if not draft:
+                self.refuse_failing_checks(s, definitions, spec, record_id, record.values, cleaned.values)
             versions.remember(s, spec)
             app = Application(
                 workflow_key=spec.key, version=spec.version, form_key=form.key, record_id=record_id,
@@ -258,6 +259,21 @@ class WorkflowService:
             title = definitions.workflows[other.workflow_key].title if other.workflow_key in definitions.workflows \
                 else other.workflow_key
             raise ExclusiveOpen(other=title, id=other.id, workflow=spec.title)
+
+    def refuse_failing_checks(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, record_id: int,
+                              record: Mapping[str, Any], application: Mapping[str, Any]) -> None:
+        """ChecksFailed, listing every reason, when the record does not meet the workflow's checks."""
+        reasons = checks.failing(checks.results(s, definitions, spec, self.db.dialect, record_id, record, application))
+        if reasons:
+            raise ChecksFailed(spec.title, reasons)
+
+    def check_results(self, definitions: Definitions, spec: WorkflowSpec, record_id: int, record: Mapping[str, Any],
+                      application: Mapping[str, Any]) -> list[checks.CheckResult]:
+        """The workflow's checks on the record as it is now, for the pages (start and application)."""
+        if not spec.checks:
+            return []
+        with self.db.read() as s:
+            return checks.results(s, definitions, spec, self.db.dialect, record_id, record, application)
 
     @staticmethod
     def start_values(spec: WorkflowSpec, record: StoredRecord) -> dict[str, Any]:
@@ -350,6 +366,9 @@ class WorkflowService:
             self.refuse_exclusive(s, definitions, group, app.record_id, before=app)
             if spec.start_when is not None and not holds(spec.start_when, self._context(app, spec, record_values).names()):
                 raise StartConditionLost(workflow=spec.title)
+        if outcome.effects and spec.checks:  # the record may have changed since submission: checked again
+            values = record_values or self._record_values(s, definitions, app)
+            self.refuse_failing_checks(s, definitions, spec, app.record_id, values, self.values(spec, app))
         effect = self._plan_effects(s, definitions, spec, app, decision.principal, lock) if outcome.effects else None
         return Plan(app, spec, outcome, effect)
 
@@ -389,6 +408,7 @@ class WorkflowService:
             cleaned, issues, changes = self.validate(spec, form, record, values, chosen_unit_id, units)
             if issues:
                 return StartResult(issues=issues, cleaned=cleaned)
+            self.refuse_failing_checks(s, definitions, spec, app.record_id, record.values, cleaned.values)
             action = "submit" if app.status == "draft" else "resubmit"
             application_id = app.id
             app.data = self._store(s, spec, app.id, principal, cleaned.values, app.data)
@@ -509,19 +529,27 @@ class WorkflowService:
 
     def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                          principal: Principal) -> list[str]:
-        """`on_approve.create`: records of child forms, linked to the target record, written by RecordService in
-        the approving transaction (a refusal fails the whole approval). Returns the timeline's notes."""
+        """`on_approve.create`: records linked to the target record (of child forms, or of forms placed in a unit of
+        the application's), written by RecordService in the approving transaction (a refusal fails the whole
+        approval). Returns the timeline's notes."""
         if not spec.effects.create:
             return []
         parent = definitions.forms[spec.form]
         record_values = self._record_values(s, definitions, app)
         names = self._context(app, spec, record_values).names()
         notes = []
+        units = _units_of(app.units)
         for child in spec.effects.create:
             form = definitions.forms[child.form]
             values = {k: value_of(e, names) for k, e in child.compute.items()}
-            values[form.parent_field] = app.record_id
-            result = self.records.create(form, creator_principal(principal, form, parent), None, values, session=s)
+            values[child.link or form.parent_field] = app.record_id
+            unit_id = None
+            if child.unit is not None:  # not a child form: in the unit the definition names, as at submission
+                found = units.get(child.unit.side, {}).get(child.unit.level)
+                if found is None:
+                    raise ScopeUnresolved(what=SIDE_LABELS[child.unit.side], level=child.unit.level)
+                unit_id = found.id
+            result = self.records.create(form, creator_principal(principal, form, parent), unit_id, values, session=s)
             if not result.ok:
                 raise _effect_failed(form, result.issues)
             notes.append(f"已新建{form.title}记录 #{result.record_id}")

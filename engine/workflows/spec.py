@@ -77,10 +77,14 @@ class UnitChoiceSpec:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """A record of a child form created by final approval, linked to the target record; fields from expressions."""
+    """A record created by final approval, linked to the target record; fields from expressions. Of a child form
+    (belongs_to the workflow's form: in the record's unit), or of another form with a `link` to the workflow's form,
+    placed in `unit` (e.g. the 转出 record at the school the record was in when the application was submitted)."""
 
     form: str
     compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
+    link: str = ""  # the form's link field set to the target record (its belongs_to field for a child form)
+    unit: UnitRef | None = None  # where a record of a form that is not a child goes
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -93,6 +97,31 @@ class EffectSpec:
     # field -> expression over the application's fields and `record.<field>` (evaluated at final approval)
     compute: Mapping[str, Expression] = field(default_factory=lambda: MappingProxyType({}))
     create: tuple[ChildSpec, ...] = ()
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TallySpec:
+    """A figure over the target record's child records, read by `checks` (毕业审核: how many 期末 exams failed)."""
+
+    key: str
+    label: str
+    form: str  # a child form of the workflow's form (belongs_to it)
+    measure: str  # count, sum, avg, min, max
+    number: str = ""  # the child's number field the measure reads ("" for count)
+    where: Expression | None = None  # over the child's fields, its links' targets (exam.kind) and record.<field>
+    links: tuple[str, ...] = ()  # the child's link fields whose targets `where` reads
+    origin: Origin | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A condition the record must meet to start the workflow and again at final approval; `message` is the
+    reason shown when it does not (placeholders {figure} and {record.field})."""
+
+    label: str
+    require: Expression
+    message: str
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -118,6 +147,8 @@ class WorkflowSpec:
     allow_self_approval: bool = False
     exclusive: str = ""  # workflows of one group never run at once on one record (休学, 退学, 转学 …)
     restart_on_return: bool = False  # after 退回修改 approval starts again from step one (default: at the returning step)
+    tallies: tuple[TallySpec, ...] = ()  # `figures:` over the record's child records, for the checks
+    checks: tuple[CheckSpec, ...] = ()  # conditions with reasons: refused at start and at final approval
     origin: Origin | None = field(default=None, compare=False)
 
     def step(self, key: str) -> StepSpec | None:

@@ -66,6 +66,7 @@ def test_approval__refused_when_the_certificate_cannot_be_made(world, tmp_path: 
                            "  - {key: native_place, label: 籍贯, from: record.native_place}\n")
     w = world("reg", "bureau", definitions=definitions_with(tmp_path / "defs", {"graduation": text}))
     student = w.student()
+    w.evaluation(student)
     app = application_id(w.login("reg").start("graduate", student, {"graduation_date": "2026-06-30", "destination": "其他",
                                                                     "detail": "出国"}))
     answer = w.login("bureau").decide(app, "approve")

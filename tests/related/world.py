@@ -58,7 +58,7 @@ figures:
   - {key: class_best, label: 班最高, max: total, within: [exam, class]}
   - {key: pass_rate, label: 及格率, pass_rate: total, at_least: 120, within: [exam, class]}
 """
-ADMIN = "key: admin\nname: 管理员\nscope: all\nadmin: true\nforms:\n  '*':\n    actions: [create, read, update, delete]\n"
+ADMIN = "key: admin\nname: 管理员\nscope: all\nadmin: true\nforms:\n  '*':\n    actions: [create, read, update, delete, import]\n"
 TEACHER = """
 key: teacher
 name: 教师

@@ -44,7 +44,7 @@ def assert_errors(text: str, *expected: str) -> None:
 
 
 def test_shipped_workflows__ok() -> None:
-    assert set(DEFS.workflows) == {"transfer", "suspend", "resume", "withdraw", "graduate", "change_info"}
+    assert set(DEFS.workflows) == {"transfer", "suspend", "resume", "withdraw", "graduate", "change_info", "award_request"}
     transfer = DEFS.workflows["transfer"]
     assert [s.key for s in transfer.steps] == ["receiving_school", "bureaus"]
     assert transfer.steps[1].mode == "all" and transfer.steps[1].assignees[1].when is not None

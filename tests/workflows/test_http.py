@@ -222,6 +222,7 @@ def test_suspend_resume_withdraw_graduate__status_changes(world) -> None:
     app = application_id(reg.start("resume", student, {"resume_date": "2026-09-01"}, proof()))
     bureau.decide(app, "approve")
     assert w.record(student).data["status"] == "在读"
+    w.evaluation(student)
     app = application_id(reg.start("graduate", student, {"graduation_date": "2026-06-30", "destination": "升学",
                                                          "school_name": "示范大学"}))
     bureau.decide(app, "approve")

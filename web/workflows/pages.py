@@ -20,7 +20,7 @@ from engine.workflows.compiler import CHANGES_SECTION
 from engine.workflows.errors import ExclusiveOpen, StartNotAllowed, VersionBroken
 from engine.workflows.routing import Actor
 from engine.workflows.service import Bundle, WorkflowService, unit_options
-from engine.workflows.spec import ACTION_LABELS, RECORD, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, STATUS_LABELS, WITH_APPLICANT, WorkflowSpec
 from web.auth import app_state, current_principal
 from web.controllers.records import check_context
 from web.pages import page
@@ -99,6 +99,9 @@ def application_page(request: Request, bundle: Bundle | None, error: str = "", s
                 for section in spec.application.sections if section.key != CHANGES_SECTION]
     actor, state_ = Actor.of(principal), bundle.state()
     mine = routing.actionable(spec, state_, actor, app.applicant_id)
+    # While it is in flight, the checks as the record now stands (they are checked again at final approval).
+    checks = service(request).check_results(
+        state.definitions, spec, app.record_id, current.values, values) if current and app.status in OPEN_STATUSES else []
     template = page(
         request, "workflows/application.html", app=app, spec=spec, form=form, record=record, summary=summary,
         snapshot=record is None and bool(app.record_snapshot), returned=returned_note(bundle),
@@ -107,7 +110,7 @@ def application_page(request: Request, bundle: Bundle | None, error: str = "", s
         tasks=[(t, routing.actions_for(spec, t), spec.step(t.step)) for t in mine],
         action_labels=ACTION_LABELS, status_labels=STATUS_LABELS, error=error, comment=comment,
         can_withdraw=routing.can_withdraw(state_, actor, app.applicant_id),
-        can_edit=app.applicant_id == principal.user_id and app.status in WITH_APPLICANT,
+        can_edit=app.applicant_id == principal.user_id and app.status in WITH_APPLICANT, checks=checks,
         title=f"{spec.title}申请 #{app.id}",
     )
     template.status_code = status
@@ -142,13 +145,14 @@ def form_page(request: Request, spec: WorkflowSpec, form: FormSpec, principal: P
                if k in form.fields and k not in found.hidden]
     options = unit_options(spec, target.unit_path, state.units(), target.values) if spec.unit_choice else []
     action = f"/wf/a/{bundle.application.id}/edit" if bundle else f"/wf/new/{spec.key}/start?record={target.id}"
+    checks = service(request).check_results(state.definitions, spec, target.id, target.values, merged)
     template = page(request, "workflows/form.html", spec=spec, form=form, target=target, summary=summary, sections=sections,
                     target_unit=unit_full_name(state, target.unit_id) or target.unit_name,
                     current=current, check_url=check_url(spec, target, bundle), options=options,
                     chosen=str(chosen or ""),
                     unit_error=next((issue_text(spec.application, i) for i in issues if i.path == "_unit"), ""),
                     summary_errors=(errors or []) + [issue_text(spec.application, i) for i in issues],
-                    action=action, bundle=bundle, title=spec.title)
+                    action=action, bundle=bundle, checks=checks, title=spec.title)
     template.status_code = status
     return template
 
