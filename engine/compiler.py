@@ -535,7 +535,7 @@ def _why_unfillable(found: FormPolicy, spec: FieldSpec) -> str:
 
 
 def compile_org_levels(data: Mapping[str, Any], problems: Problems) -> tuple[OrgLevel, ...]:
-    levels = tuple(OrgLevel(item["key"], item["label"]) for item in data["levels"])
+    levels = tuple(OrgLevel(item["key"], item["label"], _number_pattern(item, problems)) for item in data["levels"])
     keys = [level.key for level in levels]
     for clash in {k for k in keys if keys.count(k) > 1}:
         problems.add(data.origin, f"重复的组织层级“{clash}”")
@@ -543,6 +543,21 @@ def compile_org_levels(data: Mapping[str, Any], problems: Problems) -> tuple[Org
         problems.add(data.origin, f"组织层级不能叫“{reserved}”", "own、subtree、all 是保留的数据范围")
     _check_units(data.get("demo_units", []), keys, problems)
     return levels
+
+
+def _number_pattern(level: Mapping[str, Any], problems: Problems) -> str:
+    pattern = level.get("number", "")
+    if not pattern:
+        return ""
+    try:
+        groups = re.compile(pattern).groups
+    except re.error as exc:
+        problems.add(key_origin(level, "number"), f"number 不是有效的正则表达式：{exc}", r"例如 '\((\d+)\)' 取“高一(5)班”中的 5")
+        return ""
+    if groups < 1:
+        problems.add(key_origin(level, "number"), "number 须有一个括号分组，框出名称中的编号", r"例如 '\((\d+)\)' 取“高一(5)班”中的 5")
+        return ""
+    return str(pattern)
 
 
 def _check_units(units: Any, levels: list[str], problems: Problems, depth: int = -1) -> None:

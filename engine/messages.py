@@ -135,6 +135,10 @@ MESSAGES: Mapping[str, str] = {
     "import_unit_required": "请填写{label}",
     "import_unit_unknown": "{label}“{value}”不存在，或不在您可以导入的范围内",
     "import_unit_ambiguous": "{label}“{value}”对应多个单位，请填写完整路径，如“{example}”",
+    "import_unit_within_unknown": "{where}：按{label}“{value}”（{unit_column} 列）和{within}（{columns}）找不到单位："
+                                  "其下没有编号为 {number} 的单位，或不在您可以导入的范围内",
+    "import_unit_within_ambiguous": "{where}：按{label}“{value}”（{unit_column} 列）和{within}（{columns}）找到多个单位"
+                                    "（{examples}），请填写完整路径",
     "import_conflict": "保存时这条记录正被他人修改，未导入；请重新导入这一行",
     "import_row_failed": "数据库拒绝保存这一行（{detail}），未导入；请检查后重新导入",
     # Excel and CSV import: the whole file

@@ -183,7 +183,9 @@ UNIT: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "level"],
-    "properties": {"name": TEXT, "level": KEY, "children": {"type": "array", "items": {"$ref": "#/$defs/unit"}}},
+    "properties": {"name": TEXT, "level": KEY, "children": {"type": "array", "items": {"$ref": "#/$defs/unit"}},
+                   # Old names (under the same parent) or old full paths: `dangan org-apply` renames or moves that unit.
+                   "renamed_from": {"oneOf": [TEXT, {"type": "array", "items": TEXT}]}},
 }
 ORG = {
     "$defs": {"unit": UNIT},
@@ -198,7 +200,7 @@ ORG = {
                 "type": "object",
                 "additionalProperties": False,
                 "required": ["key", "label"],
-                "properties": {"key": KEY, "label": TEXT},
+                "properties": {"key": KEY, "label": TEXT, "number": TEXT},
             },
         },
         "demo_units": {"type": "array", "items": {"$ref": "#/$defs/unit"}},

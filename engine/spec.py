@@ -314,6 +314,10 @@ class RoleSpec:
 class OrgLevel:
     key: str
     label: str
+    # Where a unit's number is in its name (a regular expression whose first group is the number, e.g. '\((\d+)\)'
+    # for 高一(5)班); "" = the number after the parent's name. An import finds a unit from its number and the cells of
+    # the levels above it (a class "5班" next to a grade "高一").
+    number: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 
 from engine.bootstrap import InitialAdmin, bootstrap
 from engine.loader import demo_units, load_definitions
+from engine.org_apply import org_note
 from engine.storage.db import Database, gather_statistics
 from engine.storage.projection import prepare_projections
 from web.auth import session_guard
@@ -65,6 +66,9 @@ def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     prepare_projections(db, definitions)
     gather_statistics(db, stale_only=True)
     admin = bootstrap(db, definitions, lambda: demo_units(settings.definitions))
+    note = org_note(db, demo_units(settings.definitions))
+    if note:  # once, by the process that starts the workers
+        log.warning(note)
     return AppState(settings, definitions, db), admin
 
 

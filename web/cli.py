@@ -1,5 +1,5 @@
 """The `dangan` command: check, serve, create-user, reload, import, backup, restore, verify-certificate,
-export-archive, import-archive."""
+export-archive, import-archive, link-accounts, org-apply."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,7 @@ from engine.storage.db import Database, in_memory_sqlite
 from engine.storage.projection import IndexConflict
 from engine.storage.models import utcnow
 from web.archive_commands import add_parsers as add_archive_parsers
+from web.cli_org import add_parser as add_org_apply
 from web.commands import definitions_for_command
 from web.settings import Settings
 from web.state import reload_ack_name
@@ -303,6 +304,10 @@ def parser() -> argparse.ArgumentParser:
     excel.add_argument("--skip-invalid", action="store_true", help="跳过错误行，导入其余行（默认：全部正确才导入）")
     excel.add_argument("--sheet", default="", help="要导入的工作表（默认：与表单同名的，否则第一个带表头和数据的）")
     excel.add_argument("--no-size-limit", action="store_true", help="不限制文件大小（行数等其他上限仍然有效）")
+    excel.add_argument("--map", action="append", default=[], metavar="列名=字段",
+                       help="文件中的列对应哪个字段，如 --map 班级=所属班级（可重复；“列名=”忽略该列）；会记住，下次自动使用")
+    excel.add_argument("--value", action="append", default=[], metavar="字段:值=选项",
+                       help="单选列中不是选项的值对应哪个选项，如 --value 健康状况:很好=健康（可重复）；会记住，下次自动使用")
     excel.set_defaults(func=cmd_import)
     backup = sub.add_parser("backup", help="备份数据库（含附件）和定义目录到一个 .tar 文件，写完后读回校验")
     backup.add_argument("--output", "-o", help="备份文件（默认 $DANGAN_BACKUP_DIR/dangan-backup-<时间>.tar）")
@@ -321,6 +326,7 @@ def parser() -> argparse.ArgumentParser:
     from web.cli_accounts import add_parser as add_link_accounts  # noqa: PLC0415
 
     add_link_accounts(sub)
+    add_org_apply(sub)
     add_archive_parsers(sub)
     return root
 

@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.excel.jobs import MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit, remembered_mapping, run_job
+from engine.excel.jobs import (MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit,
+                               remembered_mapping, remembered_values, run_job)
+from engine.excel.layout import UNIT_KEY, header_text, key_lookup
+from engine.excel.values import choice_kinds, merge_chosen
 from engine.excel.limits import FileRejected
 from engine.org import build_principal
 from engine.permissions import can
@@ -73,8 +76,14 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         print(f"用户“{args.user}”不能以“{MODE_NAMES[args.mode]}”方式导入；可用：{'、'.join(MODE_NAMES[m] for m in modes)}", file=err)
         return 1
     path, limits = Path(args.file), settings.command_import_limits(args.no_size_limit)
+    given, problems = _given(form, getattr(args, "map", None) or [], getattr(args, "value", None) or [])
+    if problems:
+        for problem in problems:
+            print(problem, file=err)
+        return 1
+    mapping = remembered_mapping(db, form, principal) | given[0]
+    values = merge_chosen(remembered_values(db, form, principal), given[1], form)
     try:
-        mapping = remembered_mapping(db, form, principal)
         look = first_look(path, path.name, form, limits, mapping)
     except FileRejected as exc:
         print(f"文件被拒绝：{exc.message}", file=err)
@@ -92,12 +101,13 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
     if others:
         print(f"文件中另有工作表 {'、'.join(others)} 也带有表头和数据；这次只导入工作表“{sheet}”（用 --sheet 选择）", file=out)
     job_id = create_job(db, form, principal, path.name, path.read_bytes(), look.kind, args.mode, error_mode, sheet, others,
-                        mapping)
+                        mapping, values)
     bar, records = ProgressBar(err), RecordService(db, lambda: definitions.forms)
     job = run_job(db, definitions, job_id, limits, records, progress=bar)
     bar.end()
     assert job is not None
     _report(job, "预览", out)
+    _report_values(job, form, out)
     if job.status != "previewed":
         print(job.message, file=err)
         return 1
@@ -120,6 +130,43 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
     return 2 if job.count_invalid else 0
 
 
+def _given(form: Any, maps: list[str], values: list[str]) -> tuple[tuple[dict[str, str], list[tuple[str, str, str]]], list[str]]:
+    """`--map 班级=所属班级` (a header → a field's label or key; nothing after "=" ignores the column) and
+    `--value 健康状况:很好=健康` (a field, a value as in the file → an option's label, value or alias)."""
+    names, kinds = key_lookup(form), choice_kinds(form)
+    mapping: dict[str, str] = {}
+    chosen: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+
+    def field_key(text: str) -> str | None:
+        text = text.strip()
+        return text if text in form.fields else names.get(header_text(text))
+
+    for item in maps:
+        header, sep, target = item.partition("=")
+        key = field_key(target) if target.strip() else ""
+        if not sep or not header.strip() or key is None:
+            problems.append(f"--map “{item}”：应写成“文件中的列名=字段名”，字段名如 {form.unit_label}、"
+                            f"{'、'.join(f.label for f in list(form.fields.values())[:3])}")
+            continue
+        mapping[header.strip()] = key
+    for item in values:
+        field_text, sep, rest = item.replace("：", ":", 1).partition(":")
+        text, eq, option = rest.partition("=")
+        key = field_key(field_text)
+        kind = kinds.get(key or "")
+        if not sep or not eq or not text.strip() or kind is None or key == UNIT_KEY:
+            problems.append(f"--value “{item}”：应写成“单选字段:文件中的值=选项”，如 "
+                            f"{next((form.fields[k].label for k in kinds), '字段')}:很好={next(iter(kinds.values())).options[0].label if kinds else '选项'}")
+            continue
+        if kind.resolve(option.strip()) is None:
+            problems.append(f"--value “{item}”：“{option.strip()}”不是“{form.fields[key].label}”的选项；可选："  # type: ignore[index]
+                            f"{'、'.join(o.label for o in kind.options)}")
+            continue
+        chosen.append((key, text.strip(), option.strip()))  # type: ignore[arg-type]
+    return (mapping, chosen), problems
+
+
 def _report(job: ImportJob, what: str, out: Any) -> None:
     if job.status == "aborted":  # nothing was written: say so before any count
         print(f"{what}（任务 #{job.id}，{STATUS_NAMES[job.status]}）：没有导入任何数据。检查结果：可新增 {job.count_new}，"
@@ -129,3 +176,15 @@ def _report(job: ImportJob, what: str, out: Any) -> None:
           f"未变 {job.count_unchanged}，错误 {job.count_invalid}", file=out)
     for warning in (job.details or {}).get("warnings", []):
         print(f"  提示：{warning}", file=out)
+
+
+def _report_values(job: ImportJob, form: Any, out: Any) -> None:
+    """Values of choice columns that are no option: each with its rows and the option to pass with --value."""
+    for key, entries in ((job.details or {}).get("unknown_values") or {}).items():
+        if key not in form.fields:
+            continue
+        label = form.fields[key].label
+        for text, count, suggested in entries:
+            option = form.fields[key].kind.label_of(suggested) if suggested else "选项"
+            print(f"  “{label}”中的“{text}”（{count} 行）不是选项；如指的是“{option}”，加上 --value {label}:{text}={option}",
+                  file=out)

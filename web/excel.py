@@ -18,9 +18,11 @@ from litestar.response import Redirect, Response, Template
 
 from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
                                FirstLook, error_workbook, first_errors, first_look, job_for_sheet, job_with_mapping,
-                               remembered_mapping, interrupted, queue_commit, visible_job, visible_jobs)
+                               job_with_values, remembered_mapping, remembered_values, interrupted, queue_commit,
+                               visible_job, visible_jobs)
 from engine.excel.layout import export_columns, mapping_choices, template_columns
 from engine.excel.limits import FileRejected, Limits
+from engine.excel.values import choice_kinds
 from engine.excel.workbooks import build_csv, build_workbook
 from engine.fields.files import MB
 from engine.org import Unit
@@ -114,7 +116,9 @@ def _job(request: Request, form: FormSpec, principal: Principal, job_id: int) ->
 def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, Any]:
     stopped = interrupted(job) and not worker_of(request).is_active(job.id)
     found = policy(current_principal(request), form)
-    return {"form": form, "job": job, "mapping_choices": mapping_choices(form, found) if found else {}, "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
+    return {"form": form, "job": job, "mapping_choices": mapping_choices(form, found) if found else {},
+            "value_options": {key: [(o.value, o.label) for o in kind.options] for key, kind in choice_kinds(form).items()},
+            "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
             "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": stopped,
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
 
@@ -201,12 +205,13 @@ class ExcelController(Controller):
         content = await upload.read()
         try:
             mapping = remembered_mapping(state.db, form, principal)
+            values = remembered_values(state.db, form, principal)
             look = await anyio.to_thread.run_sync(_first_look, content, upload.filename, form, state.settings.import_limits(),
                                                   mapping)
         except FileRejected as exc:
             return again(exc.message)
         job_id = await anyio.to_thread.run_sync(create_job, state.db, form, principal, upload.filename, content, look.kind,
-                                                mode, error_mode, look.sheet, look.others, mapping)
+                                                mode, error_mode, look.sheet, look.others, mapping, values)
         worker_of(request).submit(job_id)
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
 
@@ -257,6 +262,18 @@ class ExcelController(Controller):
         headers, fields = data.getall("header", []), data.getall("field", [])
         chosen = {str(h): str(f) for h, f in zip(headers, fields)}
         new_id = job_with_mapping(state.db, job, principal, form, chosen)
+        worker_of(request).submit(new_id)
+        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+
+    @post("/imports/{job_id:int}/values", opt={"action": "import"}, name="excel:values")
+    async def values(self, request: Request, job_id: Id) -> Redirect:
+        """The value step: each value that is no option given one (or left an error); a new preview of the same upload."""
+        state, form, principal = app_state(request), _form(request), current_principal(request)
+        job = _job(request, form, principal, job_id)
+        data = await request.form()
+        keys, texts, chosen = data.getall("value_field", []), data.getall("value_text", []), data.getall("value_choice", [])
+        new_id = await anyio.to_thread.run_sync(job_with_values, state.db, job, principal, form,
+                                                [(str(k), str(t), str(v)) for k, t, v in zip(keys, texts, chosen)])
         worker_of(request).submit(new_id)
         return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
 

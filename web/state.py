@@ -17,7 +17,8 @@ from engine.recovery import RecoveryService
 from engine.twofactor import TwoFactorService
 from engine.errors import DefinitionErrors
 from engine.loader import demo_units, load_definitions
-from engine.org import OrgTree, Unit, units_not_in_database
+from engine.org import OrgTree, Unit
+from engine.org_apply import org_note
 from engine.records import RecordService
 from engine.records.grid import GridService
 from engine.spec import Definitions
@@ -119,13 +120,8 @@ class AppState:
         return ReloadOutcome(True, [], candidate.version, notes)
 
     def _org_notes(self) -> list[str]:
-        with self.db.read() as s:
-            missing = units_not_in_database(s, demo_units(self.settings.definitions))
-        if not missing:
-            return []
-        shown = "、".join(missing[:5]) + (f" 等 {len(missing)} 个" if len(missing) > 5 else "")
-        return [f"注意：org.yaml 的 demo_units 中有 {len(missing)} 个单位不在数据库中（{shown}），没有添加："
-                "demo_units 只在数据库为空时使用一次。运行中的系统请在“系统管理 → 组织机构”中添加、改名或移动单位。"]
+        note = org_note(self.db, demo_units(self.settings.definitions))
+        return [note] if note else []
 
 
 def reload_ack_name(pid: int) -> str:

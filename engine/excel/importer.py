@@ -22,6 +22,7 @@ from engine.excel.planning import Context, Plan, Planner
 from engine.excel.reader import Row, Table
 from engine.excel.reporting import OUTCOMES, CellError, PassResult, Reporter, Sink
 from engine.excel.rows import RowInput, RowReader, cell_text, filled, find_header
+from engine.excel.values import MAX_LISTED
 
 __all__ = ["OUTCOMES", "CellError", "Context", "ImportPass", "Interrupted", "PassResult", "Plan", "RowInput", "cell_text"]
 ERROR_MODES = ("all_or_nothing", "skip_invalid")
@@ -51,13 +52,16 @@ class ImportPass:
         ignored = {header_text(h) for h, k in self.ctx.mapping.items() if not k}
         (header_row, header), rest = find_header(self.form, table.rows, keys, self.ctx.limits.header_scan_rows)
         header = [None if header_text(c) in ignored else c for c in header]  # columns the user chose to ignore
-        columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required)
+        columns = map_header(self.form, self.ctx.found, header, header_row, keys, self.ctx.mode, self.ctx.unit_required,
+                             self.ctx.org_levels)
         self.result.unknown = columns.unknown
         self.result.header_row = header_row
         self.result.warnings = list(columns.warnings)
-        self.reader = RowReader(self.form, columns, self.ctx.defaults, validate_as_new=self.ctx.mode != "update")
+        self.reader = RowReader(self.form, columns, self.ctx.defaults, validate_as_new=self.ctx.mode != "update",
+                                values=self.ctx.values)
         self.reporter = Reporter(self.form, columns, self.result)
         self.planner = Planner(self.ctx, self.reader, self.reporter, self.result, self.write, self.known)
+        self.planner.sheet = table.sheet or ""
         helper = 0 < self.ctx.limits.helper_rows <= table.last_row and helper_possible()
         with fewer_collections(), prepared_batches(self, self._batches(rest, table.rows), helper) as batches:
             for rows, prepared in batches:
@@ -99,6 +103,11 @@ class ImportPass:
         for row, (_number, cells) in zip(inputs, rows):
             row.cells = cells
         self.result.formula_text += sum(row.formulas for row in inputs)
+        for row in inputs:
+            for key, text in row.unknown_values:
+                found = self.result.unknown_values.setdefault(key, {})
+                if text in found or len(found) < MAX_LISTED:
+                    found[text] = found.get(text, 0) + 1
         if self.write:
             with self.ctx.db.write() as s:
                 plans = self.planner.plan(s, inputs)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 from engine.excel.importer import CellError, Context, ImportPass, Interrupted, PassResult, Plan, cell_text
 from engine.excel.layout import UNIT_KEY, ColumnsMissing, header_text, key_lookup, read_key_sheet, template_columns
 from engine.excel.units import unit_choices
+from engine.excel.values import listed, merge_chosen
 from engine.excel.limits import FileRejected, Limits
 from engine.excel.reader import choose_sheet, data_sheet_candidates, open_table
 from engine.excel.rows import filled, find_header
@@ -101,14 +102,14 @@ def _data_under_header(path: Path, inspection: Any, form: FormSpec, limits: Limi
 
 def create_job(db: Database, form: FormSpec, principal: Principal, filename: str, data: bytes, kind: str,
                mode: str, error_mode: str, sheet: str = "", other_sheets: tuple[str, ...] = (),
-               mapping: dict[str, str] | None = None) -> int:
+               mapping: dict[str, str] | None = None, values: dict[str, dict[str, str]] | None = None) -> int:
     """A job for the upload; `sheet` is the workbook's sheet it imports, `other_sheets` those it could import instead."""
     with db.write() as s:
         job_id = s.execute(insert(ImportJob).values(
             form_key=form.key, user_id=principal.user_id, username=principal.username, filename=filename[-255:],
             file_kind=kind, mode=mode, error_mode=error_mode, phase="preview", status="queued", total=0, done=0,
             count_new=0, count_updated=0, count_unchanged=0, count_invalid=0, last_row=0, runner="", message="",
-            details=_sheet_details(sheet, other_sheets, mapping), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
+            details=_sheet_details(sheet, other_sheets, mapping, values), upload_sha256=hashlib.sha256(data).hexdigest(), def_version=form.version,
             created_at=utcnow(), updated_at=utcnow(),
         ).returning(ImportJob.id)).scalar_one()
         s.execute(insert(ImportFile).values(job_id=job_id, name=UPLOAD, data=data))
@@ -116,20 +117,30 @@ def create_job(db: Database, form: FormSpec, principal: Principal, filename: str
     return job_id
 
 
-def _sheet_details(sheet: str, others: tuple[str, ...] | list[str], mapping: dict[str, str] | None = None) -> dict[str, Any]:
+def _sheet_details(sheet: str, others: tuple[str, ...] | list[str], mapping: dict[str, str] | None = None,
+                   values: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     found: dict[str, Any] = {"sheet": sheet, "other_sheets": list(others)} if sheet else {}
-    return found | ({"mapping": mapping} if mapping else {})
+    return found | ({"mapping": mapping} if mapping else {}) | ({"values": values} if values else {})
 
 
 def remembered_mapping(db: Database, form: FormSpec, principal: Principal) -> dict[str, str]:
     """The column mapping this user last chose for this form: the next file from the same school usually has the
     same headers."""
+    return dict(_remembered(db, form, principal, "mapping"))
+
+
+def remembered_values(db: Database, form: FormSpec, principal: Principal) -> dict[str, dict[str, str]]:
+    """The value mapping (field key → {file text: option value}) this user last chose for this form."""
+    return {k: dict(v) for k, v in _remembered(db, form, principal, "values").items() if isinstance(v, dict)}
+
+
+def _remembered(db: Database, form: FormSpec, principal: Principal, what: str) -> dict[str, Any]:
     query = (select(ImportJob.details).where(ImportJob.form_key == form.key, ImportJob.user_id == principal.user_id)
              .order_by(ImportJob.id.desc()).limit(20))
     with db.read() as s:
         for details in s.scalars(query):
-            if details and details.get("mapping"):
-                return dict(details["mapping"])
+            if details and details.get(what):
+                return dict(details[what])
     return {}
 
 
@@ -140,7 +151,8 @@ def job_for_sheet(db: Database, job: ImportJob, principal: Principal, sheet: str
     sheets = [details.get("sheet", "")] + list(details.get("other_sheets", []))
     if sheet not in sheets[1:]:
         return None
-    return _again(db, job, principal, _sheet_details(sheet, [n for n in sheets if n != sheet], details.get("mapping")))
+    return _again(db, job, principal, _sheet_details(sheet, [n for n in sheets if n != sheet], details.get("mapping"),
+                                                     details.get("values")))
 
 
 def job_with_mapping(db: Database, job: ImportJob, principal: Principal, form: FormSpec, chosen: dict[str, str]) -> int:
@@ -149,7 +161,18 @@ def job_with_mapping(db: Database, job: ImportJob, principal: Principal, form: F
     details = job.details or {}
     allowed = {k for k in chosen.values() if k in form.fields or k == UNIT_KEY}
     mapping = dict(details.get("mapping") or {}) | {h: (k if k in allowed else "") for h, k in chosen.items() if h}
-    return _again(db, job, principal, _sheet_details(details.get("sheet", ""), details.get("other_sheets", []), mapping))
+    return _again(db, job, principal, _sheet_details(details.get("sheet", ""), details.get("other_sheets", []), mapping,
+                                                     details.get("values")))
+
+
+def job_with_values(db: Database, job: ImportJob, principal: Principal, form: FormSpec,
+                    chosen: list[tuple[str, str, str]]) -> int:
+    """A new job over the same upload with the value step's choices ((field key, file text, option value); value ""
+    leaves the text an error); kept in the job, so the user's next upload of this form starts from them."""
+    details = job.details or {}
+    values = merge_chosen(details.get("values") or {}, chosen, form)
+    return _again(db, job, principal, _sheet_details(details.get("sheet", ""), details.get("other_sheets", []),
+                                                     details.get("mapping"), values))
 
 
 def _again(db: Database, job: ImportJob, principal: Principal, details: dict[str, Any]) -> int:
@@ -303,7 +326,8 @@ def run_job(db: Database, definitions: Definitions, job_id: int, limits: Limits,
             protected = frozenset(k for w in definitions.workflows.values() if w.form == form.key for k in w.changes)
             ctx = Context(db, records or RecordService(db, lambda: definitions.forms), form, principal, job.mode, limits,
                           note=f"Excel 导入 #{job.id}（{job.filename}）", protected=protected,
-                          mapping=dict((job.details or {}).get("mapping") or {}))
+                          mapping=dict((job.details or {}).get("mapping") or {}), org_levels=definitions.org_levels,
+                          values=dict((job.details or {}).get("values") or {}))
             sheet = (job.details or {}).get("sheet", "")
             opener = lambda: open_table(path, inspection, form.title, limits, sheet)  # noqa: E731
             if job.phase == "preview":
@@ -408,8 +432,8 @@ def _preview(db: Database, job: ImportJob, ctx: Context, opener: Callable[[], An
     _reset(db, job.id, message="")
     result = _run_pass(db, job, ctx, opener, phase="preview", write=False, status="previewing", known=None,
                        start_after=0, should_stop=should_stop, progress=progress)
-    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets", "mapping")}
-    details = sheets | {"unmapped": result.unknown, "header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
+    sheets = {k: v for k, v in (job.details or {}).items() if k in ("sheet", "other_sheets", "mapping", "values")}
+    details = sheets | {"unmapped": result.unknown, "unknown_values": listed(ctx.form, result.unknown_values), "header_row": result.header_row, "warnings": [render(w) for w in result.warnings],
                         "duplicates": result.duplicates}
     _set(db, job.id, status="previewed", details=details, total=result.processed, finished_at=utcnow())
 

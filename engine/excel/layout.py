@@ -10,7 +10,7 @@ from engine.excel.limits import FileRejected
 from engine.fields.normalise import remove_spaces, to_halfwidth
 from engine.issues import Issue
 from engine.permissions import is_masked, writable_keys
-from engine.spec import FieldSpec, FormPolicy, FormSpec
+from engine.spec import FieldSpec, FormPolicy, FormSpec, OrgLevel
 
 UNIT_KEY = "_unit"
 FORM_MARK = "_form"
@@ -163,6 +163,8 @@ class ColumnMap:
     warnings: list[Issue] = field(default_factory=list)
     # Headers matching no field, each with the field it most likely means (or ""): the preview's mapping step.
     unknown: dict[str, str] = field(default_factory=dict)
+    # Columns headed by the label of an org level above the record's unit (年级 for a class): level key → column.
+    levels: dict[str, int] = field(default_factory=dict)
 
     def column_of(self, key: str) -> int | None:
         if key == UNIT_KEY:
@@ -170,23 +172,34 @@ class ColumnMap:
         return self.fields.get(key, self.match_only.get(key))
 
 
+def levels_above(form: FormSpec, levels: Iterable[OrgLevel]) -> list[OrgLevel]:
+    """The org levels above the form's unit level (school, grade for a class); none when records take any level."""
+    levels = list(levels)
+    keys = [level.key for level in levels]
+    return levels[:keys.index(form.unit_level)] if form.unit_level in keys else []
+
+
 def map_header(form: FormSpec, found: FormPolicy, cells: list[Any], header_row: int, keys: KeySheet,
-               mode: str, unit_required: bool) -> ColumnMap:
+               mode: str, unit_required: bool, levels: Iterable[OrgLevel] = ()) -> ColumnMap:
     """Fields by column; unknown and read-only columns become warnings, missing required ones reject the file."""
     names = key_lookup(form)
     keys_writable = writable(found, form)
     mapped = ColumnMap(header_row=header_row)
     seen: dict[str, list[int]] = {}
     unknown: list[str] = []
+    above = {header_text(level.label): level.key for level in levels_above(form, levels)}
     for index, cell in enumerate(cells):
         text = header_text(cell)
         if not text:
             continue
         label = str(cell).strip()
         mapped.labels[index] = label
+        if text in above and above[text] not in mapped.levels:
+            mapped.levels[above[text]] = index  # and perhaps a field too (the student form's 年级)
         key = _resolve_key(form, keys.headers[text]) if text in keys.headers else names.get(text)
         if key is None:
-            unknown.append(label)
+            if text not in above:
+                unknown.append(label)
             continue
         seen.setdefault(key, []).append(index)
         if key == UNIT_KEY:

@@ -42,6 +42,7 @@ class PassResult:
     formula_text: int = 0
     empty_rows: int = 0
     unknown: dict[str, str] = field(default_factory=dict)  # header matching no field → suggested field key or ""
+    unknown_values: dict[str, dict[str, int]] = field(default_factory=dict)  # field key → {value that is no option: rows}
 
 
 class Sink(Protocol):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from engine.excel.layout import ColumnMap, KeySheet, header_score, key_lookup
 from engine.excel.limits import FileRejected
 from engine.excel.reader import Row
+from engine.excel.values import ValueReader
 from engine.excel.workbooks import FORMULA_PREFIXES
+from engine.fields import LinkRef
 from engine.fields.normalise import integral_text
 from engine.issues import FieldError, Issue
 from engine.spec import FormSpec
@@ -29,7 +31,9 @@ class RowInput:
     key: str | None = None  # the natural key as JSON, when every part is valid
     key_text: str = ""
     unit_text: str = ""
+    unit_within: dict[str, str] = field(default_factory=dict)  # org level → the text of its column (年级: 高一)
     issues: list[Issue] = field(default_factory=list)  # cells their field type could not read
+    unknown_values: list[tuple[str, str]] = field(default_factory=list)  # (field key, text): no option, no alias
     formulas: int = 0  # text cells that look like formulas, kept as inert text
     # clean_record of the row as a new record (defaults + the row), made while rows are prepared;
     # a row that turns out to update a stored record is cleaned again with the stored values.
@@ -80,10 +84,13 @@ def cell_text(cell: Any) -> str:
 class RowReader:
     """Turns a mapped file's rows into RowInputs: cells read, natural key found, each row validated as new."""
 
-    def __init__(self, form: FormSpec, columns: ColumnMap, defaults: dict[str, Any], validate_as_new: bool) -> None:
+    def __init__(self, form: FormSpec, columns: ColumnMap, defaults: dict[str, Any], validate_as_new: bool,
+                 values: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.form, self.columns, self.defaults = form, columns, defaults
         self.validate_as_new = validate_as_new
-        self.readers = [(key, index, form.fields[key].kind.cell_reader()) for key, index in columns.fields.items()]
+        self.values = ValueReader(form, values or {})
+        self.readers = [(key, index, form.fields[key].kind.cell_reader(), key in self.values.kinds)
+                        for key, index in columns.fields.items()]
 
     def prepare(self, rows: list[Row]) -> list[RowInput]:
         """The rows read and validated; they come back without their cells, which the caller already has (a
@@ -107,7 +114,7 @@ class RowReader:
         row = RowInput(number, cells)
         width = len(cells)
         submitted = row.submitted
-        for key, index, from_cell in self.readers:
+        for key, index, from_cell, choice in self.readers:
             cell = cells[index] if index < width else None
             if isinstance(cell, str):
                 text = cell.strip()
@@ -120,6 +127,8 @@ class RowReader:
             elif cell is None:
                 submitted[key] = None
                 continue
+            if choice:  # the value step's choices applied; values that are no option noted for the preview
+                cell = self.values.read(key, cell, row.unknown_values)
             if from_cell is None:  # the type takes cells as they are
                 submitted[key] = cell
                 continue
@@ -129,6 +138,10 @@ class RowReader:
                 row.issues.append(exc.issue.at(key))
         if self.columns.unit is not None and self.columns.unit < width:
             row.unit_text = cell_text(cells[self.columns.unit]).strip()
+            for level, index in self.columns.levels.items():
+                text = cell_text(cells[index]).strip() if index < width else ""
+                if text:
+                    row.unit_within[level] = text
         self._natural_key(row)
         return row
 
@@ -148,7 +161,8 @@ class RowReader:
             value, issues = clean_field(spec, raw)
             if issues or value is None:
                 return
-            parts.append(spec.kind.to_json(value))
+            # A link named by a unique value of its target (学号) stays a name here: the planner resolves it.
+            parts.append({"ref": value.text} if isinstance(value, LinkRef) else spec.kind.to_json(value))
             texts.append(spec.kind.to_text(value))
         if parts:
             row.key = json.dumps(parts, ensure_ascii=False)

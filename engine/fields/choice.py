@@ -288,6 +288,11 @@ def _raw_text(raw: Any) -> str:
     return raw if isinstance(raw, str) else str(raw)
 
 
+def split_items(text: str) -> list[str]:
+    """A multiple-choice cell's items ("篮球、足球" → ["篮球", "足球"]), split as `MultiChoiceField` reads them."""
+    return [item.strip() for item in _SEPARATORS.split(text) if item.strip()]
+
+
 def _split(raw: Any) -> Iterable[Any]:
     if is_empty(raw):
         return ()

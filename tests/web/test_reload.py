@@ -100,7 +100,7 @@ def test_reload__every_worker_answers_the_next_request_with_the_new_role(two_wor
 
 
 def test_reload__units_added_to_org_yaml__named_in_a_warning(fresh_db_url: str, tmp_path: Path) -> None:
-    """demo_units seed an empty database only; a unit added to org.yaml later is not created, and reload says so."""
+    """A unit added to org.yaml later is not created by reload; reload says so and names `dangan org-apply`."""
     directory = copy_definitions(tmp_path / "definitions")
     _app, state = build(fresh_db_url, definitions=directory, tmp=tmp_path)
     try:
@@ -111,6 +111,6 @@ def test_reload__units_added_to_org_yaml__named_in_a_warning(fresh_db_url: str, 
         outcome = state.reload()
         assert outcome.ok
         (note,) = [n for n in outcome.notes if "org.yaml" in n]
-        assert "1 个单位不在数据库中" in note and "示范区教育局/示范区第一中学/高一/高一(9)班" in note and "系统管理" in note
+        assert "新增 1 个" in note and "示范区教育局/示范区第一中学/高一/高一(9)班" in note and "dangan org-apply" in note
     finally:
         state.db.dispose()
