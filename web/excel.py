@@ -210,7 +210,7 @@ class ExcelController(Controller):
                                                   mapping)
         except FileRejected as exc:
             return again(exc.message)
-        job_id = await anyio.to_thread.run_sync(create_job, state.db, form, principal, upload.filename, content, look.kind,
+        job_id = await app_state(request).writes.in_thread(create_job, state.db, form, principal, upload.filename, content, look.kind,
                                                 mode, error_mode, look.sheet, look.others, mapping, values)
         worker_of(request).submit(job_id)
         return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
@@ -237,7 +237,7 @@ class ExcelController(Controller):
         job = _job(request, form, principal, job_id)
         data = await request.form()
         error_mode = str(data.get("error_mode", job.error_mode))
-        if error_mode in ERROR_MODE_NAMES and await anyio.to_thread.run_sync(queue_commit, app_state(request).db, job.id, error_mode):
+        if error_mode in ERROR_MODE_NAMES and await app_state(request).writes.in_thread(queue_commit, app_state(request).db, job.id, error_mode):
             worker_of(request).submit(job.id)
         return Redirect(f"/f/{form.key}/imports/{job.id}", status_code=303)
 
@@ -272,7 +272,7 @@ class ExcelController(Controller):
         job = _job(request, form, principal, job_id)
         data = await request.form()
         keys, texts, chosen = data.getall("value_field", []), data.getall("value_text", []), data.getall("value_choice", [])
-        new_id = await anyio.to_thread.run_sync(job_with_values, state.db, job, principal, form,
+        new_id = await app_state(request).writes.in_thread(job_with_values, state.db, job, principal, form,
                                                 [(str(k), str(t), str(v)) for k, t, v in zip(keys, texts, chosen)])
         worker_of(request).submit(new_id)
         return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)

@@ -26,6 +26,7 @@ from engine.storage.db import Database
 from engine.storage.projection import IndexConflict, prepare_projections
 from web import generations
 from web.settings import Settings
+from web.writes import WriteRunner
 
 log = logging.getLogger("dangan")
 
@@ -46,6 +47,7 @@ class AppState:
         self.settings = settings
         self.definitions = definitions
         self.db = db
+        self.writes = WriteRunner(db)  # where a request's write transactions run (web/writes.py)
         self.records = RecordService(db, lambda: self.definitions.forms)
         self.grids = GridService(self.records, lambda: self.definitions.forms)
         self.accounts = AccountService(db, settings.account_policy(), secret or secrets.token_bytes(32))

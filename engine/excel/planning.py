@@ -18,10 +18,12 @@ from engine.excel.reporting import PassResult, Reporter
 from engine.excel.rows import RowInput, RowReader
 from engine.excel.units import LevelCell, UnitChoices, comparable, unit_choices
 from engine.excel.values import value_key
+from engine.fields import LinkRef
 from engine.fields.choice import ChoiceField
 from engine.issues import Issue
 from engine.permissions import Principal, can, policy, scope
 from engine.records import RecordService, RecordWrite, StoredRecord
+from engine.records.links import link_fields
 from engine.spec import FormSpec, OrgLevel
 from engine.storage.db import Database
 from engine.storage.models import Record
@@ -94,10 +96,12 @@ class Planner:
         # First occurrence of each natural key / unique value: the Plan while its batch runs, then
         # (row number, outcome), so memory stays small however long the file is.
         self.seen: dict[str, dict[str, Plan | tuple[int, str]]] = {}
+        self.named: dict[str, dict[str, set[int]]] = {}  # the batch's named links: field → text → ids (_resolve_links)
 
     def plan(self, s: DbSession, inputs: list[RowInput]) -> list[Plan]:
         """The batch's plans. A dry run also makes the record service's checks (scope, units, unique values);
         a writing pass leaves them to the service's write, which makes them in the same transaction."""
+        self._resolve_links(s, inputs)
         existing = self._lookup(s, [row for row in inputs if row.key is not None])
         plans = [self._classify(row, existing.get(row.key) if row.key else None) for row in inputs]
         self._check_duplicates(plans)
@@ -174,8 +178,9 @@ class Planner:
         return Plan(row, "new", write=RecordWrite(self.form, cleaned, unit_id=unit_id, note=self.ctx.note, submitted=submitted))
 
     def _plan_update(self, row: RowInput, found: StoredRecord, issues: list[Issue]) -> Plan:
+        submitted = self._linked(row.submitted, issues)
         raw = dict(found.values)
-        raw.update(row.submitted)
+        raw.update(submitted)
         cleaned = clean_record(self.form, raw)
         unit_id, unit_issue = self._unit(self.ctx.update_units, row)
         if unit_issue is not None:
@@ -184,7 +189,7 @@ class Planner:
         if issues:
             return Plan(row, "invalid", issues, existing=found)
         write = RecordWrite(self.form, cleaned, unit_id=unit_id, current=found, base_revision=found.revision,
-                            note=self.ctx.note, submitted=row.submitted)
+                            note=self.ctx.note, submitted=submitted)
         changes = self.ctx.records.writer.build(write)
         if self.ctx.mode != "insert":
             held = [Issue("protected_by_review", path=k) for k in self.form.fields if k in changes and k in self.ctx.protected]
@@ -200,7 +205,9 @@ class Planner:
         if not rows or not self.form.natural_key:
             return {}
         specs = [self.form.fields[k] for k in self.form.natural_key]
-        wanted = [tuple(spec.kind.from_json(part) for spec, part in zip(specs, json.loads(row.key))) for row in rows if row.key]
+        parsed = [json.loads(row.key) for row in rows if row.key]
+        wanted = [tuple(spec.kind.from_json(part) for spec, part in zip(specs, parts)) for parts in parsed
+                  if not any(isinstance(part, dict) for part in parts)]
         holders = self.ctx.records.writer.matching(s, self.form, self.form.natural_key, wanted)
         ids = {i for found in holders.values() for i in found}
         if not ids:
@@ -213,6 +220,44 @@ class Planner:
         for record in self.ctx.records.stored_rows(self.form, s.execute(query)):
             found[_stored_key(specs, record.data)] = record
         return found
+
+    def _resolve_links(self, s: DbSession, rows: list[RowInput]) -> None:
+        """Links the file names as a school's file does (学号, 考试名称), looked up for the batch in the user's scope:
+        `self.named[field][text]` = the ids found. A natural key with a link (one 成绩 per 学生 and 考试) gets the
+        target's id in the row's key when the name finds one record, so that the row finds its stored record and two
+        rows naming one student differently are one key; a name found nowhere or twice stays a name (the row is
+        planned as new, and the save reports the link)."""
+        self.named = {}
+        for spec in link_fields(self.form):
+            texts = {v.text for row in rows if isinstance(v := row.submitted.get(spec.key), LinkRef)}
+            if texts:
+                target = self.ctx.records.links.forms().get(spec.kind.form)  # type: ignore[attr-defined]
+                self.named[spec.key] = self.ctx.records.links.named(s, self.ctx.principal, target, texts)
+        keyed = [(i, k) for i, k in enumerate(self.form.natural_key) if k in self.named]
+        for row in rows:
+            if not row.key or not keyed:
+                continue
+            parts = json.loads(row.key)
+            for i, key in keyed:
+                if isinstance(parts[i], dict) and len(ids := self.named[key].get(parts[i]["ref"], set())) == 1:
+                    parts[i] = next(iter(ids))
+            row.key = json.dumps(parts, ensure_ascii=False)
+
+    def _linked(self, submitted: dict[str, Any], issues: list[Issue]) -> dict[str, Any]:
+        """`submitted` with each named link as its target's id (an update compares stored ids); a name that finds
+        no record or several is the row's issue, as the record service words it."""
+        resolved = dict(submitted)
+        for key, value in submitted.items():
+            if not isinstance(value, LinkRef):
+                continue
+            ids = self.named.get(key, {}).get(value.text, set())
+            if len(ids) == 1:
+                resolved[key] = next(iter(ids))
+                continue
+            target = self.ctx.records.links.forms().get(self.form.fields[key].kind.form)  # type: ignore[attr-defined]
+            issues.append(Issue("link_ambiguous" if ids else "link_missing",
+                                {"value": value.text, "target": target.title if target else key}, path=key))
+        return resolved
 
     # --- repeats within the file -----------------------------------------------------------------
     def _check_duplicates(self, plans: list[Plan]) -> None:

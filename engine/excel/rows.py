@@ -13,6 +13,7 @@ from engine.excel.limits import FileRejected
 from engine.excel.reader import Row
 from engine.excel.values import ValueReader
 from engine.excel.workbooks import FORMULA_PREFIXES
+from engine.fields import LinkRef
 from engine.fields.normalise import integral_text
 from engine.issues import FieldError, Issue
 from engine.spec import FormSpec
@@ -160,7 +161,8 @@ class RowReader:
             value, issues = clean_field(spec, raw)
             if issues or value is None:
                 return
-            parts.append(spec.kind.to_json(value))
+            # A link named by a unique value of its target (学号) stays a name here: the planner resolves it.
+            parts.append({"ref": value.text} if isinstance(value, LinkRef) else spec.kind.to_json(value))
             texts.append(spec.kind.to_text(value))
         if parts:
             row.key = json.dumps(parts, ensure_ascii=False)

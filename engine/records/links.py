@@ -74,6 +74,11 @@ class Links:
         reach = projection_scope(table, scope(principal, "read", target), principal)
         return set(s.execute(select(table.c.record_id).where(table.c.record_id.in_(ids), reach)).scalars())
 
+    def named(self, s: DbSession, principal: Principal, target: FormSpec | None, texts: set[str]) -> dict[str, set[int]]:
+        """Each text's records of `target` by its unique values, within the principal's read scope and masks (an
+        import's natural key naming a link's target by 学号)."""
+        return self._named(s, principal, target, texts)
+
     def _named(self, s: DbSession, principal: Principal, target: FormSpec | None, texts: set[str]) -> dict[str, set[int]]:
         """Each text's records among the target's unique values (and a one-field natural key), in scope."""
         found: dict[str, set[int]] = {}

@@ -44,9 +44,11 @@ _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's answer to a NOWAIT row lock anothe
 _QUERY_CANCELED = "57014"  # statement_timeout
 _NOWAIT = "dangan.lock_nowait"  # Session.info key read by lock_rows
 # How long a SQLite writer's BEGIN IMMEDIATE waits for another connection's write transaction (SQLite's busy handler
-# sleeps meanwhile). 0 inside without_lock_waits: a writer on the event loop must not sleep there.
+# sleeps meanwhile). 0 inside no_lock_waits: a writer on the event loop must not sleep there.
 BUSY_TIMEOUT_MS = 30_000
-_sqlite_waits: ContextVar[bool] = ContextVar("dangan_sqlite_waits", default=True)
+# False inside no_lock_waits: the write sessions opened (PostgreSQL) and the SQLite transactions begun there refuse
+# to wait for a lock. A context variable, so that engine services need no parameter for it (web/writes.py sets it).
+_lock_waits: ContextVar[bool] = ContextVar("dangan_lock_waits", default=True)
 _BUSY_TIMEOUT = {True: f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", False: "PRAGMA busy_timeout=0"}
 
 
@@ -75,22 +77,21 @@ class LockBusy(Exception):
 
 
 @contextmanager
-def without_lock_waits(session: Session, enabled: bool = True) -> Iterator[None]:
-    """The locks this session's transaction takes refuse at once instead of waiting, and the refusal is raised as
-    LockBusy, so that a caller on the event loop can redo the work where waiting blocks nobody (a thread).
-    PostgreSQL: its row locks (`lock_rows`). SQLite: the write lock its BEGIN IMMEDIATE takes, which another process
-    (an import, a command) or the checkpointer may hold; the transaction must begin inside this block."""
-    session.info[_NOWAIT] = enabled
-    token = _sqlite_waits.set(not enabled)
+def no_lock_waits() -> Iterator[None]:
+    """Write transactions begun inside refuse at once instead of waiting for a lock another transaction holds, and
+    the refusal is raised as LockBusy, so that a caller on the event loop can redo the work where waiting blocks
+    nobody (a thread). PostgreSQL: the row locks (`lock_rows`) of sessions opened by `Database.write` inside. SQLite:
+    the write lock a BEGIN IMMEDIATE inside takes, which another process (an import, a command) or the checkpointer
+    may hold. Engine code needs to know nothing of it: web/writes.py's WriteRunner sets it around a job."""
+    token = _lock_waits.set(False)
     try:
         yield
     except OperationalError as exc:
-        if enabled and _lock_refused(exc.orig):
+        if _lock_refused(exc.orig):
             raise LockBusy() from exc
         raise
     finally:
-        _sqlite_waits.reset(token)
-        session.info.pop(_NOWAIT, None)
+        _lock_waits.reset(token)
 
 
 def _lock_refused(error: BaseException | None) -> bool:
@@ -181,8 +182,8 @@ def _tune_sqlite(engine: Engine, begin: str) -> None:
     def _on_begin(connection):  # type: ignore[no-untyped-def]
         raw = connection.connection.driver_connection
         try:
-            if writer:  # waiting for the write lock as long as this transaction may (without_lock_waits)
-                raw.execute(_BUSY_TIMEOUT[_sqlite_waits.get()])
+            if writer:  # waiting for the write lock as long as this transaction may (no_lock_waits)
+                raw.execute(_BUSY_TIMEOUT[_lock_waits.get()])
             raw.execute(begin)
         except sqlite3.Error as exc:  # raised as SQLAlchemy's own (OperationalError …), as from any statement
             raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
@@ -317,13 +318,26 @@ class Database:
         # SQLite writers start with BEGIN IMMEDIATE, so they get an engine (and a pool of connections) of their own.
         # An in-memory database exists once per connection pool, so it keeps one engine.
         self._write_engine = make_engine(url, begin="BEGIN IMMEDIATE") if path else None
-        self.write = sessionmaker(self._write_engine or self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self._write_engine or self.engine, expire_on_commit=False)
         self._autocommit = make_autocommit_engine(url, timeouts=timeouts) if self.dialect == "postgresql" else None
         self.checkpointer = Checkpointer(path) if path and checkpoint else None
+
+    def write(self) -> Session:
+        """A session for a transaction that changes data. Opened inside `no_lock_waits`, its locks refuse to wait."""
+        session = self._write()
+        if not _lock_waits.get():
+            session.info[_NOWAIT] = True
+        return session
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    @property
+    def one_writer(self) -> bool:
+        """A write transaction holds the whole database (SQLite's write lock), not rows: every other writer of every
+        process waits while one writes, so work that needs no lock is best done before the write transaction."""
+        return self.dialect == "sqlite"
 
     def upgrade(self) -> None:
         upgrade(self.engine)

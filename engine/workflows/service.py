@@ -26,7 +26,7 @@ from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
 from engine.records import PreparedUpdate, RecordService, SaveResult, StoredRecord, store_attachment
 from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
-from engine.storage.db import Database, lock_rows, without_lock_waits
+from engine.storage.db import Database, lock_rows
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
@@ -129,15 +129,16 @@ class NeedsLock(Exception):
 
 
 class Decision:
-    """One decision on an application, carried out by calling it: `decision(lock_wait)` → Outcome.
+    """One decision on an application, carried out by calling it: `decision()` → Outcome.
 
-    On SQLite the write lock is the whole database: every other write of every worker waits while one decision
-    holds it. So there the decision is worked out first in a read transaction (`plan_ahead`): reading the
-    application, its tasks and record, routing, validating the record with its effect — about half of a decision's
-    time. The write transaction then only writes, each UPDATE naming the revision or task status the plan read.
-    If another decision or a save got there in between (Stale), the decision is worked out again under the lock.
-    A call that found the lock busy (LockBusy) and is called again keeps its plan. PostgreSQL locks rows, not the
-    database, so there the decision is worked out under its row locks in one transaction, as before."""
+    On SQLite the write lock is the whole database (`Database.one_writer`): every other write of every worker waits
+    while one decision holds it. So there the decision is worked out first in a read transaction (`plan_ahead`):
+    reading the application, its tasks and record, routing, validating the record with its effect — about half of a
+    decision's time. The write transaction then only writes, each UPDATE naming the revision or task status the plan
+    read. If another decision or a save got there in between (Stale), the decision is worked out again under the
+    lock. A call that found the lock busy (LockBusy, engine/storage/db.py:no_lock_waits) and is called again keeps its
+    plan. PostgreSQL locks rows, not the database, so there the decision is worked out under its row locks in one
+    transaction."""
 
     def __init__(self, service: WorkflowService, definitions: Definitions, principal: Principal, application_id: int,
                  task_id: int, action: str, comment: str, upload: UploadedFile | None) -> None:
@@ -145,10 +146,10 @@ class Decision:
         self.application_id, self.task_id, self.action = application_id, task_id, action
         self.comment, self.upload = comment, upload
         # Not on PostgreSQL: there a planned write would have to lock the application's row without waiting first.
-        self.plan_ahead = service.db.dialect == "sqlite"
+        self.plan_ahead = service.db.one_writer
         self.plan: Plan | None = None
 
-    def __call__(self, lock_wait: bool = True) -> Outcome:
+    def __call__(self) -> Outcome:
         service = self.service
         if self.plan_ahead:
             self.plan_ahead = False
@@ -157,7 +158,7 @@ class Decision:
                     self.plan = service._plan(s, self, lock=False)
             except NeedsLock:
                 pass
-        with service.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
+        with service.db.write() as s:
             if self.plan is not None:
                 try:
                     return service._carry_out(s, self, self.plan)
@@ -326,15 +327,14 @@ class WorkflowService:
 
     # --- deciding -------------------------------------------------------------------------------
     def decide(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
-               comment: str = "", upload: UploadedFile | None = None, lock_wait: bool = True) -> Outcome:
-        """One decision, routed and committed with its effects (see `decision`).
-        `lock_wait=False`: raise LockBusy rather than wait for a lock another transaction holds."""
-        return self.decision(definitions, principal, application_id, task_id, action, comment, upload)(lock_wait)
+               comment: str = "", upload: UploadedFile | None = None) -> Outcome:
+        """One decision, routed and committed with its effects (see `decision`)."""
+        return self.decision(definitions, principal, application_id, task_id, action, comment, upload)()
 
     def decision(self, definitions: Definitions, principal: Principal, application_id: int, task_id: int, action: str,
                  comment: str = "", upload: UploadedFile | None = None) -> Decision:
-        """A decision to carry out by calling it (`decision(lock_wait=...)`, as web/writes.py:run_write does, maybe
-        more than once when a lock was busy).
+        """A decision to carry out by calling it (`decision()`, as web/writes.py:WriteRunner does, maybe more than once
+        when a lock was busy).
 
         Refused first, before anything else is looked at: no such application (ApplicationNotFound), a user in none
         of its assignee groups (NoAssigneeGroup), an unknown action."""
@@ -383,9 +383,8 @@ class WorkflowService:
         s.commit()
         return plan.outcome
 
-    def withdraw(self, definitions: Definitions, principal: Principal, application_id: int,
-                 lock_wait: bool = True) -> Outcome:
-        with self.db.write() as s, without_lock_waits(s, enabled=not lock_wait):
+    def withdraw(self, definitions: Definitions, principal: Principal, application_id: int) -> Outcome:
+        with self.db.write() as s:
             app, state = self._locked_row(s, application_id)
             spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
             outcome = routing.withdraw(state, Actor.of(principal), app.applicant_id)

@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from engine.issues import Issue
 from engine.messages import render
-from engine.storage.db import LockBusy
+from engine.storage.db import LockBusy, no_lock_waits
 from engine.storage.models import AuditEntry
 from engine.workflows.errors import EffectFailed
 from engine.workflows.service import WorkflowService
@@ -138,7 +138,8 @@ def test_a_save_between_plan_and_write__decision_worked_out_again_and_the_save_k
 
 @pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 def test_a_planned_decision_that_found_the_lock_busy_keeps_its_plan(world) -> None:
-    """run_write calls a decision again after LockBusy: only the write is tried again, not the reading and routing."""
+    """The WriteRunner calls a decision again after LockBusy: only the write is tried again, not the reading and
+    routing."""
     w, student, _bureau, app = _suspension_awaiting_bureau(world)
     service = WorkflowService(w.state.db, w.state.records)
     planned: list[bool] = []
@@ -146,9 +147,10 @@ def test_a_planned_decision_that_found_the_lock_busy_keeps_its_plan(world) -> No
     service._plan = lambda s, decision, lock: planned.append(lock) or plan(s, decision, lock)  # type: ignore[method-assign]
     decision = service.decision(w.state.definitions, w.principal("bureau"), app, w.open_tasks(app)[0].id, "approve")
     with holding(w, app):
-        with pytest.raises(LockBusy):
-            decision(lock_wait=False)
-    assert decision(lock_wait=False).status == "approved"
+        with pytest.raises(LockBusy), no_lock_waits():
+            decision()
+    with no_lock_waits():
+        assert decision().status == "approved"
     assert planned == [False] and w.record(student).data["status"] == "休学"
 
 

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import anyio
 from litestar import Controller, Request, get, post
 from litestar.datastructures import FormMultiDict
 from litestar.response import Redirect, Response, Template
@@ -79,7 +78,7 @@ class AdminController(Controller):
         typed = {k: str(data.get(k, "")).strip() for k in ("parent", "name", "level")}
         state = app_state(request)
         try:
-            unit_id = await anyio.to_thread.run_sync(partial(
+            unit_id = await app_state(request).writes.in_thread(partial(
                 _org(request).create, current_principal(request), state.definitions, parse_id(typed["parent"]),
                 typed["name"], typed["level"], parent_given=bool(typed["parent"])))
         except AccountInvalid as exc:
@@ -96,7 +95,7 @@ class AdminController(Controller):
     async def rename_unit(self, request: Request, unit_id: Id) -> Response:
         name = str((await request.form()).get("name", "")).strip()
         try:
-            await anyio.to_thread.run_sync(_org(request).rename, current_principal(request), unit_id, name)
+            await app_state(request).writes.in_thread(_org(request).rename, current_principal(request), unit_id, name)
         except AccountInvalid as exc:
             return _unit_page(request, unit_id, exc.problems, typed_name=name, status=422)
         app_state(request).units_changed()
@@ -106,7 +105,7 @@ class AdminController(Controller):
     @post("/units/{unit_id:int}/delete", name="admin:delete_unit")
     async def delete_unit(self, request: Request, unit_id: Id) -> Response:
         try:
-            name = await anyio.to_thread.run_sync(_org(request).delete, current_principal(request), unit_id)
+            name = await app_state(request).writes.in_thread(_org(request).delete, current_principal(request), unit_id)
         except UnitInUse as exc:
             return _unit_page(request, unit_id, [exc.message], status=409)
         app_state(request).units_changed()
@@ -130,7 +129,7 @@ class AdminController(Controller):
         state = app_state(request)
         password = typed.password or generate_password()
         try:
-            user = await anyio.to_thread.run_sync(partial(
+            user = await app_state(request).writes.in_thread(partial(
                 state.accounts.create_user, current_principal(request), state.definitions, typed.username, password,
                 typed.changes()))
         except AccountInvalid as exc:
@@ -151,7 +150,7 @@ class AdminController(Controller):
         user, _roles, _units = state.accounts.get_user(me, user_id)
         typed.username = user.username
         try:
-            await anyio.to_thread.run_sync(state.accounts.update_user, me, state.definitions, user_id, typed.changes())
+            await app_state(request).writes.in_thread(state.accounts.update_user, me, state.definitions, user_id, typed.changes())
         except AccountInvalid as exc:
             return _user_form_page(request, typed, user=user, problems=exc.problems, status=422)
         flash(request, "已保存")
@@ -162,13 +161,13 @@ class AdminController(Controller):
         # Whoever held the old password is signed out; the admin's own session survives.
         reset = partial(app_state(request).accounts.reset_password, current_principal(request), user_id,
                         request.cookies.get(COOKIE))
-        user, password = await anyio.to_thread.run_sync(reset)
+        user, password = await app_state(request).writes.in_thread(reset)
         return _password_page(request, user=user, password=password, created=False, title="密码已重置")
 
     @post("/users/{user_id:int}/2fa/disable", name="admin:disable_two_factor")
     async def disable_two_factor(self, request: Request, user_id: Id) -> Redirect:
         """For a user whose phone is lost (and who has no recovery code left): they set it up again."""
-        await anyio.to_thread.run_sync(app_state(request).two_factor.disable, current_principal(request), user_id)
+        await app_state(request).writes.in_thread(app_state(request).two_factor.disable, current_principal(request), user_id)
         flash(request, "已关闭该用户的两步验证")
         return Redirect(f"/admin/users/{user_id}", status_code=303)
 
@@ -176,7 +175,7 @@ class AdminController(Controller):
     async def unlock(self, request: Request, user_id: Id) -> Redirect:
         accounts, me = app_state(request).accounts, current_principal(request)
         user, _roles, _units = accounts.get_user(me, user_id)
-        await anyio.to_thread.run_sync(accounts.unlock, me, user.username)
+        await app_state(request).writes.in_thread(accounts.unlock, me, user.username)
         flash(request, f"已解除用户“{user.username}”的登录限制")
         return Redirect(f"/admin/users/{user_id}", status_code=303)
 

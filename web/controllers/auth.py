@@ -80,7 +80,7 @@ class AuthController(Controller):
                           str(data.get("challenge_answer", "")))
         try:
             # Argon2 and the database's write lock: in a thread, never on the event loop.
-            signed_in = await anyio.to_thread.run_sync(sign_in)
+            signed_in = await app_state(request).writes.in_thread(sign_in)
         except (SignInFailed, SignInDelayed, ChallengeRequired) as refusal:
             return _login_page(request, _safe_next(data.get("next")), refusal.message, username, status=401)
         return _signed_in(request, signed_in, _safe_next(data.get("next")))
@@ -102,7 +102,7 @@ class AuthController(Controller):
         complete = partial(app_state(request).two_factor.complete_sign_in, session.token, str(data.get("code", ""))[:40],
                            client_address(request))
         try:
-            signed_in = await anyio.to_thread.run_sync(complete)
+            signed_in = await app_state(request).writes.in_thread(complete)
         except (SecondFactorFailed, SignInDelayed) as refusal:
             template = page(request, "auth/second_factor.html", next=_safe_next(data.get("next")), error=refusal.message,
                             title="两步验证")
@@ -112,7 +112,7 @@ class AuthController(Controller):
 
     @post("/logout", opt=ACCOUNT_STEP, name="auth:logout")
     async def logout(self, request: Request) -> Response:
-        await anyio.to_thread.run_sync(app_state(request).accounts.sign_out, request.cookies.get(COOKIE))
+        await app_state(request).writes.in_thread(app_state(request).accounts.sign_out, request.cookies.get(COOKIE))
         return Redirect("/login", status_code=303, cookies=[clear_cookie(request)])
 
     @get("/password", opt=ACCOUNT_STEP, name="auth:password_page")
@@ -127,7 +127,7 @@ class AuthController(Controller):
         change = partial(app_state(request).accounts.change_password, principal, request.cookies.get(COOKIE, ""),
                          str(data.get("current", "")), str(data.get("new", "")), str(data.get("confirm", "")))
         try:
-            signed_in = await anyio.to_thread.run_sync(change)
+            signed_in = await app_state(request).writes.in_thread(change)
         except AccountInvalid as refusal:
             template = page(request, "auth/password.html", errors=refusal.problems, forced=principal.must_change_password,
                             title="修改密码")
@@ -166,7 +166,7 @@ class AuthController(Controller):
         reset = partial(app_state(request).recovery.reset, username, code, str(data.get("new", "")),
                         str(data.get("confirm", "")), client_address(request))
         try:
-            await anyio.to_thread.run_sync(reset)
+            await app_state(request).writes.in_thread(reset)
         except (ResetCodeInvalid, AccountInvalid) as refusal:
             problems = refusal.problems if isinstance(refusal, AccountInvalid) else [refusal.message]
             template = page(request, "auth/reset.html", errors=problems, username=username, code=code, title="重置密码")
@@ -185,7 +185,7 @@ class AuthController(Controller):
         user = state.recovery.issuable_users(principal, state.definitions, username)
         if user is None:
             return _reset_codes_page(request, error=f"没有您可以为其生成重置码的用户“{username}”", status=422)
-        user, code = await anyio.to_thread.run_sync(state.recovery.issue, principal, state.definitions, user.id)
+        user, code = await app_state(request).writes.in_thread(state.recovery.issue, principal, state.definitions, user.id)
         return _reset_codes_page(request, user=user, code=code)
 
     # --- the user's own two-factor sign-in ---------------------------------------------------------------------
@@ -195,14 +195,14 @@ class AuthController(Controller):
 
     @post("/account/2fa/begin", opt={"two_factor_setup": True}, name="auth:two_factor_begin")
     async def two_factor_begin(self, request: Request) -> Template:
-        await anyio.to_thread.run_sync(app_state(request).two_factor.begin, current_principal(request))
+        await app_state(request).writes.in_thread(app_state(request).two_factor.begin, current_principal(request))
         return _two_factor_page(request)
 
     @post("/account/2fa/confirm", opt={"two_factor_setup": True}, name="auth:two_factor_confirm")
     async def two_factor_confirm(self, request: Request) -> Template:
         code = str((await request.form()).get("code", ""))[:40]
         try:
-            codes = await anyio.to_thread.run_sync(app_state(request).two_factor.confirm, current_principal(request), code)
+            codes = await app_state(request).writes.in_thread(app_state(request).two_factor.confirm, current_principal(request), code)
         except AccountInvalid as refusal:
             return _two_factor_page(request, errors=refusal.problems, status=422)
         return _two_factor_page(request, recovery_codes=codes)
@@ -218,7 +218,7 @@ class AuthController(Controller):
             return _two_factor_page(request, errors=["当前密码不正确"], status=422)
         if two_factor_required(principal.roles):
             raise NotPermitted()
-        await anyio.to_thread.run_sync(state.two_factor.disable, principal, principal.user_id)
+        await app_state(request).writes.in_thread(state.two_factor.disable, principal, principal.user_id)
         flash(request, "两步验证已关闭")
         return Redirect("/account/2fa", status_code=303)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
-from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from markupsafe import Markup
 from litestar.exceptions import NotFoundException
@@ -95,7 +94,7 @@ class RecordController(Controller):
             elif len(parts) == 2 and parts[0] == "r" and parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 19 \
                     and isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 10:
                 revisions[int(parts[1])] = int(value)
-        grid = await run_sync(app_state(request).grids.save, principal, form, unit_id, fixed, cells, revisions)
+        grid = await app_state(request).writes.in_thread(app_state(request).grids.save, principal, form, unit_id, fixed, cells, revisions)
         if grid.ok:
             flash(request, f"已保存 {grid.saved} 行" if grid.saved else "没有修改")
             return Redirect(f"/f/{form.key}/grid?{urlencode({'unit': unit_id, **fixed})}", status_code=303)
@@ -126,7 +125,7 @@ class RecordController(Controller):
             return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=[], record=None,
                               unit_error=f"请选择{form.unit_label}", status=422)
         # Writes wait for locks (another save, an import's batch): in a thread, never on the event loop.
-        result = await run_sync(app_state(request).records.create, form, principal, unit_id, submitted)
+        result = await app_state(request).writes.in_thread(app_state(request).records.create, form, principal, unit_id, submitted)
         if not result.ok:
             return _edit_page(request, form, principal, values=defaults, raw=submitted, issues=result.issues,
                               record=None, unit=str(unit_id), status=422,
@@ -205,10 +204,10 @@ class RecordController(Controller):
             return _edit_page(request, form, principal, values=record.values, raw=submitted, issues=[i for h in held for i in h.issues],
                               record=record, status=422, revision=data.get("_revision"))
         direct = {k: v for k, v in submitted.items() if not any(k in h.keys for h in held)}
-        result = await run_sync(app_state(request).records.update, form, principal, record_id, direct, base)
+        result = await app_state(request).writes.in_thread(app_state(request).records.update, form, principal, record_id, direct, base)
         if not result.ok:
             return _failed_update(request, form, principal, record_id, record, submitted, result, data.get("_revision"))
-        notes = [await run_sync(h.commit) for h in held]
+        notes = [await app_state(request).writes.in_thread(h.commit) for h in held]
         flash(request, "；".join(["保存成功", *(message for message, _ in notes if message)]))
         return Redirect(next((href for _, href in notes if href), f"/f/{form.key}/{record_id}"), status_code=303)
 
@@ -222,7 +221,7 @@ class RecordController(Controller):
     @post("/{record_id:int}/delete", opt={"action": "delete"}, name="records:delete")
     async def delete_record(self, request: Request, record_id: Id) -> Redirect:
         form, principal = _form(request), current_principal(request)
-        if not await run_sync(app_state(request).records.delete, form, principal, record_id):
+        if not await app_state(request).writes.in_thread(app_state(request).records.delete, form, principal, record_id):
             raise NotFoundException("记录不存在或不在您的权限范围内")
         flash(request, "已删除")
         return Redirect(f"/f/{form.key}/", status_code=303)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import partial
 from urllib.parse import urlencode
 
-from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from litestar.exceptions import HTTPException, NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery
@@ -24,7 +23,6 @@ from web.formdata import table_action
 from web.pages import flash, page
 from web.params import Id, PageNo
 from web.presenter import field_view
-from web.writes import run_write
 from web.workflows.badge import counts, service
 from web.workflows.guard import workflow_guard
 from web.workflows.pages import (
@@ -102,8 +100,8 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen)
         try:
-            # In a thread: a save may wait for a database lock, never on the event loop (issue 14 item 2).
-            result = await run_sync(service(request).start, state.definitions, spec, principal, record, {**values, **submitted}, chosen)
+            result = await state.writes.in_thread(service(request).start, state.definitions, spec, principal, record,
+                                                  {**values, **submitted}, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               errors=[exc.message], status=exc.status)
@@ -127,8 +125,8 @@ class WorkflowController(Controller):
         comment = data.get("comment") if isinstance(data.get("comment"), str) else ""
         upload = await read_upload(data.get("attachment"))
         try:
-            await run_write(state.db, service(request).decision(state.definitions, principal, application_id, task or 0,
-                                                                decision, comment, upload))
+            await state.writes.run(service(request).decision(state.definitions, principal, application_id, task or 0,
+                                                             decision, comment, upload))
             flash(request, DONE_MESSAGES.get(decision, "已处理"))
         except ApplicationNotFound as exc:
             raise NotFoundException("申请不存在") from exc
@@ -144,7 +142,7 @@ class WorkflowController(Controller):
     async def withdraw(self, request: Request, application_id: Id) -> Response:
         state, principal = app_state(request), current_principal(request)
         try:
-            await run_write(state.db, partial(service(request).withdraw, state.definitions, principal, application_id))
+            await state.writes.run(partial(service(request).withdraw, state.definitions, principal, application_id))
             flash(request, "申请已撤回")
         except WorkflowError as exc:
             return application_page(request, service(request).load(application_id), error=exc.message, status=exc.status)
@@ -187,7 +185,8 @@ class WorkflowController(Controller):
         if table_action(data, submitted):
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen, bundle=bundle)
         try:
-            result = await run_sync(service(request).resubmit, state.definitions, principal, application_id, submitted, chosen)
+            result = await state.writes.in_thread(service(request).resubmit, state.definitions, principal,
+                                                  application_id, submitted, chosen)
         except WorkflowError as exc:
             return form_page(request, spec, form, principal, target, values=values, raw=submitted, chosen=chosen,
                               bundle=bundle, errors=[exc.message], status=exc.status)
