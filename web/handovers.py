@@ -59,8 +59,9 @@ class HandoverController(Controller):
         state, principal = app_state(request), current_principal(request)
         data = await request.form()
         try:
-            row = _service(state).confirm(state.definitions, principal, handover_id, parse_id(str(data.get("unit", ""))),
-                                          str(data.get("remark", "")))
+            # Writes wait for locks (another save, an import's batch): through the app's one WriteRunner.
+            row = await state.writes.in_thread(_service(state).confirm, state.definitions, principal, handover_id,
+                                               parse_id(str(data.get("unit", ""))), str(data.get("remark", "")))
         except Refused as exc:
             return _view_page(request, handover_id, confirm_error=exc.message, status=_status(exc))
         flash(request, f"已确认录取：{row.subject} 的档案已转入 {row.placed_name}")
@@ -71,7 +72,8 @@ class HandoverController(Controller):
         state, principal = app_state(request), current_principal(request)
         data = await request.form()
         try:
-            row = _service(state).decline(state.definitions, principal, handover_id, str(data.get("reason", "")))
+            row = await state.writes.in_thread(_service(state).decline, state.definitions, principal, handover_id,
+                                               str(data.get("reason", "")))
         except Refused as exc:
             return _view_page(request, handover_id, decline_error=exc.message, status=_status(exc),
                               reason=str(data.get("reason", "")))
