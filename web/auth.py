@@ -6,7 +6,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-import anyio
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
@@ -159,7 +158,7 @@ async def session_guard(connection: ASGIConnection, handler: BaseRouteHandler) -
     connection.state.principal = principal
     if touch and token:
         # At most once a minute per session; in a thread, because a write may wait for the database's lock.
-        await anyio.to_thread.run_sync(state.accounts.touch_session, token)
+        await state.writes.in_thread(state.accounts.touch_session, token)
     public = handler.opt.get("public")
     if principal is None and not public:
         raise LoginRequired(expired=bool(token) and info is None)  # a session waiting for its code has not expired

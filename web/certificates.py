@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from anyio.to_thread import run_sync
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
@@ -88,7 +87,7 @@ class CertificateController(Controller):
         expected = [int(v) for v in data.getall("record", []) if str(v).isdigit()]
         service = certificate_service(state)
         try:
-            issued = await run_sync(service.issue_batch, state.definitions, principal, spec, unit, raw, expected)
+            issued = await state.writes.in_thread(service.issue_batch, state.definitions, principal, spec, unit, raw, expected)
         except BatchInvalid as exc:
             batch = service.preview(state.definitions, principal, spec, unit)
             return _batch_page(request, batch, raw=raw, issues=exc.issues, status=422)
@@ -113,7 +112,7 @@ class CertificateController(Controller):
     async def reissue(self, request: Request, certificate_id: Id) -> Redirect:
         state = app_state(request)
         data = await request.form()
-        new = await run_sync(certificate_service(state).reissue, state.definitions, current_principal(request),
+        new = await state.writes.in_thread(certificate_service(state).reissue, state.definitions, current_principal(request),
                              certificate_id, str(data.get("reason", "")))
         flash(request, f"已补发{new.title}，新编号 {new.number}")
         return Redirect(_record_url(state, new), status_code=303)
@@ -122,7 +121,7 @@ class CertificateController(Controller):
     async def revoke(self, request: Request, certificate_id: Id) -> Redirect:
         state = app_state(request)
         data = await request.form()
-        ended = await run_sync(certificate_service(state).revoke, state.definitions, current_principal(request),
+        ended = await state.writes.in_thread(certificate_service(state).revoke, state.definitions, current_principal(request),
                                certificate_id, str(data.get("reason", "")))
         flash(request, f"已撤销{ended.title} {ended.number}")
         return Redirect(_record_url(state, ended), status_code=303)
@@ -148,7 +147,7 @@ class VerifyController(Controller):
             context["damaged"] = True
         client = request.client.host if request.client else "unknown"
         try:
-            context["result"] = await run_sync(certificate_service(app_state(request)).verify, number, client, payload)
+            context["result"] = await app_state(request).writes.in_thread(certificate_service(app_state(request)).verify, number, client, payload)
         except RateLimited as exc:  # too many look-ups from this address
             context["limited"] = exc.message
             return _status_page(request, "certificates/verify.html", 429, **context)

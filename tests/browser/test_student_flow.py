@@ -92,7 +92,7 @@ def test_student_flow_with_htmx(browser: Browser, start_server, shot, fresh_db_u
         shot(page, f"{backend}-01-login")
         log_in(page, base, "admin", server.initial_password)
         change_password(page, server.initial_password, ADMIN_NEW_PASSWORD)
-        expect(page.locator("a.card", has_text=STUDENT.title)).to_be_visible()
+        expect(page.locator(f'a.card[href="/f/{STUDENT.key}/"]')).to_be_visible()
 
         # 3. the new-student form: a wrong check digit is reported inline, without a page load
         page.goto(base + "/f/student/new")

@@ -105,7 +105,9 @@ def test_workflow_target__compiled_with_its_effect_fields_writable() -> None:
     graduate = definitions.workflows["graduate"]
     assert student.fields["status"].readonly
     assert not graduate.target.fields["status"].readonly
-    assert [k for k in student.fields if student.fields[k].readonly != graduate.target.fields[k].readonly] == ["status"]
+    # Exactly the readonly fields its on_approve writes (set: status; compute: the graduation fields).
+    written = ["status", "graduation_date", "graduation_destination", "next_school"]
+    assert [k for k in student.fields if student.fields[k].readonly != graduate.target.fields[k].readonly] == written
     # The same object on every look: nothing is rebuilt per decision.
     assert definitions.workflows["graduate"].target is graduate.target
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -270,10 +270,12 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
         return cases
 
     if admin_guard in guards:
-        values = {"unit_id": world.spare_unit, "user_id": world.spare_user}
+        values = {"unit_id": world.spare_unit, "user_id": world.spare_user, "key_id": MISSING_KEY}
         if params - set(values):
             raise Unclassified(f"admin route with path parameters {sorted(params - set(values))}")
         expected = ({200, 303, 422} if post else {200}) if role.admin else {403}
+        if "key_id" in params and role.admin:
+            expected = {404}  # a trusted key that does not exist (adding and removing real keys: tests/handover)
         case = Case(method, _path(route.path, values), base, expected, "admin only")
         if post and "unit_id" in params and role.admin:
             case.prepare = _spare_unit(world, case)  # renaming or deleting: a unit of its own each time
@@ -297,6 +299,15 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
     if guards - {session_guard, bounded_request}:
         raise Unclassified(f"guards {sorted(getattr(g, '__name__', str(g)) for g in guards)} the matrix does not know")
 
+    if "handover_id" in params:
+        # 升学衔接: a handover that does not exist is a 404 for everyone, its files too. Who may read, confirm and
+        # decline a real one (the receiving school's confirming role; the sender reads its log) is walked per role in
+        # tests/handover/test_handover.py.
+        if params - {"handover_id", "attachment_id"}:
+            raise Unclassified(f"handover route with path parameters {sorted(params)}")
+        values = {"handover_id": MISSING_ID, "attachment_id": "0" * 32}
+        return [Case(method, _path(route.path, values), base, {404}, "no such handover")]
+
     if "attachment_id" in params:
         if params != {"attachment_id"}:
             raise Unclassified("attachment route with more path parameters")
@@ -317,6 +328,7 @@ def cases_for(world: World, username: str, route: HTTPRoute, handler: Any, metho
 
 
 MISSING_ID = 987654321
+MISSING_KEY = "0" * 16
 
 
 def _workflow_cases(world: World, role: RoleSpec, route: HTTPRoute, handler: Any, method: str, base: dict) -> list[Case]:

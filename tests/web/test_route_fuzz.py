@@ -97,7 +97,7 @@ def _seed(app: Litestar, state: AppState) -> Fuzzed:
         "job_id": re.search(r"/imports/(\d+)", uploaded.headers["location"])[1],  # type: ignore[index]
         # The admin's own account and a unit with members: the walk must not lock itself out or delete its tree.
         "user_id": str(root), "unit_id": str(district), "file_path": "app.css",
-        "attachment_id": attachment, "certificate_id": "1",
+        "attachment_id": attachment, "certificate_id": "1", "handover_id": "1", "key_id": "0" * 16,
     }, wf_attachment)
 
 
