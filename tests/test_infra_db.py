@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from tests.conftest import pg_admin_url
+from tests.support import REPO
 
 
 def _create_and_roundtrip(url: str) -> None:
@@ -84,3 +85,31 @@ def test_fresh_db_url_is_empty(fresh_db_url: str) -> None:
     finally:
         engine.dispose()
     _create_and_roundtrip(fresh_db_url)
+
+
+def test_two_processes_upgrading_a_new_database_at_once__both_succeed(fresh_db_url: str, tmp_path: Path) -> None:
+    """`dangan serve` and a command (or another server) starting on a new database both create the tables: one
+    waits for the other and then finds them made; neither fails on "alembic_version already exists"."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    script = ("import pathlib, sys, time\n"
+              "from engine.storage.db import Database\n"
+              "database = Database(sys.argv[1], checkpoint=False)\n"
+              "while not pathlib.Path(sys.argv[2]).exists():\n"
+              "    time.sleep(0.002)\n"
+              "database.upgrade()\n")
+    processes = [subprocess.Popen([sys.executable, "-c", script, fresh_db_url, str(go)], cwd=REPO,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    time.sleep(3)  # every process imported and waiting at the line
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], errors
+    engine = sa.create_engine(fresh_db_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() >= 1
+    finally:
+        engine.dispose()

@@ -203,6 +203,9 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
     cursor.close()
 
 
+UPGRADE_LOCK = 0x64616E67616E  # the advisory lock key PostgreSQL upgrades take turns on ("dangan")
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -215,6 +218,10 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # an index built over many rows may take longer than a request
             connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            connection.exec_driver_sql("SET LOCAL lock_timeout = 0")
+            # Processes starting on one new database at once (a server and a command) take turns: the second finds
+            # the tables made instead of failing on "alembic_version already exists". (SQLite: BEGIN IMMEDIATE.)
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
 
@@ -340,7 +347,8 @@ class Database:
         return self.dialect == "sqlite"
 
     def upgrade(self) -> None:
-        upgrade(self.engine)
+        # SQLite: on the writers' engine (BEGIN IMMEDIATE), so that a second process waits for the first one's tables.
+        upgrade(self._write_engine or self.engine)
 
     @contextmanager
     def single(self) -> Iterator[Connection]:
