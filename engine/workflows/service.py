@@ -661,8 +661,11 @@ class WorkflowService:
                 or w.effects.move_to_chosen_unit or w.effects.create]
         if workflow:
             keys = [k for k in keys if k == workflow]
-        out_side, in_side = self._reach(definitions, principal, keys, "record_path"), \
-            self._reach(definitions, principal, keys, "chosen_path")
+        # Only a workflow that moves the record into the chosen unit (a transfer) brings it in on approval; another
+        # that names a unit (毕业's destination school, which still has to confirm the handover) does not.
+        moving = [k for k in keys if definitions.workflows[k].effects.move_to_chosen_unit]
+        out_side = self._reach(definitions, principal, keys, "record_path")
+        in_side = and_(Application.workflow_key.in_(moving), self._reach(definitions, principal, moving, "chosen_path"))
         chosen = {"out": out_side, "in": in_side}.get(side)
         condition = and_(Application.status == "approved", Application.workflow_key.in_(keys),
                          chosen if chosen is not None else or_(out_side, in_side))

@@ -27,6 +27,9 @@ def test_graduation_to_a_school__pending_until_confirmed(world) -> None:
     assert record.data["status"] == "毕业" and record.unit_id == unit_id(w.state, "示范区教育局/示范区第一中学/高一/高一(1)班")
     timeline = w.login("reg").get(f"/wf/a/{app}").text
     assert f"档案已交给{RECEIVING_SCHOOL}，待其确认录取" in timeline
+    # 学籍异动: the sender lists its 毕业; the chosen school has received nothing yet (it has to confirm first).
+    assert f'id="move-{app}"' in w.login("reg").get("/wf/moves").text
+    assert f'id="move-{app}"' not in w.login("reg_in").get("/wf/moves").text
 
 
 def test_receiver__lists_and_reads_the_archive_with_children_and_files_before_confirming(world) -> None:
