@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.excel.jobs import (MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit,
+from engine.excel.jobs import (MODE_NAMES, modes_for, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit,
                                remembered_mapping, remembered_values, run_job)
 from engine.excel.layout import UNIT_KEY, header_text, key_lookup
 from engine.excel.values import choice_kinds, merge_chosen
@@ -16,7 +16,6 @@ from engine.permissions import can
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import ImportJob, User
-from web.excel import modes_for
 from web.commands import definitions_for_command
 from web.settings import Settings
 

@@ -16,7 +16,7 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
+from engine.excel.jobs import (modes_for, ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
                                FirstLook, error_workbook, first_errors, first_look, job_for_sheet, job_with_mapping,
                                job_with_values, remembered_mapping, remembered_values, interrupted, queue_commit,
                                visible_job, visible_jobs)
@@ -81,13 +81,6 @@ def _download(data: bytes, filename: str, media_type: str = XLSX) -> Response:
 def unit_options(request: Request, principal: Principal, form: FormSpec) -> list[Unit]:
     units = app_state(request).units()
     return placeable_units(units, principal, form, "create") or placeable_units(units, principal, form, "update")
-
-
-def modes_for(principal: Principal, form: FormSpec) -> list[str]:
-    create, change = can(principal, "create", form), can(principal, "update", form)
-    if not form.natural_key:
-        return ["insert"] if create else []
-    return [m for m, ok in (("insert", create), ("update", change), ("upsert", create and change)) if ok]
 
 
 def _list_query(request: Request, form: FormSpec) -> ListQuery:

@@ -227,6 +227,15 @@ def first_errors(db: Database, job: ImportJob, limit: int) -> list[dict[str, Any
             for number, errors in rows for _column, label, value, message in errors]
 
 
+def modes_for(principal: Principal, form: FormSpec) -> list[str]:
+    """The import modes the principal may use: insert needs create, update needs update, upsert both; a form without
+    a natural key can only add records."""
+    create, change = can(principal, "create", form), can(principal, "update", form)
+    if not form.natural_key:
+        return ["insert"] if create else []
+    return [m for m, ok in (("insert", create), ("update", change), ("upsert", create and change)) if ok]
+
+
 def queue_commit(db: Database, job_id: int, error_mode: str, checked_now: bool = False) -> bool:
     """确认导入: only a previewed job moves on, once (a double click queues nothing twice).
 
