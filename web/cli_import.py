@@ -112,7 +112,7 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         print(job.message, file=err)
         return 1
     if not args.dry_run:
-        queue_commit(db, job_id, error_mode)
+        queue_commit(db, job_id, error_mode, checked_now=True)  # its preview was the check: not run twice
         job = run_job(db, definitions, job_id, limits, records, progress=bar)
         bar.end()
         assert job is not None

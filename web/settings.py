@@ -79,6 +79,9 @@ class Settings:
     # `dangan import`, which has no request); DANGAN_IMPORT_MAX_ROWS caps data rows in a file and records in an export.
     import_max_mb: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_MB", 0))
     import_max_rows: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_ROWS", Limits.max_rows))
+    # After a definition change (a formula, a field), start-up or a reload recomputes a form's stored rows at once when
+    # there are at most this many; more are recomputed in the background while the server serves (docs/operations.md).
+    recompute_inline_rows: int = field(default_factory=lambda: _int("DANGAN_RECOMPUTE_INLINE_ROWS", 2000))
 
     def import_limits(self) -> Limits:
         """An upload's limits: the file limit never exceeds the request limit."""
