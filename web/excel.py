@@ -22,7 +22,7 @@ from engine.excel.jobs import (modes_for, ERROR_MODE_NAMES, FINAL, MODE_NAMES, S
                                visible_job, visible_jobs)
 from engine.excel.layout import export_columns, mapping_choices, template_columns
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.values import choice_kinds
+from engine.excel.values import value_kinds
 from engine.excel.workbooks import build_csv, build_workbook
 from engine.fields.files import MB
 from engine.org import Unit
@@ -110,7 +110,7 @@ def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, 
     stopped = interrupted(job) and not worker_of(request).is_active(job.id)
     found = policy(current_principal(request), form)
     return {"form": form, "job": job, "mapping_choices": mapping_choices(form, found) if found else {},
-            "value_options": {key: [(o.value, o.label) for o in kind.options] for key, kind in choice_kinds(form).items()},
+            "value_options": {key: [(o.value, o.label) for o in kind.options] for key, kind in value_kinds(form).items()},
             "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
             "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": stopped,
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
