@@ -239,7 +239,7 @@ class ExcelController(Controller):
         state, form, principal = app_state(request), _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         data = await request.form()
-        new_id = job_for_sheet(state.db, job, principal, str(data.get("sheet", "")))
+        new_id = await state.writes.in_thread(job_for_sheet, state.db, job, principal, str(data.get("sheet", "")))
         if new_id is None:
             raise NotFoundException("文件中没有这个可导入的工作表")
         worker_of(request).submit(new_id)
@@ -253,7 +253,7 @@ class ExcelController(Controller):
         data = await request.form()
         headers, fields = data.getall("header", []), data.getall("field", [])
         chosen = {str(h): str(f) for h, f in zip(headers, fields)}
-        new_id = job_with_mapping(state.db, job, principal, form, chosen)
+        new_id = await state.writes.in_thread(job_with_mapping, state.db, job, principal, form, chosen)
         worker_of(request).submit(new_id)
         return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
 
