@@ -10,6 +10,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.exc import OperationalError
 
 from engine.refusals import Refused
+from engine.workflows.errors import WorkflowError
 from engine.storage.db import gave_up_waiting
 from web.auth import LoginRequired, PasswordChangeRequired, TwoFactorSetupRequired, csrf_token
 from web.params import DanganRequest
@@ -83,6 +84,12 @@ def refused(request: Request, exc: Refused) -> Response:
     return _error(request, REFUSAL_STATUS.get(exc.kind, 400), exc.message)
 
 
+def workflow_refused(request: Request, exc: WorkflowError) -> Response:
+    """A workflow's refusal that no page turned into a message of its own (e.g. a stored workflow version that no
+    longer compiles, met while confirming a handover): its message, never a 500."""
+    return _error(request, exc.status, exc.message)
+
+
 def database_busy(request: Request, exc: OperationalError) -> Response:
     """A lock held too long (an import's batch, a stuck transaction) or a statement over its time (ServerTimeouts)."""
     if not gave_up_waiting(exc.orig):
@@ -106,6 +113,7 @@ HANDLERS = {
     PermissionDeniedException: http_error,
     HTTPException: http_error,
     Refused: refused,
+    WorkflowError: workflow_refused,
     OperationalError: database_busy,
     Exception: internal_error,
 }
