@@ -84,6 +84,9 @@ class HandOverSpec:
     confirm_by: str  # the role that confirms or declines, in the chosen unit
     when: Expression | None = None  # over the application's fields: no handover when false
     on_confirm: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # field -> value, on confirmation
+    # `on_confirm.create`: records made in the confirming transaction (the receiving school's 学籍异动记录), compiled
+    # and run as `on_approve.create` is; their expressions see the application and the record as confirmed
+    create: tuple[ChildSpec, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
 
