@@ -37,7 +37,7 @@ from engine.workflows.errors import (
     NoAssigneeGroup, RecordMissing, Stale, StartConditionLost, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, BELOW, OPEN_STATUSES, RECORD, WorkflowSpec
 
 PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
@@ -737,7 +737,7 @@ class WorkflowService:
 def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
                  record: Mapping[str, Any] | None = None) -> list[Unit]:
     """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit, and fitting
-    the record by the choice's `when` (a 高一 student goes to a 高一 class)."""
+    the record by the choice's `when` (a 高一 student goes to a 高一 class; a 初三 graduate to a school with a 高一)."""
     choice = spec.unit_choice
     if choice is None:
         return []
@@ -748,12 +748,26 @@ def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
     if choice.when is None:
         return found
     names = {u.path: u for u in units}
+    inside = _names_inside(found, units) if choice.reads_below else {}
     record_values = dict(record or {})
 
     def fits(unit: Unit) -> bool:
         above = (names.get(p) for p in _paths_above(unit.path))
-        return holds(choice.when, {"unit": {u.level: u.name for u in above if u is not None}, RECORD: record_values})
+        seen: dict[str, Any] = {u.level: u.name for u in above if u is not None}
+        seen[BELOW] = inside.get(unit.path, {})
+        return holds(choice.when, {"unit": seen, RECORD: record_values})
     return [u for u in found if fits(u)]
+
+
+def _names_inside(candidates: list[Unit], units: list[Unit]) -> dict[str, dict[str, list[str]]]:
+    """Candidate path -> level -> the names of the units of that level inside it (a school's grades: 初一, 初二 …)."""
+    levels = {u.level for u in units}
+    inside: dict[str, dict[str, list[str]]] = {u.path: {level: [] for level in levels} for u in candidates}
+    for unit in units:
+        for path in _paths_above(unit.path)[:-1]:
+            if path in inside:
+                inside[path][unit.level].append(unit.name)
+    return inside
 
 
 def _paths_above(path: str) -> list[str]:

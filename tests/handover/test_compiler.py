@@ -150,3 +150,32 @@ def test_on_confirm_create__expression_names_checked() -> None:
 def test_on_confirm_create__shape_checked() -> None:
     text = CONFIRM.replace("      create:\n", "      create:\n        - {form: status_change, place: here}\n")
     assert errors_of(text) == [f"{located(text, 'place')}: 不认识的键“place”（提示：可用的键：form、compute、link、unit）"]
+
+
+# --- choose_unit.when over unit.below.<level> --------------------------------------------------------------------
+def test_unit_below__ok() -> None:
+    text = HEAD + CHOICE.replace("required: false}", "required: false, when: \"'高一' in unit.below.grade\"}")
+    choice = compile_yaml(text).unit_choice
+    assert choice.reads_below and choice.when.source == "'高一' in unit.below.grade"
+    assert not DEFS.workflows["transfer"].unit_choice.reads_below  # unit.grade of a class: nothing gathered
+
+
+def test_shipped_graduation__offers_schools_with_the_next_grade() -> None:
+    choice = DEFS.workflows["graduate"].unit_choice
+    assert choice.reads_below and "'高一' in unit.below.grade" in choice.when.source
+
+
+def test_unit_below__misspelt_level__error() -> None:
+    text = HEAD + CHOICE.replace("required: false}", "required: false, when: \"'高一' in unit.below.grad\"}")
+    assert errors_of(text) == [f"{located(text, chr(34) + chr(39) + '高一')}: “unit.below”没有组织层级“grad”（提示：是不是“grade”？）"]
+
+
+def test_unit_below__a_level_not_below_the_choice__error() -> None:
+    text = HEAD + CHOICE.replace("required: false}", "required: false, when: \"'一中' in unit.below.school\"}")
+    assert errors_of(text) == [f"{located(text, chr(34) + chr(39) + '一中')}: “unit.below”没有组织层级“school”（提示：可用：grade、class）"]
+
+
+def test_unit_below__the_lowest_level_has_nothing_below__error() -> None:
+    text = HEAD + CHOICE.replace("level: school, required: false}", "level: class, required: false, when: \"'x' in unit.below.class\"}")
+    (shown,) = errors_of(text)
+    assert "“unit.below”没有组织层级“class”（提示：“class”是最低一级，其下没有单位）" in shown
