@@ -37,7 +37,7 @@ VALUES = INTS + TEXTS
 QUERY_VALUES = INTS + ["x" * 1001 if v == "x" * 5000 else "张" * 400 if v == "张" * 1200 else v for v in TEXTS]
 # Query parameters handlers read from request.query_params themselves (the typed ones are in their signatures).
 QUERY_NAMES = ["q", "page", "sort", "incomplete", "record", "field", "parent", "workflow", "status", "next", "mode",
-               "name", "gender", "grade", "status"]
+               "name", "gender", "grade", "status", "unit", "id"]
 # Every field a form of the app posts: record forms, application forms, decisions, admin and account pages.
 FORM_NAMES = ["_unit", "_revision", "_action", "decision", "task", "comment", "username", "password", "next", "current",
               "new", "confirm", "display_name", "roles", "units", "active", "name", "parent", "level", "mode",
