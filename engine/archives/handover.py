@@ -11,7 +11,7 @@ transaction. The row stays: the sender's log of what it sent and where, the rece
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session as DbSession
 from engine.documents import read_values
 from engine.expressions import holds
 from engine.issues import Issue
+from engine.listing import PER_PAGE, Listing
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
@@ -33,7 +34,6 @@ from engine.workflows.effects import create_linked, units_of
 from engine.workflows.errors import EffectFailed, ScopeUnresolved
 from engine.workflows.routing import Context
 
-PER_PAGE = 20
 REASON_LIMIT = 500
 STATUS_LABELS = {"pending": "待确认", "confirmed": "已确认录取", "declined": "已退回"}
 _TABLE = Handover.__table__
@@ -67,18 +67,6 @@ class ReasonRequired(Refused):
 
 class ConfirmFailed(Refused):
     code, kind = "handover_failed", "invalid"
-
-
-@dataclass
-class Listing:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 # --- on approval ------------------------------------------------------------------------------------------------

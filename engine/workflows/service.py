@@ -21,6 +21,7 @@ from engine.documents import read_values
 from engine.expressions import holds, value_of
 from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
+from engine.listing import PER_PAGE, Listing
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
@@ -39,7 +40,6 @@ from engine.workflows.errors import (
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
 from engine.workflows.spec import ACTION_LABELS, BELOW, OPEN_STATUSES, RECORD, WorkflowSpec
 
-PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
 DECISION_FILE = FileField()  # what an approver may attach to a decision (批复文件)
 
@@ -93,18 +93,6 @@ class Bundle:
     def state(self) -> State:
         return State(self.application.status, self.application.step, tuple(as_task(t) for t in self.tasks),
                      self.application.round)
-
-
-@dataclass
-class Listing:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 @dataclass(frozen=True)
