@@ -67,7 +67,7 @@ class ArchiveController(Controller):
             "Content-Disposition": f"attachment; filename*=UTF-8''{name}", "Cache-Control": "private, no-store"})
 
     @get("/archive-export", opt={"action": "export"}, name="archives:export_many", sync_to_thread=True)
-    def export_many(self, request: Request) -> Response | Template:
+    def export_many(self, request: Request) -> Response:
         """The packages of a class (`unit`) or of records chosen in the list (`id`, repeated) as one download: one
         signed package holding them all. Without either, the page to choose the class."""
         state, form, principal = app_state(request), _form(request), current_principal(request)

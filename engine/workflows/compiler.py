@@ -19,8 +19,8 @@ from engine.spec import Definitions, Expression, FieldSpec, FormSpec, Origin, Se
 from engine.workflows.handover import compile_hand_over
 from engine.workflows.schema import WORKFLOW
 from engine.workflows.spec import (
-    BELOW, END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, CheckSpec, ChildSpec, EffectSpec, StepSpec, TallySpec, UnitChoiceSpec,
-    UnitRef, WorkflowSpec,
+    BELOW, END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, CheckSpec, ChildSpec, EffectSpec, StepSpec, TallySpec,
+    UnitChoiceSpec, UnitRef, WorkflowSpec,
 )
 from engine.yaml_source import LocatedDict, LocatedList, key_origin, load_yaml
 
