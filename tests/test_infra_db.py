@@ -113,3 +113,34 @@ def test_two_processes_upgrading_a_new_database_at_once__both_succeed(fresh_db_u
             assert connection.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() >= 1
     finally:
         engine.dispose()
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """`upgrade` skips alembic for a database at HEAD_REVISIONS: they must be the migrations' heads."""
+    from alembic.script import ScriptDirectory
+
+    from engine.storage.db import HEAD_REVISIONS, alembic_config
+
+    assert set(ScriptDirectory.from_config(alembic_config()).get_heads()) == HEAD_REVISIONS
+
+
+def test_upgrade_of_an_older_database__still_migrates(fresh_db_url: str) -> None:
+    """A database one revision behind is not taken for one at head: alembic runs and brings it to the heads."""
+    from alembic import command
+
+    from engine.storage.db import HEAD_REVISIONS, Database, alembic_config, at_head
+
+    db = Database(fresh_db_url)
+    try:
+        db.upgrade()
+        assert at_head(db.engine)
+        config = alembic_config()
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0020")  # the newest migration undone
+        assert not at_head(db.engine)
+        db.upgrade()
+        with db.engine.connect() as connection:
+            assert {r[0] for r in connection.exec_driver_sql("SELECT version_num FROM alembic_version")} == HEAD_REVISIONS
+    finally:
+        db.dispose()

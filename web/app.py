@@ -64,7 +64,7 @@ def prepare(settings: Settings) -> tuple[AppState, InitialAdmin | None]:
     definitions = load_definitions(settings.definitions)
     db = Database(settings.database_url, timeouts=settings.database_timeouts())
     db.upgrade()
-    prepare_projections(db, definitions)
+    prepare_projections(db, definitions, settings.recompute_inline_rows)
     gather_statistics(db, stale_only=True)
     admin = bootstrap(db, definitions, lambda: demo_units(settings.definitions))
     note = org_note(db, demo_units(settings.definitions))

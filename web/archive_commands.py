@@ -4,25 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Mapping, TextIO
 
-import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
-
-from engine.archives.package import PackageRefused, signer_key
-from engine.archives.service import ArchiveService, ImportPlan, Mapping_
-from engine.certificates.signing import KeyStore, load_public_keys
-from engine.org import build_principal, unit_by_path
-from engine.permissions import Principal
-from engine.records.service import RecordService
-from engine.refusals import Refused
-from engine.spec import Definitions
-from engine.storage.db import Database
-from engine.storage.models import User
-from engine.storage.projection import prepare_projections
-from web.commands import definitions_for_command
 from web.settings import Settings
+
+if TYPE_CHECKING:  # the commands import what they use when they run (web/cli.py: every `dangan` start pays for imports)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from engine.archives.service import ImportPlan
+    from engine.permissions import Principal
+    from engine.spec import Definitions
+    from engine.storage.db import Database
 
 KEY_DIR, TRUSTED_DIR = "keys", "trusted"
 
@@ -30,6 +22,8 @@ KEY_DIR, TRUSTED_DIR = "keys", "trusted"
 def trusted_keys(var_dir: Path, extra: list[str]) -> dict[str, Ed25519PublicKey]:
     """The keys a package may be signed with: the given files, the senders' keys an administrator put in
     `<var>/keys/trusted/`, and this installation's own."""
+    from engine.certificates.signing import load_public_keys  # noqa: PLC0415
+
     keys_dir = var_dir / KEY_DIR
     files = [Path(p) for p in extra] + sorted((keys_dir / TRUSTED_DIR).glob("*.pem")) + sorted(keys_dir.glob("certificate-public-*.pem"))
     return load_public_keys(p.read_bytes() for p in files)
@@ -37,16 +31,30 @@ def trusted_keys(var_dir: Path, extra: list[str]) -> dict[str, Ed25519PublicKey]
 
 class _Context:
     def __init__(self, settings: Settings, definitions: Definitions, db: Database, principal: Principal) -> None:
+        from engine.archives.service import ArchiveService  # noqa: PLC0415
+        from engine.certificates.signing import KeyStore  # noqa: PLC0415
+        from engine.records.service import RecordService  # noqa: PLC0415
+
         self.settings, self.definitions, self.db, self.principal = settings, definitions, db, principal
         self.archives = ArchiveService(db, RecordService(db, lambda: definitions.forms), KeyStore(settings.var_dir / KEY_DIR))
 
     def unit(self, path: str) -> int | None:
+        from engine.org import unit_by_path  # noqa: PLC0415
+
         with self.db.read() as s:
             unit = unit_by_path(s, path)
             return unit.id if unit is not None else None
 
 
 def _open(username: str, err: TextIO) -> _Context | None:
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from engine.org import build_principal  # noqa: PLC0415
+    from engine.storage.db import Database  # noqa: PLC0415
+    from engine.storage.models import User  # noqa: PLC0415
+    from engine.storage.projection import prepare_projections  # noqa: PLC0415
+    from web.commands import definitions_for_command  # noqa: PLC0415
+
     settings = Settings()
     definitions = definitions_for_command(settings, err)
     if definitions is None:
@@ -65,6 +73,8 @@ def _open(username: str, err: TextIO) -> _Context | None:
 
 
 def command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from engine.refusals import Refused  # noqa: PLC0415
+
     ctx = _open(args.user, err)
     if ctx is None:
         return 1
@@ -89,6 +99,12 @@ def command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def command_import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import yaml  # noqa: PLC0415
+
+    from engine.archives.package import PackageRefused, signer_key  # noqa: PLC0415
+    from engine.archives.service import Mapping_  # noqa: PLC0415
+    from engine.refusals import Refused  # noqa: PLC0415
+
     path = Path(args.file)
     try:
         data = path.read_bytes()

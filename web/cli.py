@@ -11,25 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-from engine.accounts import AccountInvalid, AccountService, UserChanges, UserNotFound, system_principal
-from engine.backup.manifest import BackupError, Counts
-from engine.backup.service import MANUAL_PREFIX, archive_name, restore_backup, run_backup, running_server
-from engine.errors import DefinitionErrors
-from engine.fields.files import human_size
-from engine.loader import load_definitions
-from engine.org import unit_by_path
-from engine.passwords import generate_password
-from engine.storage.db import Database, in_memory_sqlite
-from engine.storage.projection import IndexConflict
-from engine.storage.models import utcnow
 from web.archive_commands import add_parsers as add_archive_parsers
 from web.cli_org import add_parser as add_org_apply
-from web.commands import definitions_for_command
 from web.settings import Settings
-from web.state import reload_ack_name
+
+# Each command imports what it needs when it runs: `dangan import` of one exam's grades takes a few seconds, and
+# importing every command's modules (the web app, backups, archives, accounts) was a third of them.
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from engine.errors import DefinitionErrors  # noqa: PLC0415
+    from engine.loader import load_definitions  # noqa: PLC0415
+
     directory = args.dir or str(Settings().definitions)
     try:
         definitions = load_definitions(directory)
@@ -55,6 +48,9 @@ def pid_file(var_dir: Path, port: int) -> Path:
 def cmd_serve(args: argparse.Namespace) -> int:
     from web.app import prepare  # noqa: PLC0415 — keeps `check` free of web start-up cost
     from web.serving import default_workers, serve  # noqa: PLC0415
+    from engine.errors import DefinitionErrors  # noqa: PLC0415
+    from engine.storage.db import in_memory_sqlite  # noqa: PLC0415
+    from engine.storage.projection import IndexConflict  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
@@ -92,6 +88,12 @@ def _safe_url(url: str) -> str:
 
 def cmd_create_user(args: argparse.Namespace) -> int:
     """Through AccountService, as the system principal: the same rules as the admin page (web/controllers/admin.py)."""
+    from engine.accounts import AccountInvalid, AccountService, UserChanges, system_principal  # noqa: PLC0415
+    from engine.org import unit_by_path  # noqa: PLC0415
+    from engine.passwords import generate_password  # noqa: PLC0415
+    from engine.storage.db import Database  # noqa: PLC0415
+    from web.commands import definitions_for_command  # noqa: PLC0415
+
     settings = Settings()
     definitions = definitions_for_command(settings)
     if definitions is None:
@@ -120,6 +122,10 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 def cmd_unlock_user(args: argparse.Namespace) -> int:
     """Ends a user name's sign-in delay (repeated wrong passwords), as the system principal."""
+    from engine.accounts import AccountService, UserNotFound, system_principal  # noqa: PLC0415
+    from engine.storage.db import Database  # noqa: PLC0415
+    from web.commands import definitions_for_command  # noqa: PLC0415
+
     settings = Settings()
     definitions = definitions_for_command(settings)
     if definitions is None:
@@ -140,6 +146,8 @@ def cmd_unlock_user(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     """Check first (so errors are shown here), then signal the running server and wait for what it made of it: when
     this command says 已重新加载, every worker answers its next request with the new definitions."""
+    from web.state import reload_ack_name  # noqa: PLC0415
+
     if cmd_check(argparse.Namespace(dir=None)) != 0:
         print("定义有错误，运行中的服务继续使用上一版定义。", file=sys.stderr)
         return 1
@@ -173,6 +181,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 def _running_server_file(var_dir: Path) -> Path | None:
     """The pid file of a server of this checkout that still runs (any port), for restore to refuse while it does."""
+    from engine.backup.service import running_server  # noqa: PLC0415
+
     return next((f for f in sorted(var_dir.glob("dangan-*.pid")) if running_server(f) is not None), None)
 
 
@@ -190,6 +200,12 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    from engine.backup.manifest import Counts  # noqa: PLC0415
+    from engine.backup.service import MANUAL_PREFIX, archive_name, run_backup  # noqa: PLC0415
+    from engine.fields.files import human_size  # noqa: PLC0415
+    from engine.storage.db import Database  # noqa: PLC0415
+    from engine.storage.models import utcnow  # noqa: PLC0415
+
     settings = Settings()
     output = Path(args.output) if args.output else settings.backup_dir / archive_name(MANUAL_PREFIX, utcnow())
     db = Database(settings.database_url, checkpoint=False, timeouts=settings.database_timeouts())
@@ -207,6 +223,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from engine.backup.manifest import BackupError  # noqa: PLC0415
+    from engine.backup.service import restore_backup  # noqa: PLC0415
+
     settings = Settings()
     try:
         result = restore_backup(settings.database_url, Path(args.file), definitions=settings.definitions, force=args.force,

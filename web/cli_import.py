@@ -6,17 +6,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.excel.jobs import (MODE_NAMES, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit,
+from engine.excel.jobs import (MODE_NAMES, modes_for, STATUS_NAMES, create_job, error_workbook, first_look, queue_commit,
                                remembered_mapping, remembered_values, run_job)
 from engine.excel.layout import UNIT_KEY, header_text, key_lookup
-from engine.excel.values import choice_kinds, merge_chosen
+from engine.excel.values import merge_chosen, value_kinds
 from engine.excel.limits import FileRejected
 from engine.org import build_principal
 from engine.permissions import can
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import ImportJob, User
-from web.excel import modes_for
 from web.commands import definitions_for_command
 from web.settings import Settings
 
@@ -112,7 +111,7 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
         print(job.message, file=err)
         return 1
     if not args.dry_run:
-        queue_commit(db, job_id, error_mode)
+        queue_commit(db, job_id, error_mode, checked_now=True)  # its preview was the check: not run twice
         job = run_job(db, definitions, job_id, limits, records, progress=bar)
         bar.end()
         assert job is not None
@@ -132,8 +131,9 @@ def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Databas
 
 def _given(form: Any, maps: list[str], values: list[str]) -> tuple[tuple[dict[str, str], list[tuple[str, str, str]]], list[str]]:
     """`--map 班级=所属班级` (a header → a field's label or key; nothing after "=" ignores the column) and
-    `--value 健康状况:很好=健康` (a field, a value as in the file → an option's label, value or alias)."""
-    names, kinds = key_lookup(form), choice_kinds(form)
+    `--value 健康状况:很好=健康` (a field, a value as in the file → an option's label, value or alias; for a yes/no
+    field 是 or 否: `--value 是否独生子女:独生=是`)."""
+    names, kinds = key_lookup(form), value_kinds(form)
     mapping: dict[str, str] = {}
     chosen: list[tuple[str, str, str]] = []
     problems: list[str] = []
@@ -156,7 +156,7 @@ def _given(form: Any, maps: list[str], values: list[str]) -> tuple[tuple[dict[st
         key = field_key(field_text)
         kind = kinds.get(key or "")
         if not sep or not eq or not text.strip() or kind is None or key == UNIT_KEY:
-            problems.append(f"--value “{item}”：应写成“单选字段:文件中的值=选项”，如 "
+            problems.append(f"--value “{item}”：应写成“选择或是/否字段:文件中的值=选项”，如 "
                             f"{next((form.fields[k].label for k in kinds), '字段')}:很好={next(iter(kinds.values())).options[0].label if kinds else '选项'}")
             continue
         if kind.resolve(option.strip()) is None:
@@ -179,12 +179,13 @@ def _report(job: ImportJob, what: str, out: Any) -> None:
 
 
 def _report_values(job: ImportJob, form: Any, out: Any) -> None:
-    """Values of choice columns that are no option: each with its rows and the option to pass with --value."""
+    """Values of choice and yes/no columns that are no option: each with its rows and the option to pass with --value."""
+    kinds = value_kinds(form)
     for key, entries in ((job.details or {}).get("unknown_values") or {}).items():
-        if key not in form.fields:
+        if key not in kinds:
             continue
         label = form.fields[key].label
         for text, count, suggested in entries:
-            option = form.fields[key].kind.label_of(suggested) if suggested else "选项"
+            option = kinds[key].label_of(suggested) if suggested else "选项"
             print(f"  “{label}”中的“{text}”（{count} 行）不是选项；如指的是“{option}”，加上 --value {label}:{text}={option}",
                   file=out)

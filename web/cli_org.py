@@ -6,10 +6,6 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-from engine.loader import demo_units
-from engine.org_apply import apply_org, plan_org
-from engine.storage.db import Database
-from web.commands import definitions_for_command
 from web.settings import Settings
 
 
@@ -19,6 +15,11 @@ def cmd_org_apply(args: argparse.Namespace) -> int:
 
 def org_apply(args: Any, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     """0: applied or nothing to apply; 1: definitions invalid or not confirmed."""
+    from engine.loader import demo_units  # noqa: PLC0415 — imported when run: web/cli.py
+    from engine.org_apply import apply_org, plan_org  # noqa: PLC0415
+    from engine.storage.db import Database  # noqa: PLC0415
+    from web.commands import definitions_for_command  # noqa: PLC0415
+
     settings = Settings()
     if definitions_for_command(settings, err) is None:
         print("定义有错误，没有更改组织机构。", file=err)

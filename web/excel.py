@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 import anyio
@@ -16,13 +15,13 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from engine.excel.jobs import (ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
+from engine.excel.jobs import (modes_for, ERROR_MODE_NAMES, FINAL, MODE_NAMES, STATUS_NAMES, ImportWorker, create_job,
                                FirstLook, error_workbook, first_errors, first_look, job_for_sheet, job_with_mapping,
                                job_with_values, remembered_mapping, remembered_values, interrupted, queue_commit,
                                visible_job, visible_jobs)
 from engine.excel.layout import export_columns, mapping_choices, template_columns
 from engine.excel.limits import FileRejected, Limits
-from engine.excel.values import choice_kinds
+from engine.excel.values import value_kinds
 from engine.excel.workbooks import build_csv, build_workbook
 from engine.fields.files import MB
 from engine.org import Unit
@@ -83,13 +82,6 @@ def unit_options(request: Request, principal: Principal, form: FormSpec) -> list
     return placeable_units(units, principal, form, "create") or placeable_units(units, principal, form, "update")
 
 
-def modes_for(principal: Principal, form: FormSpec) -> list[str]:
-    create, change = can(principal, "create", form), can(principal, "update", form)
-    if not form.natural_key:
-        return ["insert"] if create else []
-    return [m for m, ok in (("insert", create), ("update", change), ("upsert", create and change)) if ok]
-
-
 def _list_query(request: Request, form: FormSpec) -> ListQuery:
     params = request.query_params
     filters = {k: params.get(k) for k in form.list.filters if params.get(k)}
@@ -117,7 +109,7 @@ def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, 
     stopped = interrupted(job) and not worker_of(request).is_active(job.id)
     found = policy(current_principal(request), form)
     return {"form": form, "job": job, "mapping_choices": mapping_choices(form, found) if found else {},
-            "value_options": {key: [(o.value, o.label) for o in kind.options] for key, kind in choice_kinds(form).items()},
+            "value_options": {key: [(o.value, o.label) for o in kind.options] for key, kind in value_kinds(form).items()},
             "status_names": STATUS_NAMES, "mode_names": MODE_NAMES,
             "error_mode_names": ERROR_MODE_NAMES, "finished": job.status in FINAL, "interrupted": stopped,
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
@@ -247,7 +239,7 @@ class ExcelController(Controller):
         state, form, principal = app_state(request), _form(request), current_principal(request)
         job = _job(request, form, principal, job_id)
         data = await request.form()
-        new_id = job_for_sheet(state.db, job, principal, str(data.get("sheet", "")))
+        new_id = await state.writes.in_thread(job_for_sheet, state.db, job, principal, str(data.get("sheet", "")))
         if new_id is None:
             raise NotFoundException("文件中没有这个可导入的工作表")
         worker_of(request).submit(new_id)
@@ -261,7 +253,7 @@ class ExcelController(Controller):
         data = await request.form()
         headers, fields = data.getall("header", []), data.getall("field", [])
         chosen = {str(h): str(f) for h, f in zip(headers, fields)}
-        new_id = job_with_mapping(state.db, job, principal, form, chosen)
+        new_id = await state.writes.in_thread(job_with_mapping, state.db, job, principal, form, chosen)
         worker_of(request).submit(new_id)
         return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
 

@@ -27,6 +27,7 @@ from web.pages import NavItem, flash, page
 from web.params import Id, PageNo, parse_id
 from web.presenter import FieldView, field_view
 from web.state import AppState
+from web.workflows.badge import counts
 
 TABS = {"pending": "待确认", "done": "已处理", "sent": "本单位移交"}
 CHILDREN_SHOWN = 100
@@ -64,6 +65,7 @@ class HandoverController(Controller):
                                                parse_id(str(data.get("unit", ""))), str(data.get("remark", "")))
         except Refused as exc:
             return _view_page(request, handover_id, confirm_error=exc.message, status=_status(exc))
+        counts.changed()  # the 升学衔接 badge of every worker
         flash(request, f"已确认录取：{row.subject} 的档案已转入 {row.placed_name}")
         return Redirect(f"/f/{row.form_key}/{row.record_id}", status_code=303)
 
@@ -77,6 +79,7 @@ class HandoverController(Controller):
         except Refused as exc:
             return _view_page(request, handover_id, decline_error=exc.message, status=_status(exc),
                               reason=str(data.get("reason", "")))
+        counts.changed()
         flash(request, f"已退回：{row.subject} 的档案留在 {row.from_name}")
         return Redirect("/handovers/?tab=done", status_code=303)
 
@@ -168,7 +171,15 @@ def _visible(state: AppState) -> Any:
 def handovers_feature() -> Feature:
     def nav(state: AppState) -> list[NavItem]:
         service = _service(state)
+
+        def count(principal: Principal) -> int:
+            # On every page: cached as the 待办 badge is (web/workflows/badge.py); an approval that hands a record
+            # over, a confirmation and a decline each move the shared generation.
+            key = ("handovers", state.db.url, principal.user_id, tuple(sorted(r.key for r in principal.roles)),
+                   tuple(sorted(principal.unit_paths)))
+            return counts.get(key, lambda: service.count_incoming(principal))
+
         return [NavItem("handovers", "/handovers/", "升学衔接", "其他学校交来的学生档案：查阅、确认录取或退回",
-                        visible=_visible(state), count=service.count_incoming)]
+                        visible=_visible(state), count=count)]
 
     return Feature(name="handovers", routes=(HandoverController,), nav=nav)

@@ -31,6 +31,8 @@ from typing import Any, Callable
 import uvicorn
 
 from engine.backup.schedule import BackupScheduler
+from engine.spec import Definitions
+from engine.storage.refresher import ProjectionRefresher
 from engine.storage.db import Database, ServerTimeouts, in_memory_sqlite
 from web.app import create_app
 from web.state import AppState, acknowledge_reload
@@ -53,10 +55,11 @@ def serve(state: AppState, host: str, port: int, workers: int) -> None:
     if workers <= 1:
         app = create_app(state.settings, state)
         freeze_start_up_objects()
-        backups = start_backups(state, 0)
+        backups, recompute = start_backups(state, 0), start_recompute(state, 0)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **proxy_options(state))
-        if backups is not None:
-            backups.stop()
+        for thread in (backups, recompute):
+            if thread is not None:
+                thread.stop()
         return
     listener = _bind(host, port)
     state.db.dispose()  # no pooled connection may be shared by the forked workers
@@ -274,11 +277,26 @@ def _run_worker(parent: AppState, channel: socket.socket, workers: int, number: 
                      secret=parent.accounts.secret)  # a challenge one worker drew, another checks
     config = uvicorn.Config(create_app(state.settings, state), log_level="warning", access_log=False, **proxy_options(state))
     freeze_start_up_objects()
-    backups = start_backups(state, number)
+    backups, recompute = start_backups(state, number), start_recompute(state, number)
     HandedServer(config, channel).run()
-    if backups is not None:
-        backups.stop()
+    for thread in (backups, recompute):
+        if thread is not None:
+            thread.stop()
     state.db.dispose()
+
+
+def start_recompute(state: AppState, number: int) -> ProjectionRefresher | None:
+    """The background recompute after a definition change (engine/storage/refresher.py) runs in worker 0, as the
+    scheduled backups do. It follows reloads itself: a worker with no request since a reload still holds the old
+    definitions, and rows computed by those would be refused (engine/storage/projection.py `_follows`)."""
+    if number != 0:
+        return None
+
+    def definitions() -> Definitions:
+        state.follow_reloads()
+        return state.definitions
+
+    return ProjectionRefresher(state.db, definitions).start()
 
 
 def start_backups(state: AppState, number: int) -> BackupScheduler | None:

@@ -7,13 +7,16 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.backup.schedule import Schedule
-from engine.accounts import AccountPolicy
+from typing import TYPE_CHECKING
+
 from engine.excel.limits import Limits
 from engine.fields.files import MB
-from engine.recovery import Sender, SmtpSender
-from engine.sessions import SessionPolicy
-from engine.storage.db import ServerTimeouts
+
+if TYPE_CHECKING:  # the methods import these when called: every `dangan` command reads Settings, few need backups
+    from engine.accounts import AccountPolicy
+    from engine.backup.schedule import Schedule
+    from engine.recovery import Sender
+    from engine.storage.db import ServerTimeouts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +82,9 @@ class Settings:
     # `dangan import`, which has no request); DANGAN_IMPORT_MAX_ROWS caps data rows in a file and records in an export.
     import_max_mb: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_MB", 0))
     import_max_rows: int = field(default_factory=lambda: _int("DANGAN_IMPORT_MAX_ROWS", Limits.max_rows))
+    # After a definition change (a formula, a field), start-up or a reload recomputes a form's stored rows at once when
+    # there are at most this many; more are recomputed in the background while the server serves (docs/operations.md).
+    recompute_inline_rows: int = field(default_factory=lambda: _int("DANGAN_RECOMPUTE_INLINE_ROWS", 2000))
 
     def import_limits(self) -> Limits:
         """An upload's limits: the file limit never exceeds the request limit."""
@@ -95,12 +101,18 @@ class Settings:
     pg_idle_in_transaction_seconds: float = field(default_factory=lambda: float(os.environ.get("DANGAN_PG_IDLE_IN_TRANSACTION_SECONDS") or 60))
 
     def database_timeouts(self) -> ServerTimeouts:
+        from engine.storage.db import ServerTimeouts  # noqa: PLC0415
+
         return ServerTimeouts(self.pg_statement_timeout_seconds, self.pg_lock_timeout_seconds,
                               self.pg_idle_in_transaction_seconds)
 
     def backup_schedule(self) -> Schedule:
+        from engine.backup.schedule import Schedule  # noqa: PLC0415
+
         return Schedule(self.backup_dir, self.backup_every_hours, self.backup_keep, self.definitions, self.pg_bin)
     def senders(self) -> tuple[Sender, ...]:
+        from engine.recovery import SmtpSender  # noqa: PLC0415
+
         found: list[Sender] = []
         if self.smtp_host:
             found.append(SmtpSender(self.smtp_host, self.smtp_port, self.smtp_from, self.smtp_user, self.smtp_password,
@@ -112,6 +124,9 @@ class Settings:
         return tuple(found)
 
     def account_policy(self) -> AccountPolicy:
+        from engine.accounts import AccountPolicy  # noqa: PLC0415
+        from engine.sessions import SessionPolicy  # noqa: PLC0415
+
         return AccountPolicy(
             sessions=SessionPolicy(lifetime=dt.timedelta(hours=self.session_hours),
                                    idle=dt.timedelta(minutes=self.idle_timeout_minutes)),

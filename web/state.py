@@ -23,7 +23,7 @@ from engine.records import RecordService
 from engine.records.grid import GridService
 from engine.spec import Definitions
 from engine.storage.db import Database
-from engine.storage.projection import IndexConflict, prepare_projections
+from engine.storage.projection import IndexConflict, Prepared, prepare_projections
 from web import generations
 from web.settings import Settings
 from web.writes import WriteRunner
@@ -103,11 +103,11 @@ class AppState:
     def _load(self, sync: bool = True) -> ReloadOutcome:
         """Load the definitions; `sync`: also make the projection tables follow them (the process that checks a
         reload does that, once, before the others follow it)."""
-        recomputed: dict[str, int] = {}
+        prepared = Prepared({}, {})
         try:
             candidate = load_definitions(self.settings.definitions)
             if sync:
-                recomputed = prepare_projections(self.db, candidate)
+                prepared = prepare_projections(self.db, candidate, self.settings.recompute_inline_rows)
         except DefinitionErrors as exc:
             return ReloadOutcome(False, [str(e) for e in exc.errors], self.definitions.version)
         except IndexConflict as exc:
@@ -115,7 +115,10 @@ class AppState:
         self.definitions = candidate
         log.info("definitions reloaded: version %s", candidate.version)
         notes = [f"表单“{candidate.forms[key].title}”：{count} 条记录按新定义重新计算（计算字段、完整性、索引数据）"
-                 for key, count in recomputed.items() if count and key in candidate.forms]
+                 for key, count in prepared.recomputed.items() if count and key in candidate.forms]
+        notes += [f"表单“{candidate.forms[key].title}”：{count} 条记录将在后台按新定义重新计算（计算字段、完整性、索引数据），"
+                  f"进度见系统管理页；完成前，列表中这些记录的计算值和筛选结果仍按旧定义"
+                  for key, count in prepared.pending.items() if key in candidate.forms]
         notes += self._org_notes()
         return ReloadOutcome(True, [], candidate.version, notes)
 

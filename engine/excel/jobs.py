@@ -227,11 +227,28 @@ def first_errors(db: Database, job: ImportJob, limit: int) -> list[dict[str, Any
             for number, errors in rows for _column, label, value, message in errors]
 
 
-def queue_commit(db: Database, job_id: int, error_mode: str) -> bool:
-    """确认导入: only a previewed job moves on, once (a double click queues nothing twice)."""
+def modes_for(principal: Principal, form: FormSpec) -> list[str]:
+    """The import modes the principal may use: insert needs create, update needs update, upsert both; a form without
+    a natural key can only add records."""
+    create, change = can(principal, "create", form), can(principal, "update", form)
+    if not form.natural_key:
+        return ["insert"] if create else []
+    return [m for m, ok in (("insert", create), ("update", change), ("upsert", create and change)) if ok]
+
+
+def queue_commit(db: Database, job_id: int, error_mode: str, checked_now: bool = False) -> bool:
+    """确认导入: only a previewed job moves on, once (a double click queues nothing twice).
+
+    All-or-nothing checks every row again before it writes the first: the web's confirmation may come minutes after
+    the preview, and the records may have changed meanwhile. `checked_now`: the caller commits straight after its
+    own preview (`dangan import`), so a preview that found no invalid row is that check, and it is not run twice."""
     with db.write() as s:
+        job = s.get(ImportJob, job_id)
+        extra: dict[str, Any] = {}
+        if checked_now and job is not None and job.count_invalid == 0 and error_mode == "all_or_nothing":
+            extra["details"] = dict(job.details or {}) | {"validated": True}
         moved = s.execute(update(ImportJob).where(ImportJob.id == job_id, ImportJob.status == "previewed").values(
-            phase="commit", status="queued", error_mode=error_mode, updated_at=utcnow()))
+            phase="commit", status="queued", error_mode=error_mode, updated_at=utcnow(), **extra))
         s.execute(delete(ImportFile).where(ImportFile.job_id == job_id, ImportFile.name == ERRORS))
         s.commit()
     return moved.rowcount == 1

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Boolean
 
 from engine.fields.base import ExcelChoices, FieldType, is_empty
+from engine.fields.choice import ChoiceField, Option
 from engine.fields.normalise import normalise_code
 from engine.fields.widgets import Widget
 from engine.issues import FieldError
@@ -17,6 +18,10 @@ from engine.issues import FieldError
 _TRUE = frozenset({"是", "y", "yes", "true", "1", "on", "对", "✓", "✔", "√", "☑"})
 _FALSE = frozenset({"否", "n", "no", "false", "0", "off", "错", "✗", "✘", "×", "✕", "☒"})
 _SHOWN = {True: "是", False: "否"}
+# The two answers as options, every spelling above an alias: an import's value step (engine/excel/values.py) offers
+# these for a yes/no column, so only text none of them covers (有/无, 独生/非独生) is listed there.
+YES_NO = ChoiceField(options=(Option("是", "是", tuple(sorted(_TRUE - {"是"}))),
+                              Option("否", "否", tuple(sorted(_FALSE - {"否"})))))
 
 
 class YesNoRadios(Widget):

@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from openpyxl.utils.datetime import from_excel
 from sqlalchemy import Date
 
 from engine.fields.base import FieldType, Limit, is_empty
@@ -103,6 +102,8 @@ class DateField(FieldType):
             return cell.date()
         if isinstance(cell, (int, float)) and not isinstance(cell, bool):
             if _EXCEL_SERIALS[0] <= cell < _EXCEL_SERIALS[1]:
+                from openpyxl.utils.datetime import from_excel  # noqa: PLC0415 — a serial number cell is rare; importing openpyxl is not cheap
+
                 return from_excel(cell).date()
             # 20100305 typed into a General cell is a number, not a serial.
             if isinstance(cell, int) or cell.is_integer():

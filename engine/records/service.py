@@ -29,7 +29,7 @@ from engine.records.writer import RecordWriter, Stale
 from engine.refusals import NotFound, NotPermitted, UnitNotAllowed
 from engine.spec import FieldSpec, FormPolicy, FormSpec
 from engine.storage.db import Database, lock_rows
-from engine.storage.projection import Projection, projection_of, projection_scope, search_condition
+from engine.storage.projection import Projection, projection_of, projection_scope, rows_to_recompute, search_condition
 from engine.storage.models import AuditEntry, OrgUnit, Record
 from engine.storage.statements import Read
 from engine.validation import CleanResult, clean_record
@@ -510,6 +510,11 @@ class RecordService:
             with self.db.read() as s:
                 self.links.titled(s, principal, form, records)
         return records
+
+    def recomputing(self, form: FormSpec) -> int:
+        """Records of the form still to recompute in the background after a definition change (0: none), which its
+        list tells its readers: until then their computed values, filters and sorts follow the old definition."""
+        return rows_to_recompute(self.db, form.key)
 
     def figured(self, principal: Principal, form: FormSpec, records: list[StoredRecord]) -> list[StoredRecord]:
         """The records with the figures across records (ranks, group averages …) this principal may see

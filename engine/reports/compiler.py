@@ -9,7 +9,7 @@ from engine.compiler import Problems
 from engine.definition_files import read_definition_files
 from engine.errors import did_you_mean
 from engine.reports.schema import DASHBOARD, REPORT
-from engine.reports.spec import MEASURE_LABELS, Card, DashboardSpec, Dimension, Filter, Measure, ReportSpec
+from engine.reports.spec import MEASURE_LABELS, Card, Current, DashboardSpec, Dimension, Filter, Measure, ReportSpec
 from engine.spec import Definitions, FieldSpec, FormSpec, Origin
 from engine.yaml_source import item_origin, key_origin
 
@@ -53,7 +53,9 @@ def compile_dashboards(root: Path, definitions: Definitions, reports: Mapping[st
             if form is None:
                 continue
             filters = _filters(raw.get("filters", {}), form, problems)
-            cards.append(Card(raw["label"], form.key, filters, bool(raw.get("incomplete")), help=raw.get("help", "")))
+            current = _current(raw["current"], form, problems) if "current" in raw else None
+            cards.append(Card(raw["label"], form.key, filters, bool(raw.get("incomplete")), help=raw.get("help", ""),
+                              current=current))
         for index, key in enumerate(data.get("charts", [])):
             if key not in reports:
                 problems.add(item_origin(data, "charts", index), f"未知的报表“{key}”",
@@ -80,6 +82,23 @@ def _field(form: FormSpec, key: str, where: Origin | None, problems: Problems, w
         problems.add(where, f"表单“{form.title}”没有字段“{key}”", did_you_mean(key, form.fields) or f"{what}应是该表单的字段")
         return None
     return spec
+
+
+def _current(raw: Mapping[str, Any], form: FormSpec, problems: Problems) -> Current | None:
+    """A card's `current: {field, period}`: a date field the card counts by this month or year."""
+    where = key_origin(raw, "field")
+    spec = _field(form, raw["field"], where, problems, "本月/本年的日期字段")
+    if spec is None:
+        return None
+    if spec.kind.name not in DATES:
+        dates = [f.key for f in form.fields.values() if f.kind.name in DATES]
+        problems.add(where, f"字段“{spec.label}”不是日期字段，不能按本月/本年计数",
+                     f"写日期字段，例如 {'、'.join(dates)}" if dates else f"表单“{form.title}”没有日期字段")
+        return None
+    if spec.sensitive:
+        problems.add(where, f"字段“{spec.label}”是敏感字段，不能作为看板的计数条件", "看板按角色的脱敏设置显示，敏感字段不参与统计")
+        return None
+    return Current(spec.key, raw["period"])
 
 
 def _filters(raw: Mapping[str, Any], form: FormSpec, problems: Problems) -> tuple[Filter, ...]:

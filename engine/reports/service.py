@@ -300,9 +300,10 @@ class ReportService:
                 found = policy(principal, form)
                 if found is None or "read" not in found.actions:
                     continue
-                if any(f.key in found.hidden or is_masked(found, form.fields[f.key]) for f in card.filters):
+                filters = card.all_filters(dt.date.today())
+                if any(f.key in found.hidden or is_masked(found, form.fields[f.key]) for f in filters):
                     continue
-                params = {name: value for f in card.filters for name, value in f.params().items()}
+                params = {name: value for f in filters for name, value in f.params().items()}
                 if card.incomplete:
                     params["incomplete"] = "1"
                 _projection, conditions = self.records.conditions(s, form, principal, ListQuery.parse(form, params))

@@ -2,6 +2,8 @@
 checked against the forms, roles and org levels they name."""
 from __future__ import annotations
 
+import datetime as dt
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +114,27 @@ class Card:
     incomplete: bool = False
     tasks: bool = False
     help: str = ""
+    current: "Current | None" = None  # and a date field in the current month or year, worked out when counted
+
+    def all_filters(self, today: dt.date) -> tuple[Filter, ...]:
+        return self.filters + ((self.current.filter(today),) if self.current is not None else ())
+
+
+@dataclass(frozen=True)
+class Current:
+    """`current: {field: date, period: month}`: the records whose date falls in this month (or year), as a list
+    filter `date__ge=<first day>&date__lt=<first day of the next>`."""
+
+    field: str
+    period: str  # "month" or "year"
+
+    def filter(self, today: dt.date) -> Filter:
+        if self.period == "year":
+            low, high = dt.date(today.year, 1, 1), dt.date(today.year + 1, 1, 1)
+        else:
+            low = today.replace(day=1)
+            high = dt.date(low.year + low.month // 12, low.month % 12 + 1, 1)
+        return Filter(self.field, low=low.isoformat(), high=high.isoformat())
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import Any, Iterator, TypeVar
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -206,14 +204,36 @@ def tune_sqlite_connection(dbapi_connection: sqlite3.Connection) -> None:
 UPGRADE_LOCK = 0x64616E67616E  # the advisory lock key PostgreSQL upgrades take turns on ("dangan")
 
 
-def alembic_config() -> Config:
+# The migrations' heads (engine/migrations/versions/: imports branched off the core tables early, so two). A database
+# already there is not handed to alembic: loading alembic and every migration script was a fifth of a `dangan
+# import`'s start. tests/test_infra_db.py checks these are alembic's heads, so a new migration cannot be forgotten.
+HEAD_REVISIONS = frozenset({"0002", "0030"})
+
+
+def alembic_config() -> Any:
+    from alembic.config import Config  # noqa: PLC0415
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
+def at_head(engine: Engine) -> bool:
+    """Whether the tables are at HEAD_REVISIONS already (a read; a new or older database says no)."""
+    with engine.connect() as connection:
+        try:
+            versions = {row[0] for row in connection.exec_driver_sql("SELECT version_num FROM alembic_version")}
+        except DBAPIError:
+            return False
+    return versions == HEAD_REVISIONS
+
+
 def upgrade(engine: Engine) -> None:
     """Create or upgrade the engine tables to the newest revision."""
+    if at_head(engine):
+        return
+    from alembic import command  # noqa: PLC0415
+
     config = alembic_config()
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # an index built over many rows may take longer than a request

@@ -37,6 +37,7 @@ log = logging.getLogger("dangan")
 TABLE_PREFIX = "p_"
 INDEX_PREFIXES = ("px_", "pu_")  # ordinary and unique indexes the engine owns on projection tables
 REFRESH_BATCH = 2_000
+BACKGROUND_BATCH = 500  # the background's batches are smaller: requests' writes wait for one at most
 SEARCH_CHARS = 64
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 _WORD = re.compile(r"[0-9A-Za-z]+")
@@ -422,6 +423,23 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
     """Recompute one batch of stale rows (no row, or computed from an older definition) with record id above
     `after`, in the caller's transaction; returns the last record id done (0 when there were none left). The
     records are locked (PostgreSQL) so that a save meanwhile cannot be overwritten with what was read before it."""
+    return _refresh_batch(connection, projection, after, batch)[0]
+
+
+def _follows(connection: Connection, projection: Projection) -> bool:
+    """Whether the form's table was last made to match these definitions. A process still holding older ones (a
+    worker that has not followed a reload yet) must not write rows computed by them: it would undo the newer
+    definition's rows. The state row is read FOR SHARE, so a reload's sync waits for this batch to end."""
+    state = ProjectionState.__table__
+    stored = connection.execute(select(state.c.rows_version).where(state.c.form_key == projection.form.key)
+                                .with_for_update(read=True)).scalar()
+    return stored == projection.rows_version
+
+
+def _refresh_batch(connection: Connection, projection: Projection, after: int, batch: int) -> tuple[int, int]:
+    """refresh(), and how many records the batch recomputed."""
+    if not _follows(connection, projection):
+        return 0, 0
     table, form = projection.table, projection.form
     query = (select(Record.id, Record.unit_id, Record.created_by, Record.data, Record.revision)
              .select_from(Record.__table__.outerjoin(table, table.c.record_id == Record.id))
@@ -429,8 +447,10 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
                     (table.c.record_id.is_(None)) | (table.c.def_version != projection.rows_version))
              .order_by(Record.id).limit(batch).with_for_update(of=Record))
     records = connection.execute(query).all()
-    if not records:
-        return 0
+    if not records:  # none left: the counter says so too (saves meanwhile wrote fresh rows without counting down)
+        state = ProjectionState.__table__
+        connection.execute(state.update().where(state.c.form_key == form.key, state.c.stale != 0).values(stale=0))
+        return 0, 0
     places = unit_places(connection, {r.unit_id for r in records})
     rows = []
     computed = [key for key, spec in form.fields.items() if spec.compute is not None]
@@ -449,7 +469,7 @@ def refresh(connection: Connection, projection: Projection, after: int = 0, batc
     connection.execute(state.update().where(state.c.form_key == form.key)
                        .values(stale=func.max(state.c.stale - len(records), 0) if connection.dialect.name == "sqlite"
                                else func.greatest(state.c.stale - len(records), 0)))
-    return records[-1].id
+    return records[-1].id, len(records)
 
 
 def _recomputed(connection: Connection, form: FormSpec, record: Any, changed: dict[str, Any]) -> None:
@@ -558,28 +578,82 @@ def _tsquery(term: tuple[str, ...]) -> str:
 _ROWS = ProjectionRows()
 
 
-def prepare_projections(db: Any, definitions: Definitions) -> dict[str, int]:
-    """Start-up and reload: tables and indexes made to match the definitions, then every stale row recomputed, a
-    batch per transaction (writers wait at most one batch). Returns how many records each form recomputed."""
+@dataclass(frozen=True)
+class Prepared:
+    """What start-up or a reload did to the projections: per form, the records recomputed at once, and those left
+    to the background (`refresh_pending`, run by a server's ProjectionRefresher) because there were too many."""
+
+    recomputed: Mapping[str, int]
+    pending: Mapping[str, int]
+
+
+def prepare_projections(db: Any, definitions: Definitions, inline_rows: int | None = None) -> Prepared:
+    """Start-up and reload: tables and indexes made to match the definitions, then the stale rows recomputed, a
+    batch per transaction (writers wait at most one batch). A form with more than `inline_rows` stale rows is left
+    to the background (None: none is); until its rows are done, lists read what the old definition computed."""
     with db.engine.begin() as connection:
         stale = sync_projections(connection, definitions)
     done: dict[str, int] = {}
+    pending: dict[str, int] = {}
     for key, count in stale.items():
         if not count:
             continue
-        projection = projection_of(definitions.forms[key], db.dialect)
+        if inline_rows is not None and count > inline_rows:
+            log.warning("表单 %s：%d 条记录将在后台按新定义重新计算", key, count)
+            pending[key] = count
+            continue
         log.warning("表单 %s：按当前定义重建 %d 条记录的索引数据", key, count)
-        after, done[key] = 0, 0
-        while True:
-            with db.write() as s:
-                last = refresh(s.connection(), projection, after)
-                s.commit()
-            if not last:
-                break
-            after = last
-        done[key] = count
+        done[key] = _refresh_form(db, projection_of(definitions.forms[key], db.dialect), lambda: False, REFRESH_BATCH)
     if done:
         from engine.storage.db import gather_statistics  # noqa: PLC0415 — db imports nothing of this module's
+
+        gather_statistics(db, stale_only=True)
+    return Prepared(MappingProxyType(done), MappingProxyType(pending))
+
+
+def _refresh_form(db: Any, projection: Projection, should_stop: Callable[[], bool], batch: int) -> int:
+    """Every stale row of one form, a batch per write transaction; how many records were recomputed."""
+    after = total = 0
+    while not should_stop():
+        with db.write() as s:
+            last, count = _refresh_batch(s.connection(), projection, after, batch)
+            s.commit()
+        if not last:
+            break
+        after, total = last, total + count
+    return total
+
+
+def pending_refreshes(db: Any) -> dict[str, int]:
+    """Forms with rows still to recompute after a definition change, and how many: the background's progress."""
+    state = ProjectionState.__table__
+    with db.read() as s:
+        return {row.form_key: row.stale for row in s.execute(select(state.c.form_key, state.c.stale).where(state.c.stale > 0))}
+
+
+def rows_to_recompute(db: Any, form_key: str) -> int:
+    """One form's rows still to recompute (0 when none): its list says so while the background works."""
+    state = ProjectionState.__table__
+    with db.read() as s:
+        return s.scalar(select(state.c.stale).where(state.c.form_key == form_key)) or 0
+
+
+def refresh_pending(db: Any, definitions: Definitions, should_stop: Callable[[], bool] = lambda: False,
+                    batch: int = BACKGROUND_BATCH) -> dict[str, int]:
+    """The background's work: every form's stale rows recomputed with these definitions, in small batches (a
+    writer waits at most one), until none is left or `should_stop`. Forms whose tables follow other definitions
+    are left alone (see `_follows`). Returns how many records each form recomputed."""
+    done: dict[str, int] = {}
+    for key in pending_refreshes(db):
+        form = definitions.forms.get(key)
+        if form is None or should_stop():
+            continue
+        count = _refresh_form(db, projection_of(form, db.dialect), should_stop, batch)
+        if count:
+            done[key] = count
+            log.warning("表单 %s：后台按新定义重新计算了 %d 条记录", key, count)
+    if done:
+        from engine.storage.db import gather_statistics  # noqa: PLC0415
 
         gather_statistics(db, stale_only=True)
     return done

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import Row, and_, bindparam, false, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, false, func, insert, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from engine.archives.handover import hand_over_on_approval
@@ -701,10 +701,26 @@ class WorkflowService:
         return self._listing(Application.id.in_(ids), workflow, status, page, within=within)
 
     def mine(self, principal: Principal, workflow: str = "", status: str = "", page: int = 1, within: str = "") -> Listing:
-        return self._listing(Application.applicant_id == principal.user_id, workflow, status, page, within=within)
+        """The user's applications: those returned to them for changes first, each with the reason it came back
+        (`returned_reason`, the comment of its current round's return), then the rest, newest first."""
+        returned_first = case((Application.status == "returned", 0), else_=1)
+        listing = self._listing(Application.applicant_id == principal.user_id, workflow, status, page, within=within,
+                                first=returned_first)
+        returned = [row["id"] for row in listing.rows if row["status"] == "returned"]
+        if returned:
+            with self.db.read() as s:
+                reasons = dict(s.execute(
+                    select(ApplicationAction.application_id, ApplicationAction.comment)
+                    .join(Application, Application.id == ApplicationAction.application_id)
+                    .where(ApplicationAction.application_id.in_(returned), ApplicationAction.action == "return",
+                           ApplicationAction.round == Application.round)
+                    .order_by(ApplicationAction.id)).all())  # the last return of the round wins
+            for row in listing.rows:
+                row["returned_reason"] = reasons.get(row["id"], "")
+        return listing
 
     def _listing(self, condition: Any, workflow: str, status: str, page: int, total: int | None = None,
-                 within: str = "") -> Listing:
+                 within: str = "", first: Any = None) -> Listing:
         stmt = select(*LIST_COLUMNS).where(condition)
         if within:
             stmt = stmt.where(Application.record_path.startswith(within, autoescape=True))
@@ -716,7 +732,8 @@ class WorkflowService:
         with self.db.read() as s:
             if total is None:
                 total = s.scalar(select(func.count()).select_from(stmt.with_only_columns(Application.id).subquery())) or 0
-            rows = s.execute(stmt.order_by(Application.id.desc()).limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+            order = (Application.id.desc(),) if first is None else (first, Application.id.desc())
+            rows = s.execute(stmt.order_by(*order).limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
         return Listing([dict(row._mapping) for row in rows], total, page)
 
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from engine.excel.importer import ImportPass
-from engine.excel.jobs import run_job
+from engine.excel.jobs import queue_commit, run_job
 from engine.excel.limits import Limits
 from engine.records import RecordWrite
 from engine.storage.models import AuditEntry, Record, User, UserRole, utcnow
@@ -254,3 +254,30 @@ def test_imported_rows__stored_as_the_record_service_stores_them(shared: AppStat
         assert data == json.dumps(orm.data)
         assert changes == json.dumps(entry.changes) == json.dumps(expected_changes)
         assert created == updated == orm.created_at.isoformat(" ") == at == entry.at.isoformat(" ")
+
+
+@pytest.mark.parametrize("checked_now", [False, True])
+def test_all_or_nothing_after_a_clean_preview__checked_again_unless_committed_straight_after(
+        shared: AppState, checked_now: bool) -> None:
+    """The web's 确认导入 may come minutes after the preview: all-or-nothing checks every row again. `dangan import`
+    commits straight after its own preview: a preview without an invalid row is that check (one pass fewer)."""
+    rows = [new_student() for _ in range(3)]
+    job = preview(shared, "reg", xlsx(rows), error_mode="all_or_nothing")
+    assert (job.status, job.count_invalid) == ("previewed", 0)
+    phases: list[str] = []
+    assert queue_commit(shared.db, job.id, "all_or_nothing", checked_now=checked_now)
+    done = run_job(shared.db, shared.definitions, job.id, Limits(), shared.records,
+                   progress=lambda status, _done, _total: phases.append(status))
+    assert done is not None and (done.status, done.count_new) == ("done", 3)
+    assert ("validating" in phases) is not checked_now and "importing" in phases
+    assert counts(shared, [r["身份证号"] for r in rows]) == (3, 3)
+
+
+def test_all_or_nothing_with_an_invalid_row__refused_even_when_committed_straight_after(shared: AppState) -> None:
+    rows = [new_student(), new_student(民族="火星族")]
+    job = preview(shared, "reg", xlsx(rows), error_mode="all_or_nothing")
+    assert job.count_invalid == 1
+    assert queue_commit(shared.db, job.id, "all_or_nothing", checked_now=True)
+    done = run_job(shared.db, shared.definitions, job.id, Limits(), shared.records)
+    assert done is not None and done.status == "aborted"
+    assert counts(shared, [r["身份证号"] for r in rows]) == (0, 0)

@@ -59,8 +59,11 @@ def test_confirm__record_and_children_move_audited_status_set_sender_keeps_its_l
     send_on(w, student)
     (pending,) = handovers(w)
     target = unit_id(w.state, RECEIVING_CLASS)
+    # The navigation's badge is cached per user (as the 待办 badge): a confirmation must clear it at once.
+    assert re.search(r'id="nav-count-handovers">1<', w.login("reg_in").get("/").text)
     done = w.login("reg_in").post(f"/handovers/{pending.id}/confirm", {"unit": str(target), "remark": "已分班"})
     assert done.status_code == 303 and done.headers["location"] == f"/f/student/{student}"
+    assert 'id="nav-count-handovers"' not in w.login("reg_in").get("/").text
     record = w.record(student)
     assert record.unit_id == target and record.data["status"] == "在读"
     assert {c.unit_id for c in children_of(w, student)} == {target} and len(children_of(w, student)) == 3

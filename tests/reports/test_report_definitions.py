@@ -67,6 +67,18 @@ def test_dashboard_unknown_report__located(tmp_path: Path) -> None:
                       "（提示：是不是“students_grade_gender”？）"]
 
 
+@pytest.mark.parametrize(("card", "needle", "message"), [
+    ("{label: X, form: student, current: {field: gender, period: month}}", "gender",
+     "字段“性别”不是日期字段，不能按本月/本年计数（提示：写日期字段，例如 birth_date"),
+    ("{label: X, form: student, current: {field: brith_date, period: month}}", "brith_date",
+     "表单“学生档案”没有字段“brith_date”（提示：是不是“birth_date”？）"),
+])
+def test_dashboard_card_current_period__mistakes_located(tmp_path: Path, card: str, needle: str, message: str) -> None:
+    text = f"key: t\ntitle: T\nroles: [registrar]\ncards:\n  - {card}\n"
+    errors = _errors(tmp_path, text, "dashboards")
+    assert len(errors) == 1 and errors[0].startswith(f"dashboards/t.yaml:{locate(text, needle)}: {message}"), errors
+
+
 def test_dangan_check__reports_a_broken_report(tmp_path: Path) -> None:
     root = _with_report(tmp_path, REPORT)
     done = subprocess.run([str(DANGAN), "check", str(root)], cwd=REPO, capture_output=True, text=True, timeout=60,

@@ -19,7 +19,7 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from engine.permissions import Principal, scope
-from engine.reports.service import ReportService
+from engine.reports.service import _DASHBOARDS, ReportService
 from engine.storage.models import OrgUnit, Record
 from engine.storage.projection import projection_of, reproject
 from tests.engine.helpers import BACKENDS, add_member, database_url, principal_of, sign_in, student_values
@@ -438,6 +438,51 @@ def test_home_dashboard__cards_count_the_lists_they_link_to(world: World) -> Non
         for href, number in cards:
             assert _list_count(client, href.replace("&amp;", "&")) == int(number)
         assert "<svg" in page.text
+
+
+def test_home_dashboard__this_months_status_changes(world: World) -> None:
+    """The 本月学籍异动 card (`current: {field: date, period: month}`) counts the records dated this month in the
+    user's scope, and links to the list filtered by exactly that month."""
+    form, admin = world.state.definitions.forms["status_change"], world.principal("admin1")
+    with world.state.db.read() as s:
+        student = s.scalar(select(Record.id).join(OrgUnit, OrgUnit.id == Record.unit_id)
+                           .where(Record.form_key == "student", OrgUnit.path.like(f"{_school_path(world)}%")).limit(1))
+    _DASHBOARDS.clear()  # numbers are cached per roles for a few seconds: this test's records must show
+    today = dt.date.today()
+    first = today.replace(day=1)
+    dates = [today, first, first - dt.timedelta(days=1), first.replace(year=first.year - 1)]
+    made = []
+    for n, (day, unit) in enumerate([(d, SCHOOL) for d in dates] + [(today, OTHER_SCHOOL_CLASS.rsplit("/", 2)[0])]):
+        result = world.state.records.create(form, admin, unit_id(world.state, unit),
+                                            {"student": student, "name": f"异动{n}", "kind": "休学", "date": day.isoformat()})
+        assert result.ok, result.issues
+        made.append(result.record_id)
+    try:
+        with TestClient(app=world.app, base_url="http://testserver.local") as client:
+            sign_in(client, world.state, "reg1")
+            page = client.get("/").text
+            card = re.search(r'<a class="card number-card" href="(/f/status_change/\?[^"]+)"[^>]*><span class="number">(\d+)</span>'
+                             r'\s*<span class="label">本月学籍异动</span>', page)
+            assert card, page[page.find("dashboard"):][:2000]
+            # Today and the 1st of this month, at this school; not the last day of last month, nor a year ago, nor
+            # the other school's (outside the registrar's scope).
+            assert int(card[2]) == 2
+            href = card[1].replace("&amp;", "&")
+            next_month = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+            assert f"date__ge={first.isoformat()}" in href and f"date__lt={next_month.isoformat()}" in href
+            assert _list_count(client, href) == 2
+    finally:
+        with world.state.db.write() as s:  # the module's other tests count the seeded records only
+            for record_id in made:
+                s.delete(s.get(Record, record_id))
+            s.execute(projection_of(form, world.state.db.dialect).table.delete())
+            s.commit()
+        _DASHBOARDS.clear()
+
+
+def _school_path(world: World) -> str:
+    with world.state.db.read() as s:
+        return s.scalar(select(OrgUnit.path).where(OrgUnit.id == unit_id(world.state, SCHOOL)))
 
 
 def test_every_report__page_print_and_export(world: World) -> None:

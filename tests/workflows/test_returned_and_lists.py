@@ -41,6 +41,23 @@ def test_returned__badge_reason_on_top_and_resume_at_the_returning_step(world) -
     assert 'id="nav-count-wf_mine"' not in reg.get("/").text
 
 
+def test_mine__returned_first_with_the_reason(world) -> None:
+    """我的申请 lists a returned application above newer ones, with the reason it came back; once resubmitted it
+    takes its place by date again and the reason goes."""
+    w = world(*TRANSFER_PEOPLE)
+    app, reg, _ = returned_at_the_bureaus(w)
+    later = application_id(reg.start("suspend", w.student(name="李四", id_card="110105200805120034"), SUSPEND,
+                                     {"proof": PDF}))
+    mine = reg.get("/wf/mine").text
+    rows = re.findall(r'<tr( class="returned")?>\s*<td><a href="/wf/a/(\d+)">', mine)
+    assert [(int(number), bool(returned)) for returned, number in rows] == [(app, True), (later, False)]
+    assert "退回原因：请补充户籍证明原件扫描件" in mine.split(f'href="/wf/a/{later}"')[0]
+    assert reg.post(f"/wf/a/{app}/edit", transfer_form(unit_id(w.state, OTHER_DISTRICT_CLASS))).status_code == 303
+    mine = reg.get("/wf/mine").text
+    assert [int(n) for n in re.findall(r'<td><a href="/wf/a/(\d+)">#', mine)] == [later, app]
+    assert "退回原因" not in mine
+
+
 def test_returned__on_return_restart_starts_over(world, tmp_path: Path) -> None:
     root = shutil.copytree(DEFINITIONS, tmp_path / "definitions")
     path = root / "workflows" / "transfer.yaml"

@@ -16,6 +16,7 @@ from engine.backup.schedule import backup_status
 from engine.org import all_units
 from engine.org_units import OrgUnitService, UnitInUse
 from engine.storage.models import OrgUnit, User
+from engine.storage.projection import pending_refreshes
 from web.auth import COOKIE, app_state, current_principal
 from web.guards import admin_guard
 from web.pages import flash, page
@@ -188,8 +189,10 @@ def _overview(request: Request, outcome: Any = None) -> Template:
         active = s.scalar(select(func.count()).select_from(User).where(User.is_active.is_(True))) or 0
         units = s.scalar(select(func.count()).select_from(OrgUnit)) or 0
         backup = backup_status(s, state.settings.backup_schedule())
+    recomputing = [(state.definitions.forms[k].title, n) for k, n in pending_refreshes(state.db).items()
+                   if k in state.definitions.forms]
     return page(request, "admin/overview.html", definitions=state.definitions, users=users, active_users=active,
-                units=units, outcome=outcome, backup=backup, title="系统管理")
+                units=units, outcome=outcome, backup=backup, recomputing=recomputing, title="系统管理")
 
 
 # --- org units ---------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ class RecordController(Controller):
                     query=query, filter_views=filter_views, can_create=can(principal, "create", form),
                     sort_query=lambda key, ascending: _query_string(request, sort=f"-{key}" if ascending else key, page="1"),
                     page_query=lambda number: _query_string(request, page=str(number)),
-                    list_actions=_list_actions(request, form, principal), title=form.title)
+                    list_actions=_list_actions(request, form, principal),
+                    recomputing=app_state(request).records.recomputing(form), title=form.title)
 
     @get("/pick", opt={"action": "read"}, name="records:pick")
     async def pick(self, request: Request) -> Template:

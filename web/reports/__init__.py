@@ -162,7 +162,8 @@ def dashboard_context(request: Request) -> dict[str, Any] | None:
 def reports_feature() -> Feature:
     def nav(state: AppState) -> list[NavItem]:
         def visible(principal: Any) -> bool:
-            return bool(report_service(state).available(state.definitions, principal))
+            service, definitions = report_service(state), state.definitions  # on every page: stop at the first
+            return any(service.may(definitions, principal, r) for r in definitions.reports.values())
         return [NavItem("reports", "/reports/", "统计报表", "在校生、学籍状态、完整性等统计，可导出 Excel", visible=visible)]
 
     return Feature("reports", routes=(ReportController,), nav=nav)
