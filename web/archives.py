@@ -19,7 +19,7 @@ from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 from litestar.response import Redirect, Response, Template
 
-from engine.archives.service import ArchiveService, ImportPlan, Mapping_, MappingInvalid
+from engine.archives.service import ArchiveService, ImportPlan, Mapping_, MappingInvalid, NothingToExport
 from engine.archives.trusted import TrustedKeys
 from engine.certificates.signing import KeyStore
 from engine.permissions import Principal, can
@@ -35,6 +35,7 @@ from web.params import Id, parse_id
 from web.state import AppState
 
 STAGING = "archive-uploads"
+MAX_CHOSEN = 1000  # records chosen by id for one package (a class is chosen by its unit, not listed)
 STAGED_FOR = 24 * 3600  # seconds an uploaded package waits for its confirmation before it is removed
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -62,6 +63,29 @@ class ArchiveController(Controller):
         state, form = app_state(request), _form(request)
         data = _service(state).export(state.definitions, current_principal(request), form.key, [record_id])
         name = quote(f"{form.title}-{record_id}-档案包.zip", safe="")
+        return Response(data, media_type="application/zip", headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{name}", "Cache-Control": "private, no-store"})
+
+    @get("/archive-export", opt={"action": "export"}, name="archives:export_many", sync_to_thread=True)
+    def export_many(self, request: Request) -> Response:
+        """The packages of a class (`unit`) or of records chosen in the list (`id`, repeated) as one download: one
+        signed package holding them all. Without either, the page to choose the class."""
+        state, form, principal = app_state(request), _form(request), current_principal(request)
+        raw_ids = request.query_params.getall("id", [])
+        ids = [parse_id(v) for v in raw_ids]
+        unit = parse_id(request.query_params.get("unit", ""))
+        if not raw_ids and unit is None:
+            asked = "unit" in request.query_params
+            return _export_page(request, f"请选择{form.unit_label}" if asked else "", 422 if asked else 200)
+        if any(i is None for i in ids) or len(ids) > MAX_CHOSEN:
+            return _export_page(request, f"所选记录无效（一次最多 {MAX_CHOSEN} 条）", 422)
+        try:
+            data = _service(state).export(state.definitions, principal, form.key, [i for i in ids if i is not None],
+                                          None if ids else unit)
+        except NothingToExport as exc:
+            return _export_page(request, exc.message, 422)
+        named = next((u.name for u in state.units() if u.id == unit), "") if not ids else f"{len(ids)}条"
+        name = quote(f"{form.title}-{named}-档案包.zip", safe="")
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''{name}", "Cache-Control": "private, no-store"})
 
@@ -198,10 +222,24 @@ def _upload_page(request: Request, error: str = "", status: int = 200, choices: 
     return Template(template_name="archives/upload.html", context=built.context, status_code=status)
 
 
+def _export_page(request: Request, error: str, status: int) -> Template:
+    form, principal = _form(request), current_principal(request)
+    # A child form's records travel in their parents' packages: the classes are those of the parent form.
+    root = app_state(request).definitions.forms[form.parent_form] if form.parent_field else form
+    built = page(request, "archives/export.html", form=root, error=error,
+                 units=units_for(request, principal, root, "export"), title=f"{root.title} · 导出档案包")
+    return Template(template_name="archives/export.html", context=built.context, status_code=status)
+
+
 def _list_actions(form: FormSpec, principal: Principal) -> list[dict[str, str]]:
-    if form.parent_field or not can(principal, "import", form):
+    if form.parent_field:
         return []
-    return [{"href": f"/f/{form.key}/archive-import", "label": "导入档案包"}]
+    actions = []
+    if can(principal, "export", form):
+        actions.append({"href": f"/f/{form.key}/archive-export", "label": "导出档案包（按班级）"})
+    if can(principal, "import", form):
+        actions.append({"href": f"/f/{form.key}/archive-import", "label": "导入档案包"})
+    return actions
 
 
 def _record_actions(form: FormSpec, principal: Principal, record: StoredRecord) -> list[dict[str, str]]:

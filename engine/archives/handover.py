@@ -6,28 +6,34 @@ a graduate goes on to): a `handovers` row, pending, written in the approving tra
 attachments (through `reader`: their own role's view, narrowed to that one record and what belongs to it), then
 confirm (录取确认) or decline with a reason. Confirming moves the record to the receiving unit through
 RecordService.update — the one write path: audited, child records moved with it — and sets the fields `on_confirm`
-names. The row stays: the sender's log of what it sent and where, the receiver's of what it took.
+names, and creates the records `on_confirm.create` names (the receiving school's 学籍异动记录) in the same
+transaction. The row stays: the sender's log of what it sent and where, the receiver's of what it took.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import Row, and_, false, func, or_, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from engine.documents import read_values
 from engine.expressions import holds
 from engine.issues import Issue
+from engine.listing import PER_PAGE, Listing
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
 from engine.records import RecordService, StoredRecord
 from engine.refusals import NotFound, Refused
 from engine.spec import Definitions, FormPolicy, FormSpec, RoleSpec
-from engine.storage.models import Handover, OrgUnit, Record, utcnow
+from engine.storage.models import Application, Handover, OrgUnit, Record, utcnow
+from engine.workflows import versions
+from engine.workflows.effects import create_linked, units_of
+from engine.workflows.errors import EffectFailed, ScopeUnresolved
+from engine.workflows.routing import Context
 
-PER_PAGE = 20
 REASON_LIMIT = 500
 STATUS_LABELS = {"pending": "待确认", "confirmed": "已确认录取", "declined": "已退回"}
 _TABLE = Handover.__table__
@@ -61,18 +67,6 @@ class ReasonRequired(Refused):
 
 class ConfirmFailed(Refused):
     code, kind = "handover_failed", "invalid"
-
-
-@dataclass
-class Listing:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 # --- on approval ------------------------------------------------------------------------------------------------
@@ -257,8 +251,28 @@ class HandoverService:
             if not result.ok:
                 problems = result.issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
                 raise ConfirmFailed(detail="；".join(_issue_text(target, i) for i in problems))
+            self._create_on_confirm(s, definitions, row, principal)
             s.commit()
         return self.get(definitions, principal, handover_id)
+
+    def _create_on_confirm(self, s: DbSession, definitions: Definitions, row: Row, principal: Principal) -> None:
+        """`on_confirm.create` of the workflow version the application ran on, through the runner of
+        `on_approve.create`: expressions over the application and the record as confirmed, units as at submission."""
+        app = s.get(Application, row.application_id) if row.application_id is not None else None
+        if app is None:
+            return
+        spec = versions.spec_for(s, definitions, app.workflow_key, app.version)
+        hand = spec.effects.hand_over
+        if hand is None or not hand.create:
+            return
+        form = definitions.forms[row.form_key]
+        record = read_values(form, s.scalar(select(Record.data).where(Record.id == row.record_id)) or {})
+        units = units_of(app.units)
+        names = Context(read_values(spec.application, app.data or {}), record, units, app.applicant_id).names()
+        try:
+            create_linked(s, self.records, definitions, form, hand.create, names, units, row.record_id, principal)
+        except (EffectFailed, ScopeUnresolved) as exc:
+            raise ConfirmFailed(detail=exc.params.get("detail") or exc.message) from exc
 
     def decline(self, definitions: Definitions, principal: Principal, handover_id: int, reason: str) -> Row:
         """Declined with a reason: the record stays with the sender, which sees the reason in its log."""

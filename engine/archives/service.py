@@ -37,7 +37,7 @@ from engine.fields.link import LinkRef
 from engine.issues import Issue
 from engine.messages import render
 from engine.org import ancestor_ids
-from engine.permissions import Principal, can, is_masked, policy, writable_keys
+from engine.permissions import Principal, can, is_masked, policy, scope, writable_keys
 from engine.records.model import StoredRecord
 from engine.records.service import RecordService
 from engine.refusals import NotFound, NotPermitted, Refused
@@ -192,8 +192,9 @@ class ArchiveService:
     # --- export -------------------------------------------------------------------------------------------------
     def export(self, definitions: Definitions, principal: Principal, form_key: str, record_ids: Iterable[int] = (),
                unit_id: int | None = None) -> bytes:
-        """The signed package of these records of `form_key` (or of every record in `unit_id`'s subtree that the
-        principal's export scope reaches) with the records of every form that belongs to it."""
+        """The signed package of these records of `form_key` (or of every record in `unit_id`'s subtree — a class —
+        that the principal's export scope reaches; the unit itself must be inside that scope) with the records of every
+        form that belongs to it. One package holds them all: the receiver previews and imports them at once."""
         form = definitions.forms.get(form_key)
         if form is None:
             raise NotFound()
@@ -249,7 +250,10 @@ class ArchiveService:
                 raise NotFound()
         else:
             path = s.scalar(select(OrgUnit.path).where(OrgUnit.id == unit_id)) if unit_id is not None else None
-            if path is None:
+            reach = scope(principal, "export", form)
+            # A unit outside the export scope is not found (a unit above it is not a way to a wider export either).
+            inside = reach.paths | (principal.unit_paths if reach.own else set())
+            if path is None or not (reach.everything or any(path.startswith(p) for p in inside)):
                 raise NotFound()
             rows = s.connection().execute(query.where(OrgUnit.path.startswith(path, autoescape=True))).all()
         return sorted(self.records.stored_rows(form, rows), key=lambda r: r.id)

@@ -19,8 +19,8 @@ from engine.spec import Definitions, Expression, FieldSpec, FormSpec, Origin, Se
 from engine.workflows.handover import compile_hand_over
 from engine.workflows.schema import WORKFLOW
 from engine.workflows.spec import (
-    END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, CheckSpec, ChildSpec, EffectSpec, StepSpec, TallySpec, UnitChoiceSpec,
-    UnitRef, WorkflowSpec,
+    BELOW, END, RECORD, SIDE_LABELS, UNIT_SIDES, AssigneeSpec, CheckSpec, ChildSpec, EffectSpec, StepSpec, TallySpec,
+    UnitChoiceSpec, UnitRef, WorkflowSpec,
 )
 from engine.yaml_source import LocatedDict, LocatedList, key_origin, load_yaml
 
@@ -150,17 +150,22 @@ class WorkflowCompiler:
                 and self.data.get("on_approve", {}).get("move_to") == "chosen_unit":
             self.problems.add(key_origin(raw, "level"), f"记录属于“{self.form.unit_level}”层级的单位，选择的单位也应是这一层级",
                               f"写 level: {self.form.unit_level}")
+        when = self._unit_condition(raw, ok)
         return UnitChoiceSpec(label=raw["label"], level=raw["level"], outside=outside, help=raw.get("help", ""),
-                              when=self._unit_condition(raw), required=raw.get("required", True), origin=raw.origin)
+                              when=when, required=raw.get("required", True),
+                              reads_below=when is not None and _reads_below(self.expressions, when.source), origin=raw.origin)
 
-    def _unit_condition(self, raw: Any) -> Expression | None:
-        """`choose_unit.when`: which units fit the record, e.g. "unit.grade == record.grade"."""
+    def _unit_condition(self, raw: Any, level_known: bool) -> Expression | None:
+        """`choose_unit.when`: which units fit the record, e.g. "unit.grade == record.grade" (over the candidate's unit
+        names by level), or "'高一' in unit.below.grade" (the names of the units of a level inside the candidate)."""
         if "when" not in raw or self.form is None:
             return None
-        where = key_origin(raw, "when")
-        samples = {"unit": {level: "名称" for level in self.levels},
+        where, source = key_origin(raw, "when"), str(raw["when"]).strip()
+        lower = self.levels[self.levels.index(raw["level"]) + 1:] if level_known else ()
+        samples = {"unit": {**{level: "名称" for level in self.levels}, BELOW: {level: ["名称"] for level in lower}},
                    RECORD: {k: f.kind.sample() for k, f in self.form.fields.items()}}
-        bad = self._unknown_attribute(str(raw["when"]).strip(), {"unit": self.levels, RECORD: self.form.fields})
+        bad = self._unknown_attribute(source, {"unit": (*self.levels, BELOW), RECORD: self.form.fields}) \
+            or _unknown_below(self.expressions, source, raw["level"], lower)
         if bad is not None:
             self.problems.add(where, *bad)
             return None
@@ -540,6 +545,30 @@ class WorkflowCompiler:
                                       did_you_mean(name, [t.key for t in tallies]) or "可写 {统计项键} 或 {record.字段键}")
             found.append(CheckSpec(label=raw["label"], require=require, message=message, origin=raw.origin))
         return tuple(found)
+
+
+def _below_nodes(expressions: ExpressionCompiler, source: str) -> list[nodes.Getattr]:
+    """The `unit.below.<level>` lookups of a unit condition."""
+    try:
+        tree = expressions.env.parse("{{ (" + source + ") }}")
+    except TemplateSyntaxError:
+        return []
+    return [node for node in tree.find_all(nodes.Getattr)
+            if isinstance(node.node, nodes.Getattr) and node.node.attr == BELOW
+            and isinstance(node.node.node, nodes.Name) and node.node.node.name == "unit"]
+
+
+def _reads_below(expressions: ExpressionCompiler, source: str) -> bool:
+    return bool(_below_nodes(expressions, source))
+
+
+def _unknown_below(expressions: ExpressionCompiler, source: str, level: str, lower: Collection[str]) -> tuple[str, str] | None:
+    for node in _below_nodes(expressions, source):
+        if node.attr not in lower:
+            return (f"“unit.{BELOW}”没有组织层级“{node.attr}”",
+                    (did_you_mean(node.attr, lower) or f"可用：{'、'.join(lower)}") if lower
+                    else f"“{level}”是最低一级，其下没有单位")
+    return None
 
 
 def writable_target(form: FormSpec, keys: Collection[str]) -> FormSpec:

@@ -27,7 +27,10 @@ def compile_hand_over(compiler: Any, effects: Any, application: FormSpec) -> Han
         problems.add(key_origin(raw, "confirm_by"), f"未知的角色“{role}”",
                      did_you_mean(role, compiler.definitions.roles) or f"可用的角色：{'、'.join(compiler.definitions.roles)}")
     values: dict[str, Any] = {}
-    raw_set = raw.get("on_confirm", {}).get("set", {})
+    on_confirm = raw.get("on_confirm", {})
+    # The same compiler as on_approve.create: the same names, the same located errors.
+    create = tuple(c for c in (compiler._child(item, application) for item in on_confirm.get("create", [])) if c is not None)
+    raw_set = on_confirm.get("set", {})
     for key, value in raw_set.items():
         spec, where = form.fields.get(key), key_origin(raw_set, key)
         if spec is None or not spec.user_input:
@@ -42,4 +45,4 @@ def compile_hand_over(compiler: Any, effects: Any, application: FormSpec) -> Han
             continue
         values[key] = cleaned
     return HandOverSpec(confirm_by=role, when=compiler._condition(raw, "when", application),
-                        on_confirm=MappingProxyType(values), origin=raw.origin)
+                        on_confirm=MappingProxyType(values), create=create, origin=raw.origin)

@@ -47,7 +47,9 @@ HAND_OVER = {  # on_approve.hand_over: offer the record to the chosen unit; it m
     "additionalProperties": False,
     "required": ["to", "confirm_by"],
     "properties": {"to": {"enum": ["chosen_unit"]}, "confirm_by": KEY, "when": {"type": "string"},
-                   "on_confirm": {"type": "object", "additionalProperties": False, "properties": {"set": SET}}},
+                   # on_confirm.create: records made when the receiving unit confirms (as on_approve.create)
+                   "on_confirm": {"type": "object", "additionalProperties": False,
+                                  "properties": {"set": SET, "create": {"type": "array", "minItems": 1, "items": CHILD}}}},
 }
 
 TALLY = {  # figures: one figure over the record's child records (count: <form> | sum/avg/min/max: <form>.<field>)

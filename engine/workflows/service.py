@@ -21,24 +21,25 @@ from engine.documents import read_values
 from engine.expressions import holds, value_of
 from engine.fields.files import FileField, UploadedFile
 from engine.issues import Issue
+from engine.listing import PER_PAGE, Listing
 from engine.messages import render
 from engine.org import Unit, all_units, ancestor_ids
 from engine.permissions import Principal, scope
 from engine.records import PreparedUpdate, RecordService, SaveResult, StoredRecord, store_attachment
-from engine.spec import Definitions, FieldSpec, FormPolicy, FormSpec, RoleSpec
+from engine.spec import Definitions, FormPolicy, FormSpec, RoleSpec
 from engine.storage.db import Database, lock_rows
 from engine.storage.models import Application, ApplicationAction, ApplicationTask, OrgUnit, Record, utcnow
 from engine.storage.statements import Read, Write
 from engine.validation import CleanResult, clean_record
 from engine.workflows import checks, routing, versions
+from engine.workflows.effects import create_linked, effect_failed as _effect_failed, units_of as _units_of
 from engine.workflows.errors import (
-    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, ChecksFailed, EffectFailed, ExclusiveOpen,
-    NoAssigneeGroup, RecordMissing, ScopeUnresolved, Stale, StartConditionLost, StartNotAllowed,
+    ActionNotAllowed, AlreadyOpen, ApplicationNotFound, AttachmentInvalid, ChecksFailed, ExclusiveOpen,
+    NoAssigneeGroup, RecordMissing, Stale, StartConditionLost, StartNotAllowed,
 )
 from engine.workflows.routing import Actor, Context, Outcome, Slot, State, Task, UnitInfo
-from engine.workflows.spec import ACTION_LABELS, OPEN_STATUSES, RECORD, SIDE_LABELS, UNIT_SIDES, WorkflowSpec
+from engine.workflows.spec import ACTION_LABELS, BELOW, OPEN_STATUSES, RECORD, WorkflowSpec
 
-PER_PAGE = 20
 ATTACHMENT_FORM = "wf:{key}"  # attachments.form_key of an application's files; record_id is the application id
 DECISION_FILE = FileField()  # what an approver may attach to a decision (批复文件)
 
@@ -92,18 +93,6 @@ class Bundle:
     def state(self) -> State:
         return State(self.application.status, self.application.step, tuple(as_task(t) for t in self.tasks),
                      self.application.round)
-
-
-@dataclass
-class Listing:
-    rows: list[dict[str, Any]]
-    total: int
-    page: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 @dataclass(frozen=True)
@@ -533,31 +522,12 @@ class WorkflowService:
 
     def _create_children(self, s: DbSession, definitions: Definitions, spec: WorkflowSpec, app: Application | Row,
                          principal: Principal) -> list[str]:
-        """`on_approve.create`: records linked to the target record (of child forms, or of forms placed in a unit of
-        the application's), written by RecordService in the approving transaction (a refusal fails the whole
-        approval). Returns the timeline's notes."""
+        """`on_approve.create`, in the approving transaction (a refusal fails the whole approval): the timeline's notes."""
         if not spec.effects.create:
             return []
-        parent = definitions.forms[spec.form]
-        record_values = self._record_values(s, definitions, app)
-        names = self._context(app, spec, record_values).names()
-        notes = []
-        units = _units_of(app.units)
-        for child in spec.effects.create:
-            form = definitions.forms[child.form]
-            values = {k: value_of(e, names) for k, e in child.compute.items()}
-            values[child.link or form.parent_field] = app.record_id
-            unit_id = None
-            if child.unit is not None:  # not a child form: in the unit the definition names, as at submission
-                found = units.get(child.unit.side, {}).get(child.unit.level)
-                if found is None:
-                    raise ScopeUnresolved(what=SIDE_LABELS[child.unit.side], level=child.unit.level)
-                unit_id = found.id
-            result = self.records.create(form, creator_principal(principal, form, parent), unit_id, values, session=s)
-            if not result.ok:
-                raise _effect_failed(form, result.issues)
-            notes.append(f"已新建{form.title}记录 #{result.record_id}")
-        return notes
+        names = self._context(app, spec, self._record_values(s, definitions, app)).names()
+        return create_linked(s, self.records, definitions, definitions.forms[spec.form], spec.effects.create, names,
+                             _units_of(app.units), app.record_id, principal)
 
     def _store(self, s: DbSession, spec: WorkflowSpec, application_id: int, principal: Principal,
                values: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
@@ -772,7 +742,7 @@ class WorkflowService:
 def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
                  record: Mapping[str, Any] | None = None) -> list[Unit]:
     """Units the applicant may choose: at the choice's level, outside the record's own `outside` unit, and fitting
-    the record by the choice's `when` (a 高一 student goes to a 高一 class)."""
+    the record by the choice's `when` (a 高一 student goes to a 高一 class; a 初三 graduate to a school with a 高一)."""
     choice = spec.unit_choice
     if choice is None:
         return []
@@ -783,12 +753,26 @@ def unit_options(spec: WorkflowSpec, record_path: str, units: Iterable[Unit],
     if choice.when is None:
         return found
     names = {u.path: u for u in units}
+    inside = _names_inside(found, units) if choice.reads_below else {}
     record_values = dict(record or {})
 
     def fits(unit: Unit) -> bool:
         above = (names.get(p) for p in _paths_above(unit.path))
-        return holds(choice.when, {"unit": {u.level: u.name for u in above if u is not None}, RECORD: record_values})
+        seen: dict[str, Any] = {u.level: u.name for u in above if u is not None}
+        seen[BELOW] = inside.get(unit.path, {})
+        return holds(choice.when, {"unit": seen, RECORD: record_values})
     return [u for u in found if fits(u)]
+
+
+def _names_inside(candidates: list[Unit], units: list[Unit]) -> dict[str, dict[str, list[str]]]:
+    """Candidate path -> level -> the names of the units of that level inside it (a school's grades: 初一, 初二 …)."""
+    levels = {u.level for u in units}
+    inside: dict[str, dict[str, list[str]]] = {u.path: {level: [] for level in levels} for u in candidates}
+    for unit in units:
+        for path in _paths_above(unit.path)[:-1]:
+            if path in inside:
+                inside[path][unit.level].append(unit.name)
+    return inside
 
 
 def _paths_above(path: str) -> list[str]:
@@ -909,11 +893,6 @@ def _snapshot(record_path: str, chosen_unit_id: int | None, principal: Principal
     return {side: {level: [u.id, u.path, u.name] for level, u in found.items()} for side, found in sides.items()}
 
 
-def _units_of(snapshot: Mapping[str, Any] | None) -> dict[str, dict[str, UnitInfo]]:
-    return {side: {level: UnitInfo(*triple) for level, triple in (snapshot or {}).get(side, {}).items()}
-            for side in UNIT_SIDES}
-
-
 _ACTING = FormPolicy(actions=frozenset({"read", "update"}), reveal_sensitive=True)
 
 
@@ -924,31 +903,12 @@ def system_principal(principal: Principal, form: FormSpec) -> Principal:
     return Principal(principal.user_id, principal.username, principal.display_name, (role,))
 
 
-def creator_principal(principal: Principal, child: FormSpec, parent: FormSpec) -> Principal:
-    """The approver creating an approval's child record: may create it anywhere and link it to any parent record.
-    Made per call, as system_principal is."""
-    role = RoleSpec(key="_workflow", name="审批流程", scope="all", forms=MappingProxyType({
-        child.key: FormPolicy(actions=frozenset({"create", "read"}), reveal_sensitive=True),
-        parent.key: FormPolicy(actions=frozenset({"read"}), reveal_sensitive=True)}))
-    return Principal(principal.user_id, principal.username, principal.display_name, (role,))
-
-
 def _full_name(s: DbSession, unit_id: int) -> str:
     unit = s.get(OrgUnit, unit_id)
     if unit is None:
         return str(unit_id)
     names = dict(s.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.id.in_(ancestor_ids(unit.path)))).all())
     return "/".join(names.get(i, "?") for i in ancestor_ids(unit.path))
-
-
-def _effect_failed(form: FormSpec, issues: list[Issue]) -> EffectFailed:
-    problems = issues or [Issue("conflict", {"who": "他人", "when": "刚才"})]
-    return EffectFailed(detail="；".join(_issue_text(form, i) for i in problems))
-
-
-def _issue_text(form: FormSpec, issue: Issue) -> str:
-    spec: FieldSpec | None = form.fields.get(issue.path.split(".")[0])
-    return render(issue, spec.label if spec else "", spec.messages if spec else None)
 
 
 def beijing(moment: dt.datetime | None) -> str:

@@ -13,6 +13,7 @@ RECORD = "record"  # the target record's current values: record.status
 UNIT_SIDES = ("record_unit", "chosen_unit", "applicant_unit")  # unit anchors by org level: chosen_unit.district
 SIDE_LABELS = {"record_unit": "档案所在单位", "chosen_unit": "申请中选择的单位", "applicant_unit": "申请人所在单位"}
 END = "end"  # `next: end` finishes the workflow after that step
+BELOW = "below"  # in `choose_unit.when`: unit.below.<level> = the names of the candidate's units at a lower level
 
 ACTION_LABELS = {
     "submit": "提交申请", "resubmit": "重新提交", "approve": "同意", "reject": "驳回", "return": "退回修改",
@@ -70,9 +71,11 @@ class UnitChoiceSpec:
     level: str
     outside: str = ""
     help: str = ""
-    # Which units fit the record: over `unit.<level>` (the candidate's unit names by level) and `record.<field>`.
+    # Which units fit the record: over `unit.<level>` (the candidate's unit names by level), `unit.below.<level>` (the
+    # names of the units of a lower level inside the candidate: a school's grades) and `record.<field>`.
     when: Expression | None = None
     required: bool = True  # `required: false`: the application may name no unit (毕业 to work, not to a school here)
+    reads_below: bool = False  # `when` reads unit.below (the units inside each candidate are then gathered)
     origin: Origin | None = field(default=None, compare=False)
 
 
@@ -84,6 +87,9 @@ class HandOverSpec:
     confirm_by: str  # the role that confirms or declines, in the chosen unit
     when: Expression | None = None  # over the application's fields: no handover when false
     on_confirm: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # field -> value, on confirmation
+    # `on_confirm.create`: records made in the confirming transaction (the receiving school's 学籍异动记录), compiled
+    # and run as `on_approve.create` is; their expressions see the application and the record as confirmed
+    create: tuple[ChildSpec, ...] = ()
     origin: Origin | None = field(default=None, compare=False)
 
 

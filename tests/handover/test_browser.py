@@ -14,6 +14,7 @@ from engine.storage.db import Database
 from engine.storage.models import ApplicationTask, User
 from engine.workflows.service import WorkflowService
 from tests.browser_fixtures import change_password, log_in
+from tests.handover.support import FINAL_GRADE
 from tests.support import CLASS_1, DEFINITIONS, DISTRICT, SCHOOL, valid_student
 
 pytestmark = pytest.mark.browser
@@ -35,9 +36,9 @@ def graduate_to_receiving_school(db_url: str) -> int:
             sender = build_principal(s, s.scalar(select(User).where(User.username == "sender")), definitions)
             bureau = build_principal(s, s.scalar(select(User).where(User.username == "bureau")), definitions)
             unit, school = unit_by_path(s, CLASS_1).id, unit_by_path(s, RECEIVING_SCHOOL).id
-        student = records.create(definitions.forms["student"], sender, unit, valid_student()).record_id
+        student = records.create(definitions.forms["student"], sender, unit, valid_student(grade=FINAL_GRADE)).record_id
         made = records.create(definitions.forms["evaluation"], sender, None, {
-            "student": student, "term": "2023-2024学年第二学期", "grade": "高一", "moral": "A", "academic": "B", "health": "A",
+            "student": student, "term": "2023-2024学年第二学期", "grade": FINAL_GRADE, "moral": "A", "academic": "B", "health": "A",
             "art": "C", "practice": "B", "conduct": "乐于助人"})
         assert made.ok, made.issues
         started = workflows.start(definitions, definitions.workflows["graduate"], sender, student, {

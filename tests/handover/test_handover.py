@@ -7,7 +7,7 @@ import re
 from engine.messages import render
 from engine.issues import Issue
 from tests.handover.support import (
-    RECEIVING_CLASS, RECEIVING_SCHOOL, audit_of, children_of, graduate_with_children, handovers, send_on, unit_id,
+    FINAL_GRADE, RECEIVING_CLASS, RECEIVING_SCHOOL, add_unit, audit_of, children_of, graduate_with_children, handovers, send_on, unit_id,
 )
 from tests.workflows.support import OTHER_SCHOOL
 
@@ -159,8 +159,9 @@ def test_no_school_chosen_or_not_going_on__no_handover(world) -> None:
 
 def test_handover_to_the_same_district__other_school_confirms(world) -> None:
     w = world("reg", "bureau", "reg_near")
-    student = w.student()
-    w.evaluation(student)
+    student = w.student(grade=FINAL_GRADE)
+    w.evaluation(student, FINAL_GRADE)
+    add_unit(w, OTHER_SCHOOL, "高一", "grade")  # a school is offered to a 初三 graduate only if it has a 高一
     send_on(w, student, school=OTHER_SCHOOL)
     (pending,) = handovers(w)
     near_class = unit_id(w.state, "示范区教育局/示范区实验小学/一年级/一年级(1)班")

@@ -23,7 +23,8 @@ from litestar.testing import TestClient
 from sqlalchemy import select
 
 from engine.fields import UploadedFile
-from engine.storage.models import Attachment, OrgUnit, User
+from engine.storage.models import ApplicationTask, Attachment, Handover, OrgUnit, User
+from engine.workflows.service import WorkflowService
 from tests.engine.helpers import BACKENDS, add_member, database_url, png_bytes, principal_of, sign_in, student_values
 from tests.support import CLASS_1, DISTRICT, SCHOOL, build, unit_id
 from web.state import AppState
@@ -37,7 +38,7 @@ VALUES = INTS + TEXTS
 QUERY_VALUES = INTS + ["x" * 1001 if v == "x" * 5000 else "张" * 400 if v == "张" * 1200 else v for v in TEXTS]
 # Query parameters handlers read from request.query_params themselves (the typed ones are in their signatures).
 QUERY_NAMES = ["q", "page", "sort", "incomplete", "record", "field", "parent", "workflow", "status", "next", "mode",
-               "name", "gender", "grade", "status"]
+               "name", "gender", "grade", "status", "unit", "id"]
 # Every field a form of the app posts: record forms, application forms, decisions, admin and account pages.
 FORM_NAMES = ["_unit", "_revision", "_action", "decision", "task", "comment", "username", "password", "next", "current",
               "new", "confirm", "display_name", "roles", "units", "active", "name", "parent", "level", "mode",
@@ -86,6 +87,7 @@ def _seed(app: Litestar, state: AppState) -> Fuzzed:
                                                                                    "error_mode": "all_or_nothing"},
                                files={"file": ("学生.csv", "姓名,性别\n李四,男\n".encode(), "text/csv")})
         assert uploaded.status_code == 303, uploaded.text[:2000]
+    handover = _handover(state)
     with state.db.read() as s:
         attachment = s.scalar(select(Attachment.id).where(Attachment.form_key == "student"))
         wf_attachment = s.scalar(select(Attachment.id).where(Attachment.form_key.startswith("wf:")))
@@ -97,8 +99,32 @@ def _seed(app: Litestar, state: AppState) -> Fuzzed:
         "job_id": re.search(r"/imports/(\d+)", uploaded.headers["location"])[1],  # type: ignore[index]
         # The admin's own account and a unit with members: the walk must not lock itself out or delete its tree.
         "user_id": str(root), "unit_id": str(district), "file_path": "app.css",
-        "attachment_id": attachment, "certificate_id": "1", "handover_id": "1", "key_id": "0" * 16,
+        "attachment_id": attachment, "certificate_id": "1", "handover_id": str(handover), "key_id": "0" * 16,
     }, wf_attachment)
+
+
+def _handover(state: AppState) -> int:
+    """A pending 升学衔接 (a 初三 graduate sent on to 滨江中学), so that its routes are walked with a real id."""
+    add_member(state, "bureau", "bureau", DISTRICT)
+    definitions, reg = state.definitions, principal_of(state, "reg")
+    made = state.records.create(definitions.forms["student"], reg, unit_id(state, CLASS_1), student_values(12, grade="初三"))
+    assert made.ok, made.issues
+    levels = {k: "A" for k in ("moral", "academic", "health", "art", "practice")}
+    evaluation = state.records.create(definitions.forms["evaluation"], reg, None, {
+        "student": made.record_id, "term": "2025-2026学年第二学期", "grade": "初三", **levels})
+    assert evaluation.ok, evaluation.issues
+    workflows = WorkflowService(state.db, state.records)
+    started = workflows.start(definitions, definitions.workflows["graduate"], reg, made.record_id, {
+        "graduation_date": "2026-06-30", "destination": "升学", "school_name": "滨江中学"},
+        chosen_unit_id=unit_id(state, "滨江区教育局/滨江中学"))
+    assert started.ok, started.issues
+    with state.db.read() as s:
+        task = s.scalar(select(ApplicationTask.id).where(ApplicationTask.application_id == started.application_id))
+    workflows.decide(definitions, principal_of(state, "bureau"), started.application_id, task, "approve")
+    with state.db.read() as s:
+        handover = s.scalar(select(Handover.id).where(Handover.record_id == made.record_id, Handover.status == "pending"))
+    assert handover is not None
+    return handover
 
 
 @pytest.fixture(scope="module", params=BACKENDS, ids=["sqlite", "pg"])
