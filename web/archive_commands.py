@@ -52,16 +52,14 @@ def _open(username: str, err: TextIO) -> _Context | None:
     from engine.org import build_principal  # noqa: PLC0415
     from engine.storage.db import Database  # noqa: PLC0415
     from engine.storage.models import User  # noqa: PLC0415
-    from engine.storage.projection import prepare_projections  # noqa: PLC0415
-    from web.commands import definitions_for_command  # noqa: PLC0415
+    from web.commands import definitions_for_command, prepare_database  # noqa: PLC0415
 
     settings = Settings()
     definitions = definitions_for_command(settings, err)
     if definitions is None:
         return None
     db = Database(settings.database_url, checkpoint=False)
-    db.upgrade()
-    prepare_projections(db, definitions)
+    prepare_database(db, definitions)
     with db.read() as s:
         user = s.scalar(select(User).where(User.username == username))
         principal = build_principal(s, user, definitions) if user is not None and user.is_active else None

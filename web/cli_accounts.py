@@ -14,7 +14,7 @@ from engine.records import RecordService
 from engine.refusals import Refused
 from engine.storage.db import Database
 from engine.storage.models import User
-from web.commands import definitions_for_command
+from web.commands import definitions_for_command, prepare_database
 from web.settings import Settings
 
 
@@ -33,7 +33,7 @@ def cmd_link_accounts(args: argparse.Namespace) -> int:
         return 1
     db = Database(settings.database_url, timeouts=settings.database_timeouts())
     try:
-        db.upgrade()
+        prepare_database(db, definitions)
         with db.read() as s:
             user = s.scalar(select(User).where(User.username == args.user, User.is_active.is_(True)))
             if user is None:

@@ -16,7 +16,7 @@ from engine.permissions import can
 from engine.records import RecordService
 from engine.storage.db import Database
 from engine.storage.models import ImportJob, User
-from web.commands import definitions_for_command
+from web.commands import definitions_for_command, prepare_database
 from web.settings import Settings
 
 
@@ -63,7 +63,7 @@ def command_import(args: Any, out: Any, err: Any) -> int:
 
 
 def _run(args: Any, settings: Settings, definitions: Any, form: Any, db: Database, out: Any, err: Any) -> int:
-    db.upgrade()
+    prepare_database(db, definitions)
     with db.read() as s:
         user = s.scalar(select(User).where(User.username == args.user))
         principal = build_principal(s, user, definitions) if user is not None and user.is_active else None

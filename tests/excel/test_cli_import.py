@@ -84,3 +84,23 @@ def test_import__all_or_nothing_refused__says_nothing_was_imported_first(shared:
     result = next(line for line in done.stdout.splitlines() if line.startswith("导入（任务"))
     assert "没有导入任何数据" in result and "，新增 1" not in result and "可新增 1" in result
     assert record_by_id_card(shared, rows[0]["身份证号"]) is None
+
+
+def test_import__on_a_database_no_server_has_opened(fresh_db_url: str, tmp_path: Path) -> None:
+    """An administrator sets up the org tree and a user with commands and imports before ever running `dangan serve`:
+    the command makes the projection tables itself (it failed with "no such table: p_student")."""
+    env = {**os.environ, "DANGAN_DATABASE_URL": fresh_db_url, "DANGAN_DEFINITIONS": str(REPO / "definitions"),
+           "DANGAN_VAR": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(DANGAN), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    assert run("org-apply", "--yes").returncode == 0
+    made = run("create-user", "--username", "reg1", "--role", "registrar", "--unit", "示范区教育局/示范区第一中学",
+               "--password", "Kq7#vLm2-Abc1")
+    assert made.returncode == 0, made.stderr
+    path = tmp_path / "新生.xlsx"
+    path.write_bytes(xlsx([new_student(), new_student()]))
+    done = run("import", "student", str(path), "--user", "reg1")
+    assert done.returncode == 0, done.stderr
+    assert "导入（任务" in done.stdout and "新增 2" in done.stdout
