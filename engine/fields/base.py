@@ -1,7 +1,7 @@
 """The contract every field type fulfils: convert, validate, store, render and round-trip to Excel."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
 
 from sqlalchemy import Text
@@ -34,7 +34,9 @@ class Limit:
 
     shown: str  # "2000", "2010-03-05", "今天"
     fixed: Any = None
-    moving: Callable[[], Any] | None = None  # a bound that moves, such as today's date
+    # A bound that moves, such as today's date. Not in the repr: `shown` names it, and a function's repr carries its
+    # address, which differs per process (the projection's rows digest is built from reprs).
+    moving: Callable[[], Any] | None = field(default=None, repr=False)
 
     def value(self) -> Any:
         return self.moving() if self.moving is not None else self.fixed

@@ -258,3 +258,20 @@ def test_a_field_made_searchable__its_existing_records_found(pupils) -> None:  #
     pupil_yaml.write_text(text, encoding="utf-8")
     assert state.reload().ok
     assert _listed(state, admin, search="赵六") == [before]
+
+
+def test_rows_digest_is_the_same_in_every_process() -> None:
+    """The digest a projection row carries must not depend on the process: one that differs makes every start and
+    every command recompute the form's rows (a `max: 今天` date limit once put a function's address in it)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import DEFINITIONS, REPO
+
+    script = ("from engine.loader import load_definitions; from engine.storage.projection import projection_of; "
+              f"d = load_definitions({str(DEFINITIONS)!r}); "
+              "print(sorted((k, projection_of(f, 'sqlite').rows_version) for k, f in d.forms.items()))")
+    runs = {subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert len(runs) == 1, runs
