@@ -115,6 +115,13 @@ def _job_context(request: Request, form: FormSpec, job: ImportJob) -> dict[str, 
             "percent": int(100 * job.done / job.total) if job.total else (100 if job.status in FINAL else 0)}
 
 
+def _previewing(request: Request, form: FormSpec, job_id: int) -> Redirect:
+    """A new job (an upload, or the same upload with another sheet, mapping or values) handed to the worker; its
+    page shows the preview as it comes."""
+    worker_of(request).submit(job_id)
+    return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
+
+
 def _export_rows(request: Request) -> tuple[FormSpec, list[Any], list[Unit], Iterator[list[Any]]]:
     state, form, principal = app_state(request), _form(request), current_principal(request)
     found = policy(principal, form)
@@ -202,10 +209,9 @@ class ExcelController(Controller):
                                                   mapping)
         except FileRejected as exc:
             return again(exc.message)
-        job_id = await app_state(request).writes.in_thread(create_job, state.db, form, principal, upload.filename, content, look.kind,
-                                                mode, error_mode, look.sheet, look.others, mapping, values)
-        worker_of(request).submit(job_id)
-        return Redirect(f"/f/{form.key}/imports/{job_id}", status_code=303)
+        job_id = await state.writes.in_thread(create_job, state.db, form, principal, upload.filename, content, look.kind,
+                                              mode, error_mode, look.sheet, look.others, mapping, values)
+        return _previewing(request, form, job_id)
 
     @get("/imports/{job_id:int}", opt={"action": "import"}, name="excel:job")
     async def job_page(self, request: Request, job_id: Id) -> Template:
@@ -242,8 +248,7 @@ class ExcelController(Controller):
         new_id = await state.writes.in_thread(job_for_sheet, state.db, job, principal, str(data.get("sheet", "")))
         if new_id is None:
             raise NotFoundException("文件中没有这个可导入的工作表")
-        worker_of(request).submit(new_id)
-        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+        return _previewing(request, form, new_id)
 
     @post("/imports/{job_id:int}/mapping", opt={"action": "import"}, name="excel:mapping")
     async def mapping(self, request: Request, job_id: Id) -> Redirect:
@@ -254,8 +259,7 @@ class ExcelController(Controller):
         headers, fields = data.getall("header", []), data.getall("field", [])
         chosen = {str(h): str(f) for h, f in zip(headers, fields)}
         new_id = await state.writes.in_thread(job_with_mapping, state.db, job, principal, form, chosen)
-        worker_of(request).submit(new_id)
-        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+        return _previewing(request, form, new_id)
 
     @post("/imports/{job_id:int}/values", opt={"action": "import"}, name="excel:values")
     async def values(self, request: Request, job_id: Id) -> Redirect:
@@ -264,10 +268,9 @@ class ExcelController(Controller):
         job = _job(request, form, principal, job_id)
         data = await request.form()
         keys, texts, chosen = data.getall("value_field", []), data.getall("value_text", []), data.getall("value_choice", [])
-        new_id = await app_state(request).writes.in_thread(job_with_values, state.db, job, principal, form,
-                                                [(str(k), str(t), str(v)) for k, t, v in zip(keys, texts, chosen)])
-        worker_of(request).submit(new_id)
-        return Redirect(f"/f/{form.key}/imports/{new_id}", status_code=303)
+        new_id = await state.writes.in_thread(job_with_values, state.db, job, principal, form,
+                                              [(str(k), str(t), str(v)) for k, t, v in zip(keys, texts, chosen)])
+        return _previewing(request, form, new_id)
 
     @post("/imports/{job_id:int}/resume", opt={"action": "import"}, name="excel:resume")
     async def resume(self, request: Request, job_id: Id) -> Redirect:

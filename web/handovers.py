@@ -27,7 +27,7 @@ from web.pages import NavItem, flash, page
 from web.params import Id, PageNo, parse_id
 from web.presenter import FieldView, field_view
 from web.state import AppState
-from web.workflows.badge import counts
+from web.workflows.badge import counts, per_user
 
 TABS = {"pending": "待确认", "done": "已处理", "sent": "本单位移交"}
 CHILDREN_SHOWN = 100
@@ -173,11 +173,9 @@ def handovers_feature() -> Feature:
         service = _service(state)
 
         def count(principal: Principal) -> int:
-            # On every page: cached as the 待办 badge is (web/workflows/badge.py); an approval that hands a record
-            # over, a confirmation and a decline each move the shared generation.
-            key = ("handovers", state.db.url, principal.user_id, tuple(sorted(r.key for r in principal.roles)),
-                   tuple(sorted(principal.unit_paths)))
-            return counts.get(key, lambda: service.count_incoming(principal))
+            # On every page: cached as the 待办 badge is; an approval that hands a record over, a confirmation and
+            # a decline each move the shared generation.
+            return per_user(state, principal, "handovers", lambda: service.count_incoming(principal))
 
         return [NavItem("handovers", "/handovers/", "升学衔接", "其他学校交来的学生档案：查阅、确认录取或退回",
                         visible=_visible(state), count=count)]

@@ -41,16 +41,19 @@ class InboxCounts:
 counts = InboxCounts()
 
 
-def inbox_count(state: AppState, principal: Principal) -> int:
+def per_user(state: AppState, principal: Principal, badge: str, compute: Callable[[], int]) -> int:
+    """A navigation badge's count for this user as their roles and units are now, through the shared cache."""
     actor = Actor.of(principal)
-    return counts.get((state.db.url, principal.user_id, actor.roles, actor.paths),
-                       lambda: WorkflowService(state.db, state.records).count_inbox(principal))
+    return counts.get((badge, state.db.url, principal.user_id, actor.roles, actor.paths), compute)
+
+
+def inbox_count(state: AppState, principal: Principal) -> int:
+    return per_user(state, principal, "inbox", lambda: WorkflowService(state.db, state.records).count_inbox(principal))
 
 
 def returned_count(state: AppState, principal: Principal) -> int:
     """The 我的申请 badge: the user's applications returned to them for changes."""
-    return counts.get(("returned", state.db.url, principal.user_id),
-                      lambda: WorkflowService(state.db, state.records).count_returned(principal))
+    return per_user(state, principal, "returned", lambda: WorkflowService(state.db, state.records).count_returned(principal))
 
 
 def service(connection: ASGIConnection) -> WorkflowService:
